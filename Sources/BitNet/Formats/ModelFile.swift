@@ -1,0 +1,94 @@
+import Foundation
+
+/// A model with the tokenizer stored beside it (if any).
+public struct LoadedModel {
+    public let weights: ModelWeights
+    public let tokenizer: (any Tokenizer)?
+}
+
+/// The project's own model file: safetensors with every parameter as F32 under the names of docs/MODEL.md,
+/// and metadata `bitnet.config` (JSON) and `bitnet.tokenizer` (a Hugging Face tokenizer.json).
+public enum ModelFile {
+    /// The file name inside a checkpoint directory.
+    public static let fileName = "model.safetensors"
+
+    /// Serializes weights (+ tokenizer) to bytes.
+    public static func serialize(_ weights: ModelWeights, tokenizer: ByteLevelBPE?) throws -> Data {
+        var meta = ["format": "bitnet-swift", "bitnet.config": weights.config.jsonString()]
+        if let tokenizer { meta["bitnet.tokenizer"] = String(decoding: try tokenizer.jsonData(), as: UTF8.self) }
+        let tensors = weights.layout.slots.map { s in
+            (name: s.name, shape: s.shape, payload: Safetensors.Payload.f32Pointer(UnsafePointer(weights.ptr + s.offset), s.count))
+        }
+        return Safetensors.serialize(tensors, metadata: meta)
+    }
+
+    /// Writes the model atomically to `url` (a file path).
+    public static func save(_ weights: ModelWeights, tokenizer: ByteLevelBPE?, to url: URL) throws {
+        try FileIO.writeAtomically(try serialize(weights, tokenizer: tokenizer), to: url)
+    }
+
+    /// Resolves a user's --model argument: a checkpoint directory, a .safetensors file or a llama2.c .bin.
+    public static func resolve(_ path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw BitNetError.fileNotFound(path) }
+        if isDir.boolValue {
+            let f = URL(fileURLWithPath: path).appendingPathComponent(fileName).path
+            guard FileManager.default.fileExists(atPath: f) else {
+                throw BitNetError.fileNotFound("\(f) (the directory \(path) holds no \(fileName))")
+            }
+            return f
+        }
+        return path
+    }
+
+    /// Loads a model from a checkpoint directory, a safetensors file or a llama2.c checkpoint; `tokenizerPath`
+    /// names a separate vocabulary (llama2.c's tokenizer.bin, or a tokenizer.json).
+    public static func load(path: String, tokenizerPath: String? = nil) throws -> LoadedModel {
+        let file = try resolve(path)
+        let weights: ModelWeights
+        var tokenizer: (any Tokenizer)?
+        if Llama2cModel.looksLikeLlama2c(path: file) {
+            weights = try Llama2cModel.load(path: file)
+        } else {
+            let st = try Safetensors.read(path: file)
+            guard let cfg = st.metadata["bitnet.config"] else {
+                throw BitNetError.invalidFormat(file: file, field: "__metadata__", problem: "no bitnet.config: not a bitnet-swift model file")
+            }
+            let config = try ModelConfig.fromJSON(cfg, source: file)
+            weights = ModelWeights(config: config)
+            for s in weights.layout.slots {
+                guard let e = st.entries[s.name] else {
+                    throw BitNetError.invalidFormat(file: file, field: s.name, problem: "tensor missing")
+                }
+                guard e.shape == s.shape else {
+                    throw BitNetError.invalidFormat(file: file, field: s.name, problem: "shape \(e.shape), config needs \(s.shape)")
+                }
+                let values = try st.floats(s.name)
+                values.withUnsafeBufferPointer { (weights.ptr + s.offset).update(from: $0.baseAddress!, count: s.count) }
+            }
+            for s in weights.layout.slots {
+                for i in 0..<s.count where !weights.ptr[s.offset + i].isFinite {
+                    throw BitNetError.invalidFormat(file: file, field: s.name, problem: "non-finite value at index \(i)")
+                }
+            }
+            if let tj = st.metadata["bitnet.tokenizer"] {
+                do { tokenizer = try ByteLevelBPE(jsonData: Data(tj.utf8)) }
+                catch { throw BitNetError.invalidFormat(file: file, field: "bitnet.tokenizer", problem: "\(error)") }
+            }
+        }
+        if let tokenizerPath {
+            tokenizer = try loadTokenizer(path: tokenizerPath, vocabSize: weights.config.vocabSize)
+        }
+        if let t = tokenizer, t.vocabSize != weights.config.vocabSize {
+            throw BitNetError.shapeMismatch("tokenizer has \(t.vocabSize) tokens, the model's vocabulary is \(weights.config.vocabSize)")
+        }
+        return LoadedModel(weights: weights, tokenizer: tokenizer)
+    }
+
+    /// Loads a tokenizer file: a tokenizer.json (byte-level BPE) or a llama2.c tokenizer.bin.
+    public static func loadTokenizer(path: String, vocabSize: Int) throws -> any Tokenizer {
+        guard FileManager.default.fileExists(atPath: path) else { throw BitNetError.fileNotFound(path) }
+        if path.hasSuffix(".json") { return try ByteLevelBPE(contentsOf: URL(fileURLWithPath: path)) }
+        return try Llama2cTokenizer(contentsOf: URL(fileURLWithPath: path), vocabSize: vocabSize)
+    }
+}

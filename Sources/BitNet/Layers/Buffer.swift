@@ -1,0 +1,34 @@
+import BitNetKernels
+
+/// A heap f32 buffer with a stable address: activations and gradients live in these so hot loops use raw pointers.
+public final class FloatBuffer: @unchecked Sendable {
+    public let count: Int
+    public let ptr: UnsafeMutablePointer<Float>
+
+    /// A zero-filled buffer of `count` floats.
+    public init(_ count: Int) {
+        self.count = count
+        ptr = .allocate(capacity: max(count, 1))
+        ptr.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { ptr.deallocate() }
+
+    /// Sets every element to zero.
+    public func zero() { ptr.update(repeating: 0, count: count) }
+
+    /// The contents as an array (for tests and files).
+    public var array: [Float] { Array(UnsafeBufferPointer(start: ptr, count: count)) }
+}
+
+/// Splits `n` rows into one contiguous chunk per worker and runs them on the shared pool.
+@inline(__always)
+func parallelRows(_ n: Int, minRowsPerTask: Int = 16, _ body: (Range<Int>) -> Void) {
+    let pool = ThreadPool.shared
+    let tasks = min(pool.threadCount, max(1, n / max(minRowsPerTask, 1)))
+    if tasks <= 1 { body(0..<n); return }
+    pool.parallelFor(tasks) { t in
+        let lo = n * t / tasks, hi = n * (t + 1) / tasks
+        if lo < hi { body(lo..<hi) }
+    }
+}

@@ -1,0 +1,83 @@
+import Foundation
+
+/// The gated activations of the FFN: SwiGLU h = silu(g)·u, or ReLU² h = relu(g)²·u (BitNet b1.58 2B4T).
+public enum GatedActivation {
+    /// h[i] = act(g[i]) · u[i] over `count` elements.
+    public static func forward(h: UnsafeMutablePointer<Float>, gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>,
+                               count: Int, kind: FFNKind) {
+        parallelRows(count, minRowsPerTask: 4096) { range in
+            switch kind {
+            case .swiglu:
+                for i in range { let x = g[i]; h[i] = x / (1 + expf(-x)) * u[i] }
+            case .relu2:
+                for i in range { let r = max(g[i], 0); h[i] = r * r * u[i] }
+            }
+        }
+    }
+
+    /// dg = dh·u·act'(g), du = dh·act(g) (overwrites both).
+    public static func backward(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>,
+                                gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, count: Int, kind: FFNKind) {
+        parallelRows(count, minRowsPerTask: 4096) { range in
+            switch kind {
+            case .swiglu:
+                for i in range {
+                    let x = g[i], s = 1 / (1 + expf(-x))
+                    dup[i] = dh[i] * x * s
+                    dgate[i] = dh[i] * u[i] * s * (1 + x * (1 - s))
+                }
+            case .relu2:
+                for i in range {
+                    let r = max(g[i], 0)
+                    dup[i] = dh[i] * r * r
+                    dgate[i] = dh[i] * u[i] * 2 * r
+                }
+            }
+        }
+    }
+}
+
+/// Token embedding lookup (full precision, Sec. 2).
+public enum Embedding {
+    /// out[n, d] = table[tokens[n]].
+    public static func forward(out: UnsafeMutablePointer<Float>, table: UnsafePointer<Float>, tokens: [Int], dim: Int) {
+        for (n, t) in tokens.enumerated() { (out + n * dim).update(from: table + t * dim, count: dim) }
+    }
+
+    /// dtable[tokens[n]] += dout[n] (sequential: repeated tokens accumulate in a fixed order).
+    public static func backward(dtable: UnsafeMutablePointer<Float>, dout: UnsafePointer<Float>, tokens: [Int], dim: Int) {
+        for (n, t) in tokens.enumerated() {
+            let d = dtable + t * dim, s = dout + n * dim
+            for i in 0..<dim { d[i] += s[i] }
+        }
+    }
+}
+
+/// Softmax cross-entropy over the vocabulary.
+public enum CrossEntropy {
+    /// Mean loss of logits [n, V] against targets; replaces logits by ∂loss/∂logits = (softmax − onehot)/n when `gradient`.
+    public static func forwardBackward(logits: UnsafeMutablePointer<Float>, targets: [Int], vocab v: Int, gradient: Bool) -> Float {
+        let n = targets.count
+        var losses = [Double](repeating: 0, count: n)
+        losses.withUnsafeMutableBufferPointer { lp in
+            let lb = lp.baseAddress!
+            parallelRows(n, minRowsPerTask: 8) { range in
+                for r in range {
+                    let row = logits + r * v
+                    var m = -Float.infinity
+                    for j in 0..<v { m = max(m, row[j]) }
+                    var sum: Double = 0
+                    for j in 0..<v { sum += Double(expf(row[j] - m)) }
+                    let logZ = Double(m) + log(sum)
+                    lb[r] = logZ - Double(row[targets[r]])
+                    if gradient {
+                        let inv = Float(1 / sum) / Float(n)
+                        for j in 0..<v { row[j] = expf(row[j] - m) * inv }
+                        row[targets[r]] -= 1 / Float(n)
+                    }
+                }
+            }
+        }
+        return Float(losses.reduce(0, +) / Double(max(n, 1)))
+    }
+}

@@ -1,0 +1,55 @@
+import Foundation
+
+/// RMSNorm (LLaMA) with optional group normalization over G groups of features (Appendix A.1).
+public enum RMSNorm {
+    /// out[n, d] = x / sqrt(mean(x²) + eps) · w, statistics per group of d/G features; saves rstd[n, G] for backward.
+    public static func forward(out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?,
+                               x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                               rows n: Int, dim d: Int, groups: Int = 1, eps: Float) {
+        let gs = d / groups
+        parallelRows(n) { range in
+            for r in range {
+                for g in 0..<groups {
+                    let xp = x + r * d + g * gs, op = out + r * d + g * gs, wp = weight + g * gs
+                    var ss: Float = 0
+                    for i in 0..<gs { ss += xp[i] * xp[i] }
+                    let rs = 1 / (ss / Float(gs) + eps).squareRoot()
+                    rstd?[r * groups + g] = rs
+                    for i in 0..<gs { op[i] = xp[i] * rs * wp[i] }
+                }
+            }
+        }
+    }
+
+    /// Backward of `forward`: dx += ∂L/∂x and dweight += ∂L/∂w, given dout and the saved rstd.
+    /// With x̂ = x·r: dx = r·(dx̂ − x̂·mean(dx̂·x̂)), dx̂ = dout·w, dw = Σ_rows dout·x̂.
+    public static func backward(dx: UnsafeMutablePointer<Float>, dweight: UnsafeMutablePointer<Float>,
+                                dout: UnsafePointer<Float>, x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
+                                rstd: UnsafePointer<Float>, rows n: Int, dim d: Int, groups: Int = 1) {
+        let gs = d / groups
+        parallelRows(n) { range in
+            for r in range {
+                for g in 0..<groups {
+                    let xp = x + r * d + g * gs, dop = dout + r * d + g * gs, wp = weight + g * gs
+                    let dxp = dx + r * d + g * gs
+                    let rs = rstd[r * groups + g]
+                    var dot: Float = 0
+                    for i in 0..<gs { dot += dop[i] * wp[i] * xp[i] * rs }
+                    let m = dot / Float(gs)
+                    for i in 0..<gs {
+                        let xhat = xp[i] * rs
+                        dxp[i] += rs * (dop[i] * wp[i] - xhat * m)
+                    }
+                }
+            }
+        }
+        // Weight gradient: a fixed-order reduction over rows keeps results identical for any thread count.
+        for r in 0..<n {
+            for g in 0..<groups {
+                let rs = rstd[r * groups + g]
+                let xp = x + r * d + g * gs, dop = dout + r * d + g * gs, dwp = dweight + g * gs
+                for i in 0..<gs { dwp[i] += dop[i] * xp[i] * rs }
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import CBitNetKernels
+import Foundation
+
+/// A fixed set of worker threads (threadCount - 1 of them, plus the calling thread) for data-parallel loops.
+///
+/// Workers spin for a few microseconds after a job and then sleep, so back-to-back calls start fast and an
+/// idle or oversubscribed process does not burn CPU. Calls from inside a task run serially (no deadlock);
+/// calls from different threads are serialized.
+public final class ThreadPool: @unchecked Sendable {
+    /// Process-wide pool: `ProcessInfo.activeProcessorCount` threads, or `BITNET_THREADS` when set to a positive integer.
+    public static let shared: ThreadPool = {
+        let env = ProcessInfo.processInfo.environment["BITNET_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let count = env.flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
+        return ThreadPool(threadCount: count)
+    }()
+
+    /// The C pool; immutable after init, and the C side is thread-safe.
+    let raw: OpaquePointer
+
+    /// Creates a pool running tasks on `threadCount` threads, the caller included (values below 1 mean 1).
+    public init(threadCount: Int) {
+        let n = Int32(clamping: max(1, threadCount))
+        guard let p = bitnet_pool_create(n) else { fatalError("ThreadPool: cannot allocate a pool of \(n) threads") }
+        raw = p
+    }
+
+    deinit { bitnet_pool_destroy(raw) }
+
+    /// Threads that run tasks, the caller included (fewer than requested only if threads could not be spawned).
+    public var threadCount: Int { Int(bitnet_pool_thread_count(raw)) }
+
+    /// Runs body(i) for i in 0..<count across the workers and the caller; returns when all are done.
+    public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        precondition(count >= 0, "ThreadPool.parallelFor: count must be >= 0, got \(count)")
+        if count == 0 { return }
+        if count == 1 || threadCount == 1 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        // The closure outlives nothing: bitnet_pool_parallel_for returns only after every task ran,
+        // so handing C a pointer to the (non-escaping) closure for the call's duration is sound.
+        withoutActuallyEscaping(body) { escapable in
+            var box = escapable
+            withUnsafeMutablePointer(to: &box) { ptr in
+                bitnet_pool_parallel_for(raw, count, { ctx, index in
+                    let fn = ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee
+                    fn(Int(index))
+                }, UnsafeMutableRawPointer(ptr))
+            }
+        }
+    }
+}

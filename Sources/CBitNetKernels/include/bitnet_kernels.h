@@ -1,0 +1,75 @@
+// C kernels behind BitNetKernels: a pthread pool and an f32 GEMM (AVX2+FMA with a portable fallback).
+#ifndef BITNET_KERNELS_H
+#define BITNET_KERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// MARK: - Thread pool
+
+/// One task of a parallel_for: called once per index in [0, n_tasks).
+typedef void (*bitnet_task_fn)(void *ctx, size_t index);
+
+/// Opaque pool: thread_count - 1 worker threads plus the calling thread.
+typedef struct bitnet_pool bitnet_pool;
+
+/// Creates a pool that runs tasks on `thread_count` threads (the caller included); values < 1 mean 1.
+/// Returns NULL only if allocation fails (a worker that cannot be spawned just shrinks the pool).
+bitnet_pool *bitnet_pool_create(int thread_count);
+
+/// Stops and joins the workers; the pool must not be in use.
+void bitnet_pool_destroy(bitnet_pool *pool);
+
+/// Threads that run tasks, the caller included.
+int bitnet_pool_thread_count(const bitnet_pool *pool);
+
+/// Runs fn(ctx, i) for every i in [0, n_tasks) exactly once, on the workers and the caller, and returns
+/// when all have finished. Tasks are claimed dynamically (any task may run on any thread).
+/// A call made from inside a task (of any pool) runs all its tasks serially on the calling thread;
+/// calls from different threads are serialized. pool == NULL runs serially.
+void bitnet_pool_parallel_for(bitnet_pool *pool, size_t n_tasks, bitnet_task_fn fn, void *ctx);
+
+/// Nanoseconds a worker spins (with pause) waiting for work before it sleeps; default 20000.
+void bitnet_pool_set_spin_ns(bitnet_pool *pool, long spin_ns);
+
+// MARK: - f32 GEMM
+
+/// Instruction-set paths of bitnet_sgemm.
+typedef enum {
+    BITNET_ISA_PORTABLE = 0,  ///< plain C micro-kernel (auto-vectorized by the compiler)
+    BITNET_ISA_AVX2_FMA = 1,  ///< x86-64 AVX2 + FMA intrinsics
+} bitnet_isa;
+
+/// The path bitnet_sgemm takes: the best the CPU supports, unless BITNET_ISA=portable is set in the
+/// environment (read once) or bitnet_sgemm_set_isa overrode it.
+bitnet_isa bitnet_sgemm_isa(void);
+
+/// "avx2+fma" or "portable".
+const char *bitnet_sgemm_isa_name(void);
+
+/// Forces a path (for tests/benchmarks); asking for an unsupported one falls back to portable.
+/// Returns the path now in effect. Not meant to be changed while GEMMs run on other threads.
+bitnet_isa bitnet_sgemm_set_isa(bitnet_isa isa);
+
+/// C = alpha*op(A)*op(B) + beta*C, row-major. op(A) is m x k (A is m x k with lda >= k, or, when
+/// trans_a, k x m with lda >= m); op(B) is k x n (ldb >= n, or, when trans_b, n x k with ldb >= k);
+/// ldc >= n. beta == 0 overwrites C (NaNs in C are not propagated). Work is split over output blocks
+/// only, so the result is bitwise identical for any pool size. pool == NULL runs single-threaded.
+/// Arguments are not validated here (the Swift wrapper does it).
+void bitnet_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                  const float *a, size_t lda, const float *b, size_t ldb, float beta,
+                  float *c, size_t ldc, bitnet_pool *pool);
+
+/// Scalar reference with the same contract: a plain triple loop accumulating in double, one thread.
+void bitnet_sgemm_ref(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                      const float *a, size_t lda, const float *b, size_t ldb, float beta,
+                      float *c, size_t ldc);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

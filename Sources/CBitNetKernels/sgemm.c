@@ -1,0 +1,306 @@
+// f32 GEMM driver (cache blocking, packing, threading, ISA dispatch), portable kernels, reference.
+//
+// Reproducibility: every element of C is the sum over K blocks (block boundaries depend on k only),
+// each block accumulated sequentially in p by one register lane, and tiles at the matrix edge run
+// the same micro-kernel on a padded copy. Hence the bits of C do not depend on how the output is
+// split between threads (only output blocks are split, never K).
+#include "bitnet_kernels.h"
+#include "sgemm_internal.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+// MARK: - ISA selection
+
+static _Atomic int g_isa = -1;
+
+static int cpu_has_avx2_fma(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+bitnet_isa bitnet_sgemm_isa(void) {
+    int isa = atomic_load_explicit(&g_isa, memory_order_relaxed);
+    if (isa < 0) {
+        const char *env = getenv("BITNET_ISA");
+        int forced_portable = env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0);
+        isa = (!forced_portable && cpu_has_avx2_fma()) ? BITNET_ISA_AVX2_FMA : BITNET_ISA_PORTABLE;
+        atomic_store_explicit(&g_isa, isa, memory_order_relaxed);
+    }
+    return (bitnet_isa)isa;
+}
+
+const char *bitnet_sgemm_isa_name(void) {
+    return bitnet_sgemm_isa() == BITNET_ISA_AVX2_FMA ? "avx2+fma" : "portable";
+}
+
+bitnet_isa bitnet_sgemm_set_isa(bitnet_isa isa) {
+    int v = (isa == BITNET_ISA_AVX2_FMA && cpu_has_avx2_fma()) ? BITNET_ISA_AVX2_FMA : BITNET_ISA_PORTABLE;
+    atomic_store_explicit(&g_isa, v, memory_order_relaxed);
+    return (bitnet_isa)v;
+}
+
+static const bitnet_gemm_ops *active_ops(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (bitnet_sgemm_isa() == BITNET_ISA_AVX2_FMA) return &bitnet_gemm_ops_avx2;
+#endif
+    return &bitnet_gemm_ops_portable;
+}
+
+// MARK: - Portable kernels (plain C; the compiler vectorizes the fixed-size loops)
+
+enum { P_MR = 4, P_NR = 8 };
+
+static void p_pack_a(int trans, size_t mc, size_t kc, const float *a, size_t lda, float *dst) {
+    for (size_t i0 = 0; i0 < mc; i0 += P_MR) {
+        size_t mr = mc - i0 < P_MR ? mc - i0 : P_MR;
+        for (size_t p = 0; p < kc; ++p) {
+            for (size_t i = 0; i < P_MR; ++i)
+                dst[p * P_MR + i] = i < mr ? (trans ? a[p * lda + i0 + i] : a[(i0 + i) * lda + p]) : 0.0f;
+        }
+        dst += kc * P_MR;
+    }
+}
+
+static void p_pack_b(int trans, size_t kc, size_t nc, const float *b, size_t ldb, float *dst) {
+    for (size_t j0 = 0; j0 < nc; j0 += P_NR) {
+        size_t nr = nc - j0 < P_NR ? nc - j0 : P_NR;
+        for (size_t p = 0; p < kc; ++p) {
+            for (size_t j = 0; j < P_NR; ++j)
+                dst[p * P_NR + j] = j < nr ? (trans ? b[(j0 + j) * ldb + p] : b[p * ldb + j0 + j]) : 0.0f;
+        }
+        dst += kc * P_NR;
+    }
+}
+
+static void p_kernel(size_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+                     size_t ldc, float alpha, float beta, int mode) {
+    float acc[P_MR][P_NR];
+    for (int i = 0; i < P_MR; ++i)
+        for (int j = 0; j < P_NR; ++j) acc[i][j] = 0.0f;
+    for (size_t p = 0; p < kc; ++p) {
+        for (int i = 0; i < P_MR; ++i) {
+            float ai = a[p * P_MR + i];
+            for (int j = 0; j < P_NR; ++j) acc[i][j] += ai * b[p * P_NR + j];
+        }
+    }
+    for (int i = 0; i < P_MR; ++i) {
+        float *ci = c + (size_t)i * ldc;
+        for (int j = 0; j < P_NR; ++j) {
+            float t = alpha * acc[i][j];
+            if (mode == GEMM_STORE_SET) ci[j] = t;
+            else if (mode == GEMM_STORE_BETA) ci[j] = beta * ci[j] + t;
+            else ci[j] = ci[j] + t;
+        }
+    }
+}
+
+static void p_macro(size_t mc, size_t nc, size_t kc, const float *pa, const float *pb, float *c,
+                    size_t ldc, float alpha, float beta, int mode) {
+    for (size_t j0 = 0; j0 < nc; j0 += P_NR) {
+        size_t nr = nc - j0 < P_NR ? nc - j0 : P_NR;
+        const float *bp = pb + j0 * kc;
+        for (size_t i0 = 0; i0 < mc; i0 += P_MR) {
+            size_t mr = mc - i0 < P_MR ? mc - i0 : P_MR;
+            const float *ap = pa + i0 * kc;
+            float *cij = c + i0 * ldc + j0;
+            if (mr == P_MR && nr == P_NR) {
+                p_kernel(kc, ap, bp, cij, ldc, alpha, beta, mode);
+            } else {
+                // Edge tile: same kernel on a padded copy, so the arithmetic matches full tiles.
+                float tmp[P_MR * P_NR] = {0};
+                if (mode != GEMM_STORE_SET)
+                    for (size_t i = 0; i < mr; ++i)
+                        for (size_t j = 0; j < nr; ++j) tmp[i * P_NR + j] = cij[i * ldc + j];
+                p_kernel(kc, ap, bp, tmp, P_NR, alpha, beta, mode);
+                for (size_t i = 0; i < mr; ++i)
+                    for (size_t j = 0; j < nr; ++j) cij[i * ldc + j] = tmp[i * P_NR + j];
+            }
+        }
+    }
+}
+
+const bitnet_gemm_ops bitnet_gemm_ops_portable = {
+    .mr = P_MR, .nr = P_NR, .mc = 128, .kc = 256, .nc = 2048, .pack_slack = 0,
+    .pack_a = p_pack_a, .pack_b = p_pack_b, .macro = p_macro,
+};
+
+// MARK: - Per-thread packing buffers (kept between calls; freed when the thread exits)
+
+typedef struct {
+    float *ptr;
+    size_t cap;  // floats
+} pack_buffer;
+
+static pthread_key_t g_buf_key;
+static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
+
+static void buf_free(void *p) {
+    pack_buffer *b = (pack_buffer *)p;
+    if (b) free(b->ptr);
+    free(b);
+}
+
+static void buf_key_init(void) { pthread_key_create(&g_buf_key, buf_free); }
+
+static float *thread_buffer(size_t floats) {
+    pthread_once(&g_buf_once, buf_key_init);
+    pack_buffer *b = (pack_buffer *)pthread_getspecific(g_buf_key);
+    if (!b) {
+        b = (pack_buffer *)calloc(1, sizeof(pack_buffer));
+        if (!b) return NULL;
+        pthread_setspecific(g_buf_key, b);
+    }
+    if (b->cap < floats) {
+        free(b->ptr);
+        b->ptr = NULL;
+        b->cap = 0;
+        size_t bytes = (floats * sizeof(float) + 4095) & ~(size_t)4095;
+        void *p = NULL;
+        if (posix_memalign(&p, 4096, bytes) != 0) return NULL;
+        b->ptr = (float *)p;
+        b->cap = bytes / sizeof(float);
+    }
+    return b->ptr;
+}
+
+// MARK: - Driver
+
+typedef struct {
+    const bitnet_gemm_ops *ops;
+    int trans_a, trans_b;
+    size_t m, n, k;
+    float alpha, beta;
+    const float *a;
+    size_t lda;
+    const float *b;
+    size_t ldb;
+    float *c;
+    size_t ldc;
+    size_t kc;             // K block length (a function of k only: keeps summation order fixed)
+    int split_m;           // tasks split rows (else columns)
+    size_t chunk;          // rows or columns per task
+} gemm_job;
+
+static inline size_t round_up(size_t x, size_t r) { return (x + r - 1) / r * r; }
+static inline size_t min_sz(size_t x, size_t y) { return x < y ? x : y; }
+
+// Computes C[m0:m1, n0:n1] entirely (all of K) with this thread's packing buffers.
+static void gemm_block(const gemm_job *job, size_t m0, size_t m1, size_t n0, size_t n1) {
+    const bitnet_gemm_ops *ops = job->ops;
+    const size_t mr = (size_t)ops->mr, nr = (size_t)ops->nr;
+    const size_t kc_max = job->kc;
+    const size_t mc_max = min_sz(ops->mc, round_up(m1 - m0, mr));
+    const size_t nc_max = min_sz(ops->nc, round_up(n1 - n0, nr));
+    const size_t a_size = round_up(mc_max, mr) * kc_max + ops->pack_slack;
+    const size_t b_size = round_up(nc_max, nr) * kc_max + ops->pack_slack;
+    float *buf = thread_buffer(a_size + b_size + 16);
+    if (!buf) abort();  // out of memory for a few MB: nothing sensible to fall back to
+    float *pa = buf;
+    float *pb = buf + round_up(a_size, 16);
+
+    for (size_t jc = n0; jc < n1; jc += ops->nc) {
+        size_t nc = min_sz(ops->nc, n1 - jc);
+        for (size_t pc = 0; pc < job->k; pc += kc_max) {
+            size_t kc = min_sz(kc_max, job->k - pc);
+            const float *bsrc = job->trans_b ? job->b + jc * job->ldb + pc : job->b + pc * job->ldb + jc;
+            ops->pack_b(job->trans_b, kc, nc, bsrc, job->ldb, pb);
+            int mode = pc > 0 ? GEMM_STORE_ADD : (job->beta == 0.0f ? GEMM_STORE_SET : GEMM_STORE_BETA);
+            for (size_t ic = m0; ic < m1; ic += ops->mc) {
+                size_t mc = min_sz(ops->mc, m1 - ic);
+                const float *asrc = job->trans_a ? job->a + pc * job->lda + ic : job->a + ic * job->lda + pc;
+                ops->pack_a(job->trans_a, mc, kc, asrc, job->lda, pa);
+                ops->macro(mc, nc, kc, pa, pb, job->c + ic * job->ldc + jc, job->ldc, job->alpha,
+                           job->beta, mode);
+            }
+        }
+    }
+}
+
+static void gemm_task(void *ctx, size_t t) {
+    const gemm_job *job = (const gemm_job *)ctx;
+    if (job->split_m) {
+        size_t m0 = t * job->chunk, m1 = min_sz(job->m, m0 + job->chunk);
+        if (m0 < m1) gemm_block(job, m0, m1, 0, job->n);
+    } else {
+        size_t n0 = t * job->chunk, n1 = min_sz(job->n, n0 + job->chunk);
+        if (n0 < n1) gemm_block(job, 0, job->m, n0, n1);
+    }
+}
+
+// C = beta*C (beta == 0 writes zeros), for k == 0 or alpha == 0.
+static void scale_c(size_t m, size_t n, float beta, float *c, size_t ldc) {
+    for (size_t i = 0; i < m; ++i) {
+        float *ci = c + i * ldc;
+        if (beta == 0.0f) memset(ci, 0, n * sizeof(float));
+        else if (beta != 1.0f)
+            for (size_t j = 0; j < n; ++j) ci[j] *= beta;
+    }
+}
+
+void bitnet_sgemm(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                  const float *a, size_t lda, const float *b, size_t ldb, float beta,
+                  float *c, size_t ldc, bitnet_pool *pool) {
+    if (m == 0 || n == 0) return;
+    if (k == 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, c, ldc);
+        return;
+    }
+    const bitnet_gemm_ops *ops = active_ops();
+    gemm_job job = {
+        .ops = ops, .trans_a = trans_a != 0, .trans_b = trans_b != 0, .m = m, .n = n, .k = k,
+        .alpha = alpha, .beta = beta, .a = a, .lda = lda, .b = b, .ldb = ldb, .c = c, .ldc = ldc,
+    };
+    // Even K blocks no longer than ops->kc, rounded to 8 for aligned packing loops.
+    size_t kblocks = (k + ops->kc - 1) / ops->kc;
+    job.kc = min_sz(ops->kc, round_up((k + kblocks - 1) / kblocks, 8));
+
+    const size_t mr = (size_t)ops->mr, nr = (size_t)ops->nr;
+    int threads = bitnet_pool_thread_count(pool);
+    double flops = 2.0 * (double)m * (double)n * (double)k;
+    size_t tasks = 1;
+    // Split the larger output dimension (splitting M repacks B per task, splitting N repacks A).
+    job.split_m = m >= n;
+    size_t units = job.split_m ? (m + mr - 1) / mr : (n + nr - 1) / nr;
+    if (threads > 1 && flops >= 2.0e6) {
+        tasks = (size_t)threads;
+        if (tasks > units) tasks = units;
+    }
+    size_t unit = job.split_m ? mr : nr;
+    size_t total = job.split_m ? m : n;
+    job.chunk = round_up((total + tasks - 1) / tasks, unit);
+    tasks = (total + job.chunk - 1) / job.chunk;
+    if (tasks <= 1) {
+        gemm_block(&job, 0, m, 0, n);
+    } else {
+        bitnet_pool_parallel_for(pool, tasks, gemm_task, &job);
+    }
+}
+
+// MARK: - Reference
+
+void bitnet_sgemm_ref(int trans_a, int trans_b, size_t m, size_t n, size_t k, float alpha,
+                      const float *a, size_t lda, const float *b, size_t ldb, float beta,
+                      float *c, size_t ldc) {
+    for (size_t i = 0; i < m; ++i) {
+        for (size_t j = 0; j < n; ++j) {
+            double s = 0.0;
+            for (size_t p = 0; p < k; ++p) {
+                double x = trans_a ? a[p * lda + i] : a[i * lda + p];
+                double y = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+                s += x * y;
+            }
+            float *cij = c + i * ldc + j;
+            double r = alpha == 0.0f ? 0.0 : (double)alpha * s;  // alpha == 0: A, B not read (BLAS)
+            if (beta != 0.0f) r += (double)beta * (double)*cij;
+            *cij = (float)r;
+        }
+    }
+}

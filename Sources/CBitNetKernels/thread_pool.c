@@ -1,0 +1,230 @@
+// Thread pool: N-1 pthread workers plus the caller, lock-free task claiming, spin-then-sleep workers.
+//
+// A job is published by bumping a 64-bit "ticket" word: generation in the high 32 bits, next task
+// index in the low 32. Workers claim indices with a CAS that also checks the generation, so a worker
+// that read a stale job can never run a task of a newer one. Job descriptors live in two slots
+// (generation & 1): a slot is rewritten only two generations later, i.e. after its generation's
+// ticket is dead, which makes the (slot read, CAS) pair safe without locks.
+#define _GNU_SOURCE
+#include "bitnet_kernels.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define CPU_RELAX() __asm__ __volatile__("yield")
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+typedef struct {
+    _Atomic(bitnet_task_fn) fn;
+    _Atomic(void *) ctx;
+    _Atomic(uint64_t) n;
+    _Atomic(uint64_t) done;  // tasks finished
+} job_slot;
+
+struct bitnet_pool {
+    int thread_count;
+    int worker_count;
+    _Atomic long spin_ns;
+    pthread_t *threads;
+
+    // Cache-line separated hot words.
+    _Alignas(64) _Atomic(uint64_t) ticket;  // gen << 32 | next index
+    _Alignas(64) job_slot slots[2];
+    _Alignas(64) _Atomic int sleepers;      // workers blocked (or about to block) on work_cv
+    _Atomic int caller_sleeping;            // caller blocked on done_cv
+    _Atomic int shutdown;
+
+    pthread_mutex_t mutex;                  // guards the condvars
+    pthread_cond_t work_cv;
+    pthread_cond_t done_cv;
+    pthread_mutex_t call_mutex;             // serializes parallel_for calls from different threads
+};
+
+// Set on worker threads for their lifetime and on a caller while it runs a job: nested calls go serial.
+static _Thread_local int tls_in_pool = 0;
+
+static inline uint64_t now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+// Claims and runs tasks of generation `gen` until none is left. Returns when the ticket is exhausted
+// or has moved on to another generation.
+static void run_tasks(bitnet_pool *p, uint32_t gen) {
+    job_slot *s = &p->slots[gen & 1];
+    // Read the descriptor once; it stays valid as long as the ticket shows `gen` (see file comment).
+    uint64_t t = atomic_load_explicit(&p->ticket, memory_order_acquire);
+    if ((uint32_t)(t >> 32) != gen) return;
+    bitnet_task_fn fn = atomic_load_explicit(&s->fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&s->ctx, memory_order_relaxed);
+    uint64_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
+    for (;;) {
+        if ((uint32_t)(t >> 32) != gen) return;
+        uint64_t idx = t & 0xffffffffu;
+        if (idx >= n) return;
+        if (atomic_compare_exchange_weak_explicit(&p->ticket, &t, t + 1, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            fn(ctx, (size_t)idx);
+            uint64_t d = atomic_fetch_add_explicit(&s->done, 1, memory_order_seq_cst) + 1;
+            if (d == n && atomic_load_explicit(&p->caller_sleeping, memory_order_seq_cst)) {
+                pthread_mutex_lock(&p->mutex);
+                pthread_cond_signal(&p->done_cv);
+                pthread_mutex_unlock(&p->mutex);
+            }
+            t = atomic_load_explicit(&p->ticket, memory_order_acquire);
+        }
+    }
+}
+
+static void *worker_main(void *arg) {
+    bitnet_pool *p = (bitnet_pool *)arg;
+    tls_in_pool = 1;
+    uint32_t seen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
+    for (;;) {
+        // Spin briefly for the next job: back-to-back GEMMs then start without a wake-up syscall.
+        uint32_t gen = seen;
+        uint64_t start = 0;
+        long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
+        for (unsigned it = 0;; ++it) {
+            gen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
+            if (gen != seen || atomic_load_explicit(&p->shutdown, memory_order_relaxed)) break;
+            CPU_RELAX();
+            if ((it & 15) == 15) {
+                uint64_t t = now_ns();
+                if (start == 0) start = t;
+                else if ((long)(t - start) > spin) break;
+            }
+        }
+        if (gen == seen) {
+            // Sleep; an oversubscribed machine then loses nothing to idle spinning.
+            pthread_mutex_lock(&p->mutex);
+            atomic_fetch_add_explicit(&p->sleepers, 1, memory_order_seq_cst);
+            for (;;) {
+                gen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_seq_cst) >> 32);
+                if (gen != seen || atomic_load_explicit(&p->shutdown, memory_order_relaxed)) break;
+                pthread_cond_wait(&p->work_cv, &p->mutex);
+            }
+            atomic_fetch_sub_explicit(&p->sleepers, 1, memory_order_relaxed);
+            pthread_mutex_unlock(&p->mutex);
+        }
+        if (atomic_load_explicit(&p->shutdown, memory_order_acquire)) break;
+        seen = gen;
+        run_tasks(p, gen);
+    }
+    return NULL;
+}
+
+bitnet_pool *bitnet_pool_create(int thread_count) {
+    if (thread_count < 1) thread_count = 1;
+    if (thread_count > 1024) thread_count = 1024;
+    bitnet_pool *p = NULL;
+    if (posix_memalign((void **)&p, 64, sizeof(bitnet_pool)) != 0) return NULL;
+    p->thread_count = 1;
+    p->worker_count = 0;
+    atomic_init(&p->spin_ns, 20000);
+    atomic_init(&p->ticket, 0);
+    for (int i = 0; i < 2; ++i) {
+        atomic_init(&p->slots[i].fn, NULL);
+        atomic_init(&p->slots[i].ctx, NULL);
+        atomic_init(&p->slots[i].n, 0);
+        atomic_init(&p->slots[i].done, 0);
+    }
+    atomic_init(&p->sleepers, 0);
+    atomic_init(&p->caller_sleeping, 0);
+    atomic_init(&p->shutdown, 0);
+    pthread_mutex_init(&p->mutex, NULL);
+    pthread_cond_init(&p->work_cv, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    pthread_mutex_init(&p->call_mutex, NULL);
+    p->threads = NULL;
+    if (thread_count > 1) {
+        p->threads = (pthread_t *)calloc((size_t)thread_count - 1, sizeof(pthread_t));
+        if (p->threads) {
+            for (int i = 0; i < thread_count - 1; ++i) {
+                if (pthread_create(&p->threads[i], NULL, worker_main, p) != 0) break;
+                p->worker_count++;
+            }
+        }
+    }
+    p->thread_count = p->worker_count + 1;
+    return p;
+}
+
+void bitnet_pool_destroy(bitnet_pool *p) {
+    if (!p) return;
+    pthread_mutex_lock(&p->mutex);
+    atomic_store_explicit(&p->shutdown, 1, memory_order_seq_cst);
+    pthread_cond_broadcast(&p->work_cv);
+    pthread_mutex_unlock(&p->mutex);
+    for (int i = 0; i < p->worker_count; ++i) pthread_join(p->threads[i], NULL);
+    free(p->threads);
+    pthread_mutex_destroy(&p->mutex);
+    pthread_cond_destroy(&p->work_cv);
+    pthread_cond_destroy(&p->done_cv);
+    pthread_mutex_destroy(&p->call_mutex);
+    free(p);
+}
+
+int bitnet_pool_thread_count(const bitnet_pool *p) { return p ? p->thread_count : 1; }
+
+void bitnet_pool_set_spin_ns(bitnet_pool *p, long spin_ns) {
+    if (p) atomic_store_explicit(&p->spin_ns, spin_ns < 0 ? 0 : spin_ns, memory_order_relaxed);
+}
+
+void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void *ctx) {
+    if (n == 0) return;
+    if (!p || p->worker_count == 0 || n == 1 || tls_in_pool || n > 0xffffffffu) {
+        for (size_t i = 0; i < n; ++i) fn(ctx, i);
+        return;
+    }
+    pthread_mutex_lock(&p->call_mutex);
+    tls_in_pool = 1;
+
+    uint64_t t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
+    uint32_t gen = (uint32_t)(t >> 32) + 1;
+    job_slot *s = &p->slots[gen & 1];
+    atomic_store_explicit(&s->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&s->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&s->n, (uint64_t)n, memory_order_relaxed);
+    atomic_store_explicit(&s->done, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->ticket, (uint64_t)gen << 32, memory_order_seq_cst);  // publish
+    if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
+        pthread_mutex_lock(&p->mutex);
+        pthread_cond_broadcast(&p->work_cv);
+        pthread_mutex_unlock(&p->mutex);
+    }
+
+    run_tasks(p, gen);
+
+    // Wait for tasks still running on workers: spin a little, then sleep until the last one signals.
+    if (atomic_load_explicit(&s->done, memory_order_acquire) != n) {
+        uint64_t start = now_ns();
+        long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
+        for (unsigned it = 0; atomic_load_explicit(&s->done, memory_order_acquire) != n; ++it) {
+            CPU_RELAX();
+            if ((it & 15) == 15 && (long)(now_ns() - start) > spin) {
+                pthread_mutex_lock(&p->mutex);
+                atomic_store_explicit(&p->caller_sleeping, 1, memory_order_seq_cst);
+                while (atomic_load_explicit(&s->done, memory_order_seq_cst) != n)
+                    pthread_cond_wait(&p->done_cv, &p->mutex);
+                atomic_store_explicit(&p->caller_sleeping, 0, memory_order_relaxed);
+                pthread_mutex_unlock(&p->mutex);
+                break;
+            }
+        }
+    }
+
+    tls_in_pool = 0;
+    pthread_mutex_unlock(&p->call_mutex);
+}

@@ -1,0 +1,99 @@
+import ArgumentParser
+import BitNet
+import BitNetKernels
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [TrainBench.self, GemmBench.self])
+
+    struct TrainBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "train",
+            abstract: "Training tokens/s and MFU of a model shape, and the same model trained by PyTorch (ratio in one run).")
+        @Option(help: "bitnet-b1.58, bitnet-b1 or fp.") var arch: String = "bitnet-b1.58"
+        @Option(help: "Size preset.") var size: String = "small"
+        @Option(name: .customLong("vocab-size")) var vocabSize: Int = 1024
+        @Option var batch: Int = 8
+        @Option var context: Int = 128
+        @Option var steps: Int = 10
+        @Option(help: "Python with torch for the comparison (default: .venv-oracle/bin/python if present).") var python: String?
+        @Flag(name: .customLong("no-torch"), help: "Skip the PyTorch run.") var noTorch = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            try runReportingErrors {
+                let a = try parseArch(arch)
+                guard let c = ModelConfig.preset(size, arch: a, vocabSize: vocabSize, maxSeqLen: context) else {
+                    throw BitNetError.invalidArgument("unknown --size \(size)")
+                }
+                let threads = ThreadPool.shared.threadCount
+                let peak1 = TrainingBenchmark.measuredPeakGFLOPS(threads: nil)
+                let peakN = TrainingBenchmark.measuredPeakGFLOPS()
+                printError("measuring bitnet-swift: \(a.rawValue) \(size) (\(c.parameterCount) params), batch \(batch)x\(context), \(steps) steps, \(threads) threads")
+                let ours = TrainingBenchmark.run(config: c, batch: batch, seqLen: context, steps: steps)
+                var torchTPS: Double?
+                var torchNote = "skipped"
+                let py = python ?? ".venv-oracle/bin/python"
+                if !noTorch && FileManager.default.fileExists(atPath: py) {
+                    printError("measuring PyTorch (\(py) scripts/torch_reference.py train-bench)")
+                    let p = Process()
+                    p.executableURL = URL(fileURLWithPath: py)
+                    p.arguments = ["scripts/torch_reference.py", "train-bench", "--arch", a.rawValue, "--vocab", "\(c.vocabSize)",
+                                   "--dim", "\(c.dim)", "--layers", "\(c.nLayers)", "--heads", "\(c.nHeads)", "--kv-heads", "\(c.nKVHeads)",
+                                   "--ffn-dim", "\(c.ffnDim)", "--ffn", c.ffn.rawValue, "--batch", "\(batch)", "--ctx", "\(context)",
+                                   "--steps", "\(steps)", "--threads", "\(threads)"]
+                    let pipe = Pipe()
+                    p.standardOutput = pipe
+                    try p.run()
+                    let out = pipe.fileHandleForReading.readDataToEndOfFile()
+                    p.waitUntilExit()
+                    if let line = String(decoding: out, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                       let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                       let tps = (obj["tokens_per_s"] as? NSNumber)?.doubleValue {
+                        torchTPS = tps
+                        torchNote = "torch \(obj["torch_version"] ?? "?")"
+                    } else { torchNote = "torch run failed (exit \(p.terminationStatus))" }
+                } else if !noTorch {
+                    torchNote = "no \(py); run scripts/setup_oracle.sh"
+                }
+                let mfuPeak = ours.achievedGFLOPS / peakN
+                let mfuNominal = ours.achievedGFLOPS / (90 * Double(threads))
+                if json {
+                    var obj: [String: Any] = ["arch": a.rawValue, "params": c.parameterCount, "tokens_per_s": ours.tokensPerSecond,
+                                              "step_seconds": ours.stepSeconds, "achieved_gflops": ours.achievedGFLOPS,
+                                              "gemm_peak_gflops_1t": peak1, "gemm_peak_gflops": peakN, "mfu_vs_measured_gemm_peak": mfuPeak,
+                                              "mfu_vs_90gflops_per_core": mfuNominal, "threads": threads]
+                    if let t = torchTPS { obj["torch_tokens_per_s"] = t; obj["speedup_vs_torch"] = ours.tokensPerSecond / t }
+                    let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+                    print(String(decoding: d, as: UTF8.self))
+                } else {
+                    print(String(format: "bitnet-swift  %@ %@ params %d  batch %dx%d  threads %d", a.rawValue, size, c.parameterCount, batch, context, threads))
+                    print(String(format: "  tokens/s            %.0f   (%.3f s/step)", ours.tokensPerSecond, ours.stepSeconds))
+                    print(String(format: "  model GFLOP/s       %.1f   (%.2f GFLOP/token)", ours.achievedGFLOPS, ours.flopsPerToken / 1e9))
+                    print(String(format: "  GEMM peak here      %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads", peak1, peakN, threads))
+                    print(String(format: "  MFU                 %.1f %% of measured GEMM peak, %.1f %% of 90 GFLOP/s/core", 100 * mfuPeak, 100 * mfuNominal))
+                    if let t = torchTPS {
+                        print(String(format: "PyTorch       tokens/s %.0f  (%@)", t, torchNote))
+                        print(String(format: "ratio         bitnet-swift / PyTorch = %.2fx", ours.tokensPerSecond / t))
+                    } else {
+                        print("PyTorch       \(torchNote)")
+                    }
+                }
+            }
+        }
+    }
+
+    struct GemmBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "gemm", abstract: "f32 GEMM GFLOP/s on training shapes.")
+        @Option var m: Int = 2048
+        @Option var n: Int = 768
+        @Option var k: Int = 256
+        func run() throws {
+            print("isa: \(GEMM.activeISA)")
+            for (ta, tb, name) in [(false, true, "NT (forward)"), (false, false, "NN (dx)"), (true, false, "TN (dW)")] {
+                let one = GEMM.benchmark(m: m, n: n, k: k, transA: ta, transB: tb, threads: nil, iterations: 5)
+                let all = GEMM.benchmark(m: m, n: n, k: k, transA: ta, transB: tb, threads: .shared, iterations: 5)
+                print(String(format: "%@ %dx%dx%d: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads", name, m, n, k, one.gflops, all.gflops, ThreadPool.shared.threadCount))
+            }
+        }
+    }
+}

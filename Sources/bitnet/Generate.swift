@@ -1,0 +1,97 @@
+import ArgumentParser
+import BitNet
+import Foundation
+
+struct Generate: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text from a model (streams to standard output).")
+
+    @Option(help: "Model: a training output directory, a .safetensors file or a llama2.c .bin.") var model: String
+    @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json).") var tokenizer: String?
+    @Option(help: "Prompt text (empty: start from BOS).") var prompt: String = ""
+    @Option(name: .customLong("max-tokens"), help: "Tokens to generate.") var maxTokens: Int = 256
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
+    @Option(help: "Sampling seed.") var seed: UInt64 = 42
+
+    func run() throws {
+        try runReportingErrors {
+            let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
+            guard let tok = loaded.tokenizer else {
+                throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE")
+            }
+            var o = GenerationOptions()
+            o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed
+            let im = InferenceModel(weights: loaded.weights)
+            let t0 = Clock.now()
+            let stdout = FileHandle.standardOutput
+            if !prompt.isEmpty { stdout.write(Data(prompt.utf8)) }
+            let ids = try Generator(model: im, tokenizer: tok).generate(prompt: prompt, options: o) { piece in
+                stdout.write(Data(piece.utf8))
+            }
+            stdout.write(Data("\n".utf8))
+            let dt = Clock.now() - t0
+            printError(String(format: "%d tokens in %.2fs (%.1f tokens/s)", ids.count, dt, Double(ids.count) / max(dt, 1e-9)))
+        }
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate a model.", subcommands: [Perplexity.self])
+
+    struct Perplexity: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Token-level perplexity and bits per byte of a model on a text file.")
+        @Option(help: "Model path.") var model: String
+        @Option(help: "Tokenizer file when the model has none inside.") var tokenizer: String?
+        @Option(help: "Text file.") var data: String
+        @Option(help: "Window length in tokens (default: the model's context).") var context: Int?
+        @Option(help: "Window stride (default: the window length; smaller gives each token more context).") var stride: Int?
+
+        func run() throws {
+            try runReportingErrors {
+                let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
+                guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE") }
+                let text = try FileIO.readText(data)
+                let r = try perplexity(weights: loaded.weights, tokenizer: tok, text: text, context: context, stride: stride)
+                print(String(format: "tokens %d  bytes %d  nll %.4f  perplexity %.3f  bits/byte %.4f", r.tokens, r.bytes, r.meanNLL, r.perplexity, r.bitsPerByte))
+            }
+        }
+    }
+}
+
+struct Logits: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write float32 little-endian logits [tokens x vocab] for a token sequence from position 0.")
+    @Option(help: "Model path.") var model: String
+    @Option(help: "Comma-separated token ids, e.g. 1,5,100.") var tokens: String
+    @Option(help: "Output file.") var out: String
+    @Option(help: "Path: 'inference' (KV cache, integer BitLinear) or 'reference' (batched training forward).") var path: String = "inference"
+
+    func run() throws {
+        try runReportingErrors {
+            let ids = try tokens.split(separator: ",").map { s -> Int in
+                guard let v = Int(s.trimmingCharacters(in: .whitespaces)) else { throw BitNetError.invalidArgument("--tokens: '\(s)' is not an integer") }
+                return v
+            }
+            guard !ids.isEmpty else { throw BitNetError.invalidArgument("--tokens is empty") }
+            let loaded = try ModelFile.load(path: model)
+            let c = loaded.weights.config
+            guard ids.count <= c.maxSeqLen else { throw BitNetError.invalidArgument("\(ids.count) tokens exceed the context \(c.maxSeqLen)") }
+            for t in ids where t < 0 || t >= c.vocabSize { throw BitNetError.invalidArgument("token \(t) outside vocabulary 0..<\(c.vocabSize)") }
+            var outData = Data(capacity: ids.count * c.vocabSize * 4)
+            switch path {
+            case "inference":
+                let session = InferenceSession(model: InferenceModel(weights: loaded.weights))
+                for t in ids { outData.append(try session.step(token: t)) }
+            case "reference":
+                let g = TrainingGraph(weights: loaded.weights, batch: 1, seqLen: ids.count)
+                g.forward(inputs: ids, training: false)
+                outData.append(UnsafeBufferPointer(start: g.logits.ptr, count: ids.count * c.vocabSize))
+            default:
+                throw BitNetError.invalidArgument("--path must be inference or reference")
+            }
+            try FileIO.writeAtomically(outData, to: URL(fileURLWithPath: out))
+            printError("wrote \(ids.count) x \(c.vocabSize) float32 logits to \(out)")
+        }
+    }
+}

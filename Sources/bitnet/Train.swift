@@ -1,0 +1,69 @@
+import ArgumentParser
+import BitNet
+import Foundation
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a BitNet b1.58, b1 or fp model from scratch on text files.")
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Training text file(s), UTF-8.") var data: [String] = []
+    @Option(help: "bitnet-b1.58, bitnet-b1 or fp.") var arch: String = "bitnet-b1.58"
+    @Option(help: "Output directory (model.safetensors, checkpoint, log.csv, loss.svg).") var out: String
+    @Option(name: .customLong("vocab-size"), help: "Byte-level BPE vocabulary size to train.") var vocabSize: Int = 1024
+    @Option(help: "Reuse this tokenizer.json instead of training one.") var tokenizer: String?
+    @Option(name: .customLong("val-fraction"), help: "Fraction of the text held out (from the end).") var valFraction: Double = 0.1
+    @Flag(name: .customLong("no-resume"), help: "Start from scratch even if --out holds a checkpoint.") var noResume = false
+    @OptionGroup var shape: ModelShapeOptions
+    @OptionGroup var optim: OptimOptions
+
+    func run() throws {
+        try runReportingErrors {
+            let a = try parseArch(arch)
+            let opts = try optim.options(arch: a)
+            _ = try shape.config(arch: a, vocabSize: 1024, context: opts.seqLen)   // reject bad shapes before the slow parts
+            let (tok, ds) = try TrainingPipeline.prepare(dataPaths: data, valFraction: valFraction, vocabSize: vocabSize, tokenizerPath: tokenizer)
+            let cfg = try shape.config(arch: a, vocabSize: tok.vocabSize, context: opts.seqLen)
+            let outURL = URL(fileURLWithPath: out)
+            try tok.save(to: outURL.appendingPathComponent("tokenizer.json"))
+            let trainer = try Trainer(config: cfg, options: opts, tokenizer: tok, data: ds, outDir: outURL)
+            trainer.label = a.rawValue
+            printError("model: \(a.rawValue), \(cfg.parameterCount) parameters (dim \(cfg.dim), \(cfg.nLayers) layers, \(cfg.nHeads) heads, ffn \(cfg.ffnDim) \(cfg.ffn.rawValue))")
+            let r = try trainer.run(resume: !noResume)
+            printError(String(format: "done: held-out loss %.4f (perplexity %.2f), %.0f tokens/s, %@", r.finalValLoss, exp(r.finalValLoss),
+                              r.tokensPerSecond, ProgressLine.format(r.seconds)))
+            printError("wrote \(outURL.path)/{model.safetensors,checkpoint.safetensors,tokenizer.json,log.csv,loss.svg}")
+        }
+    }
+}
+
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "The main job: train a BitNet model and its fp twin (same shape, tokens, seed), compare them on held-out text.")
+
+    @Option(name: .long, parsing: .upToNextOption, help: "Training text file(s), UTF-8.") var data: [String] = []
+    @Option(help: "Output directory.") var out: String = "runs/compare"
+    @Option(help: "Comma-separated variants to train.") var archs: String = "bitnet-b1.58,fp"
+    @Option(name: .customLong("vocab-size"), help: "Byte-level BPE vocabulary size.") var vocabSize: Int = 1024
+    @Option(name: .customLong("val-fraction"), help: "Fraction of the text held out (from the end).") var valFraction: Double = 0.1
+    @Option(help: "Prompt of the generated samples.") var prompt: String = "ROMEO:"
+    @Flag(name: .customLong("no-resume"), help: "Start from scratch even if --out holds checkpoints.") var noResume = false
+    @OptionGroup var shape: ModelShapeOptions
+    @OptionGroup var optim: OptimOptions
+
+    func run() throws {
+        try runReportingErrors {
+            let archList = try archs.split(separator: ",").map { try parseArch(String($0)) }
+            let (tok, ds) = try TrainingPipeline.prepare(dataPaths: data, valFraction: valFraction, vocabSize: vocabSize)
+            let base = try shape.config(arch: .b158, vocabSize: tok.vocabSize, context: optim.context)
+            var opts: [Architecture: TrainOptions] = [:]
+            for a in archList { opts[a] = try optim.options(arch: a) }
+            var cmp = TwinComparison(baseConfig: base, options: opts)
+            cmp.archs = archList
+            cmp.samplePrompt = prompt
+            let outURL = URL(fileURLWithPath: out)
+            let rows = try cmp.run(tokenizer: tok, data: ds, outDir: outURL, resume: !noResume)
+            print(TwinComparison.report(rows))
+            print("loss curves: \(outURL.appendingPathComponent("loss.svg").path)")
+            print("report:      \(outURL.appendingPathComponent("report.md").path)")
+        }
+    }
+}

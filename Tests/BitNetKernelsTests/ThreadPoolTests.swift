@@ -1,0 +1,102 @@
+import Foundation
+import XCTest
+@testable import BitNetKernels
+
+final class ThreadPoolTests: XCTestCase {
+    /// Per-index hit counters; each task writes only its own slot, so no two threads touch one element.
+    final class Counts: @unchecked Sendable {
+        let p: UnsafeMutablePointer<Int>
+        let n: Int
+        init(_ n: Int) {
+            self.n = n
+            p = .allocate(capacity: n)
+            p.initialize(repeating: 0, count: n)
+        }
+        deinit { p.deallocate() }
+        func reset() { p.update(repeating: 0, count: n) }
+        func allOnce(_ count: Int) -> Bool { (0..<count).allSatisfy { p[$0] == 1 } }
+    }
+
+    func testThreadCount() {
+        XCTAssertEqual(ThreadPool(threadCount: 3).threadCount, 3)
+        XCTAssertEqual(ThreadPool(threadCount: 0).threadCount, 1)
+        XCTAssertGreaterThanOrEqual(ThreadPool.shared.threadCount, 1)
+    }
+
+    func testEveryIndexExactlyOnce() {
+        for threads in [1, 2, 4] {
+            let pool = ThreadPool(threadCount: threads)
+            let counts = Counts(5000)
+            for count in [0, 1, 2, 3, 7, 64, 1000, 5000] {
+                counts.reset()
+                pool.parallelFor(count) { counts.p[$0] += 1 }
+                XCTAssertTrue(counts.allOnce(count), "threads=\(threads) count=\(count)")
+                XCTAssertTrue((count..<counts.n).allSatisfy { counts.p[$0] == 0 })
+            }
+        }
+    }
+
+    func testTenThousandTinyJobs() {
+        let pool = ThreadPool(threadCount: 2)
+        let counts = Counts(8)
+        var bad = 0
+        for job in 0..<10_000 {
+            let count = 1 + job % 8
+            counts.reset()
+            pool.parallelFor(count) { counts.p[$0] += 1 }
+            if !counts.allOnce(count) { bad += 1 }
+        }
+        XCTAssertEqual(bad, 0)
+    }
+
+    func testNestedParallelForRunsInline() {
+        let pool = ThreadPool(threadCount: 2)
+        let outer = 16, inner = 10
+        let counts = Counts(outer * inner)
+        pool.parallelFor(outer) { i in
+            pool.parallelFor(inner) { j in counts.p[i * inner + j] += 1 }
+            // A different pool called from inside a task must not deadlock either.
+            ThreadPool.shared.parallelFor(1) { _ in }
+        }
+        XCTAssertTrue(counts.allOnce(outer * inner))
+    }
+
+    func testConcurrentCallersFromTwoThreads() {
+        let pool = ThreadPool(threadCount: 2)
+        let perThread = Counts(2)
+        DispatchQueue.concurrentPerform(iterations: 2) { caller in
+            let counts = Counts(33)
+            var ok = 0
+            for r in 0..<1000 {
+                let count = 1 + (r * 7 + caller) % 33
+                counts.reset()
+                pool.parallelFor(count) { counts.p[$0] += 1 }
+                if counts.allOnce(count) { ok += 1 }
+            }
+            perThread.p[caller] = ok
+        }
+        XCTAssertEqual(perThread.p[0], 1000)
+        XCTAssertEqual(perThread.p[1], 1000)
+    }
+
+    func testWorkersSleepAndWakeUp() {
+        // Longer than the spin window: workers are asleep and must be woken for the next job.
+        let pool = ThreadPool(threadCount: 2)
+        let counts = Counts(64)
+        for _ in 0..<3 {
+            usleep(2000)
+            counts.reset()
+            pool.parallelFor(64) { counts.p[$0] += 1 }
+            XCTAssertTrue(counts.allOnce(64))
+        }
+    }
+
+    func testCreateAndDestroyManyPools() {
+        for t in 1...20 {
+            let pool = ThreadPool(threadCount: 1 + t % 4)
+            let counts = Counts(10)
+            pool.parallelFor(10) { counts.p[$0] += 1 }
+            XCTAssertTrue(counts.allOnce(10))
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import XCTest
+@testable import BitNet
+
+/// The `bitnet` executable on bad input: a named error on standard error and a non-zero exit, never a crash.
+final class CLITests: XCTestCase {
+    var binary: URL!
+
+    override func setUpWithError() throws {
+        let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
+                          TestPaths.repoRoot.appendingPathComponent(".build/debug"), TestPaths.repoRoot.appendingPathComponent(".build/release")]
+        guard let dir = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("bitnet").path) }) else {
+            throw XCTSkip("bitnet executable not built")
+        }
+        binary = dir.appendingPathComponent("bitnet")
+    }
+
+    func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out; p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit, "no crash for \(args)")
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+    }
+
+    func expectFailure(_ args: [String], mentions: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try run(args)
+        XCTAssertNotEqual(r.status, 0, "\(args) must fail", file: file, line: line)
+        XCTAssertTrue(r.stderr.lowercased().contains(mentions.lowercased()), "stderr for \(args) should mention '\(mentions)': \(r.stderr)", file: file, line: line)
+    }
+
+    func testBadInputsGiveNamedErrors() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let empty = dir.appendingPathComponent("empty.txt")
+        try Data().write(to: empty)
+        let corrupt = dir.appendingPathComponent("corrupt.safetensors")
+        try Data("not a model at all, just text".utf8).write(to: corrupt)
+        try expectFailure(["train", "--data", "/nonexistent/corpus.txt", "--out", dir.path], mentions: "/nonexistent/corpus.txt")
+        try expectFailure(["train", "--data", empty.path, "--out", dir.path], mentions: "empty")
+        try expectFailure(["train", "--data", empty.path, "--out", dir.path, "--arch", "bitnet-b3"], mentions: "bitnet-b3")
+        try expectFailure(["train", "--data", empty.path, "--out", dir.path, "--steps", "many"], mentions: "steps")
+        try expectFailure(["train", "--frobnicate"], mentions: "frobnicate")
+        try expectFailure(["generate", "--model", corrupt.path, "--prompt", "hi"], mentions: corrupt.path)
+        try expectFailure(["generate", "--model", dir.appendingPathComponent("missing").path], mentions: "not found")
+        try expectFailure(["logits", "--model", corrupt.path, "--tokens", "1,2", "--out", dir.appendingPathComponent("l.bin").path], mentions: "corrupt.safetensors")
+    }
+
+    func testLogitsCommandWritesTheReferenceLogits() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let c = tinyConfig(.b158)
+        let w = ModelWeights(config: c, seed: 5)
+        let model = dir.appendingPathComponent("m.safetensors")
+        try ModelFile.save(w, tokenizer: nil, to: model)
+        let out = dir.appendingPathComponent("logits.bin")
+        let r = try run(["logits", "--model", model.path, "--tokens", "1,5,30", "--out", out.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let data = try Data(contentsOf: out)
+        XCTAssertEqual(data.count, 3 * c.vocabSize * 4)
+        let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let g = TrainingGraph(weights: w, batch: 1, seqLen: 3)
+        g.forward(inputs: [1, 5, 30], training: false)
+        XCTAssertLessThan(maxAbsDiff(values, g.logits.array), 1e-4)
+        try expectFailure(["logits", "--model", model.path, "--tokens", "1,99999", "--out", out.path], mentions: "99999")
+    }
+}

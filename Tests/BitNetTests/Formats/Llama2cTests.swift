@@ -1,0 +1,34 @@
+import XCTest
+@testable import BitNet
+
+/// The Transformer core against a real model no one here wrote: stories260K from llama2.c.
+final class Llama2cTests: XCTestCase {
+    func testStories260KGreedyMatchesLlama2c() throws {
+        let model = try TestPaths.sharedFile("stories260K/stories260K.bin")
+        let tok = try TestPaths.sharedFile("stories260K/tok512.bin")
+        let loaded = try ModelFile.load(path: model, tokenizerPath: tok)
+        let c = loaded.weights.config
+        XCTAssertEqual([c.dim, c.ffnDim, c.nLayers, c.nHeads, c.nKVHeads, c.vocabSize, c.maxSeqLen], [64, 172, 5, 8, 4, 512, 512])
+        var o = GenerationOptions()
+        o.temperature = 0; o.maxTokens = 60
+        var text = ""
+        try Generator(model: InferenceModel(weights: loaded.weights), tokenizer: loaded.tokenizer!).generate(promptTokens: [1], options: o) { text += $0 }
+        // Greedy output of llama2.c's stories260K (sample.py / run.c at temperature 0).
+        let expected = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."
+        XCTAssertTrue(text.hasPrefix(expected), "got: \(text)")
+    }
+
+    func testTruncatedLlama2cFileIsANamedError() throws {
+        let model = try TestPaths.sharedFile("stories260K/stories260K.bin")
+        let data = try Data(contentsOf: URL(fileURLWithPath: model))
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = dir.appendingPathComponent("cut.bin")
+        try data.prefix(data.count / 3).write(to: bad)
+        XCTAssertThrowsError(try ModelFile.load(path: bad.path)) { XCTAssertTrue("\($0)".contains("truncated"), "\($0)") }
+        var hostile = data
+        hostile.replaceSubrange(0..<4, with: withUnsafeBytes(of: Int32(-5).littleEndian) { Data($0) })
+        try hostile.write(to: bad)
+        XCTAssertThrowsError(try ModelFile.load(path: bad.path)) { XCTAssertTrue("\($0)".contains("dim"), "\($0)") }
+    }
+}

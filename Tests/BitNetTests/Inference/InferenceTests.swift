@@ -1,0 +1,56 @@
+import XCTest
+@testable import BitNet
+
+final class InferenceTests: XCTestCase {
+    /// Incremental decoding with the KV cache (integer BitLinear) gives the logits of the batched full forward.
+    func testKVCacheMatchesFullForward() throws {
+        for (arch, ffn) in [(Architecture.fp, FFNKind.swiglu), (.b158, .relu2), (.b1, .swiglu)] {
+            var c = tinyConfig(arch, ffn: ffn)
+            c.actScopeTrain = .perToken
+            let w = ModelWeights(config: c, seed: 3)
+            let tokens = [1, 5, 9, 2, 30, 7, 7, 0, 36, 11]
+            let g = TrainingGraph(weights: w, batch: 1, seqLen: tokens.count)
+            g.forward(inputs: tokens, training: false)
+            let full = g.logits.array
+            let session = InferenceSession(model: InferenceModel(weights: w))
+            var inc: [Float] = []
+            for t in tokens { inc += Array(try session.step(token: t)) }
+            let scale = full.map(abs).max()!
+            XCTAssertLessThan(maxAbsDiff(full, inc) / scale, 1e-4, "\(arch)")
+        }
+    }
+
+    func testSessionRejectsBadTokensAndFullContext() throws {
+        let c = tinyConfig(.b158, seq: 4)
+        let session = InferenceSession(model: InferenceModel(weights: ModelWeights(config: c, seed: 1)))
+        XCTAssertThrowsError(try session.step(token: c.vocabSize))
+        XCTAssertThrowsError(try session.step(token: -1))
+        for _ in 0..<4 { _ = try session.step(token: 1) }
+        XCTAssertThrowsError(try session.step(token: 1))
+    }
+
+    func testSamplerGreedyTopKAndSeeds() throws {
+        let logits: [Float] = [0.1, 3, 0.2, 2.9, -1]
+        try logits.withUnsafeBufferPointer { lp in
+            var greedy = try Sampler(temperature: 0)
+            XCTAssertEqual(greedy.sample(lp), 1)
+            var top1 = try Sampler(temperature: 1, topK: 1, seed: 5)
+            for _ in 0..<20 { XCTAssertEqual(top1.sample(lp), 1) }
+            var a = try Sampler(temperature: 1, seed: 9), b = try Sampler(temperature: 1, seed: 9)
+            let sa = (0..<50).map { _ in a.sample(lp) }, sb = (0..<50).map { _ in b.sample(lp) }
+            XCTAssertEqual(sa, sb)
+            XCTAssertTrue(Set(sa).isSubset(of: [0, 1, 2, 3, 4]))
+            // top-p 0.5 keeps only the best token here (p(1) ≈ 0.5 already).
+            var nucleus = try Sampler(temperature: 1, topP: 0.4, seed: 1)
+            for _ in 0..<20 { XCTAssertEqual(nucleus.sample(lp), 1) }
+            // Empirical frequencies follow softmax at temperature 1.
+            var s = try Sampler(temperature: 1, seed: 123)
+            var counts = [Int](repeating: 0, count: 5)
+            for _ in 0..<20000 { counts[s.sample(lp)] += 1 }
+            let z = logits.map { exp(Double($0)) }.reduce(0, +)
+            for i in 0..<5 { XCTAssertEqual(Double(counts[i]) / 20000, exp(Double(logits[i])) / z, accuracy: 0.015) }
+        }
+        XCTAssertThrowsError(try Sampler(temperature: -1))
+        XCTAssertThrowsError(try Sampler(topP: 0))
+    }
+}
