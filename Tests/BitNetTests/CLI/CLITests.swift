@@ -44,7 +44,7 @@ final class CLITests: XCTestCase {
         try expectFailure(["train", "--data", empty.path, "--out", dir.path], mentions: "empty")
         try expectFailure(["train", "--data", empty.path, "--out", dir.path, "--arch", "bitnet-b3"], mentions: "bitnet-b3")
         try expectFailure(["train", "--data", empty.path, "--out", dir.path, "--steps", "many"], mentions: "steps")
-        try expectFailure(["train", "--frobnicate"], mentions: "frobnicate")
+        try expectFailure(["train", "--out", dir.path, "--frobnicate"], mentions: "frobnicate")
         try expectFailure(["generate", "--model", corrupt.path, "--prompt", "hi"], mentions: corrupt.path)
         try expectFailure(["generate", "--model", dir.appendingPathComponent("missing").path], mentions: "not found")
         try expectFailure(["logits", "--model", corrupt.path, "--tokens", "1,2", "--out", dir.appendingPathComponent("l.bin").path], mentions: "corrupt.safetensors")

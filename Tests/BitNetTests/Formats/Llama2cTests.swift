@@ -10,11 +10,16 @@ final class Llama2cTests: XCTestCase {
         let c = loaded.weights.config
         XCTAssertEqual([c.dim, c.ffnDim, c.nLayers, c.nHeads, c.nKVHeads, c.vocabSize, c.maxSeqLen], [64, 172, 5, 8, 4, 512, 512])
         var o = GenerationOptions()
-        o.temperature = 0; o.maxTokens = 60
+        o.temperature = 0; o.maxTokens = 200
         var text = ""
         try Generator(model: InferenceModel(weights: loaded.weights), tokenizer: loaded.tokenizer!).generate(promptTokens: [1], options: o) { text += $0 }
-        // Greedy output of llama2.c's stories260K (sample.py / run.c at temperature 0).
-        let expected = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball."
+        // Greedy output of llama2.c for stories260K (its sample.py at temperature 0, as published with the model).
+        let expected = """
+            Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.
+            Lily's mom said, "Lily, let's go to the park." Lily was sad and didn't know what to do. She said, "I want to play with your ball, but I can't find it."
+            Lily was sad and didn't know what to do. She said, "I'm sorry, Lily. I didn't know what to do."
+            Lily didn't want to help her mom, so sh
+            """
         XCTAssertTrue(text.hasPrefix(expected), "got: \(text)")
     }
 
