@@ -27,7 +27,7 @@ let package = Package(
         // Quantizers, layers, model, tokenizers, formats, training, inference, evaluation.
         .target(
             name: "BitNet",
-            dependencies: ["BitNetKernels"],
+            dependencies: ["BitNetKernels", "CBitNetKernels"],
             swiftSettings: [.unsafeFlags(["-Ounchecked"])]
         ),
         .executableTarget(

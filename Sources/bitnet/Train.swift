@@ -23,6 +23,8 @@ struct Train: ParsableCommand {
             let (tok, ds) = try TrainingPipeline.prepare(dataPaths: data, valFraction: valFraction, vocabSize: vocabSize, tokenizerPath: tokenizer)
             let cfg = try shape.config(arch: a, vocabSize: tok.vocabSize, context: opts.seqLen)
             let outURL = URL(fileURLWithPath: out)
+            do { try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true) }
+            catch { throw BitNetError.unreadable(out, "cannot create the output directory: \(error.localizedDescription)") }
             try tok.save(to: outURL.appendingPathComponent("tokenizer.json"))
             let trainer = try Trainer(config: cfg, options: opts, tokenizer: tok, data: ds, outDir: outURL)
             trainer.label = a.rawValue

@@ -1,4 +1,5 @@
 import Foundation
+import CBitNetKernels
 
 /// The gated activations of the FFN: SwiGLU h = silu(g)·u, or ReLU² h = relu(g)²·u (BitNet b1.58 2B4T).
 public enum GatedActivation {
@@ -8,7 +9,7 @@ public enum GatedActivation {
         parallelRows(count, minRowsPerTask: 4096) { range in
             switch kind {
             case .swiglu:
-                for i in range { let x = g[i]; h[i] = x / (1 + expf(-x)) * u[i] }
+                bitnet_swiglu_forward(h + range.lowerBound, g + range.lowerBound, u + range.lowerBound, range.count)
             case .relu2:
                 for i in range { let r = max(g[i], 0); h[i] = r * r * u[i] }
             }
@@ -21,11 +22,8 @@ public enum GatedActivation {
         parallelRows(count, minRowsPerTask: 4096) { range in
             switch kind {
             case .swiglu:
-                for i in range {
-                    let x = g[i], s = 1 / (1 + expf(-x))
-                    dup[i] = dh[i] * x * s
-                    dgate[i] = dh[i] * u[i] * s * (1 + x * (1 - s))
-                }
+                let o = range.lowerBound
+                bitnet_swiglu_backward(dgate + o, dup + o, dh + o, g + o, u + o, range.count)
             case .relu2:
                 for i in range {
                     let r = max(g[i], 0)
@@ -66,13 +64,13 @@ public enum CrossEntropy {
                     let row = logits + r * v
                     var m = -Float.infinity
                     for j in 0..<v { m = max(m, row[j]) }
-                    var sum: Double = 0
-                    for j in 0..<v { sum += Double(expf(row[j] - m)) }
-                    let logZ = Double(m) + log(sum)
-                    lb[r] = logZ - Double(row[targets[r]])
+                    let target = row[targets[r]]
+                    // With the gradient wanted, the exponentials are written in place and scaled below.
+                    let sum = bitnet_exp_shifted_sum(row, gradient ? row : nil, v, m)
+                    lb[r] = Double(m) + log(sum) - Double(target)
                     if gradient {
                         let inv = Float(1 / sum) / Float(n)
-                        for j in 0..<v { row[j] = expf(row[j] - m) * inv }
+                        for j in 0..<v { row[j] *= inv }
                         row[targets[r]] -= 1 / Float(n)
                     }
                 }

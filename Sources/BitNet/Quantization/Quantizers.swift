@@ -1,4 +1,5 @@
 import Foundation
+import CBitNetKernels
 
 /// The quantization functions of Sec. 2.1 and Appendix A.1, each named after its equation.
 /// Rounding is to nearest with ties to even, as `torch.round` does, so PyTorch references agree bit for bit.
@@ -87,9 +88,7 @@ public enum Quantizer {
     /// γ = ‖x‖∞ (Eq. 7).
     @inline(__always)
     public static func absmax(_ x: UnsafePointer<Float>, count: Int) -> Float {
-        var m: Float = 0
-        for i in 0..<count { m = max(m, abs(x[i])) }
-        return m
+        bitnet_absmax(x, count)
     }
 
     /// Absmax activation quantization (Eq. 6-7) of `count` values with a given γ:
@@ -99,12 +98,8 @@ public enum Quantizer {
                                       codes: UnsafeMutablePointer<Int8>? = nil,
                                       dequant: UnsafeMutablePointer<Float>? = nil) {
         let (qn, qp) = signedRange(bits: bits)
-        let scale = qp / (gamma + epsilon)
-        for i in 0..<count {
-            let q = roundClip(x[i] * scale, qn, qp)
-            codes?[i] = Int8(q)
-            dequant?[i] = q / scale
-        }
+        // The C kernel does exactly q = RoundClip(x·s), x̃ = q/s with s = Q_p/(γ+ε), vectorized.
+        bitnet_absmax_quantize(x, count, gamma, qn, qp, epsilon, dequant, codes)
     }
 
     /// Unsigned min/max quantization for activations after a non-linearity (Sec. 3.1.1, η of Eq. 15):
