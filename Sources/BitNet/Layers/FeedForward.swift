@@ -7,12 +7,16 @@ public enum GatedActivation {
     public static func forward(h: UnsafeMutablePointer<Float>, gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>,
                                count: Int, kind: FFNKind) {
         parallelRows(count, minRowsPerTask: 4096) { range in
-            switch kind {
-            case .swiglu:
-                bitnet_swiglu_forward(h + range.lowerBound, g + range.lowerBound, u + range.lowerBound, range.count)
-            case .relu2:
-                for i in range { let r = max(g[i], 0); h[i] = r * r * u[i] }
-            }
+            let o = range.lowerBound
+            forwardSerial(h: h + o, gate: g + o, up: u + o, count: range.count, kind: kind)
+        }
+    }
+
+    @inline(__always)
+    static func forwardSerial(h: UnsafeMutablePointer<Float>, gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, count: Int, kind: FFNKind) {
+        switch kind {
+        case .swiglu: bitnet_swiglu_forward(h, g, u, count)
+        case .relu2: for i in 0..<count { let r = max(g[i], 0); h[i] = r * r * u[i] }
         }
     }
 
@@ -20,16 +24,44 @@ public enum GatedActivation {
     public static func backward(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>,
                                 gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, count: Int, kind: FFNKind) {
         parallelRows(count, minRowsPerTask: 4096) { range in
-            switch kind {
-            case .swiglu:
-                let o = range.lowerBound
-                bitnet_swiglu_backward(dgate + o, dup + o, dh + o, g + o, u + o, range.count)
-            case .relu2:
-                for i in range {
-                    let r = max(g[i], 0)
-                    dup[i] = dh[i] * r * r
-                    dgate[i] = dh[i] * u[i] * 2 * r
-                }
+            let o = range.lowerBound
+            backwardSerial(dgate: dgate + o, dup: dup + o, dh: dh + o, gate: g + o, up: u + o, count: range.count, kind: kind)
+        }
+    }
+
+    @inline(__always)
+    static func backwardSerial(dgate: UnsafeMutablePointer<Float>, dup: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>,
+                               gate g: UnsafePointer<Float>, up u: UnsafePointer<Float>, count: Int, kind: FFNKind) {
+        switch kind {
+        case .swiglu: bitnet_swiglu_backward(dgate, dup, dh, g, u, count)
+        case .relu2:
+            for i in 0..<count {
+                let r = max(g[i], 0)
+                dup[i] = dh[i] * r * r
+                dgate[i] = dh[i] * u[i] * 2 * r
+            }
+        }
+    }
+}
+
+extension GatedActivation {
+    /// Row-wise form over a fused [rows, 2F] buffer holding gate | up: h[r] = act(gate[r])·up[r], h is [rows, F].
+    public static func forward(h: UnsafeMutablePointer<Float>, gateUp gu: UnsafePointer<Float>, rows: Int, ffn f: Int, kind: FFNKind) {
+        parallelRows(rows, minRowsPerTask: 4) { range in
+            for r in range {
+                let src = gu + r * 2 * f
+                forwardSerial(h: h + r * f, gate: src, up: src + f, count: f, kind: kind)
+            }
+        }
+    }
+
+    /// Row-wise backward into a fused [rows, 2F] gradient dgate | dup.
+    public static func backward(dGateUp dgu: UnsafeMutablePointer<Float>, dh: UnsafePointer<Float>, gateUp gu: UnsafePointer<Float>,
+                                rows: Int, ffn f: Int, kind: FFNKind) {
+        parallelRows(rows, minRowsPerTask: 4) { range in
+            for r in range {
+                let src = gu + r * 2 * f, dst = dgu + r * 2 * f
+                backwardSerial(dgate: dst, dup: dst + f, dh: dh + r * f, gate: src, up: src + f, count: f, kind: kind)
             }
         }
     }

@@ -44,17 +44,19 @@ public struct Rope: Sendable {
         }
     }
 
-    /// Forward over a batch [B·T, heads·headDim] whose row r holds position r % T.
-    public func forward(_ x: UnsafeMutablePointer<Float>, rows: Int, seqLen: Int, heads: Int) {
+    /// Forward over a batch [B·T, heads·headDim] (rows `rowStride` floats apart) whose row r holds position r % T.
+    public func forward(_ x: UnsafeMutablePointer<Float>, rows: Int, seqLen: Int, heads: Int, rowStride: Int? = nil) {
+        let stride = rowStride ?? heads * headDim
         parallelRows(rows) { range in
-            for r in range { apply(x + r * heads * headDim, heads: heads, pos: r % seqLen) }
+            for r in range { apply(x + r * stride, heads: heads, pos: r % seqLen) }
         }
     }
 
     /// Backward: the gradient of a rotation is the inverse rotation of the incoming gradient.
-    public func backward(_ dx: UnsafeMutablePointer<Float>, rows: Int, seqLen: Int, heads: Int) {
+    public func backward(_ dx: UnsafeMutablePointer<Float>, rows: Int, seqLen: Int, heads: Int, rowStride: Int? = nil) {
+        let stride = rowStride ?? heads * headDim
         parallelRows(rows) { range in
-            for r in range { apply(dx + r * heads * headDim, heads: heads, pos: r % seqLen, inverse: true) }
+            for r in range { apply(dx + r * stride, heads: heads, pos: r % seqLen, inverse: true) }
         }
     }
 }

@@ -11,6 +11,7 @@ public struct TensorSlot: Sendable, Equatable {
 }
 
 /// Offsets of every parameter of a config in one contiguous f32 buffer (names of docs/MODEL.md).
+/// wq, wk, wv are adjacent, and so are w1, w3: training multiplies each group as one fused matrix.
 public struct ParameterLayout: Sendable {
     public private(set) var slots: [TensorSlot] = []
     public private(set) var index: [String: Int] = [:]

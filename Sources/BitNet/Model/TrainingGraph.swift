@@ -3,7 +3,8 @@ import BitNetKernels
 
 /// Saved activations of one layer for a batch (N = B·T rows).
 final class LayerActivations {
-    let x, a, q, k, v, probs, o, h, f, g, u, hAct: FloatBuffer
+    /// qkv: [N, qD + 2·kvD] (q | k | v per row, one fused product); gu: [N, 2F] (gate | up).
+    let x, a, qkv, probs, o, h, f, gu, hAct: FloatBuffer
     let aq, oN, oq, fq, hN, hq: FloatBuffer?   // nil when the layer does not need them (fp, no sub-norm)
     let rstdA, rstdO, rstdF, rstdH: FloatBuffer
 
@@ -11,10 +12,10 @@ final class LayerActivations {
         let n = batch * t, d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, g = c.normGroups
         let quant = c.arch.isQuantized
         x = FloatBuffer(n * d); a = FloatBuffer(n * d)
-        q = FloatBuffer(n * qD); k = FloatBuffer(n * kvD); v = FloatBuffer(n * kvD)
+        qkv = FloatBuffer(n * (qD + 2 * kvD))
         probs = FloatBuffer(batch * c.nHeads * t * t); o = FloatBuffer(n * qD)
         h = FloatBuffer(n * d); self.f = FloatBuffer(n * d)
-        self.g = FloatBuffer(n * f); u = FloatBuffer(n * f); hAct = FloatBuffer(n * f)
+        gu = FloatBuffer(n * 2 * f); hAct = FloatBuffer(n * f)
         aq = quant ? FloatBuffer(n * d) : nil
         oN = c.subNorm ? FloatBuffer(n * qD) : nil
         oq = quant ? FloatBuffer(n * qD) : nil
@@ -43,7 +44,7 @@ public final class TrainingGraph: @unchecked Sendable {
     /// Quantized weights W̃·β, in parameter layout (only BitLinear slots are filled).
     let wq: FloatBuffer?
     // Backward scratch.
-    let dx, dfn, dA, dF, dO, dOq, dq, dk, dv, dHq, dHAct, dg, du: FloatBuffer
+    let dx, dfn, dA, dF, dO, dOq, dqkv, dHq, dHAct, dgu: FloatBuffer
     var tokens: [Int] = []
 
     /// Allocates every activation for a batch shape; reuse the graph for every step.
@@ -59,10 +60,8 @@ public final class TrainingGraph: @unchecked Sendable {
         logits = FloatBuffer(n * c.vocabSize)
         wq = c.arch.isQuantized ? FloatBuffer(layout.totalCount) : nil
         dx = FloatBuffer(n * d); dfn = FloatBuffer(n * d); dA = FloatBuffer(n * d); dF = FloatBuffer(n * d)
-        dO = FloatBuffer(n * qD); dOq = FloatBuffer(n * qD); dq = FloatBuffer(n * qD)
-        dk = FloatBuffer(n * c.kvDim); dv = FloatBuffer(n * c.kvDim)
-        dHq = FloatBuffer(n * c.ffnDim); dHAct = FloatBuffer(n * c.ffnDim)
-        dg = FloatBuffer(n * c.ffnDim); du = FloatBuffer(n * c.ffnDim)
+        dO = FloatBuffer(n * qD); dOq = FloatBuffer(n * qD); dqkv = FloatBuffer(n * (qD + 2 * c.kvDim))
+        dHq = FloatBuffer(n * c.ffnDim); dHAct = FloatBuffer(n * c.ffnDim); dgu = FloatBuffer(n * 2 * c.ffnDim)
     }
 
     // MARK: helpers
@@ -110,7 +109,7 @@ public final class TrainingGraph: @unchecked Sendable {
     public func forward(inputs: [Int], training: Bool = true) {
         precondition(inputs.count == batch * seqLen, "expected \(batch * seqLen) tokens, got \(inputs.count)")
         let c = config, n = batch * seqLen, d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim
-        let w = weights.ptr, eps = c.normEps, ng = c.normGroups
+        let w = weights.ptr, eps = c.normEps, ng = c.normGroups, qkvD = qD + 2 * kvD
         tokens = inputs
         quantizeWeights()
         let qIn = quantization(down: false), qDown = quantization(down: true)
@@ -120,12 +119,12 @@ public final class TrainingGraph: @unchecked Sendable {
             // Attention block: a = RMSNorm(x); q,k,v = BitLinear(a); o = attention; x + BitLinear(SubLN(o)).
             RMSNorm.forward(out: A.a.ptr, rstd: A.rstdA.ptr, x: A.x.ptr, weight: w + s.attnNorm, rows: n, dim: d, groups: ng, eps: eps)
             let aIn = quantizedInput(A.a, A.aq, cols: d, q: qIn, training: training)
-            BitLinear.forward(y: A.q.ptr, xq: aIn, wq: linearWeight(s.wq), rows: n, in: d, out: qD)
-            BitLinear.forward(y: A.k.ptr, xq: aIn, wq: linearWeight(s.wk), rows: n, in: d, out: kvD)
-            BitLinear.forward(y: A.v.ptr, xq: aIn, wq: linearWeight(s.wv), rows: n, in: d, out: kvD)
-            rope.forward(A.q.ptr, rows: n, seqLen: seqLen, heads: c.nHeads)
-            rope.forward(A.k.ptr, rows: n, seqLen: seqLen, heads: c.nKVHeads)
-            attention.forward(out: A.o.ptr, probs: A.probs.ptr, q: A.q.ptr, k: A.k.ptr, v: A.v.ptr, batch: batch, seqLen: seqLen)
+            // wq, wk, wv are consecutive rows of the parameter buffer: one product [N, qD + 2kvD] (β per tensor kept).
+            BitLinear.forward(y: A.qkv.ptr, xq: aIn, wq: linearWeight(s.wq), rows: n, in: d, out: qkvD)
+            rope.forward(A.qkv.ptr, rows: n, seqLen: seqLen, heads: c.nHeads, rowStride: qkvD)
+            rope.forward(A.qkv.ptr + qD, rows: n, seqLen: seqLen, heads: c.nKVHeads, rowStride: qkvD)
+            attention.forward(out: A.o.ptr, probs: A.probs.ptr, q: A.qkv.ptr, k: A.qkv.ptr + qD, v: A.qkv.ptr + qD + kvD,
+                              batch: batch, seqLen: seqLen, qStride: qkvD, kvStride: qkvD)
             var oSrc = A.o
             if let oN = A.oN {
                 RMSNorm.forward(out: oN.ptr, rstd: A.rstdO.ptr, x: A.o.ptr, weight: w + s.attnSubNorm, rows: n, dim: qD, groups: ng, eps: eps)
@@ -137,9 +136,9 @@ public final class TrainingGraph: @unchecked Sendable {
             // FFN block: f = RMSNorm(h); g,u = BitLinear(f); x' = h + BitLinear(SubLN(act(g)·u)).
             RMSNorm.forward(out: A.f.ptr, rstd: A.rstdF.ptr, x: A.h.ptr, weight: w + s.ffnNorm, rows: n, dim: d, groups: ng, eps: eps)
             let fIn = quantizedInput(A.f, A.fq, cols: d, q: qIn, training: training)
-            BitLinear.forward(y: A.g.ptr, xq: fIn, wq: linearWeight(s.w1), rows: n, in: d, out: f)
-            BitLinear.forward(y: A.u.ptr, xq: fIn, wq: linearWeight(s.w3), rows: n, in: d, out: f)
-            GatedActivation.forward(h: A.hAct.ptr, gate: A.g.ptr, up: A.u.ptr, count: n * f, kind: c.ffn)
+            // w1 and w3 are consecutive too: one product [N, 2F] = gate | up.
+            BitLinear.forward(y: A.gu.ptr, xq: fIn, wq: linearWeight(s.w1), rows: n, in: d, out: 2 * f)
+            GatedActivation.forward(h: A.hAct.ptr, gateUp: A.gu.ptr, rows: n, ffn: f, kind: c.ffn)
             var hSrc = A.hAct
             if let hN = A.hN {
                 RMSNorm.forward(out: hN.ptr, rstd: A.rstdH.ptr, x: A.hAct.ptr, weight: w + s.ffnSubNorm, rows: n, dim: f, groups: ng, eps: eps)
@@ -170,7 +169,7 @@ public final class TrainingGraph: @unchecked Sendable {
     /// Backpropagates ∂loss/∂logits (already in `logits`) through the network into `grad` (overwritten).
     func backward(into grad: UnsafeMutablePointer<Float>) {
         let c = config, n = batch * seqLen, d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, V = c.vocabSize
-        let w = weights.ptr, ng = c.normGroups
+        let w = weights.ptr, ng = c.normGroups, qkvD = qD + 2 * kvD
         grad.update(repeating: 0, count: layout.totalCount)
         // Head: logits = fn · Eᵀ.
         GEMM.sgemm(transA: false, transB: false, m: n, n: d, k: V, a: logits.ptr, lda: V, b: w + layout.output, ldb: d,
@@ -192,10 +191,9 @@ public final class TrainingGraph: @unchecked Sendable {
             } else {
                 dHAct.ptr.update(from: dHq.ptr, count: n * f)
             }
-            GatedActivation.backward(dgate: dg.ptr, dup: du.ptr, dh: dHAct.ptr, gate: A.g.ptr, up: A.u.ptr, count: n * f, kind: c.ffn)
+            GatedActivation.backward(dGateUp: dgu.ptr, dh: dHAct.ptr, gateUp: A.gu.ptr, rows: n, ffn: f, kind: c.ffn)
             let fIn = UnsafePointer((A.fq ?? A.f).ptr)
-            BitLinear.backward(dx: dF.ptr, dw: grad + s.w1, dy: dg.ptr, xq: fIn, wq: linearWeight(s.w1), rows: n, in: d, out: f, accumulateDx: false)
-            BitLinear.backward(dx: dF.ptr, dw: grad + s.w3, dy: du.ptr, xq: fIn, wq: linearWeight(s.w3), rows: n, in: d, out: f, accumulateDx: true)
+            BitLinear.backward(dx: dF.ptr, dw: grad + s.w1, dy: dgu.ptr, xq: fIn, wq: linearWeight(s.w1), rows: n, in: d, out: 2 * f, accumulateDx: false)
             RMSNorm.backward(dx: dx.ptr, dweight: grad + s.ffnNorm, dout: dF.ptr, x: A.h.ptr, weight: w + s.ffnNorm,
                              rstd: A.rstdF.ptr, rows: n, dim: d, groups: ng)
             // Attention block. dx now holds ∂L/∂h = ∂L/∂(x_l + attn_out).
@@ -208,15 +206,14 @@ public final class TrainingGraph: @unchecked Sendable {
             } else {
                 dO.ptr.update(from: dOq.ptr, count: n * qD)
             }
-            dk.zero(); dv.zero()
-            attention.backward(dq: dq.ptr, dk: dk.ptr, dv: dv.ptr, dout: dO.ptr, probs: A.probs.ptr,
-                               q: A.q.ptr, k: A.k.ptr, v: A.v.ptr, batch: batch, seqLen: seqLen)
-            rope.backward(dq.ptr, rows: n, seqLen: seqLen, heads: c.nHeads)
-            rope.backward(dk.ptr, rows: n, seqLen: seqLen, heads: c.nKVHeads)
+            dqkv.zero()   // dk and dv accumulate over the heads that share them
+            attention.backward(dq: dqkv.ptr, dk: dqkv.ptr + qD, dv: dqkv.ptr + qD + kvD, dout: dO.ptr, probs: A.probs.ptr,
+                               q: A.qkv.ptr, k: A.qkv.ptr + qD, v: A.qkv.ptr + qD + kvD, batch: batch, seqLen: seqLen,
+                               qStride: qkvD, kvStride: qkvD)
+            rope.backward(dqkv.ptr, rows: n, seqLen: seqLen, heads: c.nHeads, rowStride: qkvD)
+            rope.backward(dqkv.ptr + qD, rows: n, seqLen: seqLen, heads: c.nKVHeads, rowStride: qkvD)
             let aIn = UnsafePointer((A.aq ?? A.a).ptr)
-            BitLinear.backward(dx: dA.ptr, dw: grad + s.wq, dy: dq.ptr, xq: aIn, wq: linearWeight(s.wq), rows: n, in: d, out: qD, accumulateDx: false)
-            BitLinear.backward(dx: dA.ptr, dw: grad + s.wk, dy: dk.ptr, xq: aIn, wq: linearWeight(s.wk), rows: n, in: d, out: kvD, accumulateDx: true)
-            BitLinear.backward(dx: dA.ptr, dw: grad + s.wv, dy: dv.ptr, xq: aIn, wq: linearWeight(s.wv), rows: n, in: d, out: kvD, accumulateDx: true)
+            BitLinear.backward(dx: dA.ptr, dw: grad + s.wq, dy: dqkv.ptr, xq: aIn, wq: linearWeight(s.wq), rows: n, in: d, out: qkvD, accumulateDx: false)
             RMSNorm.backward(dx: dx.ptr, dweight: grad + s.attnNorm, dout: dA.ptr, x: A.x.ptr, weight: w + s.attnNorm,
                              rstd: A.rstdA.ptr, rows: n, dim: d, groups: ng)
         }
