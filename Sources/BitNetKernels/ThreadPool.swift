@@ -3,7 +3,7 @@ import Foundation
 
 /// A fixed set of worker threads (threadCount - 1 of them, plus the calling thread) for data-parallel loops.
 ///
-/// Workers spin for a few microseconds after a job and then sleep, so back-to-back calls start fast and an
+/// Idle workers spin ~20 µs (with pause) and then sleep on a condvar, so back-to-back calls start fast and an
 /// idle or oversubscribed process does not burn CPU. Calls from inside a task run serially (no deadlock);
 /// calls from different threads are serialized.
 public final class ThreadPool: @unchecked Sendable {

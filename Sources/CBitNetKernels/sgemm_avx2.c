@@ -6,6 +6,7 @@
 #include "sgemm_internal.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define AVX2 __attribute__((target("avx2,fma")))
@@ -56,9 +57,11 @@ AVX2 static void pack_a(int trans, size_t mc, size_t kc, const float *a, size_t 
     size_t i0 = 0;
     if (!trans) {
         // Rows are contiguous in p: transpose 8-column chunks of 6 rows (2 zero rows as filler),
-        // storing 8 lanes per column; the 2 extra lanes are overwritten by the next column
-        // (or land in the buffer's slack).
+        // storing 8 lanes per column; the 2 extra lanes are overwritten by the next column, and the
+        // chunk's last column is stored masked, so nothing is written past the panel (threads may
+        // pack neighbouring panels of a shared buffer concurrently).
         const __m256 zero = _mm256_setzero_ps();
+        const __m256i mask6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
         for (; i0 + MR <= mc; i0 += MR) {
             const float *r0 = a + i0 * lda;
             size_t p = 0;
@@ -68,21 +71,27 @@ AVX2 static void pack_a(int trans, size_t mc, size_t kc, const float *a, size_t 
                 r[6] = zero;
                 r[7] = zero;
                 transpose8(r);
-                for (int q = 0; q < 8; ++q) _mm256_storeu_ps(dst + (p + (size_t)q) * MR, r[q]);
+                for (int q = 0; q < 7; ++q) _mm256_storeu_ps(dst + (p + (size_t)q) * MR, r[q]);
+                _mm256_maskstore_ps(dst + (p + 7) * MR, mask6, r[7]);
             }
             for (; p < kc; ++p)
                 for (int i = 0; i < MR; ++i) dst[p * MR + (size_t)i] = r0[(size_t)i * lda + p];
             dst += kc * MR;
         }
     } else {
-        // Columns of op(A) are contiguous: 6 floats per p (masked load never touches lanes 6, 7).
+        // Columns of op(A) are contiguous: 6 floats per p and panel. Walk a's rows in order, all
+        // panels per row, so reads stream sequentially. Masked loads/stores touch exactly 6 lanes
+        // (a wide store would clobber the next panel, already written for earlier p).
         const __m256i mask6 = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
-        for (; i0 + MR <= mc; i0 += MR) {
-            const float *src = a + i0;
-            for (size_t p = 0; p < kc; ++p)
-                _mm256_storeu_ps(dst + p * MR, _mm256_maskload_ps(src + p * lda, mask6));
-            dst += kc * MR;
+        size_t panels = mc / MR;
+        for (size_t p = 0; p < kc; ++p) {
+            const float *src = a + p * lda;
+            float *d = dst + p * MR;
+            for (size_t q = 0; q < panels; ++q)
+                _mm256_maskstore_ps(d + q * kc * MR, mask6, _mm256_maskload_ps(src + q * MR, mask6));
         }
+        i0 = panels * MR;
+        dst += panels * kc * MR;
     }
     if (i0 < mc) {  // partial panel, zero-padded
         size_t mr = mc - i0;
@@ -96,16 +105,20 @@ AVX2 static void pack_a(int trans, size_t mc, size_t kc, const float *a, size_t 
 AVX2 static void pack_b(int trans, size_t kc, size_t nc, const float *b, size_t ldb, float *dst) {
     size_t j0 = 0;
     if (!trans) {
-        for (; j0 + NR <= nc; j0 += NR) {
-            const float *src = b + j0;
-            for (size_t p = 0; p < kc; ++p) {
-                __m256 x0 = _mm256_loadu_ps(src + p * ldb);
-                __m256 x1 = _mm256_loadu_ps(src + p * ldb + 8);
-                _mm256_store_ps(dst + p * NR, x0);
-                _mm256_store_ps(dst + p * NR + 8, x1);
+        // Walk b's rows in order (sequential reads), scattering 16-float pieces to the panels.
+        size_t panels = nc / NR;
+        for (size_t p = 0; p < kc; ++p) {
+            const float *src = b + p * ldb;
+            float *d = dst + p * NR;
+            for (size_t q = 0; q < panels; ++q) {
+                __m256 x0 = _mm256_loadu_ps(src + q * NR);
+                __m256 x1 = _mm256_loadu_ps(src + q * NR + 8);
+                _mm256_store_ps(d + q * kc * NR, x0);
+                _mm256_store_ps(d + q * kc * NR + 8, x1);
             }
-            dst += kc * NR;
         }
+        j0 = panels * NR;
+        dst += panels * kc * NR;
     } else {
         // op(B) columns are rows of b: transpose 8x8 blocks of two 8-row groups.
         for (; j0 + NR <= nc; j0 += NR) {
@@ -141,9 +154,12 @@ AVX2_INLINE void store_row(float *c, __m256 acc, __m256 valpha, __m256 vbeta, in
     else _mm256_storeu_ps(c, _mm256_add_ps(_mm256_loadu_ps(c), t));
 }
 
-// C[0:6, 0:16] <- store(mode) of sum over p of a[p*6 + i] * b[p*16 + j]; 12 accumulators.
-AVX2 static void kernel_6x16(size_t kc, const float *restrict a, const float *restrict b,
-                             float *restrict c, size_t ldc, float alpha, float beta, int mode) {
+// C[0:6, 0:16] <- store(mode) of sum over p of A(i, p) * b[p*16 + j], with A(i, p) = a[i*rs + p*cs];
+// 12 accumulators. Every lane sums its products in the same order whatever rs/cs, so packed and
+// direct variants give identical bits.
+AVX2_INLINE void kernel_body(size_t kc, const float *restrict a, size_t rs, size_t cs,
+                             const float *restrict b, float *restrict c, size_t ldc, float alpha,
+                             float beta, int mode) {
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -156,26 +172,27 @@ AVX2 static void kernel_6x16(size_t kc, const float *restrict a, const float *re
             _mm_prefetch((const char *)(c + (size_t)i * ldc + 15), _MM_HINT_T0);
         }
     }
+    const float *a0 = a, *a1 = a + rs, *a2 = a + 2 * rs, *a3 = a + 3 * rs, *a4 = a + 4 * rs, *a5 = a + 5 * rs;
 #define BITNET_STEP(off)                                                   \
     do {                                                                   \
         __m256 b0 = _mm256_load_ps(b + (off) * NR);                        \
         __m256 b1 = _mm256_load_ps(b + (off) * NR + 8);                    \
-        __m256 av = _mm256_broadcast_ss(a + (off) * MR + 0);               \
+        __m256 av = _mm256_broadcast_ss(a0 + (off) * cs);                  \
         c00 = _mm256_fmadd_ps(av, b0, c00);                                \
         c01 = _mm256_fmadd_ps(av, b1, c01);                                \
-        av = _mm256_broadcast_ss(a + (off) * MR + 1);                      \
+        av = _mm256_broadcast_ss(a1 + (off) * cs);                         \
         c10 = _mm256_fmadd_ps(av, b0, c10);                                \
         c11 = _mm256_fmadd_ps(av, b1, c11);                                \
-        av = _mm256_broadcast_ss(a + (off) * MR + 2);                      \
+        av = _mm256_broadcast_ss(a2 + (off) * cs);                         \
         c20 = _mm256_fmadd_ps(av, b0, c20);                                \
         c21 = _mm256_fmadd_ps(av, b1, c21);                                \
-        av = _mm256_broadcast_ss(a + (off) * MR + 3);                      \
+        av = _mm256_broadcast_ss(a3 + (off) * cs);                         \
         c30 = _mm256_fmadd_ps(av, b0, c30);                                \
         c31 = _mm256_fmadd_ps(av, b1, c31);                                \
-        av = _mm256_broadcast_ss(a + (off) * MR + 4);                      \
+        av = _mm256_broadcast_ss(a4 + (off) * cs);                         \
         c40 = _mm256_fmadd_ps(av, b0, c40);                                \
         c41 = _mm256_fmadd_ps(av, b1, c41);                                \
-        av = _mm256_broadcast_ss(a + (off) * MR + 5);                      \
+        av = _mm256_broadcast_ss(a5 + (off) * cs);                         \
         c50 = _mm256_fmadd_ps(av, b0, c50);                                \
         c51 = _mm256_fmadd_ps(av, b1, c51);                                \
     } while (0)
@@ -189,12 +206,12 @@ AVX2 static void kernel_6x16(size_t kc, const float *restrict a, const float *re
         BITNET_STEP(1);
         BITNET_STEP(2);
         BITNET_STEP(3);
-        a += 4 * MR;
+        a0 += 4 * cs, a1 += 4 * cs, a2 += 4 * cs, a3 += 4 * cs, a4 += 4 * cs, a5 += 4 * cs;
         b += 4 * NR;
     }
     for (; p < kc; ++p) {
         BITNET_STEP(0);
-        a += MR;
+        a0 += cs, a1 += cs, a2 += cs, a3 += cs, a4 += cs, a5 += cs;
         b += NR;
     }
 #undef BITNET_STEP
@@ -213,32 +230,128 @@ AVX2 static void kernel_6x16(size_t kc, const float *restrict a, const float *re
     store_row(c + 5 * ldc + 8, c51, va, vb, mode);
 }
 
+// Packed A~ micro-panel: A(i, p) = a[p*6 + i].
+AVX2 static void kernel_6x16(size_t kc, const float *a, const float *b, float *c, size_t ldc,
+                             float alpha, float beta, int mode) {
+    kernel_body(kc, a, 1, MR, b, c, ldc, alpha, beta, mode);
+}
+
+// A read in place from row-major rows (stride lda): saves packing when few columns reuse it.
+AVX2 static void kernel_6x16_rows(size_t kc, const float *a, size_t lda, const float *b, float *c,
+                                  size_t ldc, float alpha, float beta, int mode) {
+    kernel_body(kc, a, lda, 1, b, c, ldc, alpha, beta, mode);
+}
+
+// Runs one 6x16 tile; edge tiles (mr < 6 or nr < 16) go through a padded copy of C so their bits
+// match interior tiles. `a` is a packed micro-panel (lda == 0) or 6 rows in place (lda > 0, mr == 6).
+AVX2_INLINE void tile(size_t mr, size_t nr, size_t kc, const float *a, size_t lda, const float *b,
+                      float *c, size_t ldc, float alpha, float beta, int mode) {
+    if (mr == MR && nr == NR) {
+        if (lda) kernel_6x16_rows(kc, a, lda, b, c, ldc, alpha, beta, mode);
+        else kernel_6x16(kc, a, b, c, ldc, alpha, beta, mode);
+        return;
+    }
+    _Alignas(32) float tmp[MR * NR] = {0};
+    if (mode != GEMM_STORE_SET)
+        for (size_t i = 0; i < mr; ++i) memcpy(tmp + i * NR, c + i * ldc, nr * sizeof(float));
+    if (lda) kernel_6x16_rows(kc, a, lda, b, tmp, NR, alpha, beta, mode);
+    else kernel_6x16(kc, a, b, tmp, NR, alpha, beta, mode);
+    for (size_t i = 0; i < mr; ++i) memcpy(c + i * ldc, tmp + i * NR, nr * sizeof(float));
+}
+
 AVX2 static void macro_kernel(size_t mc, size_t nc, size_t kc, const float *pa, const float *pb,
                               float *c, size_t ldc, float alpha, float beta, int mode) {
     for (size_t j0 = 0; j0 < nc; j0 += NR) {
         size_t nr = nc - j0 < NR ? nc - j0 : NR;
-        const float *bp = pb + j0 * kc;
         for (size_t i0 = 0; i0 < mc; i0 += MR) {
             size_t mr = mc - i0 < MR ? mc - i0 : MR;
-            const float *ap = pa + i0 * kc;
-            float *cij = c + i0 * ldc + j0;
-            if (mr == MR && nr == NR) {
-                kernel_6x16(kc, ap, bp, cij, ldc, alpha, beta, mode);
-            } else {
-                // Edge tile: the same kernel on a padded copy, so its bits match an interior tile.
-                _Alignas(32) float tmp[MR * NR] = {0};
-                if (mode != GEMM_STORE_SET)
-                    for (size_t i = 0; i < mr; ++i) memcpy(tmp + i * NR, cij + i * ldc, nr * sizeof(float));
-                kernel_6x16(kc, ap, bp, tmp, NR, alpha, beta, mode);
-                for (size_t i = 0; i < mr; ++i) memcpy(cij + i * ldc, tmp + i * NR, nr * sizeof(float));
-            }
+            tile(mr, nr, kc, pa + i0 * kc, 0, pb + j0 * kc, c + i0 * ldc + j0, ldc, alpha, beta, mode);
+        }
+    }
+}
+
+// Macro-kernel reading A (not transposed) in place; only a trailing partial row panel is packed
+// (into `scratch`, 6*kc floats), since reading past row mc would leave the matrix.
+AVX2 static void macro_kernel_rows(size_t mc, size_t nc, size_t kc, const float *a, size_t lda,
+                                   const float *pb, float *c, size_t ldc, float alpha, float beta,
+                                   int mode, float *scratch) {
+    size_t full = mc / MR * MR;
+    if (full < mc) pack_a(0, mc - full, kc, a + full * lda, lda, scratch);
+    for (size_t i0 = 0; i0 < mc; i0 += MR) {
+        size_t mr = mc - i0 < MR ? mc - i0 : MR;
+        const float *ap = mr == MR ? a + i0 * lda : scratch;
+        size_t lda_tile = mr == MR ? lda : 0;
+        // Row panel outermost: its 6 rows stay in L1 across all column panels.
+        for (size_t j0 = 0; j0 < nc; j0 += NR) {
+            size_t nr = nc - j0 < NR ? nc - j0 : NR;
+            tile(mr, nr, kc, ap, lda_tile, pb + j0 * kc, c + i0 * ldc + j0, ldc, alpha, beta, mode);
+        }
+    }
+}
+
+// MARK: - Dot-product path (few rows of op(A), B transposed)
+
+AVX2_INLINE float hsum8(__m256 v) {
+    __m128 x = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+    x = _mm_add_ss(x, _mm_movehdup_ps(x));
+    return _mm_cvtss_f32(x);
+}
+
+// out[r] = dot(a, brow[r]) over k for r < R. Each row's arithmetic is independent of R, so an
+// element gets the same bits whether it falls in a block of 4 rows or in the tail.
+AVX2_INLINE void dot_rows(int R, size_t k, const float *a, const float *const *brow, float *out) {
+    __m256 s0[4], s1[4];
+    for (int r = 0; r < R; ++r) s0[r] = s1[r] = _mm256_setzero_ps();
+    size_t p = 0;
+    for (; p + 16 <= k; p += 16) {
+        __m256 a0 = _mm256_loadu_ps(a + p), a1 = _mm256_loadu_ps(a + p + 8);
+        for (int r = 0; r < R; ++r) {
+            s0[r] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(brow[r] + p), s0[r]);
+            s1[r] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(brow[r] + p + 8), s1[r]);
+        }
+    }
+    if (p + 8 <= k) {
+        __m256 a0 = _mm256_loadu_ps(a + p);
+        for (int r = 0; r < R; ++r) s0[r] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(brow[r] + p), s0[r]);
+        p += 8;
+    }
+    if (p < k) {  // masked loads read only the k - p valid floats
+        const int rem = (int)(k - p);
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        __m256 a0 = _mm256_maskload_ps(a + p, mask);
+        for (int r = 0; r < R; ++r) s1[r] = _mm256_fmadd_ps(a0, _mm256_maskload_ps(brow[r] + p, mask), s1[r]);
+    }
+    for (int r = 0; r < R; ++r) out[r] = hsum8(_mm256_add_ps(s0[r], s1[r]));
+}
+
+AVX2 static void dots(size_t m, size_t n0, size_t n1, size_t k, float alpha, const float *a, size_t lda,
+                      const float *b, size_t ldb, float beta, float *c, size_t ldc) {
+    size_t j = n0;
+    for (; j + 4 <= n1; j += 4) {
+        const float *brow[4] = {b + j * ldb, b + (j + 1) * ldb, b + (j + 2) * ldb, b + (j + 3) * ldb};
+        for (size_t i = 0; i < m; ++i) {
+            float d[4];
+            dot_rows(4, k, a + i * lda, brow, d);
+            float *ci = c + i * ldc + j;
+            for (int r = 0; r < 4; ++r) ci[r] = beta == 0.0f ? alpha * d[r] : fmaf(beta, ci[r], alpha * d[r]);
+        }
+    }
+    for (; j < n1; ++j) {
+        const float *brow[1] = {b + j * ldb};
+        for (size_t i = 0; i < m; ++i) {
+            float d[1];
+            dot_rows(1, k, a + i * lda, brow, d);
+            float *ci = c + i * ldc + j;
+            ci[0] = beta == 0.0f ? alpha * d[0] : fmaf(beta, ci[0], alpha * d[0]);
         }
     }
 }
 
 const bitnet_gemm_ops bitnet_gemm_ops_avx2 = {
-    .mr = MR, .nr = NR, .mc = BITNET_AVX2_MC, .kc = BITNET_AVX2_KC, .nc = BITNET_AVX2_NC, .pack_slack = 8,
-    .pack_a = pack_a, .pack_b = pack_b, .macro = macro_kernel,
+    .mr = MR, .nr = NR, .mc = BITNET_AVX2_MC, .kc = BITNET_AVX2_KC, .nc = BITNET_AVX2_NC,
+    .pack_a = pack_a, .pack_b = pack_b, .macro = macro_kernel, .macro_rows = macro_kernel_rows,
+    .dots = dots,
 };
 
 #endif

@@ -1,4 +1,4 @@
-// Thread pool: N-1 pthread workers plus the caller, lock-free task claiming, spin-then-sleep workers.
+// Thread pool: N-1 pthread workers plus the caller, lock-free task claiming, spin-then-sleep waits.
 //
 // A job is published by bumping a 64-bit "ticket" word: generation in the high 32 bits, next task
 // index in the low 32. Workers claim indices with a CAS that also checks the generation, so a worker
@@ -34,7 +34,7 @@ typedef struct {
 struct bitnet_pool {
     int thread_count;
     int worker_count;
-    _Atomic long spin_ns;
+    _Atomic long spin_ns;                   // busy-wait this long before blocking on a condvar
     pthread_t *threads;
 
     // Cache-line separated hot words.
@@ -57,6 +57,43 @@ static inline uint64_t now_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+// Busy-waits (with pause) for ready(arg) up to spin_ns; returns 0 if the caller should block instead.
+// Blocking (not sched_yield spinning) is what lets the scheduler put a woken thread on an idle core.
+static int spin_wait(const bitnet_pool *p, int (*ready)(const void *), const void *arg) {
+    long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
+    uint64_t start = 0;
+    for (unsigned it = 0;; ++it) {
+        if (ready(arg)) return 1;
+        CPU_RELAX();
+        if ((it & 15) == 15) {
+            uint64_t t = now_ns();
+            if (start == 0) start = t;
+            else if ((long)(t - start) > spin) return 0;
+        }
+    }
+}
+
+typedef struct {
+    bitnet_pool *p;
+    uint32_t seen;
+} worker_wait;
+
+static int worker_ready(const void *arg) {
+    const worker_wait *w = (const worker_wait *)arg;
+    uint32_t gen = (uint32_t)(atomic_load_explicit(&w->p->ticket, memory_order_acquire) >> 32);
+    return gen != w->seen || atomic_load_explicit(&w->p->shutdown, memory_order_relaxed);
+}
+
+typedef struct {
+    job_slot *s;
+    uint64_t n;
+} caller_wait;
+
+static int caller_ready(const void *arg) {
+    const caller_wait *w = (const caller_wait *)arg;
+    return atomic_load_explicit(&w->s->done, memory_order_acquire) == w->n;
 }
 
 // Claims and runs tasks of generation `gen` until none is left. Returns when the ticket is exhausted
@@ -92,20 +129,10 @@ static void *worker_main(void *arg) {
     tls_in_pool = 1;
     uint32_t seen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
     for (;;) {
-        // Spin briefly for the next job: back-to-back GEMMs then start without a wake-up syscall.
-        uint32_t gen = seen;
-        uint64_t start = 0;
-        long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
-        for (unsigned it = 0;; ++it) {
-            gen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
-            if (gen != seen || atomic_load_explicit(&p->shutdown, memory_order_relaxed)) break;
-            CPU_RELAX();
-            if ((it & 15) == 15) {
-                uint64_t t = now_ns();
-                if (start == 0) start = t;
-                else if ((long)(t - start) > spin) break;
-            }
-        }
+        // Spin briefly for the next job: back-to-back jobs then start without a wake-up syscall.
+        worker_wait w = {p, seen};
+        spin_wait(p, worker_ready, &w);
+        uint32_t gen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
         if (gen == seen) {
             // Sleep; an oversubscribed machine then loses nothing to idle spinning.
             pthread_mutex_lock(&p->mutex);
@@ -178,6 +205,8 @@ void bitnet_pool_destroy(bitnet_pool *p) {
 
 int bitnet_pool_thread_count(const bitnet_pool *p) { return p ? p->thread_count : 1; }
 
+int bitnet_pool_in_task(void) { return tls_in_pool; }
+
 void bitnet_pool_set_spin_ns(bitnet_pool *p, long spin_ns) {
     if (p) atomic_store_explicit(&p->spin_ns, spin_ns < 0 ? 0 : spin_ns, memory_order_relaxed);
 }
@@ -208,21 +237,14 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
     run_tasks(p, gen);
 
     // Wait for tasks still running on workers: spin a little, then sleep until the last one signals.
-    if (atomic_load_explicit(&s->done, memory_order_acquire) != n) {
-        uint64_t start = now_ns();
-        long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
-        for (unsigned it = 0; atomic_load_explicit(&s->done, memory_order_acquire) != n; ++it) {
-            CPU_RELAX();
-            if ((it & 15) == 15 && (long)(now_ns() - start) > spin) {
-                pthread_mutex_lock(&p->mutex);
-                atomic_store_explicit(&p->caller_sleeping, 1, memory_order_seq_cst);
-                while (atomic_load_explicit(&s->done, memory_order_seq_cst) != n)
-                    pthread_cond_wait(&p->done_cv, &p->mutex);
-                atomic_store_explicit(&p->caller_sleeping, 0, memory_order_relaxed);
-                pthread_mutex_unlock(&p->mutex);
-                break;
-            }
-        }
+    caller_wait w = {s, (uint64_t)n};
+    if (!spin_wait(p, caller_ready, &w)) {
+        pthread_mutex_lock(&p->mutex);
+        atomic_store_explicit(&p->caller_sleeping, 1, memory_order_seq_cst);
+        while (atomic_load_explicit(&s->done, memory_order_seq_cst) != n)
+            pthread_cond_wait(&p->done_cv, &p->mutex);
+        atomic_store_explicit(&p->caller_sleeping, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&p->mutex);
     }
 
     tls_in_pool = 0;

@@ -1,5 +1,5 @@
 import XCTest
-@testable import BitNetKernels
+import BitNetKernels
 
 final class GEMMTests: XCTestCase {
     /// Deterministic test data (the model's RNG is not a dependency of this target).
@@ -144,6 +144,12 @@ final class GEMMTests: XCTestCase {
             Case(m: 390, n: 96, k: 64, transA: false, transB: false),  // dx = dy W
             Case(m: 64, n: 96, k: 390, transA: true, transB: false),   // dW = dy^T x
             Case(m: 7, n: 500, k: 300, transA: true, transB: true, alpha: 0.7, beta: 0.2),
+            // Wide n split over columns: one thread packs A, smaller column ranges read A in place.
+            Case(m: 40, n: 400, k: 300, transA: false, transB: false, beta: 0.5),
+            Case(m: 41, n: 330, k: 70, transA: false, transB: true),
+            // Few rows with B transposed take the dot-product path (decode-style y = x W^T).
+            Case(m: 5, n: 1001, k: 77, transA: false, transB: true, beta: 1),
+            Case(m: 3, n: 900, k: 130, transA: true, transB: true),
         ]
         for (i, t) in cases.enumerated() {
             let results = pools.map { run(t, pool: $0, seed: UInt64(i), check: false) }

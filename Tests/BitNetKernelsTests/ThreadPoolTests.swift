@@ -1,6 +1,6 @@
 import Foundation
 import XCTest
-@testable import BitNetKernels
+import BitNetKernels
 
 final class ThreadPoolTests: XCTestCase {
     /// Per-index hit counters; each task writes only its own slot, so no two threads touch one element.

@@ -32,7 +32,12 @@ int bitnet_pool_thread_count(const bitnet_pool *pool);
 /// calls from different threads are serialized. pool == NULL runs serially.
 void bitnet_pool_parallel_for(bitnet_pool *pool, size_t n_tasks, bitnet_task_fn fn, void *ctx);
 
-/// Nanoseconds a worker spins (with pause) waiting for work before it sleeps; default 20000.
+/// Nonzero on a thread that is running parallel_for tasks (a worker, or a caller inside its call):
+/// a parallel_for made there would run serially.
+int bitnet_pool_in_task(void);
+
+/// Nanoseconds an idle thread (a worker awaiting work, the caller awaiting the last task) spins with
+/// pause before it blocks on a condvar; default 20000. Blocked threads take ~10-100 us to wake on a VM.
 void bitnet_pool_set_spin_ns(bitnet_pool *pool, long spin_ns);
 
 // MARK: - f32 GEMM
