@@ -56,7 +56,7 @@ public struct TwinComparison {
                             finalTrainLoss: Double(tail.map(\.trainLoss).reduce(0, +)) / Double(tail.count),
                             valLoss: ev.loss, perplexity: exp(ev.loss),
                             bitsPerByte: ev.loss * Double(ev.count) / log(2) / Double(max(data.valBytes, 1)),
-                            checkpointBytes: ckptBytes ?? 0, inferenceBytes: model.inferenceBytes,
+                            checkpointBytes: ckptBytes, inferenceBytes: model.inferenceBytes,
                             tokensPerSecond: result.tokensPerSecond, seconds: result.seconds, sample: samplePrompt + sample))
         }
         try FileIO.writeAtomically(Trainer.lossPlot(runs: logs.map { (name: $0.0, log: $0.1) }), to: outDir.appendingPathComponent("loss.svg"))

@@ -54,8 +54,12 @@ public enum Llama2cModel {
         return w
     }
 
-    /// True when the file looks like a llama2.c checkpoint rather than safetensors (by extension or header).
+    /// True when the file is not safetensors (whose 9th byte opens the JSON header with '{') and is named *.bin.
     public static func looksLikeLlama2c(path: String) -> Bool {
-        path.hasSuffix(".bin")
+        guard path.hasSuffix(".bin") else { return false }
+        guard let h = FileHandle(forReadingAtPath: path) else { return true }
+        defer { try? h.close() }
+        let head = (try? h.read(upToCount: 9)) ?? Data()
+        return !(head.count == 9 && head[head.startIndex + 8] == UInt8(ascii: "{"))
     }
 }

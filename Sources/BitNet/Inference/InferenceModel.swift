@@ -57,16 +57,17 @@ public struct InferenceLinear: @unchecked Sendable {
             return
         }
         let groups = quant.groups, gs = cols / groups
-        var scales = [Float](repeating: 0, count: groups)
         let qp = Quantizer.signedRange(bits: quant.bits).qp
+        let rowsPerGroup = rows / betas.count
+        let betas = self.betas
+        // One activation scale s_g = Q_p/(γ_g+ε) per group; stack storage keeps the decode loop allocation-free.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: groups) { scales in
         for g in 0..<groups {
             let p = x + g * gs
             let gamma = Quantizer.absmax(p, count: gs)
             Quantizer.absmaxQuantize(p, count: gs, gamma: gamma, bits: quant.bits, codes: xCodes + g * gs)
             scales[g] = qp / (gamma + Quantizer.epsilon)
         }
-        let rowsPerGroup = rows / betas.count
-        let betas = self.betas
         codes.withUnsafeBufferPointer { cp in
             let wBase = cp.baseAddress!
             parallelRows(rows, minRowsPerTask: 64) { range in
@@ -80,6 +81,7 @@ public struct InferenceLinear: @unchecked Sendable {
                     y[r] = out * beta
                 }
             }
+        }
         }
     }
 

@@ -7,7 +7,7 @@ public enum FileIO {
         let dir = url.deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        FileManager.default.createFile(atPath: tmp.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: tmp.path, contents: nil)
         guard let handle = try? FileHandle(forWritingTo: tmp) else {
             throw BitNetError.unreadable(tmp.path, "cannot create temporary file")
         }
