@@ -9,6 +9,15 @@ public enum SVGPlot {
         public init(name: String, points: [(x: Double, y: Double)]) { self.name = name; self.points = points }
     }
 
+    /// 1234567 → "1.23M", 81920 → "81.9k": tick labels people read at a glance.
+    public static func human(_ v: Double) -> String {
+        let a = abs(v)
+        if a >= 1e9 { return String(format: "%.3gG", v / 1e9) }
+        if a >= 1e6 { return String(format: "%.3gM", v / 1e6) }
+        if a >= 1e4 { return String(format: "%.3gk", v / 1e3) }
+        return String(format: "%.4g", v)
+    }
+
     static let colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
 
     /// Renders the series as an SVG document; `logX` uses a log10 x axis (for scaling plots).
@@ -22,7 +31,7 @@ public enum SVGPlot {
         if y1 <= y0 { y1 = y0 + 1 }
         let pad = (y1 - y0) * 0.05; y0 -= pad; y1 += pad
         if !logX { x0 = min(x0, 0) }
-        let (l, r, t, b) = (70.0, 20.0, 40.0, 55.0)
+        let (l, r, t, b) = (70.0, 40.0, 40.0, 55.0)
         let pw = width - l - r, ph = height - t - b
         func sx(_ x: Double) -> Double { l + (fx(x) - x0) / (x1 - x0) * pw }
         func sy(_ y: Double) -> Double { t + (1 - (y - y0) / (y1 - y0)) * ph }
@@ -41,7 +50,7 @@ public enum SVGPlot {
             s += "<line x1=\"\(l)\" y1=\"\(yy)\" x2=\"\(l + pw)\" y2=\"\(yy)\" stroke=\"#ddd\"/>"
             s += "<text x=\"\(l - 6)\" y=\"\(yy + 4)\" text-anchor=\"end\">\(String(format: "%.3g", yv))</text>\n"
             let xv = x0 + (x1 - x0) * Double(i) / 5, xx = l + Double(i) / 5 * pw
-            let label = logX ? String(format: "%.3g", pow(10, xv)) : String(format: "%.4g", xv)
+            let label = human(logX ? pow(10, xv) : xv)
             s += "<line x1=\"\(xx)\" y1=\"\(t + ph)\" x2=\"\(xx)\" y2=\"\(t + ph + 5)\" stroke=\"#444\"/>"
             s += "<text x=\"\(xx)\" y=\"\(t + ph + 18)\" text-anchor=\"middle\">\(label)</text>\n"
         }
