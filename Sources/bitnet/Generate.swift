@@ -52,7 +52,7 @@ struct Eval: ParsableCommand {
                 let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
                 guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE") }
                 let text = try FileIO.readText(data)
-                let r = try perplexity(weights: loaded.weights, tokenizer: tok, text: text, context: context, stride: stride)
+                let r = try perplexity(weights: loaded.weights, tokenizer: tok, text: text, context: context, stride: stride, showProgress: true)
                 print(String(format: "tokens %d  bytes %d  nll %.4f  perplexity %.3f  bits/byte %.4f", r.tokens, r.bytes, r.meanNLL, r.perplexity, r.bitsPerByte))
             }
         }

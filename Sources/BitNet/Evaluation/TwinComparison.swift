@@ -44,7 +44,7 @@ public struct TwinComparison {
             let loaded = try ModelFile.load(path: dir.path)
             // Held-out loss over every held-out token (inference-time quantization, per token).
             let graph = TrainingGraph(weights: loaded.weights, batch: opts.batchSize, seqLen: opts.seqLen)
-            let ev = evaluateLoss(graph: graph, tokens: data.val)
+            let ev = evaluateLoss(graph: graph, tokens: data.val, showProgress: true)
             let model = InferenceModel(weights: loaded.weights)
             var sample = ""
             var gen = GenerationOptions()

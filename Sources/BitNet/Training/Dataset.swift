@@ -60,7 +60,8 @@ public struct TokenDataset: Sendable {
 /// Mean cross-entropy of a model over consecutive windows of a token stream, plus the token count.
 /// Windows of T+1 tokens step by `stride`; after the first window only the last `stride` predictions count,
 /// so every token is scored once with as much context as the window allows.
-public func evaluateLoss(graph: TrainingGraph, tokens: [Int32], stride: Int? = nil, maxWindows: Int? = nil) -> (loss: Double, count: Int) {
+public func evaluateLoss(graph: TrainingGraph, tokens: [Int32], stride: Int? = nil, maxWindows: Int? = nil,
+                         showProgress: Bool = false) -> (loss: Double, count: Int) {
     let t = graph.seqLen, b = graph.batch, v = graph.config.vocabSize
     let stride = min(max(stride ?? t, 1), t)
     guard tokens.count >= 2 else { return (.nan, 0) }
@@ -76,6 +77,7 @@ public func evaluateLoss(graph: TrainingGraph, tokens: [Int32], stride: Int? = n
     if let maxWindows, windows.count > maxWindows { windows = Array(windows.prefix(maxWindows)) }
     var total = 0.0, count = 0
     var i = 0
+    var progress = ProgressLine(total: windows.count, unit: "windows")
     while i < windows.count {
         let chunk = Array(windows[i..<min(i + b, windows.count)])
         var inputs = [Int](repeating: 0, count: b * t)
@@ -99,6 +101,10 @@ public func evaluateLoss(graph: TrainingGraph, tokens: [Int32], stride: Int? = n
             }
         }
         i += b
+        if showProgress {
+            progress.update(done: min(i, windows.count), rateItems: Double(count) / max(progress.elapsed, 1e-9), rateUnit: "tok",
+                            extra: count > 0 ? String(format: "nll %.4f", total / Double(count)) : "")
+        }
     }
     return (count > 0 ? total / Double(count) : .nan, count)
 }

@@ -40,13 +40,13 @@ public struct PerplexityResult: Sendable {
 
 /// Token-level perplexity over `text` with windows of `context` tokens sliding by `stride` (BOS not added).
 public func perplexity(weights: ModelWeights, tokenizer: any Tokenizer, text: String, context: Int? = nil, stride: Int? = nil,
-                       batch: Int = 8) throws -> PerplexityResult {
+                       batch: Int = 8, showProgress: Bool = false) throws -> PerplexityResult {
     let ctx = min(context ?? weights.config.maxSeqLen, weights.config.maxSeqLen)
     guard ctx >= 2 else { throw BitNetError.invalidArgument("context must be >= 2") }
     if let stride, stride < 1 || stride > ctx { throw BitNetError.invalidArgument("stride must be in 1...\(ctx)") }
     let tokens = tokenizer.encode(text).map { Int32($0) }
     guard tokens.count >= 2 else { throw BitNetError.emptyCorpus("the text has \(tokens.count) tokens; need at least 2") }
     let graph = TrainingGraph(weights: weights, batch: batch, seqLen: ctx)
-    let r = evaluateLoss(graph: graph, tokens: tokens, stride: stride)
+    let r = evaluateLoss(graph: graph, tokens: tokens, stride: stride, showProgress: showProgress)
     return PerplexityResult(tokens: r.count, bytes: text.utf8.count, meanNLL: r.loss)
 }
