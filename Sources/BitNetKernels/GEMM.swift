@@ -24,15 +24,36 @@ public enum GEMM {
         bitnet_sgemm_ref(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
     }
 
-    /// "avx2+fma" or "portable": the path sgemm takes on this CPU (BITNET_ISA=portable forces "portable").
+    /// The paths sgemm can take, fastest first.
+    public static let isaNames = ["avx512", "avx2+fma", "portable"]
+
+    /// "avx512", "avx2+fma" or "portable": the path sgemm takes, by default the fastest this CPU supports
+    /// (BITNET_ISA=avx2 caps it at "avx2+fma", BITNET_ISA=portable forces "portable"; read once).
     public static var activeISA: String { String(cString: bitnet_sgemm_isa_name()) }
 
-    /// Switches sgemm to "avx2+fma" or "portable" (tests, comparisons); returns the path now in effect, which is
-    /// "portable" when the CPU lacks AVX2/FMA. Not safe while sgemm runs on other threads.
+    /// Whether this CPU (and OS) can run the named path ("avx512", "avx2+fma" or "avx2", "portable").
+    public static func isISASupported(_ name: String) -> Bool {
+        guard let isa = isa(named: name) else { return false }
+        return bitnet_sgemm_isa_supported(isa) != 0
+    }
+
+    /// Switches sgemm to "avx512", "avx2+fma" (or "avx2") or "portable" (tests, comparisons); returns the path now in
+    /// effect: an unsupported request falls back to the best supported path below it, an unknown name to "portable".
+    /// Each path is deterministic on its own, but different paths round differently. Not safe while sgemm runs on
+    /// other threads.
     @discardableResult
     public static func selectISA(_ name: String) -> String {
-        _ = bitnet_sgemm_set_isa(name == "avx2+fma" ? BITNET_ISA_AVX2_FMA : BITNET_ISA_PORTABLE)
+        _ = bitnet_sgemm_set_isa(isa(named: name) ?? BITNET_ISA_PORTABLE)
         return activeISA
+    }
+
+    private static func isa(named name: String) -> bitnet_isa? {
+        switch name {
+        case "avx512": return BITNET_ISA_AVX512
+        case "avx2+fma", "avx2": return BITNET_ISA_AVX2_FMA
+        case "portable": return BITNET_ISA_PORTABLE
+        default: return nil
+        }
     }
 
     /// Measures sgemm GFLOP/s on an m×n×k problem (for `bitnet bench gemm`), returns (gflops, seconds per call).

@@ -3,9 +3,10 @@
 // Reproducibility: the procedure computing an element of C depends on the shape alone, never on
 // the thread count. Blocked path: the sum over K blocks (boundaries depend on k only), each block
 // accumulated sequentially in p by one register lane; edge tiles run the same micro-kernel on a
-// padded copy, and packed or in-place operands feed it the same values. Dot path (few rows, B
-// transposed): one fixed-order dot product per element. Threads only split output blocks, never K,
-// so the bits of C are the same for any pool size.
+// padded copy (AVX-512: in place, with masked loads and stores of C), and packed or in-place
+// operands feed it the same values. Dot path (few rows, B transposed): one fixed-order dot product
+// per element. Threads only split output blocks, never K, so the bits of C are the same for any
+// pool size (for a given ISA path; different paths round differently).
 #include "bitnet_kernels.h"
 #include "sgemm_internal.h"
 
@@ -28,30 +29,61 @@ static int cpu_has_avx2_fma(void) {
 #endif
 }
 
+// The AVX-512 kernels are compiled for F/VL/BW/DQ + FMA; __builtin_cpu_supports also checks that
+// the OS saves the zmm/mask state (XCR0).
+static int cpu_has_avx512(void) {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+    __builtin_cpu_init();
+    return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+#else
+    return 0;
+#endif
+}
+
+// The best supported path at or below `isa`.
+static int supported_isa(int isa) {
+    if (isa >= BITNET_ISA_AVX512 && cpu_has_avx512()) return BITNET_ISA_AVX512;
+    if (isa >= BITNET_ISA_AVX2_FMA && cpu_has_avx2_fma()) return BITNET_ISA_AVX2_FMA;
+    return BITNET_ISA_PORTABLE;
+}
+
 bitnet_isa bitnet_sgemm_isa(void) {
     int isa = atomic_load_explicit(&g_isa, memory_order_relaxed);
     if (isa < 0) {
         const char *env = getenv("BITNET_ISA");
-        int forced_portable = env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0);
-        isa = (!forced_portable && cpu_has_avx2_fma()) ? BITNET_ISA_AVX2_FMA : BITNET_ISA_PORTABLE;
+        int cap = BITNET_ISA_AVX512;
+        if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0)) cap = BITNET_ISA_PORTABLE;
+        else if (env && (strcmp(env, "avx2") == 0 || strcmp(env, "avx2+fma") == 0)) cap = BITNET_ISA_AVX2_FMA;
+        isa = supported_isa(cap);
         atomic_store_explicit(&g_isa, isa, memory_order_relaxed);
     }
     return (bitnet_isa)isa;
 }
 
 const char *bitnet_sgemm_isa_name(void) {
-    return bitnet_sgemm_isa() == BITNET_ISA_AVX2_FMA ? "avx2+fma" : "portable";
+    switch (bitnet_sgemm_isa()) {
+    case BITNET_ISA_AVX512: return "avx512";
+    case BITNET_ISA_AVX2_FMA: return "avx2+fma";
+    default: return "portable";
+    }
 }
 
+int bitnet_sgemm_isa_supported(bitnet_isa isa) { return supported_isa((int)isa) == (int)isa; }
+
 bitnet_isa bitnet_sgemm_set_isa(bitnet_isa isa) {
-    int v = (isa == BITNET_ISA_AVX2_FMA && cpu_has_avx2_fma()) ? BITNET_ISA_AVX2_FMA : BITNET_ISA_PORTABLE;
+    int v = supported_isa((int)isa);
     atomic_store_explicit(&g_isa, v, memory_order_relaxed);
     return (bitnet_isa)v;
 }
 
 static const bitnet_gemm_ops *active_ops(void) {
 #if defined(__x86_64__) || defined(__i386__)
-    if (bitnet_sgemm_isa() == BITNET_ISA_AVX2_FMA) return &bitnet_gemm_ops_avx2;
+    switch (bitnet_sgemm_isa()) {
+    case BITNET_ISA_AVX512: return &bitnet_gemm_ops_avx512;
+    case BITNET_ISA_AVX2_FMA: return &bitnet_gemm_ops_avx2;
+    default: break;
+    }
 #endif
     return &bitnet_gemm_ops_portable;
 }
@@ -231,7 +263,8 @@ typedef struct {
     size_t groups;
 } gemm_job;
 
-// Widest column range (per task) for which A is read in place rather than packed.
+// Widest column range (per task) for which A is read in place rather than packed, unless the
+// kernel set (ops->direct_a_max_n) says otherwise.
 #ifndef BITNET_DIRECT_A_MAX_N
 #define BITNET_DIRECT_A_MAX_N 256
 #endif
@@ -242,7 +275,8 @@ static inline size_t min_sz(size_t x, size_t y) { return x < y ? x : y; }
 // With few output columns each packed A element would be used only a few times, so packing A
 // costs 10-20%: read A in place instead (same arithmetic, same bits).
 static inline int use_direct_a(const gemm_job *job, size_t cols) {
-    return !job->trans_a && job->ops->macro_rows && cols <= BITNET_DIRECT_A_MAX_N;
+    size_t max_n = job->ops->direct_a_max_n ? job->ops->direct_a_max_n : BITNET_DIRECT_A_MAX_N;
+    return !job->trans_a && job->ops->macro_rows && cols <= max_n;
 }
 
 // Computes C[m0:m1, n0:n1] entirely (all of K) with this thread's packing buffers (and the shared

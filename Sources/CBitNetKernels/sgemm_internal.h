@@ -34,11 +34,14 @@ typedef struct {
     // where packing B would cost as much as the arithmetic.
     void (*dots)(size_t m, size_t n0, size_t n1, size_t k, float alpha, const float *a, size_t lda,
                  const float *b, size_t ldb, float beta, float *c, size_t ldc);
+    // Widest column range (per task) for which macro_rows is used; 0 means the driver's default.
+    size_t direct_a_max_n;
 } bitnet_gemm_ops;
 
 extern const bitnet_gemm_ops bitnet_gemm_ops_portable;
 #if defined(__x86_64__) || defined(__i386__)
 extern const bitnet_gemm_ops bitnet_gemm_ops_avx2;
+extern const bitnet_gemm_ops bitnet_gemm_ops_avx512;
 #endif
 
 #endif

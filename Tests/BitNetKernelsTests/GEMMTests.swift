@@ -66,8 +66,140 @@ final class GEMMTests: XCTestCase {
         return c
     }
 
+    /// Like `run` (same inputs), but checks against the C double-precision reference, with the error bound computed
+    /// by the reference too (|alpha|·|A|·|B| + |beta·C|): fast enough in debug builds for shapes that cross every
+    /// cache block.
+    @discardableResult
+    func runFast(_ t: Case, pool: ThreadPool?, seed: UInt64 = 1, file: StaticString = #filePath, line: UInt = #line) -> [Float] {
+        var rng = LCG(s: seed)
+        let lda = (t.transA ? t.m : t.k) + t.padA, ldb = (t.transB ? t.k : t.n) + t.padB, ldc = t.n + t.padC
+        let a = (0..<((t.transA ? t.k : t.m) * lda)).map { _ in rng.float() }
+        let b = (0..<((t.transB ? t.n : t.k) * ldb)).map { _ in rng.float() }
+        let c0 = (0..<(t.m * ldc)).map { _ in rng.float() }
+        var c = c0, want = c0, mag = c0.map { abs($0) }
+        GEMM.sgemm(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: a, lda: lda,
+                   b: b, ldb: ldb, beta: t.beta, c: &c, ldc: ldc, pool: pool)
+        GEMM.sgemmReference(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: t.alpha, a: a, lda: lda,
+                            b: b, ldb: ldb, beta: t.beta, c: &want, ldc: ldc)
+        GEMM.sgemmReference(transA: t.transA, transB: t.transB, m: t.m, n: t.n, k: t.k, alpha: abs(t.alpha),
+                            a: a.map { abs($0) }, lda: lda, b: b.map { abs($0) }, ldb: ldb, beta: abs(t.beta), c: &mag, ldc: ldc)
+        let u = Double(Float.ulpOfOne) / 2
+        var worst = 0.0, clobbered = 0
+        for i in 0..<t.m {
+            for j in 0..<ldc {
+                let x = i * ldc + j
+                if j >= t.n {
+                    if c[x].bitPattern != c0[x].bitPattern { clobbered += 1 }
+                    continue
+                }
+                // `want` is itself rounded to f32 (half an ulp, within the bound's slack).
+                let tol = 2 * Double(t.k + 4) * u * Double(mag[x]) + 1e-30
+                let err = abs(Double(c[x]) - Double(want[x]))
+                worst = max(worst, c[x].isNaN ? .infinity : err / tol)
+            }
+        }
+        XCTAssertEqual(clobbered, 0, "padding of C clobbered for \(t)", file: file, line: line)
+        XCTAssertLessThanOrEqual(worst, 1, "error above the f32 bound for \(t) on \(GEMM.activeISA)", file: file, line: line)
+        return c
+    }
+
+    /// Runs `body` once per path this CPU supports, with that path forced; restores the previous one afterwards.
+    func forEachSupportedISA(_ body: (String) -> Void) {
+        let previous = GEMM.activeISA
+        defer { GEMM.selectISA(previous) }
+        for isa in GEMM.isaNames where GEMM.isISASupported(isa) {
+            XCTAssertEqual(GEMM.selectISA(isa), isa)
+            body(isa)
+        }
+    }
+
     func testActiveISA() {
-        XCTAssertTrue(["avx2+fma", "portable"].contains(GEMM.activeISA))
+        XCTAssertTrue(GEMM.isaNames.contains(GEMM.activeISA))
+        XCTAssertTrue(GEMM.isISASupported("portable"))
+        XCTAssertTrue(GEMM.isISASupported(GEMM.activeISA))
+        XCTAssertFalse(GEMM.isISASupported("sse9"))
+        if ProcessInfo.processInfo.environment["BITNET_ISA"] == nil {
+            // By default sgemm takes the fastest supported path.
+            XCTAssertEqual(GEMM.activeISA, GEMM.isaNames.first(where: GEMM.isISASupported))
+        }
+        // An unsupported request falls back to the best supported path below it.
+        let previous = GEMM.activeISA
+        defer { GEMM.selectISA(previous) }
+        let fallback = GEMM.isaNames.first(where: GEMM.isISASupported)!
+        XCTAssertEqual(GEMM.selectISA("avx512"), fallback)
+        XCTAssertEqual(GEMM.selectISA("avx2"), GEMM.isISASupported("avx2+fma") ? "avx2+fma" : "portable")
+    }
+
+    func testEachISAAgreesWithReference() {
+        let pool = ThreadPool(threadCount: 2)
+        forEachSupportedISA { isa in
+            for (i, (ta, tb)) in [(false, true), (false, false), (true, false), (true, true)].enumerated() {
+                run(Case(m: 29, n: 37, k: 45, transA: ta, transB: tb, alpha: 0.75, beta: 0.5, padA: 1, padB: 2, padC: 3),
+                    pool: pool, seed: UInt64(i))
+                run(Case(m: 4, n: 70, k: 33, transA: ta, transB: tb), pool: pool, seed: UInt64(i), nanInC: true)
+                runFast(Case(m: 181, n: 150, k: 409, transA: ta, transB: tb, beta: 1), pool: pool, seed: UInt64(i))
+            }
+        }
+    }
+
+    /// The AVX-512 path (6x64 tiles, K blocks of up to 384, 768-column blocks, 168-row A~ blocks) against the
+    /// reference on shapes with tails in every dimension, all transposes, alpha/beta and padded leading dimensions.
+    func testAVX512MatchesReferenceWithTails() throws {
+        try XCTSkipUnless(GEMM.isISASupported("avx512"), "this CPU has no AVX-512")
+        let previous = GEMM.activeISA
+        defer { GEMM.selectISA(previous) }
+        XCTAssertEqual(GEMM.selectISA("avx512"), "avx512")
+        let pool = ThreadPool(threadCount: 2)
+        var rng = LCG(s: 512)
+        let ab: [(Float, Float)] = [(1, 0), (1, 1), (-0.5, 0.25), (2, 0)]
+        for ta in [false, true] {
+            for tb in [false, true] {
+                for (alpha, beta) in ab {
+                    // Random small shapes: row tails (m mod 6), column tails (n mod 16 and mod 64), short k.
+                    let t = Case(m: rng.int(1...27), n: rng.int(1...150), k: rng.int(1...80), transA: ta, transB: tb,
+                                 alpha: alpha, beta: beta, padA: rng.int(0...3), padB: rng.int(0...3), padC: rng.int(0...3))
+                    run(t, pool: rng.int(0...1) == 0 ? nil : pool, seed: rng.next())
+                }
+                // Across the cache blocks: two K blocks, two row blocks (packed A~), two column blocks.
+                runFast(Case(m: 175, n: 131, k: 397, transA: ta, transB: tb, alpha: 0.5, beta: 0.5, padA: 3, padC: 1),
+                        pool: pool, seed: 1)
+                runFast(Case(m: 19, n: 781, k: 390, transA: ta, transB: tb, padB: 5), pool: pool, seed: 2)
+                runFast(Case(m: 175, n: 131, k: 397, transA: ta, transB: tb), pool: nil, seed: 3)
+                // The dot-product path (m <= 8, B transposed) and a single row/column.
+                runFast(Case(m: 7, n: 203, k: 517, transA: ta, transB: tb, beta: 1), pool: pool, seed: 4)
+                run(Case(m: 1, n: 1, k: 33, transA: ta, transB: tb), pool: nil)
+            }
+        }
+        // beta == 0 never reads C.
+        run(Case(m: 13, n: 70, k: 9, transA: false, transB: false, padC: 2), pool: pool, nanInC: true)
+        run(Case(m: 40, n: 100, k: 400, transA: true, transB: true, alpha: 2), pool: pool, nanInC: true)
+    }
+
+    /// On the AVX-512 path too, the bits of C do not depend on the thread count (rows or columns split, shared
+    /// packed operands, A read in place or packed).
+    func testAVX512BitwiseIdenticalAcrossThreadCounts() throws {
+        try XCTSkipUnless(GEMM.isISASupported("avx512"), "this CPU has no AVX-512")
+        let previous = GEMM.activeISA
+        defer { GEMM.selectISA(previous) }
+        XCTAssertEqual(GEMM.selectISA("avx512"), "avx512")
+        let pools = [ThreadPool(threadCount: 2), ThreadPool(threadCount: 3)]
+        let cases = [
+            Case(m: 400, n: 130, k: 100, transA: false, transB: true),   // rows split, B~ shared, A in place
+            Case(m: 50, n: 900, k: 100, transA: false, transB: false, beta: 0.5),  // columns split, A in place
+            Case(m: 50, n: 900, k: 100, transA: true, transB: false),    // columns split, A~ shared
+            Case(m: 181, n: 70, k: 400, transA: true, transB: true, alpha: 0.7, beta: 0.2),  // two K blocks
+            Case(m: 390, n: 64, k: 96, transA: false, transB: true),
+            Case(m: 64, n: 96, k: 390, transA: true, transB: false),
+            Case(m: 6, n: 1001, k: 77, transA: false, transB: true, beta: 1),  // dot products
+        ]
+        for (i, t) in cases.enumerated() {
+            let single = run(t, pool: nil, seed: UInt64(i), check: false)
+            for pool in pools {
+                let r = run(t, pool: pool, seed: UInt64(i), check: false)
+                XCTAssertEqual(r.map(\.bitPattern), single.map(\.bitPattern),
+                               "AVX-512 results differ between \(pool.threadCount) threads and 1 for \(t)")
+            }
+        }
     }
 
     func testEdgeShapesAllTransposes() {

@@ -1,4 +1,5 @@
-// C kernels behind BitNetKernels: a pthread pool and an f32 GEMM (AVX2+FMA with a portable fallback).
+// C kernels behind BitNetKernels: a pthread pool and an f32 GEMM (AVX-512F or AVX2+FMA, picked at run
+// time, with a portable fallback).
 #ifndef BITNET_KERNELS_H
 #define BITNET_KERNELS_H
 
@@ -46,17 +47,23 @@ void bitnet_pool_set_spin_ns(bitnet_pool *pool, long spin_ns);
 typedef enum {
     BITNET_ISA_PORTABLE = 0,  ///< plain C micro-kernel (auto-vectorized by the compiler)
     BITNET_ISA_AVX2_FMA = 1,  ///< x86-64 AVX2 + FMA intrinsics
+    BITNET_ISA_AVX512 = 2,    ///< x86-64 AVX-512 (F, VL, BW, DQ) + FMA intrinsics
 } bitnet_isa;
 
-/// The path bitnet_sgemm takes: the best the CPU supports, unless BITNET_ISA=portable is set in the
-/// environment (read once) or bitnet_sgemm_set_isa overrode it.
+/// The path bitnet_sgemm takes: the best the CPU supports, unless the environment (read once) caps it
+/// (BITNET_ISA=avx2 at AVX2+FMA, BITNET_ISA=portable at portable) or bitnet_sgemm_set_isa overrode it.
 bitnet_isa bitnet_sgemm_isa(void);
 
-/// "avx2+fma" or "portable".
+/// "avx512", "avx2+fma" or "portable".
 const char *bitnet_sgemm_isa_name(void);
 
-/// Forces a path (for tests/benchmarks); asking for an unsupported one falls back to portable.
-/// Returns the path now in effect. Not meant to be changed while GEMMs run on other threads.
+/// Nonzero when this CPU (and OS) can run the path.
+int bitnet_sgemm_isa_supported(bitnet_isa isa);
+
+/// Forces a path (for tests/benchmarks); asking for an unsupported one falls back to the best supported
+/// path below it (AVX-512 -> AVX2+FMA -> portable). Returns the path now in effect. Not meant to be
+/// changed while GEMMs run on other threads. Each path is deterministic on its own (bits independent
+/// of the thread count), but different paths round differently.
 bitnet_isa bitnet_sgemm_set_isa(bitnet_isa isa);
 
 /// C = alpha*op(A)*op(B) + beta*C, row-major. op(A) is m x k (A is m x k with lda >= k, or, when
