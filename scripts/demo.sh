@@ -8,5 +8,5 @@ cd "$root"
 if [ "$#" -gt 0 ]; then corpus=("$@"); else corpus=("$(scripts/get_corpus.sh)"); fi
 swift build -c release --product bitnet >&2
 .build/release/bitnet compare --data "${corpus[@]}" --out runs/demo \
-  --size small --vocab-size 2048 --context 128 --batch 16 --steps ${BITNET_DEMO_STEPS:-600} --warmup 60 \
+  --size small --vocab-size 2048 --context 128 --batch 16 --steps ${BITNET_DEMO_STEPS:-400} --warmup 40 \
   --eval-every 100 --checkpoint-every 100 --prompt "${BITNET_DEMO_PROMPT:-ROMEO.}" --seed 1234
