@@ -18,6 +18,26 @@ struct Bench: ParsableCommand {
         @Option(help: "Python with torch for the comparison (default: .venv-oracle/bin/python if present).") var python: String?
         @Flag(name: .customLong("no-torch"), help: "Skip the PyTorch run.") var noTorch = false
         @Flag(help: "Print JSON.") var json = false
+        @Option(name: .customLong("repeat"), help: "Alternate the two engines this many times; medians are reported.") var repeats: Int = 3
+
+        /// One PyTorch run of the same model; nil when it fails.
+        func runTorch(py: String, config c: ModelConfig, threads: Int) throws -> (Double, String)? {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: py)
+            p.arguments = ["scripts/torch_reference.py", "train-bench", "--arch", c.arch.rawValue, "--vocab", "\(c.vocabSize)",
+                           "--dim", "\(c.dim)", "--layers", "\(c.nLayers)", "--heads", "\(c.nHeads)", "--kv-heads", "\(c.nKVHeads)",
+                           "--ffn-dim", "\(c.ffnDim)", "--ffn", c.ffn.rawValue, "--batch", "\(batch)", "--ctx", "\(context)",
+                           "--steps", "\(steps)", "--threads", "\(threads)"]
+            let pipe = Pipe()
+            p.standardOutput = pipe
+            try p.run()
+            let out = pipe.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            guard let line = String(decoding: out, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
+                  let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let tps = (obj["tokens_per_s"] as? NSNumber)?.doubleValue else { return nil }
+            return (tps, "\(obj["torch_version"] ?? "?")")
+        }
 
         func run() throws {
             try runReportingErrors {
@@ -28,33 +48,24 @@ struct Bench: ParsableCommand {
                 let threads = ThreadPool.shared.threadCount
                 let peak1 = TrainingBenchmark.measuredPeakGFLOPS(threads: nil)
                 let peakN = TrainingBenchmark.measuredPeakGFLOPS()
-                printError("measuring bitnet-swift: \(a.rawValue) \(size) (\(c.parameterCount) params), batch \(batch)x\(context), \(steps) steps, \(threads) threads")
-                let ours = TrainingBenchmark.run(config: c, batch: batch, seqLen: context, steps: steps)
-                var torchTPS: Double?
-                var torchNote = "skipped"
                 let py = python ?? ".venv-oracle/bin/python"
-                if !noTorch && FileManager.default.fileExists(atPath: py) {
-                    printError("measuring PyTorch (\(py) scripts/torch_reference.py train-bench)")
-                    let p = Process()
-                    p.executableURL = URL(fileURLWithPath: py)
-                    p.arguments = ["scripts/torch_reference.py", "train-bench", "--arch", a.rawValue, "--vocab", "\(c.vocabSize)",
-                                   "--dim", "\(c.dim)", "--layers", "\(c.nLayers)", "--heads", "\(c.nHeads)", "--kv-heads", "\(c.nKVHeads)",
-                                   "--ffn-dim", "\(c.ffnDim)", "--ffn", c.ffn.rawValue, "--batch", "\(batch)", "--ctx", "\(context)",
-                                   "--steps", "\(steps)", "--threads", "\(threads)"]
-                    let pipe = Pipe()
-                    p.standardOutput = pipe
-                    try p.run()
-                    let out = pipe.fileHandleForReading.readDataToEndOfFile()
-                    p.waitUntilExit()
-                    if let line = String(decoding: out, as: UTF8.self).split(separator: "\n").last(where: { $0.hasPrefix("{") }),
-                       let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                       let tps = (obj["tokens_per_s"] as? NSNumber)?.doubleValue {
-                        torchTPS = tps
-                        torchNote = "torch \(obj["torch_version"] ?? "?")"
-                    } else { torchNote = "torch run failed (exit \(p.terminationStatus))" }
-                } else if !noTorch {
-                    torchNote = "no \(py); run scripts/setup_oracle.sh"
+                let useTorch = !noTorch && FileManager.default.fileExists(atPath: py)
+                var torchNote = noTorch ? "skipped" : "no \(py); run scripts/setup_oracle.sh"
+                // Alternate the two engines `repeat` times so machine noise hits both alike; report medians.
+                var oursRuns: [TrainingBenchmark.Result] = [], torchRuns: [Double] = [], ratios: [Double] = []
+                for r in 0..<max(repeats, 1) {
+                    printError("[\(r + 1)/\(repeats)] bitnet-swift: \(a.rawValue) \(size) (\(c.parameterCount) params), batch \(batch)x\(context), \(steps) steps, \(threads) threads")
+                    let o = TrainingBenchmark.run(config: c, batch: batch, seqLen: context, steps: steps)
+                    oursRuns.append(o)
+                    guard useTorch else { continue }
+                    printError("[\(r + 1)/\(repeats)] PyTorch (\(py) scripts/torch_reference.py train-bench)")
+                    if let (tps, version) = try runTorch(py: py, config: c, threads: threads) {
+                        torchRuns.append(tps); ratios.append(o.tokensPerSecond / tps); torchNote = "torch \(version)"
+                    } else { torchNote = "torch run failed" }
                 }
+                func median(_ v: [Double]) -> Double { let s = v.sorted(); return s.isEmpty ? .nan : s[s.count / 2] }
+                let ours = oursRuns.sorted { $0.tokensPerSecond < $1.tokensPerSecond }[oursRuns.count / 2]
+                let torchTPS: Double? = torchRuns.isEmpty ? nil : median(torchRuns)
                 let mfuPeak = ours.achievedGFLOPS / peakN
                 let mfuNominal = ours.achievedGFLOPS / (90 * Double(threads))
                 if json {
@@ -62,7 +73,7 @@ struct Bench: ParsableCommand {
                                               "step_seconds": ours.stepSeconds, "achieved_gflops": ours.achievedGFLOPS,
                                               "gemm_peak_gflops_1t": peak1, "gemm_peak_gflops": peakN, "mfu_vs_measured_gemm_peak": mfuPeak,
                                               "mfu_vs_90gflops_per_core": mfuNominal, "threads": threads]
-                    if let t = torchTPS { obj["torch_tokens_per_s"] = t; obj["speedup_vs_torch"] = ours.tokensPerSecond / t }
+                    if let t = torchTPS { obj["torch_tokens_per_s"] = t; obj["speedup_vs_torch"] = median(ratios); obj["repeats"] = repeats }
                     let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
                     print(String(decoding: d, as: UTF8.self))
                 } else {
@@ -73,7 +84,8 @@ struct Bench: ParsableCommand {
                     print(String(format: "  MFU                 %.1f %% of measured GEMM peak, %.1f %% of 90 GFLOP/s/core", 100 * mfuPeak, 100 * mfuNominal))
                     if let t = torchTPS {
                         print(String(format: "PyTorch       tokens/s %.0f  (%@)", t, torchNote))
-                        print(String(format: "ratio         bitnet-swift / PyTorch = %.2fx", ours.tokensPerSecond / t))
+                        print(String(format: "ratio         bitnet-swift / PyTorch = %.2fx (median of %d alternating runs: %@)", median(ratios), ratios.count,
+                                     ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")))
                     } else {
                         print("PyTorch       \(torchNote)")
                     }

@@ -1,4 +1,5 @@
 import Foundation
+import BitNetKernels
 
 /// RMSNorm (LLaMA) with optional group normalization over G groups of features (Appendix A.1).
 public enum RMSNorm {
@@ -43,13 +44,25 @@ public enum RMSNorm {
                 }
             }
         }
-        // Weight gradient: a fixed-order reduction over rows keeps results identical for any thread count.
-        for r in 0..<n {
-            for g in 0..<groups {
-                let rs = rstd[r * groups + g]
-                let xp = x + r * d + g * gs, dop = dout + r * d + g * gs, dwp = dweight + g * gs
-                for i in 0..<gs { dwp[i] += dop[i] * xp[i] * rs }
+        // Weight gradient: partial sums over a fixed number of row chunks (not one per thread), added in chunk
+        // order, so results are identical for any thread count.
+        let chunks = min(8, max(1, n / 64))
+        let partial = UnsafeMutablePointer<Float>.allocate(capacity: chunks * d)
+        defer { partial.deallocate() }
+        partial.initialize(repeating: 0, count: chunks * d)
+        ThreadPool.shared.parallelFor(chunks) { c in
+            let acc = partial + c * d
+            for r in (n * c / chunks)..<(n * (c + 1) / chunks) {
+                for g in 0..<groups {
+                    let rs = rstd[r * groups + g]
+                    let xp = x + r * d + g * gs, dop = dout + r * d + g * gs, ap = acc + g * gs
+                    for i in 0..<gs { ap[i] += dop[i] * xp[i] * rs }
+                }
             }
+        }
+        for c in 0..<chunks {
+            let acc = partial + c * d
+            for i in 0..<d { dweight[i] += acc[i] }
         }
     }
 }

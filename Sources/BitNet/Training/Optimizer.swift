@@ -20,17 +20,26 @@ public final class AdamW: @unchecked Sendable {
         let stepSize = lr / bc1, bc2Sqrt = bc2.squareRoot()
         let (b1, b2, e) = (beta1, beta2, eps)
         let mp = m.ptr, vp = v.ptr
-        for s in slots {
-            let decay: Float = s.decays ? 1 - lr * wd : 1
-            let lo = s.offset, n = s.count
-            parallelRows(n, minRowsPerTask: 32768) { range in
-                for j in range {
-                    let i = lo + j, g = grads[i]
-                    params[i] *= decay
-                    mp[i] = b1 * mp[i] + (1 - b1) * g
-                    vp[i] = b2 * vp[i] + (1 - b2) * g * g
-                    params[i] -= stepSize * mp[i] / (vp[i].squareRoot() / bc2Sqrt + e)
+        // One parallel pass over all parameters (slots are contiguous); the decay factor comes from the slot.
+        let total = slots.map { $0.offset + $0.count }.max() ?? 0
+        let sorted = slots.sorted { $0.offset < $1.offset }
+        let decayOf = sorted.map { $0.decays ? 1 - lr * wd : Float(1) }
+        let bounds = sorted.map { $0.offset + $0.count }
+        parallelRows(total, minRowsPerTask: 32768) { range in
+            // The first slot overlapping this range.
+            var si = 0
+            while si < bounds.count && bounds[si] <= range.lowerBound { si += 1 }
+            var i = range.lowerBound
+            while i < range.upperBound && si < bounds.count {
+                let end = min(bounds[si], range.upperBound), decay = decayOf[si]
+                while i < end {
+                    let g = grads[i]
+                    let mi = b1 * mp[i] + (1 - b1) * g, vi = b2 * vp[i] + (1 - b2) * g * g
+                    mp[i] = mi; vp[i] = vi
+                    params[i] = params[i] * decay - stepSize * mi / (vi.squareRoot() / bc2Sqrt + e)
+                    i += 1
                 }
+                si += 1
             }
         }
     }
