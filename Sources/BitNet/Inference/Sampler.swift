@@ -57,6 +57,9 @@ public struct GenerationOptions: Sendable {
     public var seed: UInt64 = 42
     /// Stop at the tokenizer's end-of-sequence token.
     public var stopAtEOS = true
+    /// Prepend BOS to the prompt; nil decides by tokenizer: llama2.c models are trained with BOS, models trained
+    /// here on raw text (byte-level BPE) are not, so they get BOS only for an empty prompt.
+    public var addBOS: Bool? = nil
     public init() {}
 }
 
@@ -74,7 +77,8 @@ public struct Generator {
     @discardableResult
     public func generate(prompt: String, options: GenerationOptions, onText: (String) -> Void) throws -> [Int] {
         var ids = tokenizer.encode(prompt)
-        if let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
+        let wantsBOS = options.addBOS ?? (ids.isEmpty || !(tokenizer is ByteLevelBPE))
+        if wantsBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
         guard !ids.isEmpty else { throw BitNetError.invalidArgument("empty prompt and the tokenizer has no BOS token to start from") }
         return try generate(promptTokens: ids, options: options, onText: onText)
     }

@@ -108,6 +108,7 @@ public final class TrainingGraph: @unchecked Sendable {
     /// training-time activation scope (per tensor for b1 when configured) instead of inference's per token.
     public func forward(inputs: [Int], training: Bool = true) {
         precondition(inputs.count == batch * seqLen, "expected \(batch * seqLen) tokens, got \(inputs.count)")
+        precondition(inputs.allSatisfy { $0 >= 0 && $0 < config.vocabSize }, "token id outside the vocabulary 0..<\(config.vocabSize)")
         let c = config, n = batch * seqLen, d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim
         let w = weights.ptr, eps = c.normEps, ng = c.normGroups, qkvD = qD + 2 * kvD
         tokens = inputs
