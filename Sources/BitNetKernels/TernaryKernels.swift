@@ -1,0 +1,237 @@
+import CBitNetKernels
+
+/// A ternary matrix in the 2-bit layout of `bitnet_ternary.h`: blocks of 128 weights per 32 bytes (byte j of a
+/// block holds elements j, j+32, j+64, j+96 in bits 7-6, 5-4, 3-2, 1-0, each as code + 1), row r at r * rowStride.
+public struct PackedTernary: Sendable, Equatable {
+    public let bytes: [UInt8]
+    public let rows: Int
+    public let cols: Int
+    /// Bytes per row: ceil(cols / 128) * 32.
+    public let rowStride: Int
+
+    public init(bytes: [UInt8], rows: Int, cols: Int) {
+        let stride = TernaryKernels.rowStride2bit(cols: cols)
+        precondition(rows >= 0 && cols >= 0 && bytes.count == rows * stride,
+                     "PackedTernary: \(bytes.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
+        self.bytes = bytes; self.rows = rows; self.cols = cols; self.rowStride = stride
+    }
+}
+
+/// A ternary matrix in the base-3 layout: 5 weights per byte (sum (code_i + 1) * 3^i), ceil(cols / 5) bytes per row.
+public struct PackedTernaryBase3: Sendable, Equatable {
+    public let bytes: [UInt8]
+    public let rows: Int
+    public let cols: Int
+    /// Bytes per row: ceil(cols / 5).
+    public let rowStride: Int
+
+    public init(bytes: [UInt8], rows: Int, cols: Int) {
+        let stride = TernaryKernels.rowStrideBase3(cols: cols)
+        precondition(rows >= 0 && cols >= 0 && bytes.count == rows * stride,
+                     "PackedTernaryBase3: \(bytes.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
+        self.bytes = bytes; self.rows = rows; self.cols = cols; self.rowStride = stride
+    }
+}
+
+/// Packing of ternary weights and exact int8 x ternary products (int32 out; the caller applies the scales).
+public enum TernaryKernels {
+    /// "avx512vnni", "avx2" or "portable": the path gemv/gemm take, by default the best this CPU supports
+    /// (BITNET_ISA=avx2 caps it at "avx2", BITNET_ISA=portable forces "portable"; read once). All paths give
+    /// identical results.
+    public static var activeISA: String { String(cString: bitnet_ternary_isa_name()) }
+
+    /// The paths gemv/gemm can take, fastest first.
+    public static let isaNames = ["avx512vnni", "avx2", "portable"]
+
+    /// Switches gemv/gemm to the named path (tests, comparisons); an unsupported request falls back to the best
+    /// supported path below it, an unknown name to "portable". Returns the path now in effect. Not safe while
+    /// the kernels run on other threads.
+    @discardableResult
+    public static func selectISA(_ name: String) -> String {
+        let level: Int32
+        switch name {
+        case "avx512vnni": level = BITNET_TERNARY_AVX512VNNI
+        case "avx2", "avx2+fma": level = BITNET_TERNARY_AVX2
+        default: level = BITNET_TERNARY_PORTABLE
+        }
+        _ = bitnet_ternary_set_isa(level)
+        return activeISA
+    }
+
+    /// Below this many weights gemv/gemm run on the calling thread.
+    public static let parallelThreshold = 1 << 18
+
+    public static func rowStride2bit(cols: Int) -> Int { Int(bitnet_t2_row_stride(cols)) }
+    public static func rowStrideBase3(cols: Int) -> Int { Int(bitnet_t3_row_stride(cols)) }
+
+    // MARK: packing
+
+    /// Packs row-major [rows, cols] codes in {-1, 0, 1}; other values are a precondition failure.
+    public static func pack2bit(codes: [Int8], rows: Int, cols: Int) -> PackedTernary {
+        precondition(rows >= 0 && cols >= 0 && codes.count == rows * cols, "pack2bit: \(codes.count) codes for \(rows)x\(cols)")
+        let stride = rowStride2bit(cols: cols)
+        var bad = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: rows * stride) { buf, n in
+            if rows * stride > 0 { bad = Int(bitnet_t2_pack(codes, rows, cols, buf.baseAddress!)) }
+            n = rows * stride
+        }
+        precondition(bad == 0, "pack2bit: \(bad) codes outside {-1, 0, 1}")
+        return PackedTernary(bytes: bytes, rows: rows, cols: cols)
+    }
+
+    /// Row-major [rows, cols] codes of a 2-bit packed matrix.
+    public static func unpack(_ packed: PackedTernary) -> [Int8] {
+        let n = packed.rows * packed.cols
+        var bad = 0
+        let codes = [Int8](unsafeUninitializedCapacity: n) { buf, count in
+            if n > 0 { bad = Int(bitnet_t2_unpack(packed.bytes, packed.rows, packed.cols, buf.baseAddress!)) }
+            count = n
+        }
+        precondition(bad == 0, "unpack: \(bad) invalid 2-bit fields (value 3)")
+        return codes
+    }
+
+    /// Packs row-major [rows, cols] codes in {-1, 0, 1} five per byte.
+    public static func packBase3(codes: [Int8], rows: Int, cols: Int) -> PackedTernaryBase3 {
+        precondition(rows >= 0 && cols >= 0 && codes.count == rows * cols, "packBase3: \(codes.count) codes for \(rows)x\(cols)")
+        let stride = rowStrideBase3(cols: cols)
+        var bad = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: rows * stride) { buf, n in
+            if rows * stride > 0 { bad = Int(bitnet_t3_pack(codes, rows, cols, buf.baseAddress!)) }
+            n = rows * stride
+        }
+        precondition(bad == 0, "packBase3: \(bad) codes outside {-1, 0, 1}")
+        return PackedTernaryBase3(bytes: bytes, rows: rows, cols: cols)
+    }
+
+    /// Row-major [rows, cols] codes of a base-3 packed matrix.
+    public static func unpackBase3(_ packed: PackedTernaryBase3) -> [Int8] {
+        let n = packed.rows * packed.cols
+        var bad = 0
+        let codes = [Int8](unsafeUninitializedCapacity: n) { buf, count in
+            if n > 0 { bad = Int(bitnet_t3_unpack(packed.bytes, packed.rows, packed.cols, buf.baseAddress!)) }
+            count = n
+        }
+        precondition(bad == 0, "unpackBase3: \(bad) bytes above 242")
+        return codes
+    }
+
+    /// Converts between the layouts (lossless).
+    public static func toBase3(_ packed: PackedTernary) -> PackedTernaryBase3 {
+        packBase3(codes: unpack(packed), rows: packed.rows, cols: packed.cols)
+    }
+    public static func from(base3 packed: PackedTernaryBase3) -> PackedTernary {
+        pack2bit(codes: unpackBase3(packed), rows: packed.rows, cols: packed.cols)
+    }
+
+    // MARK: GEMV / GEMM
+
+    /// y[r] = sum_j W[r, j] * x[j] for every row (x.count == cols), exact in Int32.
+    public static func gemv(_ packed: PackedTernary, x: [Int8], pool: ThreadPool? = .shared) -> [Int32] {
+        precondition(x.count == packed.cols, "gemv: x has \(x.count) values, matrix has \(packed.cols) columns")
+        return [Int32](unsafeUninitializedCapacity: packed.rows) { y, n in
+            packed.bytes.withUnsafeBufferPointer { w in
+                x.withUnsafeBufferPointer { xp in
+                    if packed.rows > 0 {
+                        gemv(weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols,
+                             x: xp.baseAddress ?? dummyCodes, y: y.baseAddress!, pool: pool)
+                    }
+                }
+            }
+            n = packed.rows
+        }
+    }
+
+    /// Pointer version: y[r] for r in `rowRange` (default all rows; y indexed by absolute row, so it needs
+    /// at least rowRange.upperBound elements). x holds `packed.cols` values.
+    public static func gemv(_ packed: PackedTernary, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
+                            rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
+        packed.bytes.withUnsafeBufferPointer { w in
+            gemv(weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols, x: x, y: y,
+                 rowRange: rowRange, pool: pool)
+        }
+    }
+
+    /// Raw version over packed bytes (e.g. a memory-mapped model file): row r at weights + r * rowStride.
+    public static func gemv(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+                            x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
+                            rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
+        let range = rowRange ?? 0..<rows
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "gemv: row range \(range) outside 0..<\(rows)")
+        precondition(rowStride >= rowStride2bit(cols: cols), "gemv: row stride \(rowStride) too small for \(cols) columns")
+        splitRows(range, work: cols, pool: pool) { r0, r1 in
+            bitnet_t2_gemv(weights, rowStride, cols, x, y, r0, r1)
+        }
+    }
+
+    /// Y[t, r] for `tokens` rows of X (tokens x cols, row-major); returns [tokens, rows] row-major.
+    public static func gemm(_ packed: PackedTernary, x: [Int8], tokens: Int, pool: ThreadPool? = .shared) -> [Int32] {
+        precondition(tokens >= 0 && x.count == tokens * packed.cols, "gemm: x has \(x.count) values, want \(tokens)x\(packed.cols)")
+        let n = tokens * packed.rows
+        return [Int32](unsafeUninitializedCapacity: n) { y, count in
+            if n > 0 {
+                x.withUnsafeBufferPointer { xp in
+                    gemm(packed, x: xp.baseAddress ?? dummyCodes, ldx: packed.cols, tokens: tokens,
+                         y: y.baseAddress!, ldy: packed.rows, pool: pool)
+                }
+            }
+            count = n
+        }
+    }
+
+    /// Pointer version: Y[t * ldy + r] = sum_j W[r, j] * X[t * ldx + j], for r in `rowRange` (default all rows).
+    public static func gemm(_ packed: PackedTernary, x: UnsafePointer<Int8>, ldx: Int, tokens: Int,
+                            y: UnsafeMutablePointer<Int32>, ldy: Int, rowRange: Range<Int>? = nil,
+                            pool: ThreadPool? = .shared) {
+        let range = rowRange ?? 0..<packed.rows
+        precondition(range.lowerBound >= 0 && range.upperBound <= packed.rows, "gemm: row range \(range) outside 0..<\(packed.rows)")
+        precondition(ldx >= packed.cols && ldy >= range.upperBound && tokens >= 0, "gemm: bad ldx \(ldx) / ldy \(ldy) / tokens \(tokens)")
+        if tokens == 0 || range.isEmpty { return }
+        packed.bytes.withUnsafeBufferPointer { w in
+            let base = w.baseAddress ?? dummyBytes
+            splitRows(range, work: packed.cols * tokens, pool: pool) { r0, r1 in
+                bitnet_t2_gemm(base, packed.rowStride, packed.cols, x, ldx, tokens, y, ldy, r0, r1)
+            }
+        }
+    }
+
+    /// Portable references (bit-identical to the dispatching kernels; for tests).
+    public static func gemvReference(_ packed: PackedTernary, x: [Int8]) -> [Int32] {
+        precondition(x.count == packed.cols)
+        var y = [Int32](repeating: 0, count: packed.rows)
+        if packed.rows > 0 { bitnet_t2_gemv_ref(packed.bytes, packed.rowStride, packed.cols, x, &y, 0, packed.rows) }
+        return y
+    }
+
+    public static func gemmReference(_ packed: PackedTernary, x: [Int8], tokens: Int) -> [Int32] {
+        precondition(x.count == tokens * packed.cols)
+        var y = [Int32](repeating: 0, count: tokens * packed.rows)
+        if packed.rows > 0 && tokens > 0 {
+            bitnet_t2_gemm_ref(packed.bytes, packed.rowStride, packed.cols, x, packed.cols, tokens, &y, packed.rows, 0, packed.rows)
+        }
+        return y
+    }
+
+    /// Stand-ins for the base of an empty buffer (cols == 0): never dereferenced.
+    private static var dummyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
+    private static var dummyCodes: UnsafePointer<Int8> { UnsafePointer(bitPattern: 1)! }
+
+    /// Splits rows into chunks (multiples of 8 rows) over the pool when the work is large enough.
+    private static func splitRows(_ range: Range<Int>, work perRow: Int, pool: ThreadPool?, _ body: (Int, Int) -> Void) {
+        let rows = range.count
+        guard rows > 0 else { return }
+        let threads = pool?.threadCount ?? 1
+        if threads <= 1 || rows < 16 || rows * max(perRow, 1) < parallelThreshold {
+            body(range.lowerBound, range.upperBound)
+            return
+        }
+        let chunks = min(threads * 4, rows / 8)
+        let per = (rows + chunks - 1) / chunks
+        let chunkRows = (per + 7) / 8 * 8
+        let count = (rows + chunkRows - 1) / chunkRows
+        pool!.parallelFor(count) { i in
+            let r0 = range.lowerBound + i * chunkRows
+            body(r0, min(r0 + chunkRows, range.upperBound))
+        }
+    }
+}

@@ -1,0 +1,422 @@
+// Packed ternary weights and exact int8 x ternary GEMV/GEMM (see bitnet_ternary.h for the layouts).
+//
+// AVX2 trick: weights are stored as u = w + 1 in {0, 1, 2}, which is exactly the unsigned operand that
+// _mm256_maddubs_epi16 wants. sum_j u_j x_j - sum_j x_j = sum_j w_j x_j. Each int16 lane of maddubs holds
+// two products of magnitude <= 2 * 128, so no saturation; four segments per block sum to <= 2048 per lane,
+// then _mm256_madd_epi16 with ones widens to int32. Padded weights (u = 1) meet zero-padded activations.
+// Where AVX512-VNNI (with VL) is present, vpdpbusd on 256-bit vectors does the u8 x s8 dot straight into int32.
+#include "bitnet_ternary.h"
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define BITNET_X86 1
+#endif
+
+static int cpu_ternary_isa(void) {
+#ifdef BITNET_X86
+    __builtin_cpu_init();
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) return BITNET_TERNARY_PORTABLE;
+    if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl")) return BITNET_TERNARY_AVX512VNNI;
+    return BITNET_TERNARY_AVX2;
+#else
+    return BITNET_TERNARY_PORTABLE;
+#endif
+}
+
+static int ternary_isa_cached = -1;
+
+int bitnet_ternary_isa(void) {
+    int isa = __atomic_load_n(&ternary_isa_cached, __ATOMIC_RELAXED);
+    if (isa < 0) {
+        isa = cpu_ternary_isa();
+        const char *env = getenv("BITNET_ISA");
+        if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0)) isa = BITNET_TERNARY_PORTABLE;
+        else if (env && (strcmp(env, "avx2") == 0 || strcmp(env, "avx2+fma") == 0) && isa > BITNET_TERNARY_AVX2)
+            isa = BITNET_TERNARY_AVX2;
+        __atomic_store_n(&ternary_isa_cached, isa, __ATOMIC_RELAXED);
+    }
+    return isa;
+}
+
+int bitnet_ternary_set_isa(int isa) {
+    int cpu = cpu_ternary_isa();
+    if (isa > cpu) isa = cpu;
+    if (isa < BITNET_TERNARY_PORTABLE) isa = BITNET_TERNARY_PORTABLE;
+    __atomic_store_n(&ternary_isa_cached, isa, __ATOMIC_RELAXED);
+    return isa;
+}
+
+const char *bitnet_ternary_isa_name(void) {
+    switch (bitnet_ternary_isa()) {
+    case BITNET_TERNARY_AVX512VNNI: return "avx512vnni";
+    case BITNET_TERNARY_AVX2: return "avx2";
+    default: return "portable";
+    }
+}
+
+// MARK: 2-bit packing
+
+size_t bitnet_t2_row_stride(size_t cols) { return (cols + BITNET_T2_BLOCK - 1) / BITNET_T2_BLOCK * 32; }
+
+// Byte offset and shift of element j inside a packed row.
+static inline size_t t2_byte(size_t j) { return (j / 128) * 32 + (j % 32); }
+static inline unsigned t2_shift(size_t j) { return 6 - 2 * (unsigned)((j % 128) / 32); }
+
+size_t bitnet_t2_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *dst) {
+    size_t stride = bitnet_t2_row_stride(cols), bad = 0;
+    memset(dst, 0x55, rows * stride);   // every field = 1, i.e. code 0 (the padding)
+    for (size_t r = 0; r < rows; r++) {
+        const int8_t *c = codes + r * cols;
+        uint8_t *d = dst + r * stride;
+        for (size_t j = 0; j < cols; j++) {
+            int v = c[j];
+            if (v < -1 || v > 1) { bad++; v = 0; }
+            unsigned s = t2_shift(j);
+            size_t b = t2_byte(j);
+            d[b] = (uint8_t)((d[b] & ~(3u << s)) | ((unsigned)(v + 1) << s));
+        }
+    }
+    return bad;
+}
+
+size_t bitnet_t2_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *codes) {
+    size_t stride = bitnet_t2_row_stride(cols), bad = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *s = src + r * stride;
+        int8_t *c = codes + r * cols;
+        for (size_t j = 0; j < cols; j++) {
+            unsigned u = (s[t2_byte(j)] >> t2_shift(j)) & 3u;
+            if (u == 3) { bad++; u = 1; }
+            c[j] = (int8_t)((int)u - 1);
+        }
+    }
+    return bad;
+}
+
+// MARK: base-3 packing
+
+size_t bitnet_t3_row_stride(size_t cols) { return (cols + 4) / 5; }
+
+size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *dst) {
+    size_t stride = bitnet_t3_row_stride(cols), bad = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const int8_t *c = codes + r * cols;
+        uint8_t *d = dst + r * stride;
+        for (size_t b = 0; b < stride; b++) {
+            unsigned v = 0, p = 1;
+            for (size_t i = 0; i < 5; i++, p *= 3) {
+                size_t j = b * 5 + i;
+                int t = j < cols ? c[j] : 0;
+                if (t < -1 || t > 1) { bad++; t = 0; }
+                v += (unsigned)(t + 1) * p;
+            }
+            d[b] = (uint8_t)v;
+        }
+    }
+    return bad;
+}
+
+size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *codes) {
+    size_t stride = bitnet_t3_row_stride(cols), bad = 0;
+    for (size_t r = 0; r < rows; r++) {
+        const uint8_t *s = src + r * stride;
+        int8_t *c = codes + r * cols;
+        for (size_t b = 0; b < stride; b++) {
+            unsigned v = s[b];
+            if (v > 242) { bad++; v = 121; }   // 121 = all five digits 1, i.e. all codes 0
+            for (size_t i = 0; i < 5; i++) {
+                size_t j = b * 5 + i;
+                if (j < cols) c[j] = (int8_t)((int)(v % 3) - 1);
+                v /= 3;
+            }
+        }
+    }
+    return bad;
+}
+
+// MARK: portable kernels
+
+static int32_t t2_dot_ref(const uint8_t *row, size_t cols, const int8_t *x) {
+    int32_t acc = 0;
+    size_t j0 = 0;
+    for (; j0 + 128 <= cols; j0 += 128, row += 32) {   // full blocks: byte j feeds elements j, j+32, j+64, j+96
+        for (size_t j = 0; j < 32; j++) {
+            unsigned b = row[j];
+            acc += ((int32_t)(b >> 6) - 1) * x[j0 + j] + ((int32_t)((b >> 4) & 3u) - 1) * x[j0 + j + 32]
+                 + ((int32_t)((b >> 2) & 3u) - 1) * x[j0 + j + 64] + ((int32_t)(b & 3u) - 1) * x[j0 + j + 96];
+        }
+    }
+    for (size_t j = 0; j0 + j < cols; j++) {
+        int w = (int)((row[t2_byte(j)] >> t2_shift(j)) & 3u) - 1;
+        acc += w * (int32_t)x[j0 + j];
+    }
+    return acc;
+}
+
+void bitnet_t2_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                        size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) y[r] = t2_dot_ref(w + r * row_stride, cols, x);
+}
+
+void bitnet_t2_gemm_ref(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                        size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
+    for (size_t t = 0; t < tokens; t++)
+        for (size_t r = r0; r < r1; r++) y[t * ldy + r] = t2_dot_ref(w + r * row_stride, cols, x + t * ldx);
+}
+
+static int32_t sum_i8(const int8_t *x, size_t n) {
+    int32_t s = 0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+#ifdef BITNET_X86
+// MARK: AVX2 kernels
+
+__attribute__((target("avx2,fma")))
+static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+// sum over one 128-weight block of u * x as 8 int32 lanes (x: 128 readable bytes).
+__attribute__((target("avx2,fma")))
+static inline __m256i t2_block_dot(__m256i packed, const int8_t *x) {
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
+    __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
+    __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
+    __m256i u3 = _mm256_and_si256(packed, m3);
+    __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_loadu_si256((const __m256i *)(x)));
+    __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_loadu_si256((const __m256i *)(x + 32)));
+    __m256i p2 = _mm256_maddubs_epi16(u2, _mm256_loadu_si256((const __m256i *)(x + 64)));
+    __m256i p3 = _mm256_maddubs_epi16(u3, _mm256_loadu_si256((const __m256i *)(x + 96)));
+    __m256i s = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+    return _mm256_madd_epi16(s, ones);
+}
+
+// Two rows at once sharing the activation loads.
+__attribute__((target("avx2,fma")))
+static void t2_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                         size_t r0, size_t r1) {
+    const size_t nfull = cols / 128, tail = cols % 128;
+    int8_t xt[128] __attribute__((aligned(32)));
+    memset(xt, 0, sizeof xt);
+    if (tail) memcpy(xt, x + nfull * 128, tail);
+    const int32_t sx = sum_i8(x, cols);
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+        const uint8_t *a = w + r * row_stride, *b = a + row_stride;
+        __m256i acc_a = _mm256_setzero_si256(), acc_b = _mm256_setzero_si256();
+        for (size_t k = 0; k < nfull; k++) {
+            const int8_t *xk = x + k * 128;
+            acc_a = _mm256_add_epi32(acc_a, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + k * 32)), xk));
+            acc_b = _mm256_add_epi32(acc_b, t2_block_dot(_mm256_loadu_si256((const __m256i *)(b + k * 32)), xk));
+        }
+        if (tail) {
+            acc_a = _mm256_add_epi32(acc_a, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + nfull * 32)), xt));
+            acc_b = _mm256_add_epi32(acc_b, t2_block_dot(_mm256_loadu_si256((const __m256i *)(b + nfull * 32)), xt));
+        }
+        y[r] = hsum_epi32(acc_a) - sx;
+        y[r + 1] = hsum_epi32(acc_b) - sx;
+    }
+    for (; r < r1; r++) {
+        const uint8_t *a = w + r * row_stride;
+        __m256i acc = _mm256_setzero_si256();
+        for (size_t k = 0; k < nfull; k++)
+            acc = _mm256_add_epi32(acc, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + k * 32)), x + k * 128));
+        if (tail) acc = _mm256_add_epi32(acc, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + nfull * 32)), xt));
+        y[r] = hsum_epi32(acc) - sx;
+    }
+}
+
+// Tiles of up to 4 tokens per pass over a row: each block is unpacked once per tile and fed to every token of it.
+// Columns are processed in chunks sized so the chunk of every token's activations stays in L1 (about 32 KB),
+// while the chunk of one weight row is reused by all token tiles; partial int32 sums accumulate in y.
+#define T2_TILE 4
+__attribute__((target("avx2,fma")))
+static void t2_gemm_avx2(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                         size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
+    const size_t nfull = cols / 128, tail = cols % 128, nblk = nfull + (tail ? 1 : 0);
+    if (nblk == 0) {   // empty rows: all sums are 0
+        for (size_t t = 0; t < tokens; t++) memset(y + t * ldy + r0, 0, (r1 - r0) * sizeof(int32_t));
+        return;
+    }
+    int8_t *xt = NULL;
+    int32_t *sx = (int32_t *)malloc(tokens * sizeof(int32_t) + (tail ? tokens * 128 : 0));
+    if (!sx) { bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
+    if (tail) {
+        xt = (int8_t *)(sx + tokens);
+        memset(xt, 0, tokens * 128);
+    }
+    for (size_t t = 0; t < tokens; t++) {
+        sx[t] = sum_i8(x + t * ldx, cols);
+        if (tail) memcpy(xt + t * 128, x + t * ldx + nfull * 128, tail);
+    }
+    size_t kc = 32768 / (tokens * 128);
+    if (kc < 2) kc = 2;
+    if (kc > nblk) kc = nblk;
+    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
+    for (size_t k0 = 0; k0 < nblk; k0 += kc) {
+        const size_t k1 = k0 + kc < nblk ? k0 + kc : nblk;
+        for (size_t r = r0; r < r1; r++) {
+            const uint8_t *row = w + r * row_stride;
+            for (size_t t0 = 0; t0 < tokens; t0 += T2_TILE) {
+                const size_t nt = tokens - t0 < T2_TILE ? tokens - t0 : T2_TILE;
+                __m256i acc[T2_TILE];
+                for (size_t i = 0; i < T2_TILE; i++) acc[i] = _mm256_setzero_si256();
+                for (size_t k = k0; k < k1; k++) {
+                    __m256i packed = _mm256_loadu_si256((const __m256i *)(row + k * 32));
+                    __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
+                    __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
+                    __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
+                    __m256i u3 = _mm256_and_si256(packed, m3);
+                    for (size_t i = 0; i < nt; i++) {
+                        const size_t t = t0 + i;
+                        const int8_t *xk = k < nfull ? x + t * ldx + k * 128 : xt + t * 128;
+                        __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_loadu_si256((const __m256i *)(xk)));
+                        __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_loadu_si256((const __m256i *)(xk + 32)));
+                        __m256i p2 = _mm256_maddubs_epi16(u2, _mm256_loadu_si256((const __m256i *)(xk + 64)));
+                        __m256i p3 = _mm256_maddubs_epi16(u3, _mm256_loadu_si256((const __m256i *)(xk + 96)));
+                        __m256i s = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
+                        acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(s, ones));
+                    }
+                }
+                for (size_t i = 0; i < nt; i++) {
+                    int32_t *yo = y + (t0 + i) * ldy + r;
+                    int32_t part = hsum_epi32(acc[i]);
+                    *yo = k0 == 0 ? part - sx[t0 + i] : *yo + part;
+                }
+            }
+        }
+    }
+    free(sx);
+}
+
+// MARK: AVX512-VNNI (256-bit vectors): vpdpbusd sums four u8 x s8 products straight into int32 lanes.
+
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
+static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                         size_t r0, size_t r1) {
+    const size_t nfull = cols / 128, tail = cols % 128, nblk = nfull + (tail ? 1 : 0);
+    int8_t xt[128] __attribute__((aligned(32)));
+    memset(xt, 0, sizeof xt);
+    if (tail) memcpy(xt, x + nfull * 128, tail);
+    const int32_t sx = sum_i8(x, cols);
+    const __m256i m3 = _mm256_set1_epi8(3);
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2) {
+        const uint8_t *a = w + r * row_stride, *b = a + row_stride;
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (size_t k = 0; k < nblk; k++) {
+            const int8_t *xk = k < nfull ? x + k * 128 : xt;
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(xk)), x1 = _mm256_loadu_si256((const __m256i *)(xk + 32));
+            __m256i x2 = _mm256_loadu_si256((const __m256i *)(xk + 64)), x3 = _mm256_loadu_si256((const __m256i *)(xk + 96));
+            __m256i pa = _mm256_loadu_si256((const __m256i *)(a + k * 32));
+            __m256i pb = _mm256_loadu_si256((const __m256i *)(b + k * 32));
+            a0 = _mm256_dpbusd_epi32(a0, _mm256_and_si256(_mm256_srli_epi16(pa, 6), m3), x0);
+            a1 = _mm256_dpbusd_epi32(a1, _mm256_and_si256(_mm256_srli_epi16(pa, 4), m3), x1);
+            a2 = _mm256_dpbusd_epi32(a2, _mm256_and_si256(_mm256_srli_epi16(pa, 2), m3), x2);
+            a3 = _mm256_dpbusd_epi32(a3, _mm256_and_si256(pa, m3), x3);
+            b0 = _mm256_dpbusd_epi32(b0, _mm256_and_si256(_mm256_srli_epi16(pb, 6), m3), x0);
+            b1 = _mm256_dpbusd_epi32(b1, _mm256_and_si256(_mm256_srli_epi16(pb, 4), m3), x1);
+            b2 = _mm256_dpbusd_epi32(b2, _mm256_and_si256(_mm256_srli_epi16(pb, 2), m3), x2);
+            b3 = _mm256_dpbusd_epi32(b3, _mm256_and_si256(pb, m3), x3);
+        }
+        y[r] = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(a0, a1), _mm256_add_epi32(a2, a3))) - sx;
+        y[r + 1] = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(b0, b1), _mm256_add_epi32(b2, b3))) - sx;
+    }
+    if (r < r1) t2_gemv_avx2(w, row_stride, cols, x, y, r, r1);
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
+static void t2_gemm_vnni(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                         size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
+    const size_t nfull = cols / 128, tail = cols % 128, nblk = nfull + (tail ? 1 : 0);
+    if (nblk == 0) {
+        for (size_t t = 0; t < tokens; t++) memset(y + t * ldy + r0, 0, (r1 - r0) * sizeof(int32_t));
+        return;
+    }
+    int8_t *xt = NULL;
+    int32_t *sx = (int32_t *)malloc(tokens * sizeof(int32_t) + (tail ? tokens * 128 : 0));
+    if (!sx) { bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
+    if (tail) {
+        xt = (int8_t *)(sx + tokens);
+        memset(xt, 0, tokens * 128);
+    }
+    for (size_t t = 0; t < tokens; t++) {
+        sx[t] = sum_i8(x + t * ldx, cols);
+        if (tail) memcpy(xt + t * 128, x + t * ldx + nfull * 128, tail);
+    }
+    size_t kc = 32768 / (tokens * 128);
+    if (kc < 2) kc = 2;
+    if (kc > nblk) kc = nblk;
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (size_t k0 = 0; k0 < nblk; k0 += kc) {
+        const size_t k1 = k0 + kc < nblk ? k0 + kc : nblk;
+        for (size_t r = r0; r < r1; r++) {
+            const uint8_t *row = w + r * row_stride;
+            for (size_t t0 = 0; t0 < tokens; t0 += T2_TILE) {
+                const size_t nt = tokens - t0 < T2_TILE ? tokens - t0 : T2_TILE;
+                __m256i acc[T2_TILE][4];
+                for (size_t i = 0; i < T2_TILE; i++)
+                    for (size_t s = 0; s < 4; s++) acc[i][s] = _mm256_setzero_si256();
+                for (size_t k = k0; k < k1; k++) {
+                    __m256i packed = _mm256_loadu_si256((const __m256i *)(row + k * 32));
+                    __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
+                    __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
+                    __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
+                    __m256i u3 = _mm256_and_si256(packed, m3);
+                    for (size_t i = 0; i < nt; i++) {
+                        const size_t t = t0 + i;
+                        const int8_t *xk = k < nfull ? x + t * ldx + k * 128 : xt + t * 128;
+                        acc[i][0] = _mm256_dpbusd_epi32(acc[i][0], u0, _mm256_loadu_si256((const __m256i *)(xk)));
+                        acc[i][1] = _mm256_dpbusd_epi32(acc[i][1], u1, _mm256_loadu_si256((const __m256i *)(xk + 32)));
+                        acc[i][2] = _mm256_dpbusd_epi32(acc[i][2], u2, _mm256_loadu_si256((const __m256i *)(xk + 64)));
+                        acc[i][3] = _mm256_dpbusd_epi32(acc[i][3], u3, _mm256_loadu_si256((const __m256i *)(xk + 96)));
+                    }
+                }
+                for (size_t i = 0; i < nt; i++) {
+                    int32_t *yo = y + (t0 + i) * ldy + r;
+                    int32_t part = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(acc[i][0], acc[i][1]),
+                                                               _mm256_add_epi32(acc[i][2], acc[i][3])));
+                    *yo = k0 == 0 ? part - sx[t0 + i] : *yo + part;
+                }
+            }
+        }
+    }
+    free(sx);
+}
+#endif
+
+// MARK: dispatch
+
+void bitnet_t2_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                    size_t r0, size_t r1) {
+    if (r0 >= r1) return;
+#ifdef BITNET_X86
+    switch (bitnet_ternary_isa()) {
+    case BITNET_TERNARY_AVX512VNNI: t2_gemv_vnni(w, row_stride, cols, x, y, r0, r1); return;
+    case BITNET_TERNARY_AVX2: t2_gemv_avx2(w, row_stride, cols, x, y, r0, r1); return;
+    default: break;
+    }
+#endif
+    bitnet_t2_gemv_ref(w, row_stride, cols, x, y, r0, r1);
+}
+
+void bitnet_t2_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                    size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
+    if (r0 >= r1 || tokens == 0) return;
+#ifdef BITNET_X86
+    switch (bitnet_ternary_isa()) {
+    case BITNET_TERNARY_AVX512VNNI: t2_gemm_vnni(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return;
+    case BITNET_TERNARY_AVX2: t2_gemm_avx2(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return;
+    default: break;
+    }
+#endif
+    bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+}
