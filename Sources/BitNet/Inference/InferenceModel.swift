@@ -4,8 +4,10 @@ import BitNetKernels
 /// A linear layer prepared for inference: ternary/binary codes with one β per row group (Eq. 9), or f32 weights.
 public struct InferenceLinear: @unchecked Sendable {
     public let rows: Int, cols: Int
-    /// Codes in {-1, 0, +1} (b1: {-1, +1}), row-major [rows, cols]; empty for fp.
+    /// Codes in {-1, 0, +1} (b1: {-1, +1}), row-major [rows, cols]; kept only for the grouped-activation path.
     let codes: [Int8]
+    /// The codes packed 2 bits each for the integer AVX2/VNNI kernel (one activation scale per token).
+    let packed: PackedTernary?
     /// β per group of rows/G rows.
     let betas: [Float]
     /// Full-precision weight (fp) or dequantized weight (used by the unsigned-activation path).
@@ -23,9 +25,17 @@ public struct InferenceLinear: @unchecked Sendable {
                                              codes: cp.baseAddress, dequant: quant.unsigned ? dp.baseAddress : nil)
                 }
             }
-            codes = c; dense = deq
+            // One activation group and signed absmax: the packed integer kernel computes Σ W̃·x̃ exactly.
+            if quant.groups == 1 && !quant.unsigned {
+                packed = TernaryKernels.pack2bit(codes: c, rows: rows, cols: cols)
+                codes = []
+            } else {
+                packed = nil
+                codes = c
+            }
+            dense = deq
         } else {
-            codes = []; betas = []
+            codes = []; betas = []; packed = nil
             dense = Array(UnsafeBufferPointer(start: w, count: rows * cols))
         }
     }
@@ -36,9 +46,20 @@ public struct InferenceLinear: @unchecked Sendable {
     }
 
     /// y[rows] = W̃ · Quant(x) · βγ/Q_p for one token x[cols] (Eq. 9): integer products, one float scale per output and group.
-    /// `xCodes` is scratch of `cols` Int8.
-    func apply(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, xCodes: UnsafeMutablePointer<Int8>, xDequant: UnsafeMutablePointer<Float>) {
+    /// `xCodes` is scratch of `cols` Int8, `acc` of `rows` Int32.
+    func apply(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, xCodes: UnsafeMutablePointer<Int8>, xDequant: UnsafeMutablePointer<Float>,
+               acc: UnsafeMutablePointer<Int32>) {
         let (rows, cols) = (self.rows, self.cols)
+        if let packed {
+            // Eq. 9 with integers: acc = W̃·x̃ (int32, exact), y = acc / s · β with s = Q_p/(γ+ε).
+            let gamma = Quantizer.absmax(x, count: cols)
+            Quantizer.absmaxQuantize(x, count: cols, gamma: gamma, bits: quant.bits, codes: xCodes)
+            let scale = Quantizer.signedRange(bits: quant.bits).qp / (gamma + Quantizer.epsilon)
+            TernaryKernels.gemv(packed, x: xCodes, y: acc)
+            let beta = betas[0]
+            for r in 0..<rows { y[r] = Float(acc[r]) / scale * beta }
+            return
+        }
         if !quant.arch.isQuantized {
             dense.withUnsafeBufferPointer { wp in
                 GEMM.sgemm(transA: false, transB: true, m: 1, n: rows, k: cols, a: x, lda: cols, b: wp.baseAddress!, ldb: cols,
@@ -141,6 +162,7 @@ public final class InferenceSession: @unchecked Sendable {
     let keyCache: FloatBuffer, valueCache: FloatBuffer
     let x, xb, xb2, q, att, hb, hb2, logitsBuf, deq: FloatBuffer
     let xCodes: UnsafeMutablePointer<Int8>
+    let acc: UnsafeMutablePointer<Int32>
 
     public init(model: InferenceModel, maxSeqLen: Int? = nil) {
         let c = model.config
@@ -155,9 +177,10 @@ public final class InferenceSession: @unchecked Sendable {
         logitsBuf = FloatBuffer(c.vocabSize)
         deq = FloatBuffer(max(c.dim, c.ffnDim, qD))
         xCodes = .allocate(capacity: max(c.dim, c.ffnDim, qD))
+        acc = .allocate(capacity: max(c.dim, c.ffnDim, qD + 2 * c.kvDim))
     }
 
-    deinit { xCodes.deallocate() }
+    deinit { xCodes.deallocate(); acc.deallocate() }
 
     /// Forgets the cached sequence.
     public func reset() { position = 0 }
@@ -176,25 +199,25 @@ public final class InferenceSession: @unchecked Sendable {
             let L = model.layers[l]
             RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: w + s.attnNorm, rows: 1, dim: d, groups: ng, eps: eps)
             let kRow = keyCache.ptr + (l * maxSeqLen + pos) * kvD, vRow = valueCache.ptr + (l * maxSeqLen + pos) * kvD
-            L.wq.apply(x: xb.ptr, y: q.ptr, xCodes: xCodes, xDequant: scratch)
-            L.wk.apply(x: xb.ptr, y: kRow, xCodes: xCodes, xDequant: scratch)
-            L.wv.apply(x: xb.ptr, y: vRow, xCodes: xCodes, xDequant: scratch)
+            L.wq.apply(x: xb.ptr, y: q.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
+            L.wk.apply(x: xb.ptr, y: kRow, xCodes: xCodes, xDequant: scratch, acc: acc)
+            L.wv.apply(x: xb.ptr, y: vRow, xCodes: xCodes, xDequant: scratch, acc: acc)
             model.rope.apply(q.ptr, heads: c.nHeads, pos: pos)
             model.rope.apply(kRow, heads: c.nKVHeads, pos: pos)
             attend(layer: l, pos: pos, out: xb.ptr)
             if s.attnSubNorm >= 0 {
                 RMSNorm.forward(out: xb.ptr, rstd: nil, x: xb.ptr, weight: w + s.attnSubNorm, rows: 1, dim: qD, groups: ng, eps: eps)
             }
-            L.wo.apply(x: xb.ptr, y: xb2.ptr, xCodes: xCodes, xDequant: scratch)
+            L.wo.apply(x: xb.ptr, y: xb2.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             addInPlace(x.ptr, xb2.ptr, d)
             RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: w + s.ffnNorm, rows: 1, dim: d, groups: ng, eps: eps)
-            L.w1.apply(x: xb.ptr, y: hb.ptr, xCodes: xCodes, xDequant: scratch)
-            L.w3.apply(x: xb.ptr, y: hb2.ptr, xCodes: xCodes, xDequant: scratch)
+            L.w1.apply(x: xb.ptr, y: hb.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
+            L.w3.apply(x: xb.ptr, y: hb2.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             GatedActivation.forward(h: hb.ptr, gate: hb.ptr, up: hb2.ptr, count: c.ffnDim, kind: c.ffn)
             if s.ffnSubNorm >= 0 {
                 RMSNorm.forward(out: hb.ptr, rstd: nil, x: hb.ptr, weight: w + s.ffnSubNorm, rows: 1, dim: c.ffnDim, groups: ng, eps: eps)
             }
-            L.w2.apply(x: hb.ptr, y: xb.ptr, xCodes: xCodes, xDequant: scratch)
+            L.w2.apply(x: hb.ptr, y: xb.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             addInPlace(x.ptr, xb.ptr, d)
         }
         RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: w + layout.finalNorm, rows: 1, dim: d, groups: ng, eps: eps)

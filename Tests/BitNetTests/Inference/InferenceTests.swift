@@ -4,9 +4,11 @@ import XCTest
 final class InferenceTests: XCTestCase {
     /// Incremental decoding with the KV cache (integer BitLinear) gives the logits of the batched full forward.
     func testKVCacheMatchesFullForward() throws {
-        for (arch, ffn) in [(Architecture.fp, FFNKind.swiglu), (.b158, .relu2), (.b1, .swiglu)] {
+        // (arch, ffn, quant groups): one group takes the packed 2-bit integer kernel, two groups the grouped path.
+        for (arch, ffn, groups) in [(Architecture.fp, FFNKind.swiglu, 1), (.b158, .relu2, 1), (.b1, .swiglu, 1), (.b158, .swiglu, 2)] {
             var c = tinyConfig(arch, ffn: ffn)
             c.actScopeTrain = .perToken
+            c.quantGroups = groups
             let w = ModelWeights(config: c, seed: 3)
             let tokens = [1, 5, 9, 2, 30, 7, 7, 0, 36, 11]
             let g = TrainingGraph(weights: w, batch: 1, seqLen: tokens.count)
@@ -16,7 +18,7 @@ final class InferenceTests: XCTestCase {
             var inc: [Float] = []
             for t in tokens { inc += Array(try session.step(token: t)) }
             let scale = full.map(abs).max()!
-            XCTAssertLessThan(maxAbsDiff(full, inc) / scale, 1e-4, "\(arch)")
+            XCTAssertLessThan(maxAbsDiff(full, inc) / scale, 1e-4, "\(arch) groups \(groups)")
         }
     }
 
