@@ -4,7 +4,108 @@ import BitNetKernels
 import Foundation
 
 struct Bench: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Benchmarks.", subcommands: [TrainBench.self, GemmBench.self])
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmarks: inference (default), training vs PyTorch, GEMM.",
+        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self], defaultSubcommand: InferenceBench.self)
+
+    struct InferenceBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "inference",
+            abstract: "Decode/prefill tokens/s, time to first token, peak RSS and roofline fraction; ternary vs its f16 twin.")
+        @Option(help: "A model file or directory (otherwise a synthetic model of --preset or the shape flags).") var model: String?
+        @Option(help: "Synthetic shape preset: 2b4t (BitNet b1.58 2B4T) or a training size preset (tiny, small, 10m, ...).") var preset: String = "2b4t"
+        @Option(help: "Threads (default: all cores; same as BITNET_THREADS).") var threads: Int?
+        @Option(help: "Output head format for the ternary model: f32, f16 or q8.") var head: String = "q8"
+        @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
+        @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
+        @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
+            try runReportingErrors {
+                guard let headFormat = HeadFormat(rawValue: head) else { throw BitNetError.invalidArgument("--head must be f32, f16 or q8") }
+                let promptLengths = try prompts.split(separator: ",").map { s -> Int in
+                    guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--prompts: '\(s)' is not a positive integer") }
+                    return v
+                }
+                guard decodeTokens > 0 else { throw BitNetError.invalidArgument("--decode-tokens must be positive") }
+                let bandwidth = MemoryBandwidth.measure(bytes: 512 << 20)
+                // The model under test: a trained file, or a synthetic ternary model of the preset's shape.
+                var config: ModelConfig
+                var ternary: InferenceModel
+                let t0 = Clock.now()
+                if let model {
+                    let loaded = try ModelFile.load(path: model)
+                    config = loaded.weights.config
+                    ternary = InferenceModel(weights: loaded.weights)
+                } else {
+                    config = try presetConfig(preset)
+                    config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2)
+                    ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
+                }
+                try ternary.setHeadFormat(headFormat)
+                printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@",
+                                  Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
+                                  config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head))
+                let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens)
+                let rss = ProcessMemory.peakRSSBytes()
+                var twin: InferenceBenchmark.Result?
+                if !noTwin && model == nil && config.arch.isQuantized {
+                    var fc = config
+                    fc.arch = .fp
+                    ternary = try InferenceModel(synthetic: fc, headFormat: .f16)   // frees the ternary model
+                    printError(String(format: "f16 twin ready: %.0f MB of weights", Double(ternary.inferenceBytes) / 1e6))
+                    twin = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: max(4, decodeTokens / 4))
+                }
+                let roofline = a.achievedBandwidth / bandwidth
+                if json {
+                    var obj: [String: Any] = [
+                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head,
+                        "decode_tokens_per_s": a.decodeTokensPerSecond,
+                        "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
+                        "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),
+                        "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
+                        "read_bandwidth_bytes_per_s": bandwidth, "achieved_bandwidth_bytes_per_s": a.achievedBandwidth,
+                        "roofline_fraction": roofline]
+                    if let t = twin {
+                        obj["f16_decode_tokens_per_s"] = t.decodeTokensPerSecond
+                        obj["f16_weight_bytes"] = t.weightBytes
+                        obj["decode_speedup_vs_f16"] = a.decodeTokensPerSecond / t.decodeTokensPerSecond
+                        obj["memory_ratio_vs_f16"] = Double(t.weightBytes) / Double(a.weightBytes)
+                        obj["f16_prefill_tokens_per_s"] = Dictionary(uniqueKeysWithValues: t.prefillTokensPerSecond.map { ("\($0.key)", $0.value) })
+                    }
+                    let d = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+                    print(String(decoding: d, as: UTF8.self))
+                    return
+                }
+                func row(_ name: String, _ r: InferenceBenchmark.Result) {
+                    var line = String(format: "%-14@ decode %7.2f tok/s", name as NSString, r.decodeTokensPerSecond)
+                    for n in promptLengths.sorted() {
+                        line += String(format: " | prefill %d: %6.1f tok/s, TTFT %.2fs", n, r.prefillTokensPerSecond[n] ?? 0, r.timeToFirstToken[n] ?? 0)
+                    }
+                    line += String(format: " | weights %.0f MB", Double(r.weightBytes) / 1e6)
+                    print(line)
+                }
+                print("threads \(ThreadPool.shared.threadCount), GEMM \(GEMM.activeISA), ternary \(TernaryKernels.activeISA), dense \(DenseKernels.activeISA)")
+                row(config.arch.rawValue, a)
+                if let t = twin { row("fp (f16)", t) }
+                print(String(format: "peak RSS %.0f MB | read bandwidth %.1f GB/s | weights streamed %.1f GB/s = %.0f %% of roofline",
+                             Double(rss) / 1e6, bandwidth / 1e9, a.achievedBandwidth / 1e9, 100 * roofline))
+                if let t = twin {
+                    print(String(format: "ternary / f16: decode %.2fx faster, weights %.2fx smaller", a.decodeTokensPerSecond / t.decodeTokensPerSecond,
+                                 Double(t.weightBytes) / Double(a.weightBytes)))
+                }
+            }
+        }
+
+        func presetConfig(_ name: String) throws -> ModelConfig {
+            if name.lowercased() == "2b4t" { return InferenceBenchmark.preset2B4T(arch: .b158) }
+            guard let c = ModelConfig.preset(name, arch: .b158, vocabSize: 32000, maxSeqLen: 1024) else {
+                throw BitNetError.invalidArgument("unknown --preset \(name): use 2b4t or \(ModelConfig.presetNames.joined(separator: ", "))")
+            }
+            return c
+        }
+    }
 
     struct TrainBench: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "train",

@@ -8,6 +8,8 @@ public struct InferenceLinear: @unchecked Sendable {
     let codes: [Int8]
     /// The codes packed 2 bits each for the integer AVX2/VNNI kernel (one activation scale per token).
     let packed: PackedTernary?
+    /// Half-precision weights (the fp twin in `bitnet bench`, as the paper's FP16 baseline).
+    var half: F16Matrix? = nil
     /// β per group of rows/G rows.
     let betas: [Float]
     /// Full-precision weight (fp) or dequantized weight (used by the unsigned-activation path).
@@ -40,9 +42,36 @@ public struct InferenceLinear: @unchecked Sendable {
         }
     }
 
-    /// Bytes this layer takes at 2 bits per ternary weight (1 for b1) plus scales, or 4 bytes per f32 weight.
+    /// A random ternary layer (codes uniform over {-1, 0, +1}, β = 0.02) for benchmarks of any shape, packed directly.
+    init(randomTernaryRows rows: Int, cols: Int, quant: LinearQuantization, rng: inout SeededRNG) {
+        self.rows = rows; self.cols = cols; self.quant = quant
+        var c = [Int8](repeating: 0, count: rows * cols)
+        var i = 0
+        while i < c.count {
+            var bits = rng.next()
+            for _ in 0..<8 where i < c.count {
+                c[i] = Int8(truncatingIfNeeded: Int(bits & 0xFF) % 3 - 1)
+                bits >>= 8; i += 1
+            }
+        }
+        packed = TernaryKernels.pack2bit(codes: c, rows: rows, cols: cols)
+        codes = []; betas = [0.02]; dense = []
+    }
+
+    /// A random half-precision layer (values uniform in ±0.02) for the fp twin of `bitnet bench`.
+    init(randomHalfRows rows: Int, cols: Int, rng: inout SeededRNG) {
+        self.rows = rows; self.cols = cols; self.quant = .none
+        var bits = [UInt16](repeating: 0, count: rows * cols)
+        for i in 0..<bits.count { bits[i] = Float16((rng.nextUniform() - 0.5) * 0.04).bitPattern }
+        half = F16Matrix(bits: bits, rows: rows, cols: cols)
+        packed = nil; codes = []; betas = []; dense = []
+    }
+
+    /// Bytes this layer's weights take in memory: packed ternary (2 bits), f16 or f32.
     public var packedBytes: Int {
-        quant.arch == .fp ? rows * cols * 4 : (rows * cols * (quant.arch == .b1 ? 1 : 2) + 7) / 8 + betas.count * 4
+        if let packed { return packed.bytes.count + betas.count * 4 }
+        if half != nil { return rows * cols * 2 }
+        return quant.arch == .fp ? rows * cols * 4 : (rows * cols * (quant.arch == .b1 ? 1 : 2) + 7) / 8 + betas.count * 4
     }
 
     /// y[rows] = W̃ · Quant(x) · βγ/Q_p for one token x[cols] (Eq. 9): integer products, one float scale per output and group.
@@ -50,6 +79,12 @@ public struct InferenceLinear: @unchecked Sendable {
     func apply(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, xCodes: UnsafeMutablePointer<Int8>, xDequant: UnsafeMutablePointer<Float>,
                acc: UnsafeMutablePointer<Int32>) {
         let (rows, cols) = (self.rows, self.cols)
+        if let half {
+            half.bits.withUnsafeBufferPointer { wp in
+                DenseKernels.f16Gemv(weights: wp.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, y: y)
+            }
+            return
+        }
         if let packed {
             // Eq. 9 with integers: acc = W̃·x̃ (int32, exact), y = acc / s · β with s = Q_p/(γ+ε).
             let gamma = Quantizer.absmax(x, count: cols)
@@ -115,42 +150,156 @@ public struct InferenceLinear: @unchecked Sendable {
     }
 }
 
+/// Storage of the output head at inference.
+public enum HeadFormat: String, Sendable, CaseIterable {
+    case f32, f16, q8
+}
+
 /// A model ready for decoding: quantized linears, full-precision embedding, head and norms.
+/// It owns its tensors, so it can be built from trained weights or synthetically (benchmarks of any shape).
 public final class InferenceModel: @unchecked Sendable {
     public let config: ModelConfig
-    public let weights: ModelWeights
-    struct Layer { let wq, wk, wv, wo, w1, w3, w2: InferenceLinear }
+    struct Layer {
+        let wq, wk, wv, wo, w1, w3, w2: InferenceLinear
+        /// Offsets into `norms` (-1: absent).
+        let attnNorm, attnSubNorm, ffnNorm, ffnSubNorm: Int
+    }
     let layers: [Layer]
     let rope: Rope
+    /// Token embedding [vocab, dim] (f32, Sec. 2 keeps it high precision).
+    let embedding: FloatBuffer
+    /// Output head [vocab, dim] in f32; nil when tied to the embedding or stored in another format.
+    let head: FloatBuffer?
+    /// The head in f16 or in 8-bit blocks (the largest single tensor of 2B4T); used instead of f32 when set.
+    var headF16: F16Matrix? = nil
+    var headQ8: Q8Matrix? = nil
+    /// Every RMSNorm weight, concatenated; `finalNorm` is the offset of the last one.
+    let norms: FloatBuffer
+    let finalNorm: Int
 
-    /// Quantizes every BitLinear once (offline, as Appendix D's inference notes say).
+    /// Quantizes every BitLinear of trained weights once (offline, as Appendix D's inference notes say).
     public init(weights: ModelWeights) {
         let c = weights.config
         self.config = c
-        self.weights = weights
         rope = Rope(headDim: c.headDim, maxSeqLen: c.maxSeqLen, theta: c.ropeTheta)
         let q = LinearQuantization(arch: c.arch, groups: c.quantGroups, bits: c.actBits, scope: .perToken)
         var qDown = q
         qDown.unsigned = c.unsignedAfterNonlinearity && c.arch.isQuantized
-        let w = weights.ptr, qD = c.nHeads * c.headDim
-        layers = weights.layout.layers.map { s in
-            Layer(wq: InferenceLinear(weight: w + s.wq, rows: qD, cols: c.dim, quant: q),
-                  wk: InferenceLinear(weight: w + s.wk, rows: c.kvDim, cols: c.dim, quant: q),
-                  wv: InferenceLinear(weight: w + s.wv, rows: c.kvDim, cols: c.dim, quant: q),
-                  wo: InferenceLinear(weight: w + s.wo, rows: c.dim, cols: qD, quant: q),
-                  w1: InferenceLinear(weight: w + s.w1, rows: c.ffnDim, cols: c.dim, quant: q),
-                  w3: InferenceLinear(weight: w + s.w3, rows: c.ffnDim, cols: c.dim, quant: q),
-                  w2: InferenceLinear(weight: w + s.w2, rows: c.dim, cols: c.ffnDim, quant: qDown))
+        let w = weights.ptr, qD = c.nHeads * c.headDim, L = weights.layout
+        embedding = FloatBuffer(c.vocabSize * c.dim)
+        embedding.ptr.update(from: w + L.embedding, count: c.vocabSize * c.dim)
+        if c.tieEmbeddings { head = nil } else {
+            let h = FloatBuffer(c.vocabSize * c.dim)
+            h.ptr.update(from: w + L.output, count: c.vocabSize * c.dim)
+            head = h
         }
+        // Norm weights: copy each into one buffer and remember where it went.
+        var normValues: [Float] = []
+        func keep(_ offset: Int, _ count: Int) -> Int {
+            guard offset >= 0 else { return -1 }
+            let at = normValues.count
+            normValues += UnsafeBufferPointer(start: w + offset, count: count)
+            return at
+        }
+        var built: [Layer] = []
+        for s in L.layers {
+            built.append(Layer(wq: InferenceLinear(weight: w + s.wq, rows: qD, cols: c.dim, quant: q),
+                               wk: InferenceLinear(weight: w + s.wk, rows: c.kvDim, cols: c.dim, quant: q),
+                               wv: InferenceLinear(weight: w + s.wv, rows: c.kvDim, cols: c.dim, quant: q),
+                               wo: InferenceLinear(weight: w + s.wo, rows: c.dim, cols: qD, quant: q),
+                               w1: InferenceLinear(weight: w + s.w1, rows: c.ffnDim, cols: c.dim, quant: q),
+                               w3: InferenceLinear(weight: w + s.w3, rows: c.ffnDim, cols: c.dim, quant: q),
+                               w2: InferenceLinear(weight: w + s.w2, rows: c.dim, cols: c.ffnDim, quant: qDown),
+                               attnNorm: keep(s.attnNorm, c.dim), attnSubNorm: keep(s.attnSubNorm, qD),
+                               ffnNorm: keep(s.ffnNorm, c.dim), ffnSubNorm: keep(s.ffnSubNorm, c.ffnDim)))
+        }
+        layers = built
+        finalNorm = keep(L.finalNorm, c.dim)
+        norms = FloatBuffer(normValues.count)
+        normValues.withUnsafeBufferPointer { norms.ptr.update(from: $0.baseAddress!, count: $0.count) }
+    }
+
+    /// A model of `config`'s shape with random weights (the `bitnet bench` synthetic model; no latent weights exist):
+    /// ternary linears for BitNet, f16 linears for `fp` (the paper's FP16 baseline); the head in `headFormat`.
+    public init(synthetic c: ModelConfig, seed: UInt64 = 1, headFormat: HeadFormat = .f32) throws {
+        guard c.quantGroups == 1, !c.unsignedAfterNonlinearity else {
+            throw BitNetError.unsupported("synthetic models use one quantization group and signed activations")
+        }
+        try c.validate()
+        config = c
+        rope = Rope(headDim: c.headDim, maxSeqLen: c.maxSeqLen, theta: c.ropeTheta)
+        var rng = SeededRNG(seed: seed)
+        let q = LinearQuantization(arch: c.arch, groups: 1, bits: c.actBits, scope: .perToken)
+        let qD = c.nHeads * c.headDim
+        let perLayerNorms = 2 * c.dim + (c.subNorm ? qD + c.ffnDim : 0)
+        var built: [Layer] = []
+        func linear(_ rows: Int, _ cols: Int) -> InferenceLinear {
+            c.arch.isQuantized ? InferenceLinear(randomTernaryRows: rows, cols: cols, quant: q, rng: &rng)
+                               : InferenceLinear(randomHalfRows: rows, cols: cols, rng: &rng)
+        }
+        for l in 0..<c.nLayers {
+            let base = l * perLayerNorms
+            built.append(Layer(wq: linear(qD, c.dim), wk: linear(c.kvDim, c.dim), wv: linear(c.kvDim, c.dim),
+                               wo: linear(c.dim, qD), w1: linear(c.ffnDim, c.dim), w3: linear(c.ffnDim, c.dim),
+                               w2: linear(c.dim, c.ffnDim),
+                               attnNorm: base, attnSubNorm: c.subNorm ? base + c.dim : -1,
+                               ffnNorm: base + c.dim + (c.subNorm ? qD : 0),
+                               ffnSubNorm: c.subNorm ? base + 2 * c.dim + qD : -1))
+        }
+        layers = built
+        finalNorm = c.nLayers * perLayerNorms
+        norms = FloatBuffer(finalNorm + c.dim)
+        norms.ptr.update(repeating: 1, count: norms.count)
+        embedding = FloatBuffer(c.vocabSize * c.dim)
+        for i in 0..<embedding.count { embedding.ptr[i] = (rng.nextUniform() - 0.5) * 0.04 }
+        head = nil
+        try setHeadFormat(headFormat)
+    }
+
+    /// Stores the output head (the tied embedding or the separate head) in f32, f16 or 8-bit blocks.
+    public func setHeadFormat(_ format: HeadFormat) throws {
+        let src = head ?? embedding
+        let values = Array(UnsafeBufferPointer(start: src.ptr, count: src.count))
+        headF16 = nil; headQ8 = nil
+        switch format {
+        case .f32: break
+        case .f16: headF16 = F16Matrix(values, rows: config.vocabSize, cols: config.dim)
+        case .q8: headQ8 = DenseKernels.quantizeQ8(values, rows: config.vocabSize, cols: config.dim)
+        }
+    }
+
+    /// Logits = head · x (the output projection, in the head's stored format).
+    func applyHead(x: UnsafePointer<Float>, logits: UnsafeMutablePointer<Float>) {
+        let v = config.vocabSize, d = config.dim
+        if let h = headF16 {
+            h.bits.withUnsafeBufferPointer { DenseKernels.f16Gemv(weights: $0.baseAddress!, ld: d, rows: v, cols: d, x: x, y: logits) }
+        } else if let h = headQ8 {
+            h.bytes.withUnsafeBufferPointer { DenseKernels.q8Gemv(weights: $0.baseAddress!, rowStride: h.rowStride, rows: v, cols: d, x: x, y: logits) }
+        } else {
+            GEMM.sgemm(transA: false, transB: true, m: 1, n: v, k: d, a: x, lda: d, b: headPtr, ldb: d, beta: 0, c: logits, ldc: v)
+        }
+    }
+
+    /// Bytes of the head as stored.
+    var headBytes: Int {
+        if let h = headF16 { return h.bits.count * 2 }
+        if let h = headQ8 { return h.bytes.count }
+        return config.vocabSize * config.dim * 4
     }
 
     /// Size of the inference weights: packed linears plus f32 embedding/head and norms.
     public var inferenceBytes: Int {
-        let c = config
         let linear = layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } }
-        let rest = c.parameterCount - c.linearParameterCount
-        return linear + rest * 4
+        return linear + (embedding.count + (head?.count ?? 0) + norms.count) * 4
     }
+
+    /// Bytes read from memory per decoded token: every linear plus the head (the embedding row is negligible).
+    public var bytesPerToken: Int {
+        layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } } + headBytes
+    }
+
+    var headPtr: UnsafePointer<Float> { UnsafePointer((head ?? embedding).ptr) }
+    func norm(_ offset: Int) -> UnsafePointer<Float> { UnsafePointer(norms.ptr + offset) }
 }
 
 /// Per-sequence decoding state: the KV cache [layers, positions, kv_dim] and scratch buffers (no allocation per token).
@@ -191,13 +340,11 @@ public final class InferenceSession: @unchecked Sendable {
         guard token >= 0 && token < c.vocabSize else { throw BitNetError.invalidArgument("token id \(token) outside vocabulary 0..<\(c.vocabSize)") }
         guard position < maxSeqLen else { throw BitNetError.invalidArgument("context full: \(maxSeqLen) positions") }
         let pos = position
-        let w = model.weights.ptr, layout = model.weights.layout
         let d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, eps = c.normEps, ng = c.normGroups
         let scratch = deq.ptr
-        x.ptr.update(from: w + layout.embedding + token * d, count: d)
-        for (l, s) in layout.layers.enumerated() {
-            let L = model.layers[l]
-            RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: w + s.attnNorm, rows: 1, dim: d, groups: ng, eps: eps)
+        x.ptr.update(from: model.embedding.ptr + token * d, count: d)
+        for (l, L) in model.layers.enumerated() {
+            RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: model.norm(L.attnNorm), rows: 1, dim: d, groups: ng, eps: eps)
             let kRow = keyCache.ptr + (l * maxSeqLen + pos) * kvD, vRow = valueCache.ptr + (l * maxSeqLen + pos) * kvD
             L.wq.apply(x: xb.ptr, y: q.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             L.wk.apply(x: xb.ptr, y: kRow, xCodes: xCodes, xDequant: scratch, acc: acc)
@@ -205,24 +352,23 @@ public final class InferenceSession: @unchecked Sendable {
             model.rope.apply(q.ptr, heads: c.nHeads, pos: pos)
             model.rope.apply(kRow, heads: c.nKVHeads, pos: pos)
             attend(layer: l, pos: pos, out: xb.ptr)
-            if s.attnSubNorm >= 0 {
-                RMSNorm.forward(out: xb.ptr, rstd: nil, x: xb.ptr, weight: w + s.attnSubNorm, rows: 1, dim: qD, groups: ng, eps: eps)
+            if L.attnSubNorm >= 0 {
+                RMSNorm.forward(out: xb.ptr, rstd: nil, x: xb.ptr, weight: model.norm(L.attnSubNorm), rows: 1, dim: qD, groups: ng, eps: eps)
             }
             L.wo.apply(x: xb.ptr, y: xb2.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             addInPlace(x.ptr, xb2.ptr, d)
-            RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: w + s.ffnNorm, rows: 1, dim: d, groups: ng, eps: eps)
+            RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: model.norm(L.ffnNorm), rows: 1, dim: d, groups: ng, eps: eps)
             L.w1.apply(x: xb.ptr, y: hb.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             L.w3.apply(x: xb.ptr, y: hb2.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             GatedActivation.forward(h: hb.ptr, gate: hb.ptr, up: hb2.ptr, count: c.ffnDim, kind: c.ffn)
-            if s.ffnSubNorm >= 0 {
-                RMSNorm.forward(out: hb.ptr, rstd: nil, x: hb.ptr, weight: w + s.ffnSubNorm, rows: 1, dim: c.ffnDim, groups: ng, eps: eps)
+            if L.ffnSubNorm >= 0 {
+                RMSNorm.forward(out: hb.ptr, rstd: nil, x: hb.ptr, weight: model.norm(L.ffnSubNorm), rows: 1, dim: c.ffnDim, groups: ng, eps: eps)
             }
             L.w2.apply(x: hb.ptr, y: xb.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
             addInPlace(x.ptr, xb.ptr, d)
         }
-        RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: w + layout.finalNorm, rows: 1, dim: d, groups: ng, eps: eps)
-        GEMM.sgemm(transA: false, transB: true, m: 1, n: c.vocabSize, k: d, a: xb.ptr, lda: d, b: w + layout.output, ldb: d,
-                   beta: 0, c: logitsBuf.ptr, ldc: c.vocabSize)
+        RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
+        model.applyHead(x: xb.ptr, logits: logitsBuf.ptr)
         position += 1
         return UnsafeBufferPointer(start: logitsBuf.ptr, count: c.vocabSize)
     }

@@ -56,3 +56,43 @@ final class InferenceTests: XCTestCase {
         XCTAssertThrowsError(try Sampler(topP: 0))
     }
 }
+
+final class InferenceFormatsTests: XCTestCase {
+    /// The head stored in f16 or 8-bit blocks gives logits close to the f32 head (relative to the logit range).
+    func testHeadFormatsAgreeWithF32() throws {
+        let c = tinyConfig(.b158, vocab: 64)
+        let w = ModelWeights(config: c, seed: 12)
+        let model = InferenceModel(weights: w)
+        func logits() throws -> [Float] {
+            let s = InferenceSession(model: model)
+            var out: [Float] = []
+            for t in [1, 7, 30] { out = Array(try s.step(token: t)) }
+            return out
+        }
+        let ref = try logits()
+        let scale = ref.map(abs).max()!
+        for (format, tol) in [(HeadFormat.f16, Float(2e-3)), (.q8, 2e-2)] {
+            try model.setHeadFormat(format)
+            XCTAssertLessThan(maxAbsDiff(try logits(), ref) / scale, tol, "\(format)")
+        }
+        try model.setHeadFormat(.f32)
+        XCTAssertEqual(try logits(), ref)
+    }
+
+    /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
+    func testSyntheticModelsAndBenchmark() throws {
+        var c = tinyConfig(.b158, vocab: 50, seq: 40)
+        c.tieEmbeddings = true
+        let ternary = try InferenceModel(synthetic: c, headFormat: .q8)
+        var fc = c
+        fc.arch = .fp
+        let half = try InferenceModel(synthetic: fc, headFormat: .f16)
+        XCTAssertLessThan(ternary.bytesPerToken, half.bytesPerToken)
+        let s = InferenceSession(model: ternary)
+        XCTAssertTrue(try s.step(token: 3).allSatisfy { $0.isFinite })
+        let r = try InferenceBenchmark.run(model: half, promptLengths: [8, 16], decodeTokens: 5)
+        XCTAssertGreaterThan(r.decodeTokensPerSecond, 0)
+        XCTAssertEqual(Set(r.prefillTokensPerSecond.keys), [8, 16])
+        XCTAssertThrowsError(try InferenceBenchmark.run(model: half, promptLengths: [100], decodeTokens: 5))
+    }
+}

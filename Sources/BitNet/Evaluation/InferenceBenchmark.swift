@@ -1,0 +1,53 @@
+import Foundation
+import BitNetKernels
+
+/// Inference speed of a model: decode and prefill tokens/s, time to first token, memory, and the weight-streaming
+/// bandwidth against this machine's read bandwidth measured in the same run (the roofline).
+public enum InferenceBenchmark {
+    public struct Result: Sendable {
+        public let decodeTokensPerSecond: Double
+        /// Prompt length → prefill tokens/s.
+        public let prefillTokensPerSecond: [Int: Double]
+        /// Prompt length → seconds until the first generated token's logits.
+        public let timeToFirstToken: [Int: Double]
+        public let weightBytes: Int
+        public let bytesPerToken: Int
+        /// Weight bytes streamed per second while decoding.
+        public var achievedBandwidth: Double { Double(bytesPerToken) * decodeTokensPerSecond }
+    }
+
+    /// The BitNet b1.58 2B4T shapes: hidden 2560, 30 layers, 20 heads, 5 KV heads, FFN 6912, ReLU², vocab 128256, tied.
+    public static func preset2B4T(arch: Architecture) -> ModelConfig {
+        ModelConfig(arch: arch, vocabSize: 128256, dim: 2560, nLayers: 30, nHeads: 20, nKVHeads: 5, ffnDim: 6912,
+                    maxSeqLen: 4096, ffn: .relu2, subNorm: true, ropeTheta: 500000, tieEmbeddings: true)
+    }
+
+    /// Decodes `decodeTokens` tokens after a short prompt, then times prefill for each prompt length.
+    public static func run(model: InferenceModel, promptLengths: [Int], decodeTokens: Int, seed: UInt64 = 7) throws -> Result {
+        let c = model.config
+        var rng = SeededRNG(seed: seed)
+        let maxLen = max((promptLengths.max() ?? 0) + 1, decodeTokens + 2)
+        guard maxLen <= c.maxSeqLen else { throw BitNetError.invalidArgument("benchmark needs \(maxLen) positions; the model has \(c.maxSeqLen)") }
+        let session = InferenceSession(model: model, maxSeqLen: maxLen)
+        // Decode: one warm-up token, then greedy steps.
+        var token = rng.nextInt(below: c.vocabSize)
+        _ = try session.step(token: token)
+        let t0 = Clock.now()
+        for _ in 0..<decodeTokens {
+            token = Sampler.argmax(try session.step(token: token))
+        }
+        let decodeTPS = Double(decodeTokens) / max(Clock.now() - t0, 1e-9)
+        var prefill: [Int: Double] = [:], ttft: [Int: Double] = [:]
+        for n in promptLengths {
+            session.reset()
+            let prompt = (0..<n).map { _ in rng.nextInt(below: c.vocabSize) }
+            let s0 = Clock.now()
+            for t in prompt { _ = try session.step(token: t) }
+            let dt = Clock.now() - s0
+            prefill[n] = Double(n) / max(dt, 1e-9)
+            ttft[n] = dt
+        }
+        return Result(decodeTokensPerSecond: decodeTPS, prefillTokensPerSecond: prefill, timeToFirstToken: ttft,
+                      weightBytes: model.inferenceBytes, bytesPerToken: model.bytesPerToken)
+    }
+}
