@@ -1,5 +1,8 @@
 // Dense inference kernels (see bitnet_dense.h): f16 GEMV, q8 block format + GEMV, read-bandwidth probe.
 // AVX-512 / AVX2 versions under target attributes, chosen at run time; portable versions for everything.
+#if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && !defined(__APPLE__)
+#define _POSIX_C_SOURCE 200809L   /* clock_gettime, posix_memalign under strict -std=c11 */
+#endif
 #include "bitnet_dense.h"
 #include <math.h>
 #include <stdlib.h>
@@ -174,12 +177,6 @@ static void f16_gemv_avx2(const uint16_t *w, size_t ld, size_t cols, const float
         size_t j = 0;
         for (; j + 16 <= cols; j += 16) {
             __m256 xa = _mm256_loadu_ps(x + j), xb = _mm256_loadu_ps(x + j + 8);
-#ifdef F16PF
-            _mm_prefetch((const char *)(w0 + j + F16PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w1 + j + F16PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w2 + j + F16PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w3 + j + F16PF), _MM_HINT_T0);
-#endif
             a0 = _mm256_fmadd_ps(LDH8(w0 + j), xa, a0);
             a1 = _mm256_fmadd_ps(LDH8(w1 + j), xa, a1);
             a2 = _mm256_fmadd_ps(LDH8(w2 + j), xa, a2);
@@ -235,12 +232,6 @@ static void f16_gemv_avx512(const uint16_t *w, size_t ld, size_t cols, const flo
         size_t j = 0;
         for (; j + 32 <= cols; j += 32) {
             __m512 xa = _mm512_loadu_ps(x + j), xb = _mm512_loadu_ps(x + j + 16);
-#ifdef F16PF
-            _mm_prefetch((const char *)(w0 + j + F16PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w1 + j + F16PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w2 + j + F16PF), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w3 + j + F16PF), _MM_HINT_T0);
-#endif
             a0 = _mm512_fmadd_ps(LDH16(w0 + j), xa, a0);
             a1 = _mm512_fmadd_ps(LDH16(w1 + j), xa, a1);
             a2 = _mm512_fmadd_ps(LDH16(w2 + j), xa, a2);
