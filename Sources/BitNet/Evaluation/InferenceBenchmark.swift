@@ -42,7 +42,7 @@ public enum InferenceBenchmark {
             session.reset()
             let prompt = (0..<n).map { _ in rng.nextInt(below: c.vocabSize) }
             let s0 = Clock.now()
-            for t in prompt { _ = try session.step(token: t) }
+            _ = try session.prefill(tokens: prompt)
             let dt = Clock.now() - s0
             prefill[n] = Double(n) / max(dt, 1e-9)
             ttft[n] = dt

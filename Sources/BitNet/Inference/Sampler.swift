@@ -97,18 +97,18 @@ public struct Generator {
         var sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
         let session = InferenceSession(model: model)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
-        for t in promptTokens.dropLast() { _ = decoder.push(t); _ = try session.step(token: t) }
-        var last = promptTokens[promptTokens.count - 1]
-        _ = decoder.push(last)
+        for t in promptTokens { _ = decoder.push(t) }
         var out: [Int] = []
-        while out.count < options.maxTokens && session.position < session.maxSeqLen {
-            let logits = try session.step(token: last)
+        // The prompt in one batched pass, then one token at a time.
+        var logits = try session.prefill(tokens: promptTokens)
+        while out.count < options.maxTokens {
             let next = sampler.sample(logits)
             if options.stopAtEOS, let eos = tokenizer.eosID, next == eos { break }
             out.append(next)
             let piece = decoder.push(next)
             if !piece.isEmpty { onText(piece) }
-            last = next
+            if out.count == options.maxTokens || session.position >= session.maxSeqLen { break }
+            logits = try session.step(token: next)
         }
         let tail = decoder.finish()
         if !tail.isEmpty { onText(tail) }

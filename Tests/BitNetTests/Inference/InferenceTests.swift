@@ -22,6 +22,24 @@ final class InferenceTests: XCTestCase {
         }
     }
 
+    /// A prompt processed in one batched prefill leaves the same state as token-by-token steps.
+    func testPrefillEqualsStepByStep() throws {
+        for (arch, groups) in [(Architecture.b158, 1), (.b1, 1), (.fp, 1), (.b158, 2)] {
+            var c = tinyConfig(arch, seq: 24)
+            c.quantGroups = groups
+            let model = InferenceModel(weights: ModelWeights(config: c, seed: 21))
+            let prompt = [4, 8, 15, 16, 23, 1, 0, 36, 2, 9]
+            let a = InferenceSession(model: model), b = InferenceSession(model: model)
+            var stepLogits: [Float] = []
+            for t in prompt { stepLogits = Array(try a.step(token: t)) }
+            let batched = Array(try b.prefill(tokens: prompt))
+            XCTAssertLessThan(maxAbsDiff(stepLogits, batched), 1e-5, "\(arch) groups \(groups)")
+            XCTAssertEqual(b.position, prompt.count)
+            // Decoding continues identically from both.
+            XCTAssertLessThan(maxAbsDiff(Array(try a.step(token: 5)), Array(try b.step(token: 5))), 1e-5)
+        }
+    }
+
     func testSessionRejectsBadTokensAndFullContext() throws {
         let c = tinyConfig(.b158, seq: 4)
         let session = InferenceSession(model: InferenceModel(weights: ModelWeights(config: c, seed: 1)))
