@@ -3,6 +3,7 @@
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && !defined(__APPLE__)
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, posix_memalign under strict -std=c11 */
 #endif
+#include "isa_env.h"
 #include "bitnet_dense.h"
 #include <math.h>
 #include <stdlib.h>
@@ -34,11 +35,7 @@ static int dense_isa_cached = -1;
 int bitnet_dense_isa(void) {
     int isa = __atomic_load_n(&dense_isa_cached, __ATOMIC_RELAXED);
     if (isa < 0) {
-        isa = cpu_dense_isa();
-        const char *env = getenv("BITNET_ISA");
-        if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0)) isa = BITNET_DENSE_PORTABLE;
-        else if (env && (strcmp(env, "avx2") == 0 || strcmp(env, "avx2+fma") == 0) && isa > BITNET_DENSE_AVX2)
-            isa = BITNET_DENSE_AVX2;
+        isa = bitnet_isa_env_cap(cpu_dense_isa(), BITNET_DENSE_AVX2);
         __atomic_store_n(&dense_isa_cached, isa, __ATOMIC_RELAXED);
     }
     return isa;

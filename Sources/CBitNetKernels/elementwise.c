@@ -1,4 +1,5 @@
 // Elementwise kernels: AVX2 versions under target attributes, chosen at run time, and portable versions.
+#include "isa_env.h"
 #include "bitnet_elementwise.h"
 #include <math.h>
 
@@ -12,7 +13,7 @@ static int has_avx2(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && bitnet_isa_env_cap(1, 1) > 0;
     }
     return cached;
 #else

@@ -7,6 +7,7 @@
 // operands feed it the same values. Dot path (few rows, B transposed): one fixed-order dot product
 // per element. Threads only split output blocks, never K, so the bits of C are the same for any
 // pool size (for a given ISA path; different paths round differently).
+#include "isa_env.h"
 #include "bitnet_kernels.h"
 #include "sgemm_internal.h"
 
@@ -51,11 +52,7 @@ static int supported_isa(int isa) {
 bitnet_isa bitnet_sgemm_isa(void) {
     int isa = atomic_load_explicit(&g_isa, memory_order_relaxed);
     if (isa < 0) {
-        const char *env = getenv("BITNET_ISA");
-        int cap = BITNET_ISA_AVX512;
-        if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0)) cap = BITNET_ISA_PORTABLE;
-        else if (env && (strcmp(env, "avx2") == 0 || strcmp(env, "avx2+fma") == 0)) cap = BITNET_ISA_AVX2_FMA;
-        isa = supported_isa(cap);
+        isa = supported_isa(bitnet_isa_env_cap(BITNET_ISA_AVX512, BITNET_ISA_AVX2_FMA));
         atomic_store_explicit(&g_isa, isa, memory_order_relaxed);
     }
     return (bitnet_isa)isa;

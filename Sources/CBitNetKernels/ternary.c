@@ -5,6 +5,7 @@
 // two products of magnitude <= 2 * 128, so no saturation; four segments per block sum to <= 2048 per lane,
 // then _mm256_madd_epi16 with ones widens to int32. Padded weights (u = 1) meet zero-padded activations.
 // Where AVX512-VNNI (with VL) is present, vpdpbusd on 256-bit vectors does the u8 x s8 dot straight into int32.
+#include "isa_env.h"
 #include "bitnet_ternary.h"
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +31,7 @@ static int ternary_isa_cached = -1;
 int bitnet_ternary_isa(void) {
     int isa = __atomic_load_n(&ternary_isa_cached, __ATOMIC_RELAXED);
     if (isa < 0) {
-        isa = cpu_ternary_isa();
-        const char *env = getenv("BITNET_ISA");
-        if (env && (strcmp(env, "portable") == 0 || strcmp(env, "scalar") == 0)) isa = BITNET_TERNARY_PORTABLE;
-        else if (env && (strcmp(env, "avx2") == 0 || strcmp(env, "avx2+fma") == 0) && isa > BITNET_TERNARY_AVX2)
-            isa = BITNET_TERNARY_AVX2;
+        isa = bitnet_isa_env_cap(cpu_ternary_isa(), BITNET_TERNARY_AVX2);
         __atomic_store_n(&ternary_isa_cached, isa, __ATOMIC_RELAXED);
     }
     return isa;
