@@ -112,7 +112,7 @@ public enum DenseKernels {
         let range = rowRange ?? 0..<rows
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "f16Gemv: row range \(range) outside 0..<\(rows)")
         precondition(cols >= 0 && ld >= cols, "f16Gemv: ld \(ld) < cols \(cols)")
-        splitRows(range, work: cols, pool: pool) { r0, r1 in
+        ThreadPool.splitRows(range, work: cols, granule: 4, threshold: parallelThreshold, pool: pool) { r0, r1 in
             bitnet_f16_gemv(weights, ld, cols, x, y, r0, r1)
         }
     }
@@ -140,7 +140,7 @@ public enum DenseKernels {
                 let dst = buf.baseAddress!
                 weights.withUnsafeBufferPointer { src in
                     let s = src.baseAddress!
-                    splitRows(0..<rows, work: cols, pool: pool) { r0, r1 in
+                    ThreadPool.splitRows(0..<rows, work: cols, granule: 4, threshold: parallelThreshold, pool: pool) { r0, r1 in
                         bitnet_q8_quantize(s, cols, cols, dst, r0, r1)
                     }
                 }
@@ -183,7 +183,7 @@ public enum DenseKernels {
         let range = rowRange ?? 0..<rows
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "q8Gemv: row range \(range) outside 0..<\(rows)")
         precondition(cols >= 0 && rowStride >= q8RowStride(cols: cols), "q8Gemv: row stride \(rowStride) too small for \(cols) columns")
-        splitRows(range, work: cols, pool: pool) { r0, r1 in
+        ThreadPool.splitRows(range, work: cols, granule: 4, threshold: parallelThreshold, pool: pool) { r0, r1 in
             bitnet_q8_gemv(weights, rowStride, cols, x, y, r0, r1)
         }
     }
@@ -204,23 +204,6 @@ public enum DenseKernels {
     private static var dummyF32: UnsafePointer<Float> { UnsafePointer(bitPattern: 4)! }
     private static var dummyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
 
-    /// Runs body over contiguous row chunks (multiples of 4 rows, ~4 per thread) when the work is large enough.
-    static func splitRows(_ range: Range<Int>, work perRow: Int, pool: ThreadPool?, _ body: (Int, Int) -> Void) {
-        let rows = range.count
-        guard rows > 0 else { return }
-        let threads = pool?.threadCount ?? 1
-        guard let pool, threads > 1, rows >= 8, rows * max(perRow, 1) >= parallelThreshold else {
-            body(range.lowerBound, range.upperBound)
-            return
-        }
-        let target = min(threads * 4, rows / 4)
-        let chunkRows = ((rows + target - 1) / target + 3) / 4 * 4
-        let count = (rows + chunkRows - 1) / chunkRows
-        pool.parallelFor(count) { i in
-            let r0 = range.lowerBound + i * chunkRows
-            body(r0, min(r0 + chunkRows, range.upperBound))
-        }
-    }
 }
 
 /// Memory read bandwidth, for rooflines.

@@ -159,7 +159,7 @@ public enum TernaryKernels {
         let range = rowRange ?? 0..<rows
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "gemv: row range \(range) outside 0..<\(rows)")
         precondition(rowStride >= rowStride2bit(cols: cols), "gemv: row stride \(rowStride) too small for \(cols) columns")
-        splitRows(range, work: cols, pool: pool) { r0, r1 in
+        ThreadPool.splitRows(range, work: cols, granule: 8, threshold: parallelThreshold, pool: pool) { r0, r1 in
             bitnet_t2_gemv(weights, rowStride, cols, x, y, r0, r1)
         }
     }
@@ -189,7 +189,7 @@ public enum TernaryKernels {
         if tokens == 0 || range.isEmpty { return }
         packed.bytes.withUnsafeBufferPointer { w in
             let base = w.baseAddress ?? dummyBytes
-            splitRows(range, work: packed.cols * tokens, pool: pool) { r0, r1 in
+            ThreadPool.splitRows(range, work: packed.cols * tokens, granule: 8, threshold: parallelThreshold, pool: pool) { r0, r1 in
                 bitnet_t2_gemm(base, packed.rowStride, packed.cols, x, ldx, tokens, y, ldy, r0, r1)
             }
         }
@@ -216,22 +216,4 @@ public enum TernaryKernels {
     private static var dummyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
     private static var dummyCodes: UnsafePointer<Int8> { UnsafePointer(bitPattern: 1)! }
 
-    /// Splits rows into chunks (multiples of 8 rows) over the pool when the work is large enough.
-    private static func splitRows(_ range: Range<Int>, work perRow: Int, pool: ThreadPool?, _ body: (Int, Int) -> Void) {
-        let rows = range.count
-        guard rows > 0 else { return }
-        let threads = pool?.threadCount ?? 1
-        if threads <= 1 || rows < 16 || rows * max(perRow, 1) < parallelThreshold {
-            body(range.lowerBound, range.upperBound)
-            return
-        }
-        let chunks = min(threads * 4, rows / 8)
-        let per = (rows + chunks - 1) / chunks
-        let chunkRows = (per + 7) / 8 * 8
-        let count = (rows + chunkRows - 1) / chunkRows
-        pool!.parallelFor(count) { i in
-            let r0 = range.lowerBound + i * chunkRows
-            body(r0, min(r0 + chunkRows, range.upperBound))
-        }
-    }
 }

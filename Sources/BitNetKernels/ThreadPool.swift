@@ -50,3 +50,26 @@ public final class ThreadPool: @unchecked Sendable {
         }
     }
 }
+
+extension ThreadPool {
+    /// Runs `body(r0, r1)` over `range` split into chunks of whole `granule`-row groups, about 4 per thread, on `pool`;
+    /// runs it once on the caller when there is no pool or one thread, fewer than 2 granules of rows, or less work
+    /// (rows × `perRow`) than `threshold`. Shared by the row-parallel GEMV kernels.
+    static func splitRows(_ range: Range<Int>, work perRow: Int, granule: Int, threshold: Int, pool: ThreadPool?,
+                          _ body: (Int, Int) -> Void) {
+        let rows = range.count
+        guard rows > 0 else { return }
+        let threads = pool?.threadCount ?? 1
+        guard let pool, threads > 1, rows >= 2 * granule, rows * max(perRow, 1) >= threshold else {
+            body(range.lowerBound, range.upperBound)
+            return
+        }
+        let target = min(threads * 4, rows / granule)
+        let chunkRows = ((rows + target - 1) / target + granule - 1) / granule * granule
+        let count = (rows + chunkRows - 1) / chunkRows
+        pool.parallelFor(count) { i in
+            let r0 = range.lowerBound + i * chunkRows
+            body(r0, min(r0 + chunkRows, range.upperBound))
+        }
+    }
+}

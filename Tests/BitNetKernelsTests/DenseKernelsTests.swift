@@ -3,19 +3,6 @@ import XCTest
 import CBitNetKernels
 
 final class DenseKernelsTests: XCTestCase {
-    private struct RNG {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        /// Uniform in [-1, 1).
-        mutating func float() -> Float { Float(Int64(next() >> 40) - (1 << 23)) / Float(1 << 23) }
-    }
-
     /// The paths this CPU can take (selectISA caps requests), each once.
     private func supportedISAs() -> [String] {
         let original = DenseKernels.activeISA
@@ -56,7 +43,7 @@ final class DenseKernelsTests: XCTestCase {
             // Back to half is the identity (NaNs: quieted, same payload).
             XCTAssertEqual(DenseKernels.toF16(f).enumerated().filter { i, b in b != UInt16(i) | (f[i].isNaN ? 0x0200 : 0) }.count, 0, isa)
 
-            var rng = RNG(state: 7)
+            var rng = KernelTestRNG(state: 7)
             var xs: [Float] = [0, -0, 65504, 65519.99, 65520, -65520, 1e-8, 2.98e-8, 2.99e-8, 6.1e-5, 6.103515625e-05,
                                5.96e-8, .infinity, -.infinity, .nan, .leastNonzeroMagnitude, .greatestFiniteMagnitude, 1 + 0x1p-11]
             for _ in 0..<50_000 { xs.append(Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))) }
@@ -88,7 +75,7 @@ final class DenseKernelsTests: XCTestCase {
     }
 
     func testF16GemvMatchesReferenceAllShapes() {
-        var rng = RNG(state: 11)
+        var rng = KernelTestRNG(state: 11)
         let pool = ThreadPool(threadCount: 2)
         forEachISA { isa in
             for cols in colsList {
@@ -161,7 +148,7 @@ final class DenseKernelsTests: XCTestCase {
     }
 
     func testQ8RoundTripErrorWithinHalfScale() {
-        var rng = RNG(state: 3)
+        var rng = KernelTestRNG(state: 3)
         for cols in colsList {
             let rows = 5
             var w = (0..<(rows * cols)).map { _ in rng.float() * Float(1 << Int(rng.next() % 8)) }
@@ -189,7 +176,7 @@ final class DenseKernelsTests: XCTestCase {
     }
 
     func testQ8GemvMatchesDequantizeThenDot() {
-        var rng = RNG(state: 5)
+        var rng = KernelTestRNG(state: 5)
         let pool = ThreadPool(threadCount: 2)
         forEachISA { isa in
             for cols in colsList + [1000] {

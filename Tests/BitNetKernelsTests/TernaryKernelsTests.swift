@@ -3,19 +3,6 @@ import XCTest
 import CBitNetKernels
 
 final class TernaryKernelsTests: XCTestCase {
-    private struct RNG {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func ternary() -> Int8 { Int8(Int(next() % 3) - 1) }
-        mutating func int8() -> Int8 { Int8(truncatingIfNeeded: next()) }
-    }
-
     private let colsList = [1, 5, 127, 128, 129, 300, 1000]
 
     /// Naive Int32 product of row-major codes W [rows, cols] with X [tokens, cols] -> [tokens, rows].
@@ -48,7 +35,7 @@ final class TernaryKernelsTests: XCTestCase {
     }
 
     func testRoundTripsAllShapes() {
-        var rng = RNG(state: 1)
+        var rng = KernelTestRNG(state: 1)
         for cols in colsList {
             for rows in 1...17 {
                 var w = (0..<(rows * cols)).map { _ in rng.ternary() }
@@ -87,7 +74,7 @@ final class TernaryKernelsTests: XCTestCase {
     func testGemmMatchesGemvPerToken() { forEachISA { isa in gemmCases(isa) } }
 
     private func gemvCases(_ isa: String) {
-        var rng = RNG(state: 2)
+        var rng = KernelTestRNG(state: 2)
         for cols in colsList {
             for rows in [1, 2, 3, 7, 16, 17] {
                 var w = (0..<(rows * cols)).map { _ in rng.ternary() }
@@ -124,7 +111,7 @@ final class TernaryKernelsTests: XCTestCase {
     }
 
     private func rowRangeCases() {
-        var rng = RNG(state: 3)
+        var rng = KernelTestRNG(state: 3)
         let rows = 300, cols = 1000
         let w = (0..<(rows * cols)).map { _ in rng.ternary() }
         let x = (0..<cols).map { _ in rng.int8() }
@@ -145,7 +132,7 @@ final class TernaryKernelsTests: XCTestCase {
     }
 
     private func gemmCases(_ isa: String) {
-        var rng = RNG(state: 4)
+        var rng = KernelTestRNG(state: 4)
         for cols in colsList {
             for (rows, tokens) in [(1, 1), (5, 3), (17, 4), (9, 5), (16, 9), (3, 40)] {
                 let w = (0..<(rows * cols)).map { _ in rng.ternary() }
