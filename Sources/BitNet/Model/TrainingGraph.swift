@@ -8,9 +8,8 @@ final class LayerActivations {
     let aq, oN, oq, fq, hN, hq: FloatBuffer?   // nil when the layer does not need them (fp, no sub-norm)
     let rstdA, rstdO, rstdF, rstdH: FloatBuffer
 
-    init(_ c: ModelConfig, batch: Int, seqLen t: Int) {
+    init(_ c: ModelConfig, batch: Int, seqLen t: Int, quantizeInputs quant: Bool) {
         let n = batch * t, d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, g = c.normGroups
-        let quant = c.arch.isQuantized
         x = FloatBuffer(n * d); a = FloatBuffer(n * d)
         qkv = FloatBuffer(n * (qD + 2 * kvD))
         probs = FloatBuffer(batch * c.nHeads * t * t); o = FloatBuffer(n * qD)
@@ -32,6 +31,9 @@ public final class TrainingGraph: @unchecked Sendable {
     public let weights: ModelWeights
     public let batch: Int
     public let seqLen: Int
+    /// Post-training activation quantization of an `fp` network: every linear's input is absmax-quantized per token
+    /// to this many bits (Sec. 3.2's PTQ baselines); nil keeps the variant's own behaviour.
+    public let activationBits: Int?
     public var config: ModelConfig { weights.config }
     /// Logits [B·T, vocab] after `forward`; ∂loss/∂logits after `backward` ran.
     public let logits: FloatBuffer
@@ -47,14 +49,18 @@ public final class TrainingGraph: @unchecked Sendable {
     let dx, dfn, dA, dF, dO, dOq, dqkv, dHq, dHAct, dgu: FloatBuffer
     var tokens: [Int] = []
 
-    /// Allocates every activation for a batch shape; reuse the graph for every step.
-    public init(weights: ModelWeights, batch: Int, seqLen: Int) {
+    /// Allocates every activation for a batch shape; reuse the graph for every step. `activationBits` applies to `fp` only.
+    public init(weights: ModelWeights, batch: Int, seqLen: Int, activationBits: Int? = nil) {
         let c = weights.config
+        precondition(activationBits.map { (2...8).contains($0) } ?? true, "activation bits must be in 2...8")
         self.weights = weights; self.batch = batch; self.seqLen = seqLen
+        let actBits = c.arch == .fp ? activationBits : nil
+        self.activationBits = actBits
         layout = weights.layout
         rope = Rope(headDim: c.headDim, maxSeqLen: max(seqLen, 1), theta: c.ropeTheta)
         attention = CausalAttention(nHeads: c.nHeads, nKVHeads: c.nKVHeads, headDim: c.headDim)
-        acts = (0..<c.nLayers).map { _ in LayerActivations(c, batch: batch, seqLen: seqLen) }
+        acts = (0..<c.nLayers).map { _ in LayerActivations(c, batch: batch, seqLen: seqLen,
+                                                                      quantizeInputs: c.arch.isQuantized || actBits != nil) }
         let n = batch * seqLen, d = c.dim, qD = c.nHeads * c.headDim
         finalX = FloatBuffer(n * d); finalN = FloatBuffer(n * d); finalRstd = FloatBuffer(n * c.normGroups)
         logits = FloatBuffer(n * c.vocabSize)
@@ -68,6 +74,10 @@ public final class TrainingGraph: @unchecked Sendable {
 
     func quantization(down: Bool) -> LinearQuantization {
         let c = config
+        if let bits = activationBits {
+            // Activations only (per token, signed absmax); `wq` is nil for fp, so the weights stay as given.
+            return LinearQuantization(arch: .b158, groups: 1, bits: bits, scope: .perToken, unsigned: false)
+        }
         return LinearQuantization(arch: c.arch, groups: c.quantGroups, bits: c.actBits, scope: c.actScopeTrain,
                                   unsigned: down && c.unsignedAfterNonlinearity && c.arch.isQuantized)
     }
