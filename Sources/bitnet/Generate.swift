@@ -37,7 +37,7 @@ struct Generate: ParsableCommand {
 }
 
 struct Eval: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Evaluate a model.", subcommands: [Perplexity.self])
+    static let configuration = CommandConfiguration(abstract: "Evaluate a model.", subcommands: [Perplexity.self, WikiTextPerplexity.self, ZeroShot.self])
 
     struct Perplexity: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Token-level perplexity and bits per byte of a model on a text file.")

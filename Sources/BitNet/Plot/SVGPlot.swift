@@ -72,3 +72,47 @@ public enum SVGPlot {
         return s
     }
 }
+
+extension SVGPlot {
+    /// Grouped bar chart: one group per category, one bar per series value; `logY` draws log10 heights (energies).
+    public static func barChart(title: String, yLabel: String, categories: [String], series: [(name: String, values: [Double])],
+                                width: Double = 720, height: Double = 440, logY: Bool = false) -> String {
+        let all = series.flatMap(\.values).filter { $0.isFinite && (!logY || $0 > 0) }
+        let fy: (Double) -> Double = logY ? { log10($0) } : { $0 }
+        var y0 = logY ? floor(all.map(fy).min() ?? 0) : 0, y1 = all.map(fy).max() ?? 1
+        if y1 <= y0 { y1 = y0 + 1 }
+        y1 += (y1 - y0) * 0.05
+        if !logY { y0 = min(y0, 0) }
+        let (l, r, t, b) = (80.0, 40.0, 40.0, 55.0)
+        let pw = width - l - r, ph = height - t - b
+        func sy(_ v: Double) -> Double { t + (1 - (fy(v) - y0) / (y1 - y0)) * ph }
+        var s = """
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
+        <rect width="100%" height="100%" fill="white"/>
+        <text x="\(width / 2)" y="22" text-anchor="middle" font-size="15">\(title)</text>
+        <rect x="\(l)" y="\(t)" width="\(pw)" height="\(ph)" fill="none" stroke="#444"/>
+
+        """
+        for i in 0...5 {
+            let yv = y0 + (y1 - y0) * Double(i) / 5, yy = t + (1 - Double(i) / 5) * ph
+            s += "<line x1=\"\(l)\" y1=\"\(yy)\" x2=\"\(l + pw)\" y2=\"\(yy)\" stroke=\"#ddd\"/>"
+            s += "<text x=\"\(l - 6)\" y=\"\(yy + 4)\" text-anchor=\"end\">\(String(format: "%.3g", logY ? pow(10, yv) : yv))</text>\n"
+        }
+        let groupW = pw / Double(max(categories.count, 1)), barW = groupW * 0.8 / Double(max(series.count, 1))
+        for (ci, cat) in categories.enumerated() {
+            let gx = l + Double(ci) * groupW + groupW * 0.1
+            for (si, ser) in series.enumerated() where ci < ser.values.count && ser.values[ci].isFinite && (!logY || ser.values[ci] > 0) {
+                let top = sy(ser.values[ci])
+                s += "<rect x=\"\(gx + Double(si) * barW)\" y=\"\(top)\" width=\"\(barW * 0.95)\" height=\"\(max(t + ph - top, 0))\" fill=\"\(colors[si % colors.count])\"/>\n"
+            }
+            s += "<text x=\"\(gx + groupW * 0.4)\" y=\"\(t + ph + 18)\" text-anchor=\"middle\">\(cat)</text>\n"
+        }
+        s += "<text transform=\"translate(18,\(t + ph / 2)) rotate(-90)\" text-anchor=\"middle\">\(yLabel)</text>\n"
+        for (i, ser) in series.enumerated() {
+            let ly = t + 16 + Double(i) * 18
+            s += "<rect x=\"\(l + 10)\" y=\"\(ly - 10)\" width=\"14\" height=\"10\" fill=\"\(colors[i % colors.count])\"/>"
+            s += "<text x=\"\(l + 30)\" y=\"\(ly)\">\(ser.name)</text>\n"
+        }
+        return s + "</svg>\n"
+    }
+}
