@@ -14,6 +14,7 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
     @Option(help: "Sampling seed.") var seed: UInt64 = 42
     @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
+    @Option(help: "Output head and embedding storage: f32, f16 or q8 (8-bit blocks of 32).") var head: String = "f32"
 
     func run() throws {
         try runReportingErrors {
@@ -24,7 +25,11 @@ struct Generate: ParsableCommand {
             }
             var o = GenerationOptions()
             o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed; o.kvCache = kv
+            guard let headFormat = HeadFormat(rawValue: head) else {
+                throw BitNetError.invalidArgument("unknown head format '\(head)' (use \(HeadFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
             let im = InferenceModel(weights: loaded.weights)
+            try im.setHeadFormat(headFormat)
             let t0 = Clock.now()
             let stdout = FileHandle.standardOutput
             if !prompt.isEmpty { stdout.write(Data(prompt.utf8)) }

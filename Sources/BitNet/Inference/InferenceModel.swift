@@ -178,11 +178,6 @@ public struct InferenceLinear: @unchecked Sendable {
     }
 }
 
-/// Storage of the output head at inference.
-public enum HeadFormat: String, Sendable, CaseIterable {
-    case f32, f16, q8
-}
-
 /// A model ready for decoding: quantized linears, full-precision embedding, head and norms.
 /// It owns its tensors, so it can be built from trained weights or synthetically (benchmarks of any shape).
 public final class InferenceModel: @unchecked Sendable {
@@ -194,13 +189,9 @@ public final class InferenceModel: @unchecked Sendable {
     }
     let layers: [Layer]
     let rope: Rope
-    /// Token embedding [vocab, dim] (f32, Sec. 2 keeps it high precision).
-    let embedding: FloatBuffer
-    /// Output head [vocab, dim] in f32; nil when tied to the embedding or stored in another format.
-    let head: FloatBuffer?
-    /// The head in f16 or in 8-bit blocks (the largest single tensor of 2B4T); used instead of f32 when set.
-    var headF16: F16Matrix? = nil
-    var headQ8: Q8Matrix? = nil
+    /// Token embedding [vocab, dim] and output head [vocab, dim]: one shared matrix when tied (stored once).
+    private(set) var embedding: DenseMatrix
+    private(set) var head: DenseMatrix
     /// Every RMSNorm weight, concatenated; `finalNorm` is the offset of the last one.
     let norms: FloatBuffer
     let finalNorm: Int
@@ -214,13 +205,10 @@ public final class InferenceModel: @unchecked Sendable {
         var qDown = q
         qDown.unsigned = c.unsignedAfterNonlinearity && c.arch.isQuantized
         let w = weights.ptr, qD = c.nHeads * c.headDim, L = weights.layout
-        embedding = FloatBuffer(c.vocabSize * c.dim)
-        embedding.ptr.update(from: w + L.embedding, count: c.vocabSize * c.dim)
-        if c.tieEmbeddings { head = nil } else {
-            let h = FloatBuffer(c.vocabSize * c.dim)
-            h.ptr.update(from: w + L.output, count: c.vocabSize * c.dim)
-            head = h
-        }
+        let vd = c.vocabSize * c.dim
+        embedding = DenseMatrix(Array(UnsafeBufferPointer(start: w + L.embedding, count: vd)), rows: c.vocabSize, cols: c.dim, format: .f32)
+        head = c.tieEmbeddings ? embedding
+            : DenseMatrix(Array(UnsafeBufferPointer(start: w + L.output, count: vd)), rows: c.vocabSize, cols: c.dim, format: .f32)
         // Norm weights: copy each into one buffer and remember where it went.
         var normValues: [Float] = []
         func keep(_ offset: Int, _ count: Int) -> Int {
@@ -278,54 +266,38 @@ public final class InferenceModel: @unchecked Sendable {
         finalNorm = c.nLayers * perLayerNorms
         norms = FloatBuffer(finalNorm + c.dim)
         norms.ptr.update(repeating: 1, count: norms.count)
-        embedding = FloatBuffer(c.vocabSize * c.dim)
-        for i in 0..<embedding.count { embedding.ptr[i] = (rng.nextUniform() - 0.5) * 0.04 }
-        head = nil
-        try setHeadFormat(headFormat)
+        let values = (0..<(c.vocabSize * c.dim)).map { _ in (rng.nextUniform() - 0.5) * 0.04 }
+        embedding = DenseMatrix(values, rows: c.vocabSize, cols: c.dim, format: headFormat)
+        head = embedding
     }
 
-    /// Stores the output head (the tied embedding or the separate head) in f32, f16 or 8-bit blocks.
+    /// Stores the output head and the embedding in f32, f16 or 8-bit blocks (a tied pair stays one matrix).
+    /// Converting from a lossy format starts from its dequantized values.
     public func setHeadFormat(_ format: HeadFormat) throws {
-        let src = head ?? embedding
-        let values = Array(UnsafeBufferPointer(start: src.ptr, count: src.count))
-        headF16 = nil; headQ8 = nil
-        switch format {
-        case .f32: break
-        case .f16: headF16 = F16Matrix(values, rows: config.vocabSize, cols: config.dim)
-        case .q8: headQ8 = DenseKernels.quantizeQ8(values, rows: config.vocabSize, cols: config.dim)
-        }
+        let c = config, tied = head === embedding
+        if head.format != format { head = DenseMatrix(head.values(), rows: c.vocabSize, cols: c.dim, format: format) }
+        if tied { embedding = head }
+        else if embedding.format != format { embedding = DenseMatrix(embedding.values(), rows: c.vocabSize, cols: c.dim, format: format) }
     }
+
+    /// The format the head is stored in.
+    public var headFormat: HeadFormat { head.format }
 
     /// Logits = head · x (the output projection, in the head's stored format).
     func applyHead(x: UnsafePointer<Float>, logits: UnsafeMutablePointer<Float>) {
-        let v = config.vocabSize, d = config.dim
-        if let h = headF16 {
-            h.bits.withUnsafeBufferPointer { DenseKernels.f16Gemv(weights: $0.baseAddress!, ld: d, rows: v, cols: d, x: x, y: logits) }
-        } else if let h = headQ8 {
-            h.bytes.withUnsafeBufferPointer { DenseKernels.q8Gemv(weights: $0.baseAddress!, rowStride: h.rowStride, rows: v, cols: d, x: x, y: logits) }
-        } else {
-            GEMM.sgemm(transA: false, transB: true, m: 1, n: v, k: d, a: x, lda: d, b: headPtr, ldb: d, beta: 0, c: logits, ldc: v)
-        }
-    }
-
-    /// Bytes of the head as stored.
-    var headBytes: Int {
-        if let h = headF16 { return h.bits.count * 2 }
-        if let h = headQ8 { return h.bytes.count }
-        return config.vocabSize * config.dim * 4
+        head.gemv(x: x, y: logits)
     }
 
     /// Size of the inference weights: packed linears plus f32 embedding/head and norms.
     public var inferenceBytes: Int {
         let linear = layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } }
-        return linear + (embedding.count + (head?.count ?? 0) + norms.count) * 4
+        return linear + embedding.bytes + (head === embedding ? 0 : head.bytes) + norms.count * 4
     }
 
     /// Bytes read from memory per decoded token: every linear plus the head (the embedding row is negligible).
     public var bytesPerToken: Int {
-        layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } } + headBytes
+        layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } } + head.bytes
     }
 
-    var headPtr: UnsafePointer<Float> { UnsafePointer((head ?? embedding).ptr) }
     func norm(_ offset: Int) -> UnsafePointer<Float> { UnsafePointer(norms.ptr + offset) }
 }

@@ -145,7 +145,7 @@ public final class InferenceSession: @unchecked Sendable {
         let model = sessions[0].model, c = model.config, n = tokens.count
         let d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, eps = c.normEps, ng = c.normGroups
         let X = s.x.ptr, A = s.a.ptr, B = s.b.ptr, Q = s.q.ptr, K = s.k.ptr, V = s.v.ptr, G = s.g.ptr, U = s.u.ptr
-        for (i, t) in tokens.enumerated() { (X + i * d).update(from: model.embedding.ptr + t * d, count: d) }
+        for (i, t) in tokens.enumerated() { model.embedding.row(t, into: X + i * d) }
         for (l, L) in model.layers.enumerated() {
             // Attention block: x += Wo·SubLN(Attention(RoPE(Wq·h), RoPE(Wk·h), Wv·h)), h = RMSNorm(x).
             RMSNorm.forward(out: A, rstd: nil, x: X, weight: model.norm(L.attnNorm), rows: n, dim: d, groups: ng, eps: eps)
