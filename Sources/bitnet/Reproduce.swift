@@ -92,7 +92,6 @@ struct Reproduce: ParsableCommand {
             let minutes = quick ? 10 : budget
             let t0 = Clock.now()
             let r = try Reproduction(outDir: URL(fileURLWithPath: out), budgetMinutes: minutes, dataDir: dataDir, zeroShotDir: zeroShotDir, seed: seed)
-            r.kvCacheEvaluator = kvCacheEvaluation(context: r.plan.context)
             let report = try r.run()
             printError("done in \(ProgressLine.format(Clock.now() - t0)); report: \(report.path)")
             print(try FileIO.readText(report.path))

@@ -49,8 +49,6 @@ public final class Reproduction {
     public let dataDir: String
     public let zeroShotDir: String
     public private(set) var plan: ReproducePlan
-    /// Extra evaluations (KV-cache formats) a caller can plug in: name → evaluation of a b1.58 model's weights.
-    public var kvCacheEvaluator: ((ModelWeights, any Tokenizer, [Int32], [ZeroShotTask: [ZeroShotItem]]) throws -> [ModelEvaluation])?
 
     var tokenizer: ByteLevelBPE!
     var data: TokenDataset!
@@ -112,11 +110,11 @@ public final class Reproduction {
             }
             ptq.append((m, e))
         }
+        // Table 6: the largest b1.58 model through the inference path with each KV-cache format.
+        let b158 = InferenceModel(weights: try loadWeights(largest, .b158))
         var kv: [ModelEvaluation] = []
-        if let kvCacheEvaluator {
-            kv = try cached("eval-kv-cache") {
-                try kvCacheEvaluator(try loadWeights(largest, .b158), tokenizer, heldOut, zeroShotItems)
-            }
+        for format in [KVCacheFormat.f32, .f16, .q8, .q4] {
+            kv.append(try cached("eval-kv-\(format.rawValue)") { try evaluateKVCache(b158, format: format, name: "\(largest) b1.58 KV \(format.rawValue)") })
         }
         let report = ReproductionReport(plan: plan, runs: runs, ablation: ablation, evals: evals, ptq: ptq, kv: kv,
                                         zeroShotTasks: ZeroShotTask.allCases.filter { zeroShotItems[$0] != nil },
@@ -201,6 +199,22 @@ public final class Reproduction {
             let model = InferenceModel(weights: weights)
             e.inferenceBytes = model.inferenceBytes
             e.decodeMsPerToken = try decodeLatency(model, tokens: Array(heldOut.prefix(min(64, plan.context)).map { Int($0) }))
+        }
+        return e
+    }
+
+    /// Held-out loss and zero-shot scores through the inference session with a KV-cache format (Table 6).
+    func evaluateKVCache(_ model: InferenceModel, format: KVCacheFormat, name: String) throws -> ModelEvaluation {
+        printError("== evaluating \(name)")
+        let scorer = try SessionScorer(model: model, kvCache: format, maxContext: plan.context)
+        let ho = try scorer.heldOutLoss(heldOut)
+        var e = ModelEvaluation(name: name, parameters: model.config.parameterCount, heldOutLoss: ho.loss, heldOutTokens: ho.count,
+                                wikiText: nil, zeroShot: [], inferenceBytes: nil, decodeMsPerToken: nil)
+        var ev = ZeroShotEvaluator(tokenizer: tokenizer, scorer: scorer)
+        ev.showProgress = true
+        for task in ZeroShotTask.allCases {
+            guard let items = zeroShotItems[task] else { continue }
+            e.zeroShot.append(try ev.evaluate(task, items: items))
         }
         return e
     }

@@ -120,7 +120,8 @@ public enum ZeroShotData {
                 items[k].continuations.append(line.request.continuation)
                 choiceIdx[k].append(line.idx)
             } else {
-                if let limit, items.count >= limit { continue }
+                // A document's requests are consecutive in these files, so a new document past the limit ends the read.
+                if let limit, items.count >= limit { break }
                 byDoc[line.doc_id] = items.count
                 items.append(ZeroShotItem(docID: line.doc_id, contexts: [line.request.context],
                                           continuations: [line.request.continuation], gold: task == .lambada ? 0 : (line.label ?? -1)))
