@@ -26,17 +26,15 @@ public protocol LogLikelihoodScorer {
 
 extension LogLikelihoodScorer {
     /// The model's input for a request, as the harness builds it: the last `maxContext + 1` tokens of context +
-    /// continuation, of which the last `continuation.count` are targets. Returns (tokens, index of the first target).
+    /// continuation, of which the last `continuation.count` (at most `maxContext`) are targets. Returns (tokens, index of the first target).
     func window(_ r: LogLikelihoodRequest) throws -> (tokens: [Int], firstTarget: Int) {
         guard !r.continuation.isEmpty else { throw BitNetError.invalidArgument("empty continuation in a log-likelihood request") }
         guard !r.context.isEmpty else { throw BitNetError.invalidArgument("empty context in a log-likelihood request (the model has no BOS to start from)") }
-        guard r.continuation.count <= maxContext else {
-            throw BitNetError.invalidArgument("continuation of \(r.continuation.count) tokens exceeds the model's context \(maxContext)")
-        }
         let all = r.context + r.continuation
         let keep = min(all.count, maxContext + 1)
         let tokens = Array(all.suffix(keep))
-        return (tokens, tokens.count - r.continuation.count)
+        // A continuation longer than the window keeps its last maxContext tokens as targets (its head becomes context).
+        return (tokens, max(1, tokens.count - r.continuation.count))
     }
 }
 

@@ -114,7 +114,7 @@ public final class Reproduction {
         let b158 = InferenceModel(weights: try loadWeights(largest, .b158))
         var kv: [ModelEvaluation] = []
         for format in [KVCacheFormat.f32, .f16, .q8, .q4] {
-            kv.append(try cached("eval-kv-\(format.rawValue)") { try evaluateKVCache(b158, format: format, name: "\(largest) b1.58 KV \(format.rawValue)") })
+            kv.append(try cached("eval-kv-\(format.rawValue)") { try evaluateKVCache(b158, format: format, name: "\(largest.name) b1.58 KV \(format.rawValue)") })
         }
         let report = ReproductionReport(plan: plan, runs: runs, ablation: ablation, evals: evals, ptq: ptq, kv: kv,
                                         zeroShotTasks: ZeroShotTask.allCases.filter { zeroShotItems[$0] != nil },

@@ -47,19 +47,25 @@ public struct ReproductionReport {
         // Table 2 / Eqs. 10-12: energy per op and per model.
         let perOp = (ArithmeticEnergy.picojoules(.fp16, .nm7).add + ArithmeticEnergy.picojoules(.fp16, .nm7).mul) / ArithmeticEnergy.picojoules(.int8, .nm7).add
         let t2 = table2Rows()
-        let worst = t2.map { r in zip(r.ours, r.paper).map { abs($0 - $1) / max($1, 0.01) }.max() ?? 0 }.max() ?? 0
+        // The paper prints two decimals: an entry agrees when it is within one unit of the last digit or 2 %.
+        let agree = t2.flatMap { r in zip(r.ours, r.paper).map { abs($0 - $1) <= max(0.01, 0.02 * $1) } }
+        let worst = t2.flatMap { r in zip(r.ours, r.paper).map { abs($0 - $1) } }.max() ?? 0
         v.append(Verdict(claim: "Table 2: the energy model gives the paper's MUL/ADD energies for 6.7B-30B at 7 nm and 45 nm",
-                         outcome: worst <= 0.05 ? .held : .didNotHold,
-                         evidence: String(format: "largest relative deviation from the printed values %.1f %% (entries below 0.01 J compared to 0.01); FP16/INT8-add energy per matmul op at 7 nm %.1fx (paper 71.4x)", 100 * worst, perOp)))
+                         outcome: agree.allSatisfy { $0 } ? .held : .didNotHold,
+                         evidence: String(format: "%d of %d printed entries agree (largest difference %.3f J); FP16/INT8-add energy per matmul op at 7 nm %.1fx (paper 71.4x)",
+                                          agree.filter { $0 }.count, agree.count, worst, perOp)))
         // Fig. 4 left: power law and narrowing gap.
         let fit = fits()
         for a in [Architecture.b158, .b1] {
             let sizes = plan.sizes.map(\.name)
             guard let s0 = sizes.first, let s1 = sizes.last, let q0 = run(s0, a), let q1 = run(s1, a), let f0 = run(s0, .fp), let f1 = run(s1, .fp) else { continue }
             let g0 = q0.valLoss - f0.valLoss, g1 = q1.valLoss - f1.valLoss
+            // The claim is about BitNet's deficit; when BitNet is ahead at the smallest size there is no deficit to shrink.
+            let outcome: Verdict.Outcome = !(g0.isFinite && g1.isFinite) || g0 <= 0 ? .inconclusive : g1 < g0 ? .held : .didNotHold
             v.append(Verdict(claim: "Fig. 4: the loss gap between \(a.rawValue) and fp shrinks as the model grows",
-                             outcome: !(g0.isFinite && g1.isFinite) ? .inconclusive : g1 < g0 ? .held : .didNotHold,
-                             evidence: String(format: "gap %.4f nats at %@ → %.4f at %@", g0, s0, g1, s1)))
+                             outcome: outcome,
+                             evidence: String(format: "gap (BitNet − fp) %+.4f nats at %@ → %+.4f at %@%@", g0, s0, g1, s1,
+                                              g0 <= 0 ? "; BitNet is already ahead at the smallest size, so there is no deficit to shrink" : "")))
         }
         let fitText = Self.archs.compactMap { a in fit[a].map { "\(a.rawValue) b = \(Self.f($0.b)), rmse \(Self.f($0.rmse, 4))" } }.joined(separator: "; ")
         let powerLaw = Self.archs.allSatisfy { a in fit[a].map { $0.b < 0 && $0.rmse < 0.02 } ?? false }
@@ -123,11 +129,11 @@ public struct ReproductionReport {
            let aq = q.zeroShotAverage, let ap = p.zeroShotAverage, let eq = q.zeroShotAverageStderr, let ep = p.zeroShotAverageStderr {
             let chance = zeroShotTasks.filter { $0 != .lambada }.map(\.chance).reduce(0, +) / Double(max(zeroShotTasks.filter { $0 != .lambada }.count, 1))
             let se = (eq * eq + ep * ep).squareRoot()
-            let nearChance = abs(ap - chance) < 2 * ep && abs(aq - chance) < 2 * eq
+            let nearChance = ap < chance + 2 * ep && aq < chance + 2 * eq
             v.append(Verdict(claim: "Table 5: b1.58 matches fp zero-shot accuracy (paper: from 3B on)",
                              outcome: nearChance ? .inconclusive : abs(aq - ap) <= 2 * se ? .held : aq > ap ? .held : .didNotHold,
                              evidence: String(format: "average %.1f vs %.1f (± %.1f), chance %.1f%@", 100 * aq, 100 * ap, 100 * se, 100 * chance,
-                                              nearChance ? "; both models are at chance level at this scale" : "")))
+                                              nearChance ? "; neither model is significantly above chance at this scale" : "")))
         } else {
             v.append(Verdict(claim: "Table 5: b1.58 matches fp zero-shot accuracy", outcome: .inconclusive,
                              evidence: "no zero-shot data in \(zeroShotDir) (fetch it with \(ZeroShotData.fetchCommand))"))
@@ -171,7 +177,7 @@ public struct ReproductionReport {
     }
 
     func evalRow(_ e: ModelEvaluation) -> String {
-        let wiki = e.wikiText.map { String(format: "%.1f", $0.wordPerplexity) } ?? "–"
+        let wiki = e.wikiText.map { String(format: "%.4g", $0.wordPerplexity) } ?? "–"
         return "\(Self.ppl(e.heldOutLoss)) | \(wiki)"
     }
 
@@ -186,10 +192,10 @@ public struct ReproductionReport {
         s += "## Verdicts\n\n" + verdicts().map(\.line).joined(separator: "\n") + "\n\n"
 
         // Table 2.
-        s += "## Table 2: energy of the matrix products (512 tokens, BitLinear + attention)\n\n"
+        s += "## Table 2: energy of the matrix products (512 tokens, BitLinear + attention; W1 = BitNet)\n\n"
         s += "| model | 7nm MUL (J) | 7nm ADD (J) | 45nm MUL (J) | 45nm ADD (J) | paper 7nm MUL/ADD | paper 45nm MUL/ADD |\n|---|---:|---:|---:|---:|---:|---:|\n"
         for r in table2Rows() {
-            s += "| \(r.label) | " + r.ours.map { Self.f($0, 2) }.joined(separator: " | ")
+            s += "| \(r.label) | " + r.ours.map { Self.f($0, 3) }.joined(separator: " | ")
             s += " | \(Self.f(r.paper[0], 2)) / \(Self.f(r.paper[1], 2)) | \(Self.f(r.paper[2], 2)) / \(Self.f(r.paper[3], 2)) |\n"
         }
         s += "\nThe trained models (BitLinear products only, per token at 7 nm): see the energy columns of the scaling table and `energy.svg`.\n\n"
@@ -245,6 +251,8 @@ public struct ReproductionReport {
                 s += "| \(size.name) | \(a.rawValue) | \(Self.mb(e.inferenceBytes)) | \(ms) | \(evalRow(e)) |\n"
             }
         }
+        s += "\nWikiText-2 is out of domain for models trained on this corpus with its small BPE, hence the large word perplexities; "
+        s += "the held-out column is the in-domain comparison. Weights in memory: packed ternary BitLinear weights plus the f32 embedding/head.\n"
         s += "\nPaper (WikiText2/C4 PPL, memory, latency): 700M LLaMA 12.33 / b1.58 12.87 (2.60x less memory, 1.23x faster); "
         s += "1.3B 11.25 / 11.29 (2.93x, 1.67x); 3B 10.04 / 9.91 (3.55x, 2.71x).\n\n"
 

@@ -67,7 +67,9 @@ final class LogLikelihoodTests: XCTestCase {
         let s = GraphScorer(weights: w)
         XCTAssertThrowsError(try s.score([LogLikelihoodRequest(context: [], continuation: [1])]))
         XCTAssertThrowsError(try s.score([LogLikelihoodRequest(context: [1], continuation: [])]))
-        XCTAssertThrowsError(try s.score([LogLikelihoodRequest(context: [1], continuation: Array(repeating: 1, count: 9))]))
+        // A continuation longer than the window: its last 8 tokens are scored (uniform model: −8 ln V).
+        XCTAssertEqual(try s.score([LogLikelihoodRequest(context: [1], continuation: Array(repeating: 1, count: 12))])[0].logLikelihood,
+                       -8 * log(37.0), accuracy: 1e-4)
         XCTAssertThrowsError(try s.score([LogLikelihoodRequest(context: [1], continuation: [99])]))
     }
 
