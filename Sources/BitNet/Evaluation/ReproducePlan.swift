@@ -61,7 +61,8 @@ public struct ReproducePlan: Codable, Sendable, Equatable {
                      Size(name: "d64", dim: 64, layers: 2, heads: 4), Size(name: "d96", dim: 96, layers: 2, heads: 4)],
                     8, 64)
         }
-        return ([dataDir + "/tinyshakespeare.txt"], 512,
+        // The complete plays (5 MB) so the larger models see each token about once.
+        return ([dataDir + "/shakespeare-complete.txt"], 512,
                 [Size(name: "d64", dim: 64, layers: 2, heads: 2), Size(name: "d96", dim: 96, layers: 3, heads: 3),
                  Size(name: "d128", dim: 128, layers: 4, heads: 4), Size(name: "d192", dim: 192, layers: 4, heads: 6)],
                 16, 128)
