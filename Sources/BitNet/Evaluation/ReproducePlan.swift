@@ -63,13 +63,13 @@ public struct ReproducePlan: Codable, Sendable, Equatable {
         }
         // The complete plays (5 MB) so the larger models see each token about once.
         return ([dataDir + "/shakespeare-complete.txt"], 512,
-                [Size(name: "d64", dim: 64, layers: 2, heads: 2), Size(name: "d96", dim: 96, layers: 3, heads: 3),
-                 Size(name: "d128", dim: 128, layers: 4, heads: 4), Size(name: "d192", dim: 192, layers: 4, heads: 6)],
+                [Size(name: "d48", dim: 48, layers: 2, heads: 2), Size(name: "d64", dim: 64, layers: 3, heads: 2),
+                 Size(name: "d96", dim: 96, layers: 3, heads: 3), Size(name: "d128", dim: 128, layers: 4, heads: 4)],
                 16, 128)
     }
 
     /// Derives a plan: the training steps are the same for every model and chosen so the 13 training runs (4 sizes ×
-    /// 3 variants + the ablation) take about 45 % of the budget at twice the probed time; evaluation sizes scale with the budget.
+    /// 3 variants + the ablation) take about half of the budget at twice the probed time; evaluation sizes scale with the budget.
     /// `secondsPerStep(config, batch, context)` measures one training step.
     public static func make(budgetMinutes: Double, dataDir: String, seed: UInt64,
                             secondsPerStep: (ModelConfig, Int, Int) -> Double) -> ReproducePlan {
@@ -81,8 +81,8 @@ public struct ReproducePlan: Codable, Sendable, Equatable {
         // fp steps are a little cheaper (no quantization); count them as b1.58 to stay on the safe side.
         let perStepAll = plan.probeSecondsPerStep.reduce(0, +) * 3 + plan.probeSecondsPerStep[plan.ablationSize]
         // Real runs measured about 2x the probe (held-out evaluations, checkpoints, a machine shared with other work),
-        // and training gets about 45 % of the budget; evaluation and the report take the rest.
-        let trainSeconds = budgetMinutes * 60 * 0.45 / 2.0
+        // and training gets about half of the budget; evaluation and the report take the rest.
+        let trainSeconds = budgetMinutes * 60 * 0.5 / 2.0
         plan.steps = max(40, min(20_000, Int(trainSeconds / max(perStepAll, 1e-6))))
         plan.warmup = max(plan.steps / 10, 1)
         let scale = budgetMinutes / 60
