@@ -68,4 +68,28 @@ final class CLITests: XCTestCase {
         XCTAssertLessThan(maxAbsDiff(values, g.logits.array), 1e-4)
         try expectFailure(["logits", "--model", model.path, "--tokens", "1,99999", "--out", out.path], mentions: "99999")
     }
+
+    /// Evaluation commands: a missing zero-shot file names the fetch script; a bad task or budget is named; the
+    /// zero-shot command runs on a model with a tokenizer and local task files.
+    func testEvaluationCommands() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tok = try ByteLevelBPE.train(text: String(repeating: "Question: what is it? Answer: a cat. ", count: 30), vocabSize: 280)
+        let w = ModelWeights(config: tinyConfig(.b158, vocab: tok.vocabSize, seq: 32), seed: 3)
+        let model = dir.appendingPathComponent("m.safetensors")
+        try ModelFile.save(w, tokenizer: tok, to: model)
+        try expectFailure(["eval", "zero-shot", "--model", model.path, "--tasks", "piqa", "--data-dir", dir.path], mentions: "get_zero_shot.sh")
+        try expectFailure(["eval", "zero-shot", "--model", model.path, "--tasks", "arc_medium"], mentions: "arc_medium")
+        try expectFailure(["reproduce", "--budget", "1", "--out", dir.appendingPathComponent("r").path], mentions: "budget")
+        let line = { (doc: Int, idx: Int, cont: String) in
+            #"{"doc_id": \#(doc), "idx": \#(idx), "label": 0, "request": {"context": "Question: what is it?\nAnswer:", "continuation": "\#(cont)"}}"#
+        }
+        try ([line(0, 0, " a cat."), line(0, 1, " a dog."), line(1, 0, " it."), line(1, 1, " a cat.")].joined(separator: "\n"))
+            .write(to: dir.appendingPathComponent("piqa.jsonl"), atomically: true, encoding: .utf8)
+        let json = dir.appendingPathComponent("scores.json")
+        let r = try run(["eval", "zero-shot", "--model", model.path, "--tasks", "piqa", "--data-dir", dir.path, "--json", json.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("| piqa | 2 |"), r.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: json.path))
+    }
 }
