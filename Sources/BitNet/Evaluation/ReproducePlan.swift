@@ -93,7 +93,8 @@ public struct ReproducePlan: Codable, Sendable, Equatable {
     }
 }
 
-/// Seconds per training step of a config (1 warm-up step, then the mean of 2), on random tokens.
+/// Seconds per training step of a config on random tokens: 1 warm-up step, then the median of 5 (a machine shared with
+/// other work makes single steps noisy).
 public func probeTrainingStep(config: ModelConfig, batch: Int, context: Int, seed: UInt64 = 1) -> Double {
     let w = ModelWeights(config: config, seed: seed)
     let g = TrainingGraph(weights: w, batch: batch, seqLen: context)
@@ -107,7 +108,11 @@ public func probeTrainingStep(config: ModelConfig, batch: Int, context: Int, see
         adam.update(params: w.ptr, grads: grads.ptr, slots: w.layout.slots, lr: 1e-4, wd: 0)
     }
     step()
-    let t0 = Clock.now()
-    step(); step()
-    return (Clock.now() - t0) / 2
+    var times: [Double] = []
+    for _ in 0..<5 {
+        let t0 = Clock.now()
+        step()
+        times.append(Clock.now() - t0)
+    }
+    return times.sorted()[2]
 }
