@@ -17,8 +17,8 @@ final class ReproductionReportTests: XCTestCase {
         let p30 = ReproducePlan.make(budgetMinutes: 30, dataDir: "/d", seed: 1) { _, _, _ in 0.01 }
         let p60 = ReproducePlan.make(budgetMinutes: 60, dataDir: "/d", seed: 1) { _, _, _ in 0.01 }
         XCTAssertEqual(p10.sizes.count, 4)
-        // 13 runs of 4 sizes at 0.01 s/step probe: 10·60·0.5/2 s / 0.13 s.
-        XCTAssertEqual(p10.steps, Int(10 * 60 * 0.5 / 2 / 0.13))
+        // 13 runs of 4 sizes at 0.01 s/step probe: 10·60·0.7/2 s / 0.13 s.
+        XCTAssertEqual(p10.steps, Int(10 * 60 * 0.7 / 2 / 0.13))
         XCTAssertEqual(p60.steps, 2 * p30.steps, accuracy: 1)
         XCTAssertGreaterThan(p60.zeroShotLimit, p10.zeroShotLimit)
         XCTAssertGreaterThan(p60.context, p10.context)
