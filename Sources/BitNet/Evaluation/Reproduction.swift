@@ -116,9 +116,14 @@ public final class Reproduction {
         for format in [KVCacheFormat.f32, .f16, .q8, .q4] {
             kv.append(try cached("eval-kv-\(format.rawValue)") { try evaluateKVCache(b158, format: format, name: "\(largest.name) b1.58 KV \(format.rawValue)") })
         }
+        // Wall time summed over every session of this folder (a resumed run adds to it).
+        let wallURL = outDir.appendingPathComponent("results").appendingPathComponent("wall-seconds.json")
+        let before = (try? JSONDecoder().decode(Double.self, from: FileIO.read(wallURL.path))) ?? 0
+        let total = before + Clock.now() - t0
+        try FileIO.writeAtomically(Data("\(total)".utf8), to: wallURL)
         let report = ReproductionReport(plan: plan, runs: runs, ablation: ablation, evals: evals, ptq: ptq, kv: kv,
                                         zeroShotTasks: ZeroShotTask.allCases.filter { zeroShotItems[$0] != nil },
-                                        zeroShotDir: zeroShotDir, seconds: Clock.now() - t0)
+                                        zeroShotDir: zeroShotDir, seconds: total)
         try report.write(to: outDir)
         return outDir.appendingPathComponent("report.md")
     }
