@@ -4,7 +4,9 @@ import Foundation
 /// A fixed set of worker threads (threadCount - 1 of them, plus the calling thread) for data-parallel loops.
 ///
 /// Idle workers spin ~20 µs (with pause) and then sleep on a condvar, so back-to-back calls start fast and an
-/// idle or oversubscribed process does not burn CPU. Calls from inside a task run serially (no deadlock);
+/// idle or oversubscribed process does not burn CPU. A call that the workers made slower than the caller alone
+/// would have been (a descheduled worker holding a task) makes the following calls run serially for a while,
+/// so an oversubscribed machine degrades to single-thread speed rather than below it. Calls from inside a task run serially (no deadlock);
 /// calls from different threads are serialized.
 public final class ThreadPool: @unchecked Sendable {
     /// Process-wide pool: `ProcessInfo.activeProcessorCount` threads, or `BITNET_THREADS` when set to a positive integer.
@@ -17,14 +19,24 @@ public final class ThreadPool: @unchecked Sendable {
     /// The C pool; immutable after init, and the C side is thread-safe.
     let raw: OpaquePointer
 
-    /// Creates a pool running tasks on `threadCount` threads, the caller included (values below 1 mean 1).
-    public init(threadCount: Int) {
+    /// Creates a pool running tasks on `threadCount` threads, the caller included (values below 1 mean 1);
+    /// `oversubscriptionGuard: false` keeps every call parallel even when that is slower (for benchmarks).
+    public init(threadCount: Int, oversubscriptionGuard: Bool = true) {
         let n = Int32(clamping: max(1, threadCount))
         guard let p = bitnet_pool_create(n) else { fatalError("ThreadPool: cannot allocate a pool of \(n) threads") }
         raw = p
+        if !oversubscriptionGuard { bitnet_pool_set_guard(p, 0) }
     }
 
     deinit { bitnet_pool_destroy(raw) }
+
+    /// Calls run in parallel, calls run on the caller alone while backing off from an oversubscribed machine, and
+    /// the parallel calls that were slower than the caller alone would have been (each starts a back-off).
+    public var stats: (parallelCalls: Int, serialCalls: Int, fallbacks: Int) {
+        var p = 0, s = 0, f = 0
+        bitnet_pool_stats(raw, &p, &s, &f)
+        return (p, s, f)
+    }
 
     /// Threads that run tasks, the caller included (fewer than requested only if threads could not be spawned).
     public var threadCount: Int { Int(bitnet_pool_thread_count(raw)) }

@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: inference (default), training vs PyTorch, GEMM.",
-        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self], defaultSubcommand: InferenceBench.self)
+        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, ThreadsBench.self], defaultSubcommand: InferenceBench.self)
 
     struct InferenceBench: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "inference",
@@ -208,6 +208,27 @@ struct Bench: ParsableCommand {
                 let one = GEMM.benchmark(m: m, n: n, k: k, transA: ta, transB: tb, threads: nil, iterations: 5)
                 let all = GEMM.benchmark(m: m, n: n, k: k, transA: ta, transB: tb, threads: .shared, iterations: 5)
                 print(String(format: "%@ %dx%dx%d: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads", name, m, n, k, one.gflops, all.gflops, ThreadPool.shared.threadCount))
+            }
+        }
+    }
+
+    struct ThreadsBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "threads",
+            abstract: "Thread pool under oversubscription: ternary GEMV rounds on 1 vs N threads, quiet and with busy threads competing.")
+        @Option(help: "Pool threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Busy threads started to oversubscribe the machine (default: 2 per core).") var spinners: Int = 2 * ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Matrix dimension of each layer.") var dim: Int = 2560
+        @Option(help: "Alternations of the three pools (medians are reported).") var repeats: Int = 5
+        func run() throws {
+            try runReportingErrors {
+                guard threads >= 2, spinners >= 1, dim >= 32, repeats >= 1 else {
+                    throw BitNetError.invalidArgument("need --threads >= 2, --spinners >= 1, --dim >= 32, --repeats >= 1")
+                }
+                print("ternary GEMV \(dim)x\(dim), 8 layers per round, ms per round (medians of \(repeats)):")
+                print("load | 1 thread | \(threads) threads, no guard | \(threads) threads, guarded | guarded vs 1 thread")
+                for r in ThreadPoolBenchmark.run(threads: threads, dim: dim, repeats: repeats, spinners: spinners) {
+                    print(String(format: "%@ | %.3f | %.3f | %.3f | %.2fx", r.label, r.serial * 1e3, r.unguarded * 1e3, r.guarded * 1e3, r.serial / r.guarded))
+                }
             }
         }
     }

@@ -41,6 +41,13 @@ int bitnet_pool_in_task(void);
 /// pause before it blocks on a condvar; default 20000. Blocked threads take ~10-100 us to wake on a VM.
 void bitnet_pool_set_spin_ns(bitnet_pool *pool, long spin_ns);
 
+/// Counters of the oversubscription guard: calls run in parallel, calls run serially while backing off, and
+/// parallel calls that took longer than the caller alone would have (each starts a serial back-off window).
+void bitnet_pool_stats(bitnet_pool *pool, long *parallel_calls, long *serial_calls, long *fallbacks);
+
+/// Turns the oversubscription guard on (the default) or off (every call parallel; for benchmarks).
+void bitnet_pool_set_guard(bitnet_pool *pool, int enabled);
+
 // MARK: - f32 GEMM
 
 /// Instruction-set paths of bitnet_sgemm.
