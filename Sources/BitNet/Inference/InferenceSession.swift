@@ -30,8 +30,8 @@ public final class InferenceSession: @unchecked Sendable {
     public private(set) var position = 0
     /// Keys and values of every layer and position so far.
     public let cache: KVCache
-    /// Attention probabilities [nHeads, maxSeqLen] and the last logits [vocab].
-    let att: FloatBuffer, logitsBuf: FloatBuffer
+    /// The last logits [vocab].
+    let logitsBuf: FloatBuffer
     let single: ForwardScratch
     private var wide: ForwardScratch?
 
@@ -41,7 +41,6 @@ public final class InferenceSession: @unchecked Sendable {
         self.model = model
         self.maxSeqLen = min(maxSeqLen ?? c.maxSeqLen, c.maxSeqLen)
         cache = try KVCache(format: kvCache, layers: c.nLayers, maxSeqLen: self.maxSeqLen, kvHeads: c.nKVHeads, headDim: c.headDim)
-        att = FloatBuffer(c.nHeads * self.maxSeqLen)
         logitsBuf = FloatBuffer(c.vocabSize)
         single = ForwardScratch(config: c, rows: 1)
     }
@@ -137,6 +136,23 @@ public final class InferenceSession: @unchecked Sendable {
         if n == 1 { w.apply(x: x, y: y, xCodes: s.codes, xDequant: s.deq.ptr, acc: s.acc) } else { w.applyBatch(x: x, y: y, tokens: n) }
     }
 
+    /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]: (row, head)
+    /// pairs spread over the pool once the total work pays for it (long contexts, prompts, batches).
+    private static func attendRows(layer l: Int, sessions: [InferenceSession], positions: [Int], q: UnsafePointer<Float>,
+                                   out: UnsafeMutablePointer<Float>) {
+        let c = sessions[0].model.config, heads = c.nHeads, hd = c.headDim, qD = heads * hd, group = heads / c.nKVHeads
+        let n = positions.count, jobs = n * heads
+        let work = positions.reduce(0) { $0 + $1 + 1 } * heads * hd
+        let tasks = work >= 64 * 20 * 128 ? min(jobs, 8 * ThreadPool.shared.threadCount) : 1
+        ThreadPool.shared.parallelFor(tasks) { task in
+            for job in stride(from: task, to: jobs, by: tasks) {
+                let i = job / heads, h = job % heads
+                sessions[i].cache.attendHead(layer: l, pos: positions[i], query: q + i * qD + h * hd, kvHead: h / group,
+                                             out: out + i * qD + h * hd)
+            }
+        }
+    }
+
     /// The forward pass over rows: row i is token `tokens[i]` of `sessions[i]` at `positions[i]` (one session repeated
     /// for a prompt, distinct sessions for batched decoding). Keys/values go to each row's session cache before any row
     /// attends, so prompt rows see the earlier prompt rows. Rows for which `logits(i)` gives a pointer get logits there.
@@ -157,10 +173,7 @@ public final class InferenceSession: @unchecked Sendable {
                 model.rope.apply(K + i * kvD, heads: c.nKVHeads, pos: positions[i])
                 sessions[i].cache.store(layer: l, pos: positions[i], key: K + i * kvD, value: V + i * kvD)
             }
-            for i in 0..<n {
-                sessions[i].cache.attend(layer: l, pos: positions[i], query: Q + i * qD, heads: c.nHeads, out: B + i * qD,
-                                         att: sessions[i].att.ptr)
-            }
+            attendRows(layer: l, sessions: sessions, positions: positions, q: Q, out: B)
             if L.attnSubNorm >= 0 {
                 RMSNorm.forward(out: B, rstd: nil, x: B, weight: model.norm(L.attnSubNorm), rows: n, dim: qD, groups: ng, eps: eps)
             }
