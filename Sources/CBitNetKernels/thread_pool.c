@@ -136,7 +136,9 @@ static uint64_t run_tasks(bitnet_pool *p, uint32_t gen) {
 static void *worker_main(void *arg) {
     bitnet_pool *p = (bitnet_pool *)arg;
     tls_in_pool = 1;
-    uint32_t seen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
+    // Generation 0 is the pool's initial state, never a job: a worker that starts after the first job was published
+    // must still see that job as new (reading the ticket here would make it skip the job).
+    uint32_t seen = 0;
     for (;;) {
         // Spin briefly for the next job: back-to-back jobs then start without a wake-up syscall.
         worker_wait w = {p, seen};
