@@ -557,3 +557,8 @@ void bitnet_t2_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8
 #endif
     bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
 }
+
+void bitnet_t2_gemv_rows(const void *args, size_t r0, size_t r1) {
+    const bitnet_t2_gemv_args *a = (const bitnet_t2_gemv_args *)args;
+    bitnet_t2_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
+}

@@ -310,3 +310,22 @@ void bitnet_pool_stats(bitnet_pool *p, long *parallel_calls, long *serial_calls,
     *fallbacks = p->fallbacks;
     pthread_mutex_unlock(&p->call_mutex);
 }
+
+typedef struct {
+    bitnet_rows_fn fn;
+    const void *args;
+    size_t begin, end, chunk;
+} split_ctx;
+
+static void split_task(void *ctx, size_t i) {
+    const split_ctx *s = (const split_ctx *)ctx;
+    size_t r0 = s->begin + i * s->chunk, r1 = r0 + s->chunk < s->end ? r0 + s->chunk : s->end;
+    s->fn(s->args, r0, r1);
+}
+
+void bitnet_pool_split_rows(bitnet_pool *p, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args) {
+    if (end <= begin) return;
+    if (chunk == 0 || chunk >= end - begin) { fn(args, begin, end); return; }
+    split_ctx s = {fn, args, begin, end, chunk};
+    bitnet_pool_parallel_for(p, (end - begin + chunk - 1) / chunk, split_task, &s);
+}
