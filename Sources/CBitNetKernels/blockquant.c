@@ -7,6 +7,7 @@
 #include "bitnet_dense.h"
 #include "dense_simd.h"
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #define BQ BITNET_BQ_BLOCK
@@ -171,6 +172,24 @@ static ALWAYS_INLINE void bq_codes128(int fmt, const uint8_t *blk, __m128i *c0, 
     }
 }
 
+// f32 value of every f16 (256 KiB, filled once): a scale lookup is two loads and no ALU uop, where F16C costs
+// insert + convert + broadcast on the two vector ports that bound the q6/q4 loops (the trick of ggml's
+// table_f32_f16). Only the few entries of the scales in use stay cached.
+static float bq_f16_table[65536];
+static pthread_once_t bq_f16_table_once = PTHREAD_ONCE_INIT;
+
+static void bq_fill_f16_table(void) {
+    for (uint32_t h = 0; h < 65536; h++) bq_f16_table[h] = bitnet_f16_to_f32_scalar((uint16_t)h);
+}
+
+/// Block scale on the SIMD paths (equal to bq_scale; the table is filled by the dispatchers).
+static ALWAYS_INLINE float bq_scale_simd(int fmt, const uint8_t *blk) {
+    if (fmt == BITNET_BQ_Q8) { float d; memcpy(&d, blk, 4); return d; }
+    uint16_t h;
+    memcpy(&h, blk, 2);
+    return bq_f16_table[h];
+}
+
 #define CVT8(v) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
 
 /// A block's 32 weights as f32 codes in four 8-lane vectors.
@@ -219,6 +238,18 @@ static ALWAYS_INLINE void bq_load_avx512(int fmt, const uint8_t *blk, __m512 *lo
         *hi = CVT16(_mm_loadu_si128((const __m128i *)(blk + 20)));
         return;
     }
+    if (fmt == BITNET_BQ_Q4) {
+        // Nibbles straight to f32: float bits 0x4B000000 | c are 2^23 + c, minus 2^23 + 8 gives c - 8 exactly (fewer
+        // port-0/5 uops than unpack + sign-extend + convert, the bottleneck of this loop).
+        const __m512i magic = _mm512_set1_epi32(0x4B000000);
+        const __m512 bias = _mm512_set1_ps(8388616.0f);
+        __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2)));
+        __m512i l = _mm512_ternarylogic_epi32(v, _mm512_set1_epi32(15), magic, 0xEA);   // (v & 15) | magic
+        __m512i h = _mm512_or_si512(_mm512_srli_epi32(v, 4), magic);
+        *lo = _mm512_sub_ps(_mm512_castsi512_ps(l), bias);
+        *hi = _mm512_sub_ps(_mm512_castsi512_ps(h), bias);
+        return;
+    }
     __m128i c0, c1;
     bq_codes128(fmt, blk, &c0, &c1);
     *lo = CVT16(c0);
@@ -238,7 +269,7 @@ static inline __mmask16 tail_mask(size_t n, size_t half) {
 
 // MARK: - AVX2 GEMV / GEMM
 
-#define BQ_SCALE_AVX2(fmt, blk) _mm256_set1_ps(bq_scale(fmt, blk))
+#define BQ_SCALE_AVX2(fmt, blk) _mm256_set1_ps(bq_scale_simd(fmt, blk))
 
 /// `tn` tokens (constant after inlining) of one row: every block is decoded once and applied to all of them.
 AVX2_ATTR
@@ -297,79 +328,69 @@ static ALWAYS_INLINE void bq_gemm_avx2(int fmt, const uint8_t *w, size_t rs, siz
 
 // MARK: - AVX-512 GEMV / GEMM
 
-#define BQ_SCALE_AVX512(fmt, blk) _mm512_set1_ps(bq_scale(fmt, blk))
+#define BQ_SCALE_AVX512(fmt, blk) _mm512_set1_ps(bq_scale_simd(fmt, blk))
 
+/// One block column b of an R-row x T-token tile (R, T constant after inlining): the R weight blocks are decoded
+/// once, each activation load serves the R rows; acc[r * T + t] += d_r * (w_r . x_t) in the GEMV's order.
 AVX512_ATTR
-static ALWAYS_INLINE void bq_tile_avx512(int fmt, size_t bb, const uint8_t *row, const uint8_t *next, size_t cols,
-                                         const float *x, size_t ldx, float *y, size_t ldy, int tn) {
-    size_t nfull = cols / BQ, rem = cols % BQ;
-    __m512 acc[8], lo, hi;
-    for (int t = 0; t < tn; t++) acc[t] = _mm512_setzero_ps();
-    for (size_t b = 0; b < nfull; b++) {
-        size_t o = b * bb;
-        if (next) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
-        bq_load_avx512(fmt, row + o, &lo, &hi);
-        __m512 d = BQ_SCALE_AVX512(fmt, row + o);
-        for (int t = 0; t < tn; t++) {
-            const float *xt = x + t * ldx + b * BQ;
-            acc[t] = bq_dot_avx512(lo, hi, d, _mm512_loadu_ps(xt), _mm512_loadu_ps(xt + 16), acc[t]);
-        }
+static ALWAYS_INLINE void bq_rt_block_avx512(int fmt, const uint8_t *blk, size_t rs, const uint8_t *pf, int R,
+                                             const float *x, size_t ldx, int T, __mmask16 ma, __mmask16 mb, __m512 *acc) {
+    __m512 lo[4], hi[4], d[4];
+    for (int r = 0; r < R; r++) {
+        if (pf) _mm_prefetch((const char *)(pf + r * rs), _MM_HINT_T0);
+        bq_load_avx512(fmt, blk + r * rs, &lo[r], &hi[r]);
+        d[r] = BQ_SCALE_AVX512(fmt, blk + r * rs);
     }
-    if (rem) {
-        size_t o = nfull * bb;
-        __mmask16 ma = tail_mask(rem, 0), mb = tail_mask(rem, 1);
-        bq_load_avx512(fmt, row + o, &lo, &hi);
-        __m512 d = BQ_SCALE_AVX512(fmt, row + o);
-        for (int t = 0; t < tn; t++) {
-            const float *xt = x + t * ldx + nfull * BQ;
-            acc[t] = bq_dot_avx512(lo, hi, d, _mm512_maskz_loadu_ps(ma, xt), _mm512_maskz_loadu_ps(mb, xt + 16), acc[t]);
-        }
+    for (int t = 0; t < T; t++) {
+        __m512 xa = _mm512_maskz_loadu_ps(ma, x + t * ldx), xb = _mm512_maskz_loadu_ps(mb, x + t * ldx + 16);
+        for (int r = 0; r < R; r++) acc[r * T + t] = bq_dot_avx512(lo[r], hi[r], d[r], xa, xb, acc[r * T + t]);
     }
-    for (int t = 0; t < tn; t++) y[t * ldy] = _mm512_reduce_add_ps(acc[t]);
 }
 
+/// Rows row .. row + R - 1 against tokens x .. x + (T - 1) ldx; Y[t, r] to y[t * ldy + r]. `pf` (or NULL) is
+/// prefetched alongside, at the same offsets in the same R-row layout.
+AVX512_ATTR
+static ALWAYS_INLINE void bq_tile_avx512(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
+                                         const float *x, size_t ldx, int T, float *y, size_t ldy) {
+    size_t bb = bitnet_bq_block_bytes(fmt), nfull = cols / BQ, rem = cols % BQ;
+    __m512 acc[16];
+    for (int i = 0; i < R * T; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t b = 0; b < nfull; b++)
+        bq_rt_block_avx512(fmt, row + b * bb, rs, pf ? pf + b * bb : NULL, R, x + b * BQ, ldx, T, 0xffff, 0xffff, acc);
+    if (rem)
+        bq_rt_block_avx512(fmt, row + nfull * bb, rs, NULL, R, x + nfull * BQ, ldx, T, tail_mask(rem, 0), tail_mask(rem, 1), acc);
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r * T + t]);
+}
+
+/// GEMV: four rows at a time sharing the activation loads, each row prefetched BQ_PREFETCH bytes ahead.
 AVX512_ATTR
 static ALWAYS_INLINE void bq_gemv_avx512(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, float *y,
                                          size_t r0, size_t r1) {
-    size_t bb = bitnet_bq_block_bytes(fmt), nfull = cols / BQ, rem = cols % BQ, r = r0;
-    const __m512 ta = _mm512_maskz_loadu_ps(tail_mask(rem, 0), x + nfull * BQ);
-    const __m512 tb = _mm512_maskz_loadu_ps(tail_mask(rem, 1), x + nfull * BQ + 16);
-    for (; r + 4 <= r1; r += 4) {
-        const uint8_t *wr[4] = {w + r * rs, w + (r + 1) * rs, w + (r + 2) * rs, w + (r + 3) * rs};
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()}, lo, hi;
-        for (size_t b = 0; b < nfull; b++) {
-            __m512 xa = _mm512_loadu_ps(x + b * BQ), xb = _mm512_loadu_ps(x + b * BQ + 16);
-            size_t o = b * bb;
-            for (int k = 0; k < 4; k++) {
-                _mm_prefetch((const char *)(wr[k] + o + BQ_PREFETCH), _MM_HINT_T0);
-                bq_load_avx512(fmt, wr[k] + o, &lo, &hi);
-                acc[k] = bq_dot_avx512(lo, hi, BQ_SCALE_AVX512(fmt, wr[k] + o), xa, xb, acc[k]);
-            }
-        }
-        if (rem) {
-            for (int k = 0; k < 4; k++) {
-                bq_load_avx512(fmt, wr[k] + nfull * bb, &lo, &hi);
-                acc[k] = bq_dot_avx512(lo, hi, BQ_SCALE_AVX512(fmt, wr[k] + nfull * bb), ta, tb, acc[k]);
-            }
-        }
-        for (int k = 0; k < 4; k++) y[r + k] = _mm512_reduce_add_ps(acc[k]);
-    }
-    for (; r < r1; r++) bq_tile_avx512(fmt, bb, w + r * rs, NULL, cols, x, 0, y + r, 0, 1);
+    size_t r = r0;
+    for (; r + 4 <= r1; r += 4) bq_tile_avx512(fmt, w + r * rs, rs, w + r * rs + BQ_PREFETCH, 4, cols, x, 0, 1, y + r, 0);
+    for (; r < r1; r++) bq_tile_avx512(fmt, w + r * rs, rs, NULL, 1, cols, x, 0, 1, y + r, 0);
 }
 
-/// GEMM: per row, tokens in tiles of 8, then 4, 2, 1; the next row is prefetched during the first tile.
+/// Tokens in tiles of 4, then 2, then 1 for R rows; the next R rows (`pf`) are prefetched during the first tile.
+AVX512_ATTR
+static ALWAYS_INLINE void bq_rows_avx512(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
+                                         const float *x, size_t ldx, size_t ntok, float *y, size_t ldy) {
+    size_t t = 0;
+    for (; t + 4 <= ntok; t += 4, pf = NULL) bq_tile_avx512(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 4, y + t * ldy, ldy);
+    if (t + 2 <= ntok) { bq_tile_avx512(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 2, y + t * ldy, ldy); t += 2; pf = NULL; }
+    if (t < ntok) bq_tile_avx512(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 1, y + t * ldy, ldy);
+}
+
+/// GEMM: 4-row x 4-token register tiles (16 accumulators), so each decoded block and each activation load is
+/// reused 4 times; leftover rows one at a time.
 AVX512_ATTR
 static ALWAYS_INLINE void bq_gemm_avx512(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx,
                                          size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
-    size_t bb = bitnet_bq_block_bytes(fmt);
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * rs, *next = r + 1 < r1 ? row + rs : NULL;
-        size_t t = 0;
-        for (; t + 8 <= ntok; t += 8, next = NULL) bq_tile_avx512(fmt, bb, row, next, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 8);
-        if (t + 4 <= ntok) { bq_tile_avx512(fmt, bb, row, next, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 4); t += 4; next = NULL; }
-        if (t + 2 <= ntok) { bq_tile_avx512(fmt, bb, row, next, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 2); t += 2; next = NULL; }
-        if (t < ntok) bq_tile_avx512(fmt, bb, row, next, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 1);
-    }
+    size_t r = r0;
+    for (; r + 4 <= r1; r += 4)
+        bq_rows_avx512(fmt, w + r * rs, rs, r + 8 <= r1 ? w + (r + 4) * rs : NULL, 4, cols, x, ldx, ntok, y + r, ldy);
+    for (; r < r1; r++) bq_rows_avx512(fmt, w + r * rs, rs, NULL, 1, cols, x, ldx, ntok, y + r, ldy);
 }
 
 // One non-inlined instance per (ISA, format): gemv_avx2_q8, gemm_avx2_q8, ...
@@ -408,6 +429,7 @@ void bitnet_bq_gemm(int format, const uint8_t *w, size_t row_stride, size_t cols
 #ifdef BITNET_X86
     int isa = bitnet_dense_isa();
     if (isa >= BITNET_DENSE_AVX2) {
+        pthread_once(&bq_f16_table_once, bq_fill_f16_table);
         bq_gemm_table[isa - BITNET_DENSE_AVX2][format](w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1);
         return;
     }
@@ -421,6 +443,7 @@ void bitnet_bq_gemv(int format, const uint8_t *w, size_t row_stride, size_t cols
 #ifdef BITNET_X86
     int isa = bitnet_dense_isa();
     if (isa >= BITNET_DENSE_AVX2) {
+        pthread_once(&bq_f16_table_once, bq_fill_f16_table);
         bq_gemv_table[isa - BITNET_DENSE_AVX2][format](w, row_stride, cols, x, y, r0, r1);
         return;
     }
