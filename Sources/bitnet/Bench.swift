@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: inference (default), training vs PyTorch, GEMM.",
-        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self], defaultSubcommand: InferenceBench.self)
+        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, HeadKernelBench.self], defaultSubcommand: InferenceBench.self)
 
     struct InferenceBench: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "inference",
@@ -209,6 +209,27 @@ struct Bench: ParsableCommand {
                 let all = GEMM.benchmark(m: m, n: n, k: k, transA: ta, transB: tb, threads: .shared, iterations: 5)
                 print(String(format: "%@ %dx%dx%d: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads", name, m, n, k, one.gflops, all.gflops, ThreadPool.shared.threadCount))
             }
+        }
+    }
+
+    struct HeadKernelBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "head",
+            abstract: "Output-head GEMV GB/s (f16/q8/q6/q4) vs read bandwidth, and a batched GEMV vs one GEMV per token.")
+        @Option var rows: Int = 128_256
+        @Option var cols: Int = 2560
+        @Option(help: "Tokens of the batched GEMV.") var tokens: Int = 16
+        @Option(help: "Threads (default: all).") var threads: Int?
+        @Option(help: "Comma-separated formats: f16,q8,q6,q4.") var formats: String = "f16,q8,q6,q4"
+        @Option var repetitions: Int = 3
+        func run() throws {
+            let names = formats.split(separator: ",").map { String($0) }
+            guard rows > 0, cols > 0, tokens > 0, repetitions > 0,
+                  names.allSatisfy({ $0 == "f16" || BlockQuantFormat(rawValue: $0) != nil }) else {
+                throw ValidationError("bench head: rows/cols/tokens/repetitions must be > 0 and formats among f16,q8,q6,q4")
+            }
+            let pool = threads.map { ThreadPool(threadCount: $0) } ?? .shared
+            print("isa: \(DenseKernels.activeISA), threads: \(pool.threadCount), \(rows)x\(cols)")
+            _ = HeadBench.run(rows: rows, cols: cols, tokens: tokens, repetitions: repetitions, formats: names, pool: pool) { print($0) }
         }
     }
 }

@@ -22,7 +22,8 @@
 //
 // GEMV: y[r] = sum_b d_b * (sum_{i<32} q_{b,i} * x[32 b + i]), each block sum in f32, f32 activations (no
 // activation quantization). GEMM: the same for ntok tokens, X[t, j] at x + t * ldx + j, Y[t, r] at y + t * ldy + r;
-// each weight block is decoded once per tile of up to 8 (AVX-512) / 4 (AVX2) tokens. For every path the GEMM's
+// register tiles of 4 rows x 4 tokens (AVX-512; each decoded block and each activation load serves 4 products) or
+// 1 row x 4 tokens (AVX2), so the weights stream from memory once for all tokens. For every path the GEMM's
 // Y[t, :] is bit-identical to the GEMV of X[t, :] on the same path (same summation order), and no result depends
 // on the row split [r0, r1). Paths (AVX-512, AVX2, portable) follow bitnet_dense_isa() and round differently from
 // each other.
