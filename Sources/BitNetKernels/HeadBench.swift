@@ -20,13 +20,15 @@ public enum HeadBench {
     }
 
     /// Measures the read bandwidth (bytes/s, `MemoryBandwidth.measure` on `pool`) and every format in `formats`
-    /// ("f16", "q8", "q6", "q4") on a random matrix (uniform in [-0.05, 0.05), SplitMix64 `seed`).
+    /// ("f16", "q8", "q6", "q4") on a random matrix (uniform in [-0.05, 0.05), SplitMix64 `seed`); the bandwidth
+    /// probe streams `bandwidthBytes` (keep it well above the last-level cache).
     /// One matrix is alive at a time; `progress` gets a line per step.
     public static func run(rows: Int = 128_256, cols: Int = 2560, tokens: Int = 16, repetitions: Int = 3,
-                           formats: [String] = ["f16", "q8", "q6", "q4"], seed: UInt64 = 1, pool: ThreadPool? = .shared,
+                           formats: [String] = ["f16", "q8", "q6", "q4"], seed: UInt64 = 1, bandwidthBytes: Int = 512 << 20,
+                           pool: ThreadPool? = .shared,
                            progress: (String) -> Void = { _ in }) -> (readBandwidth: Double, rows: [Row]) {
         precondition(rows > 0 && cols > 0 && tokens > 0 && repetitions > 0, "HeadBench.run: bad shape or repetitions")
-        let bandwidth = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: repetitions, pool: pool)
+        let bandwidth = MemoryBandwidth.measure(bytes: bandwidthBytes, repetitions: repetitions, pool: pool)
         progress(String(format: "read bandwidth %.2f GB/s", bandwidth / 1e9))
         var state = seed
         func uniform(_ n: Int) -> [Float] {
