@@ -307,46 +307,65 @@ static void f16_gemm_avx2(const uint16_t *w, size_t ld, size_t cols, const float
     }
 }
 
-// Same for AVX-512, in the summation order of f16_row_avx512.
+// R rows x T tokens (R <= 2, T <= 4, constants after inlining) in the summation order of f16_row_avx512: the halves
+// are converted once per 32 columns and each activation load serves the R rows.
 AVX512_ATTR
-static ALWAYS_INLINE void f16_tile_avx512(const uint16_t *row, size_t cols, const float *x, size_t ldx, float *y,
-                                          size_t ldy, int tn) {
-    __m512 a[8], b[8];
-    for (int t = 0; t < tn; t++) a[t] = b[t] = _mm512_setzero_ps();
+static ALWAYS_INLINE void f16_tile_avx512(const uint16_t *row, size_t ld, int R, size_t cols, const float *x, size_t ldx,
+                                          int T, float *y, size_t ldy) {
+    __m512 a[8], b[8], wa[2], wb[2];
+    for (int i = 0; i < R * T; i++) a[i] = b[i] = _mm512_setzero_ps();
     size_t j = 0;
     for (; j + 32 <= cols; j += 32) {
-        __m512 wa = LDH16(row + j), wb = LDH16(row + j + 16);
-        for (int t = 0; t < tn; t++) {
-            a[t] = _mm512_fmadd_ps(wa, _mm512_loadu_ps(x + t * ldx + j), a[t]);
-            b[t] = _mm512_fmadd_ps(wb, _mm512_loadu_ps(x + t * ldx + j + 16), b[t]);
+        for (int r = 0; r < R; r++) { wa[r] = LDH16(row + r * ld + j); wb[r] = LDH16(row + r * ld + j + 16); }
+        for (int t = 0; t < T; t++) {
+            __m512 xa = _mm512_loadu_ps(x + t * ldx + j), xb = _mm512_loadu_ps(x + t * ldx + j + 16);
+            for (int r = 0; r < R; r++) {
+                a[r * T + t] = _mm512_fmadd_ps(wa[r], xa, a[r * T + t]);
+                b[r * T + t] = _mm512_fmadd_ps(wb[r], xb, b[r * T + t]);
+            }
         }
     }
     if (j + 16 <= cols) {
-        __m512 wa = LDH16(row + j);
-        for (int t = 0; t < tn; t++) a[t] = _mm512_fmadd_ps(wa, _mm512_loadu_ps(x + t * ldx + j), a[t]);
+        for (int r = 0; r < R; r++) wa[r] = LDH16(row + r * ld + j);
+        for (int t = 0; t < T; t++) {
+            __m512 xa = _mm512_loadu_ps(x + t * ldx + j);
+            for (int r = 0; r < R; r++) a[r * T + t] = _mm512_fmadd_ps(wa[r], xa, a[r * T + t]);
+        }
         j += 16;
     }
     if (j < cols) {
         __mmask16 m = (__mmask16)((1u << (cols - j)) - 1u);
-        __m512 wv = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + j));
-        for (int t = 0; t < tn; t++) b[t] = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x + t * ldx + j), b[t]);
+        for (int r = 0; r < R; r++) wb[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + r * ld + j));
+        for (int t = 0; t < T; t++) {
+            __m512 xm = _mm512_maskz_loadu_ps(m, x + t * ldx + j);
+            for (int r = 0; r < R; r++) b[r * T + t] = _mm512_fmadd_ps(wb[r], xm, b[r * T + t]);
+        }
     }
-    for (int t = 0; t < tn; t++) y[t * ldy] = _mm512_reduce_add_ps(_mm512_add_ps(a[t], b[t]));
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r * T + t], b[r * T + t]));
 }
 
+// R rows against all tokens in tiles of 4, 2, 1; the next R rows are prefetched first.
+AVX512_ATTR
+static ALWAYS_INLINE void f16_rows_avx512(const uint16_t *row, size_t ld, int R, const uint16_t *next, size_t cols,
+                                          const float *x, size_t ldx, size_t ntok, float *y, size_t ldy) {
+    if (next)
+        for (int r = 0; r < R; r++)
+            for (size_t j = 0; j < cols; j += 32) _mm_prefetch((const char *)(next + r * ld + j), _MM_HINT_T0);
+    size_t t = 0;
+    for (; t + 4 <= ntok; t += 4) f16_tile_avx512(row, ld, R, cols, x + t * ldx, ldx, 4, y + t * ldy, ldy);
+    if (t + 2 <= ntok) { f16_tile_avx512(row, ld, R, cols, x + t * ldx, ldx, 2, y + t * ldy, ldy); t += 2; }
+    if (t < ntok) f16_tile_avx512(row, ld, R, cols, x + t * ldx, ldx, 1, y + t * ldy, ldy);
+}
+
+// 2-row x 4-token register tiles (16 accumulators), leftover row alone.
 AVX512_ATTR
 static void f16_gemm_avx512(const uint16_t *w, size_t ld, size_t cols, const float *x, size_t ldx, size_t ntok,
                             float *y, size_t ldy, size_t r0, size_t r1) {
-    for (size_t r = r0; r < r1; r++) {
-        const uint16_t *row = w + r * ld;
-        if (r + 1 < r1)   // pull the next row in while this one is applied to the tokens
-            for (size_t j = 0; j < cols; j += 32) _mm_prefetch((const char *)(row + ld + j), _MM_HINT_T0);
-        size_t t = 0;
-        for (; t + 8 <= ntok; t += 8) f16_tile_avx512(row, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 8);
-        if (t + 4 <= ntok) { f16_tile_avx512(row, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 4); t += 4; }
-        if (t + 2 <= ntok) { f16_tile_avx512(row, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 2); t += 2; }
-        if (t < ntok) f16_tile_avx512(row, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 1);
-    }
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2)
+        f16_rows_avx512(w + r * ld, ld, 2, r + 4 <= r1 ? w + (r + 2) * ld : NULL, cols, x, ldx, ntok, y + r, ldy);
+    if (r < r1) f16_rows_avx512(w + r * ld, ld, 1, NULL, cols, x, ldx, ntok, y + r, ldy);
 }
 #endif
 
