@@ -117,20 +117,30 @@ public struct BlockQuantMatrix: Sendable, Equatable {
                      "BlockQuantMatrix.gemm: x has \(x.count) values for \(tokens) tokens of \(cols) (ldx \(ldx))")
         return [Float](unsafeUninitializedCapacity: tokens * rows) { y, n in
             if rows > 0 && tokens > 0 {
-                bytes.withUnsafeBufferPointer { wp in
-                    x.withUnsafeBufferPointer { xp in
-                        let w = wp.baseAddress ?? DenseKernels.dummyBytes, xb = xp.baseAddress ?? DenseKernels.dummyF32
-                        if batched {
-                            Self.gemm(format: format, weights: w, rowStride: rowStride, rows: rows, cols: cols, x: xb, ldx: ldx,
-                                      tokens: tokens, y: y.baseAddress!, ldy: rows, pool: pool)
-                        } else {
-                            Self.gemv(format: format, weights: w, rowStride: rowStride, rows: rows, cols: cols, x: xb,
-                                      y: y.baseAddress!, pool: pool)
-                        }
-                    }
+                x.withUnsafeBufferPointer { xp in
+                    let xb = xp.baseAddress ?? DenseKernels.dummyF32
+                    if batched { gemm(x: xb, ldx: ldx, tokens: tokens, y: y.baseAddress!, ldy: rows, pool: pool) }
+                    else { gemv(x: xb, y: y.baseAddress!, pool: pool) }
                 }
             }
             n = tokens * rows
+        }
+    }
+
+    /// Hot-path GEMV into caller memory: y[r] for r in `rowRange` (default all rows), x has `cols` values.
+    public func gemv(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
+        bytes.withUnsafeBufferPointer { wp in
+            Self.gemv(format: format, weights: wp.baseAddress ?? DenseKernels.dummyBytes, rowStride: rowStride, rows: rows, cols: cols,
+                      x: x, y: y, rowRange: rowRange, pool: pool)
+        }
+    }
+
+    /// Hot-path batched GEMV into caller memory: X[t, j] at x[t * ldx + j], Y[t, r] at y[t * ldy + r].
+    public func gemm(x: UnsafePointer<Float>, ldx: Int, tokens: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+                     rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
+        bytes.withUnsafeBufferPointer { wp in
+            Self.gemm(format: format, weights: wp.baseAddress ?? DenseKernels.dummyBytes, rowStride: rowStride, rows: rows, cols: cols,
+                      x: x, ldx: ldx, tokens: tokens, y: y, ldy: ldy, rowRange: rowRange, pool: pool)
         }
     }
 
