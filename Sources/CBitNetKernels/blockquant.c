@@ -275,59 +275,65 @@ static inline __mmask16 tail_mask(size_t n, size_t half) {
 
 #define BQ_SCALE_AVX2(fmt, blk) _mm256_set1_ps(bq_scale_simd(fmt, blk))
 
-/// `tn` tokens (constant after inlining) of one row: every block is decoded once and applied to all of them.
+/// Rows row .. row + R - 1 against tokens x .. x + (T - 1) ldx (R <= 4, T <= 4, R * T <= 4; constants after
+/// inlining); Y[t, r] to y[t * ldy + r]; `pf` (or NULL) is prefetched at the same offsets. With one token the
+/// activations are loaded first and each row decoded just before its dot (GEMV); otherwise the R blocks are decoded
+/// once and applied to every token.
 AVX2_ATTR
-static ALWAYS_INLINE void bq_tile_avx2(int fmt, size_t bb, const uint8_t *row, const uint8_t *next, size_t cols,
-                                       const float *x, size_t ldx, float *y, size_t ldy, int tn) {
-    __m256 acc[4], w[4], xv[4];
-    for (int t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+static ALWAYS_INLINE void bq_tile_avx2(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
+                                       const float *x, size_t ldx, int T, float *y, size_t ldy) {
+    size_t bb = bitnet_bq_block_bytes(fmt);
+    __m256 acc[4], w[4][4], d[4], xv[4];
+    for (int i = 0; i < R * T; i++) acc[i] = _mm256_setzero_ps();
     for (size_t j = 0, o = 0; j < cols; j += BQ, o += bb) {
-        if (next) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
-        bq_load_avx2(fmt, row + o, w);
-        __m256 d = BQ_SCALE_AVX2(fmt, row + o);
         size_t n = cols - j < BQ ? cols - j : BQ;
-        for (int t = 0; t < tn; t++) {
-            bq_x_avx2(x + t * ldx, j, n, xv);
-            acc[t] = bq_dot_avx2(w, d, xv, acc[t]);
+        if (T == 1) bq_x_avx2(x, j, n, xv);
+        for (int r = 0; r < R; r++) {
+            if (pf) _mm_prefetch((const char *)(pf + r * rs + o), _MM_HINT_T0);
+            bq_load_avx2(fmt, row + r * rs + o, w[r]);
+            d[r] = BQ_SCALE_AVX2(fmt, row + r * rs + o);
+            if (T == 1) acc[r] = bq_dot_avx2(w[r], d[r], xv, acc[r]);
+        }
+        if (T > 1) {
+            for (int t = 0; t < T; t++) {
+                bq_x_avx2(x + t * ldx, j, n, xv);
+                for (int r = 0; r < R; r++) acc[r * T + t] = bq_dot_avx2(w[r], d[r], xv, acc[r * T + t]);
+            }
         }
     }
-    for (int t = 0; t < tn; t++) y[t * ldy] = hsum256(acc[t]);
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ldy + r] = hsum256(acc[r * T + t]);
 }
 
 /// GEMV: four rows at a time sharing the activation loads, each row prefetched BQ_PREFETCH bytes ahead.
 AVX2_ATTR
 static ALWAYS_INLINE void bq_gemv_avx2(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, float *y,
                                        size_t r0, size_t r1) {
-    size_t bb = bitnet_bq_block_bytes(fmt), r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        const uint8_t *wr[4] = {w + r * rs, w + (r + 1) * rs, w + (r + 2) * rs, w + (r + 3) * rs};
-        __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
-        for (size_t j = 0, o = 0; j < cols; j += BQ, o += bb) {
-            __m256 xv[4], wv[4];
-            bq_x_avx2(x, j, cols - j < BQ ? cols - j : BQ, xv);
-            for (int k = 0; k < 4; k++) {
-                _mm_prefetch((const char *)(wr[k] + o + BQ_PREFETCH), _MM_HINT_T0);
-                bq_load_avx2(fmt, wr[k] + o, wv);
-                acc[k] = bq_dot_avx2(wv, BQ_SCALE_AVX2(fmt, wr[k] + o), xv, acc[k]);
-            }
-        }
-        for (int k = 0; k < 4; k++) y[r + k] = hsum256(acc[k]);
-    }
-    for (; r < r1; r++) bq_tile_avx2(fmt, bb, w + r * rs, NULL, cols, x, 0, y + r, 0, 1);
+    size_t r = r0;
+    for (; r + 4 <= r1; r += 4) bq_tile_avx2(fmt, w + r * rs, rs, w + r * rs + BQ_PREFETCH, 4, cols, x, 0, 1, y + r, 0);
+    for (; r < r1; r++) bq_tile_avx2(fmt, w + r * rs, rs, NULL, 1, cols, x, 0, 1, y + r, 0);
 }
 
-/// GEMM: per row, tokens in tiles of 4, then 2, then 1; the next row is prefetched during the first tile.
+/// Tokens in tiles of T_MAX = 4 / R, then 2, then 1 for R rows; the next R rows (`pf`) are prefetched during the
+/// first tile.
+AVX2_ATTR
+static ALWAYS_INLINE void bq_rows_avx2(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
+                                       const float *x, size_t ldx, size_t ntok, float *y, size_t ldy) {
+    size_t t = 0;
+    if (R == 1)
+        for (; t + 4 <= ntok; t += 4, pf = NULL) bq_tile_avx2(fmt, row, rs, pf, 1, cols, x + t * ldx, ldx, 4, y + t * ldy, ldy);
+    for (; t + 2 <= ntok; t += 2, pf = NULL) bq_tile_avx2(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 2, y + t * ldy, ldy);
+    if (t < ntok) bq_tile_avx2(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 1, y + t * ldy, ldy);
+}
+
+/// GEMM: 2-row x 2-token register tiles (AVX2 has 16 vector registers), leftover row with 4-token tiles.
 AVX2_ATTR
 static ALWAYS_INLINE void bq_gemm_avx2(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx,
                                        size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
-    size_t bb = bitnet_bq_block_bytes(fmt);
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *row = w + r * rs, *next = r + 1 < r1 ? row + rs : NULL;
-        size_t t = 0;
-        for (; t + 4 <= ntok; t += 4, next = NULL) bq_tile_avx2(fmt, bb, row, next, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 4);
-        if (t + 2 <= ntok) { bq_tile_avx2(fmt, bb, row, next, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 2); t += 2; next = NULL; }
-        if (t < ntok) bq_tile_avx2(fmt, bb, row, next, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 1);
-    }
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2)
+        bq_rows_avx2(fmt, w + r * rs, rs, r + 4 <= r1 ? w + (r + 2) * rs : NULL, 2, cols, x, ldx, ntok, y + r, ldy);
+    if (r < r1) bq_rows_avx2(fmt, w + r * rs, rs, NULL, 1, cols, x, ldx, ntok, y + r, ldy);
 }
 
 // MARK: - AVX-512 GEMV / GEMM
