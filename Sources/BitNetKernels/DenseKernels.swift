@@ -200,9 +200,9 @@ public enum DenseKernels {
     // MARK: helpers
 
     /// Stand-ins for the base of an empty buffer (cols == 0): never dereferenced.
-    private static var dummyF16: UnsafePointer<UInt16> { UnsafePointer(bitPattern: 2)! }
-    private static var dummyF32: UnsafePointer<Float> { UnsafePointer(bitPattern: 4)! }
-    private static var dummyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
+    static var dummyF16: UnsafePointer<UInt16> { UnsafePointer(bitPattern: 2)! }
+    static var dummyF32: UnsafePointer<Float> { UnsafePointer(bitPattern: 4)! }
+    static var dummyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
 
 }
 

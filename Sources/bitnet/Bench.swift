@@ -6,7 +6,8 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: inference (default), training vs PyTorch, GEMM.",
-        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, ThreadsBench.self], defaultSubcommand: InferenceBench.self)
+        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, ThreadsBench.self, HeadKernelBench.self],
+        defaultSubcommand: InferenceBench.self)
 
     struct InferenceBench: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "inference",
@@ -230,6 +231,27 @@ struct Bench: ParsableCommand {
                     print(String(format: "%@ | %.3f | %.3f | %.3f | %.2fx", r.label, r.serial * 1e3, r.unguarded * 1e3, r.guarded * 1e3, r.serial / r.guarded))
                 }
             }
+        }
+    }
+
+    struct HeadKernelBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "head",
+            abstract: "Output-head GEMV GB/s (f16/q8/q6/q4) vs read bandwidth, and a batched GEMV vs one GEMV per token.")
+        @Option var rows: Int = 128_256
+        @Option var cols: Int = 2560
+        @Option(help: "Tokens of the batched GEMV.") var tokens: Int = 16
+        @Option(help: "Threads (default: all).") var threads: Int?
+        @Option(help: "Comma-separated formats: f16,q8,q6,q4.") var formats: String = "f16,q8,q6,q4"
+        @Option var repetitions: Int = 3
+        func run() throws {
+            let names = formats.split(separator: ",").map { String($0) }
+            guard rows > 0, cols > 0, tokens > 0, repetitions > 0,
+                  names.allSatisfy({ $0 == "f16" || BlockQuantFormat(rawValue: $0) != nil }) else {
+                throw ValidationError("bench head: rows/cols/tokens/repetitions must be > 0 and formats among f16,q8,q6,q4")
+            }
+            let pool = threads.map { ThreadPool(threadCount: $0) } ?? .shared
+            print("isa: \(DenseKernels.activeISA), threads: \(pool.threadCount), \(rows)x\(cols)")
+            _ = HeadBench.run(rows: rows, cols: cols, tokens: tokens, repetitions: repetitions, formats: names, pool: pool) { print($0) }
         }
     }
 }
