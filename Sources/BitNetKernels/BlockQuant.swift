@@ -150,9 +150,10 @@ public struct BlockQuantMatrix: Sendable, Equatable {
                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         let range = checkedRange(format, rowStride: rowStride, rows: rows, cols: cols, rowRange: rowRange)
-        let fmt = format.raw
-        ThreadPool.splitRows(range, work: cols, granule: 4, threshold: DenseKernels.parallelThreshold, pool: pool) { r0, r1 in
-            bitnet_bq_gemv(fmt, weights, rowStride, cols, x, y, r0, r1)
+        var args = bitnet_bq_gemv_args(format: format.raw, w: weights, row_stride: rowStride, cols: cols, x: x, y: y)
+        withUnsafePointer(to: &args) {
+            ThreadPool.splitRows(range, work: cols, granule: 4, threshold: DenseKernels.parallelThreshold, pool: pool,
+                                 kernel: bitnet_bq_gemv_rows, args: $0)
         }
     }
 

@@ -460,3 +460,13 @@ void bitnet_bq_gemv(int format, const uint8_t *w, size_t row_stride, size_t cols
 #endif
     bitnet_bq_gemv_ref(format, w, row_stride, cols, x, y, r0, r1);
 }
+
+void bitnet_bq_gemv_rows(const void *args, size_t r0, size_t r1) {
+    const bitnet_bq_gemv_args *a = (const bitnet_bq_gemv_args *)args;
+    bitnet_bq_gemv(a->format, a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
+}
+
+void bitnet_f16_gemv_rows(const void *args, size_t r0, size_t r1) {
+    const bitnet_f16_gemv_args *a = (const bitnet_f16_gemv_args *)args;
+    bitnet_f16_gemv(a->w, a->ld, a->cols, a->x, a->y, r0, r1);
+}

@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
         @Option(help: "A model file or directory (otherwise a synthetic model of --preset or the shape flags).") var model: String?
         @Option(help: "Synthetic shape preset: 2b4t (BitNet b1.58 2B4T) or a training size preset (tiny, small, 10m, ...).") var preset: String = "2b4t"
         @Option(help: "Threads (default: all cores; same as BITNET_THREADS).") var threads: Int?
-        @Option(help: "Output head format for the ternary model: f32, f16 or q8.") var head: String = "q8"
+        @Option(help: "Output head and embedding format for the ternary model: f32, f16, q8, q6 or q4.") var head: String = "q8"
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
         func run() throws {
             if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
             try runReportingErrors {
-                guard let headFormat = HeadFormat(rawValue: head) else { throw BitNetError.invalidArgument("--head must be f32, f16 or q8") }
+                guard let headFormat = HeadFormat(rawValue: head) else { throw BitNetError.invalidArgument("--head must be f32, f16, q8, q6 or q4") }
                 let promptLengths = try prompts.split(separator: ",").map { s -> Int in
                     guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--prompts: '\(s)' is not a positive integer") }
                     return v

@@ -273,7 +273,7 @@ public final class InferenceModel: @unchecked Sendable {
         head = embedding
     }
 
-    /// Stores the output head and the embedding in f32, f16 or 8-bit blocks (a tied pair stays one matrix).
+    /// Stores the output head and the embedding in f32, f16 or 8/6/4-bit blocks (a tied pair stays one matrix).
     /// Converting from a lossy format starts from its dequantized values.
     public func setHeadFormat(_ format: HeadFormat) throws {
         let c = config, tied = head === embedding
@@ -288,6 +288,11 @@ public final class InferenceModel: @unchecked Sendable {
     /// Logits = head · x (the output projection, in the head's stored format).
     func applyHead(x: UnsafePointer<Float>, logits: UnsafeMutablePointer<Float>) {
         head.gemv(x: x, y: logits)
+    }
+
+    /// Logits [tokens, vocab] of x [tokens, dim], the head read once for all tokens.
+    func applyHead(x: UnsafePointer<Float>, tokens: Int, logits: UnsafeMutablePointer<Float>) {
+        head.gemm(x: x, tokens: tokens, y: logits)
     }
 
     /// Size of the inference weights: packed linears plus f32 embedding/head and norms.

@@ -225,10 +225,27 @@ public final class InferenceSession: @unchecked Sendable {
             project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A))
             addInPlace(X, A, n * d)
         }
-        for i in 0..<n {
-            guard let out = logits(i) else { continue }
-            RMSNorm.forward(out: A, rstd: nil, x: X + i * d, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
-            model.applyHead(x: A, logits: out)
+        if n == 1 {
+            // Decoding: one row, no allocation.
+            if let out = logits(0) {
+                RMSNorm.forward(out: A, rstd: nil, x: X, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
+                model.applyHead(x: A, logits: out)
+            }
+            return
+        }
+        // Several rows: normalize the wanted ones side by side in A and read the head once for all of them.
+        let wanted = (0..<n).filter { logits($0) != nil }
+        guard !wanted.isEmpty else { return }
+        for (j, i) in wanted.enumerated() {
+            RMSNorm.forward(out: A + j * d, rstd: nil, x: X + i * d, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
+        }
+        let v = c.vocabSize, m = wanted.count, first = logits(wanted[0])!
+        if wanted.enumerated().allSatisfy({ logits($0.element) == first + $0.offset * v }) {
+            model.applyHead(x: A, tokens: m, logits: first)
+        } else {
+            let tmp = FloatBuffer(m * v)
+            model.applyHead(x: A, tokens: m, logits: tmp.ptr)
+            for (j, i) in wanted.enumerated() { logits(i)!.update(from: tmp.ptr + j * v, count: v) }
         }
     }
 }

@@ -64,6 +64,12 @@ void bitnet_bq_dequantize(int format, const uint8_t *src, size_t row_stride, siz
                           size_t r0, size_t r1);
 
 /// y[r] = sum_b d_b * sum_i q_{b,i} * x[32 b + i] for r in [r0, r1); x has `cols` values (no padding needed).
+/// Arguments of bitnet_bq_gemv / bitnet_f16_gemv as structs, for bitnet_pool_split_rows (no closure per call).
+typedef struct { int format; const uint8_t *w; size_t row_stride, cols; const float *x; float *y; } bitnet_bq_gemv_args;
+void bitnet_bq_gemv_rows(const void *args, size_t r0, size_t r1);
+typedef struct { const uint16_t *w; size_t ld, cols; const float *x; float *y; } bitnet_f16_gemv_args;
+void bitnet_f16_gemv_rows(const void *args, size_t r0, size_t r1);
+
 void bitnet_bq_gemv(int format, const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y,
                     size_t r0, size_t r1);
 

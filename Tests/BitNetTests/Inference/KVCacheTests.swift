@@ -125,10 +125,12 @@ final class KVCacheTests: XCTestCase {
 final class BatchedDecodingTests: XCTestCase {
     /// Several sessions at different positions stepped together give each session's own `step` logits.
     func testStepBatchEqualsIndependentSteps() throws {
-        for (arch, groups, kv) in [(Architecture.b158, 1, KVCacheFormat.f32), (.fp, 1, .f32), (.b158, 2, .f32), (.b1, 1, .q8)] {
+        for (arch, groups, kv, head) in [(Architecture.b158, 1, KVCacheFormat.f32, HeadFormat.f32), (.fp, 1, .f32, .f16), (.b158, 2, .f32, .q6),
+                                         (.b1, 1, .q8, .q4)] {
             var c = tinyConfig(arch, seq: 32)
             c.quantGroups = groups
             let model = InferenceModel(weights: ModelWeights(config: c, seed: 8))
+            try model.setHeadFormat(head)
             let prompts = [[1, 2, 3], [9], [30, 4, 4, 4, 17, 2, 0]]
             let solo = try prompts.map { _ in try InferenceSession(model: model, kvCache: kv) }
             let together = try prompts.map { _ in try InferenceSession(model: model, kvCache: kv) }
