@@ -140,6 +140,13 @@ public struct InferenceLinear: @unchecked Sendable {
     /// The same product for `n` tokens at once, x [n, cols] → y [n, rows] (prompt processing): the packed path
     /// unpacks each weight block once for several tokens (int8 GEMM), others run token by token.
     func applyBatch(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, tokens n: Int) {
+        if let half, n > 1 {
+            // The f16 twin: each weight row is read once for all tokens, as the ternary GEMM does.
+            half.bits.withUnsafeBufferPointer {
+                DenseKernels.f16Gemm(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, ldx: cols, tokens: n, y: y, ldy: rows)
+            }
+            return
+        }
         guard packed != nil, n > 1 else {
             let codes = UnsafeMutablePointer<Int8>.allocate(capacity: cols), deq = UnsafeMutablePointer<Float>.allocate(capacity: cols)
             let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rows)

@@ -125,5 +125,13 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertGreaterThan(r.decodeTokensPerSecond, 0)
         XCTAssertEqual(Set(r.prefillTokensPerSecond.keys), [8, 16])
         XCTAssertThrowsError(try InferenceBenchmark.run(model: half, promptLengths: [100], decodeTokens: 5))
+        // Both twins process a prompt in one batched pass with the logits of token-by-token steps.
+        for model in [ternary, half] {
+            let prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+            let a = InferenceSession(model: model), b = InferenceSession(model: model)
+            var stepped: [Float] = []
+            for t in prompt { stepped = Array(try a.step(token: t)) }
+            XCTAssertLessThan(maxAbsDiff(stepped, Array(try b.prefill(tokens: prompt))), 1e-5)
+        }
     }
 }
