@@ -508,10 +508,15 @@ static void t2_gemm_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
     if (!t2_pad_tokens(x, ldx, cols, tokens, nblk, &xp)) { bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
     size_t rb = (192 * 1024 / (row_stride ? row_stride : 1)) & ~(size_t)3;
     if (rb < 4) rb = 4;
+    // Long prompts: tokens in blocks whose activations (~512 KB) stay in L2 beside the weight block.
+    size_t tb = (512 * 1024 / xp.ld) & ~(size_t)(T2_GEMM_TOKENS - 1);
+    if (tb < T2_GEMM_TOKENS) tb = T2_GEMM_TOKENS;
+    for (size_t tb0 = 0; tb0 < tokens; tb0 += tb) {
+    const size_t tb1 = tb0 + tb < tokens ? tb0 + tb : tokens;
     for (size_t b0 = r0; b0 < r1; b0 += rb) {
         const size_t b1 = b0 + rb < r1 ? b0 + rb : r1;
-        for (size_t t0 = 0; t0 < tokens; t0 += T2_GEMM_TOKENS) {
-            const size_t nt = tokens - t0 < T2_GEMM_TOKENS ? tokens - t0 : T2_GEMM_TOKENS;
+        for (size_t t0 = tb0; t0 < tb1; t0 += T2_GEMM_TOKENS) {
+            const size_t nt = tb1 - t0 < T2_GEMM_TOKENS ? tb1 - t0 : T2_GEMM_TOKENS;
             const int8_t *xs[T2_GEMM_TOKENS];
             for (size_t i = 0; i < T2_GEMM_TOKENS; i++) xs[i] = xp.x + (t0 + (i < nt ? i : 0)) * xp.ld;
             for (size_t r = b0; r < b1; r += 4) {
@@ -525,6 +530,7 @@ static void t2_gemm_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
                     for (size_t i = 0; i < nt; i++) y[(t0 + i) * ldy + r + j] = hsum_epi32(acc[j][i]) - xp.sx[t0 + i];
             }
         }
+    }
     }
     free(xp.sx);
 }

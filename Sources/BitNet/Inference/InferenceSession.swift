@@ -72,9 +72,8 @@ public final class InferenceSession: @unchecked Sendable {
         let n = tokens.count
         try checkTokens(count: n, fitting: n) { tokens[$0] }
         let out = logitsBuf.ptr, pos0 = position
-        Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, scratch: scratch(rows: n)) {
-            $0 == n - 1 ? out : nil
-        }
+        Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, promptStart: pos0,
+                     scratch: scratch(rows: n)) { $0 == n - 1 ? out : nil }
         position += n
         return UnsafeBufferPointer(start: logitsBuf.ptr, count: model.config.vocabSize)
     }
@@ -87,9 +86,8 @@ public final class InferenceSession: @unchecked Sendable {
         let pos0 = position
         logits.withUnsafeMutableBufferPointer { lp in
             let base = lp.baseAddress!
-            Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, scratch: scratch(rows: n)) {
-                base + $0 * v
-            }
+            Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, promptStart: pos0,
+                         scratch: scratch(rows: n)) { base + $0 * v }
         }
         position += n
         return logits
@@ -200,8 +198,10 @@ public final class InferenceSession: @unchecked Sendable {
     /// The forward pass over `n` rows: row i is token `token(i)` of `session(i)` at `position(i)` (one session for a
     /// prompt, distinct sessions for batched decoding). Keys/values go to each row's session cache before any row
     /// attends, so prompt rows see the earlier prompt rows. Rows for which `logits(i)` gives a pointer get logits there.
+    /// `promptStart`: set when the rows are one session's consecutive positions from there (a prompt), whose attention
+    /// then runs as matrix products.
     static func forward(rows n: Int, token: (Int) -> Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
-                        scratch s: ForwardScratch, logits: (Int) -> UnsafeMutablePointer<Float>?) {
+                        promptStart: Int? = nil, scratch s: ForwardScratch, logits: (Int) -> UnsafeMutablePointer<Float>?) {
         let model = session(0).model, c = model.config
         let d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, eps = c.normEps, ng = c.normGroups
         let X = s.x.ptr, A = s.a.ptr, B = s.b.ptr, Q = s.q.ptr, K = s.k.ptr, V = s.v.ptr, G = s.g.ptr, U = s.u.ptr
@@ -216,7 +216,11 @@ public final class InferenceSession: @unchecked Sendable {
                 model.rope.apply(K + i * kvD, heads: c.nKVHeads, pos: pos)
                 session(i).cache.store(layer: l, pos: pos, key: K + i * kvD, value: V + i * kvD)
             }
-            attendRows(layer: l, rows: n, session: session, position: position, q: Q, out: B)
+            if let pos0 = promptStart, n >= 8 {
+                session(0).cache.attendPrompt(layer: l, pos0: pos0, rows: n, query: Q, heads: c.nHeads, out: B)
+            } else {
+                attendRows(layer: l, rows: n, session: session, position: position, q: Q, out: B)
+            }
             project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A))
             addInPlace(X, A, n * d)
             // FFN block: x += W2·SubLN(act(W1·h) ⊙ W3·h), h = RMSNorm(x) (SwiGLU, or ReLU² for 2B4T).

@@ -149,6 +149,42 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
+    /// Causal attention of a prompt's `n` queries [n, nHeads·headDim] at positions pos0..<pos0+n (their keys and
+    /// values already stored) as matrix products per head: S = Q_h·K_hᵀ/√d, causal softmax, O_h = S·V_h. The
+    /// quantized formats are dequantized once per layer for this.
+    func attendPrompt(layer l: Int, pos0: Int, rows n: Int, query: UnsafePointer<Float>, heads: Int, out: UnsafeMutablePointer<Float>) {
+        let T = pos0 + n, hd = headDim, kvD = kvDim, qD = heads * hd, group = heads / kvHeads
+        var kBase: UnsafePointer<Float>, vBase: UnsafePointer<Float>
+        var dequantized: UnsafeMutablePointer<Float>? = nil
+        if format == .f32 {
+            kBase = UnsafePointer((keys + l * maxSeqLen * rowBytes).assumingMemoryBound(to: Float.self))
+            vBase = UnsafePointer((values + l * maxSeqLen * rowBytes).assumingMemoryBound(to: Float.self))
+        } else {
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: 2 * T * kvD)
+            for t in 0..<T {
+                for h in 0..<kvHeads {
+                    loadKey(layer: l, pos: t, head: h, into: buf + t * kvD + h * hd)
+                    loadValue(layer: l, pos: t, head: h, into: buf + (T + t) * kvD + h * hd)
+                }
+            }
+            kBase = UnsafePointer(buf); vBase = UnsafePointer(buf + T * kvD)
+            dequantized = buf
+        }
+        defer { dequantized?.deallocate() }
+        let scale = 1 / Float(hd).squareRoot()
+        ThreadPool.shared.parallelFor(heads) { h in
+            let kvh = h / group
+            let S = UnsafeMutablePointer<Float>.allocate(capacity: n * T)
+            defer { S.deallocate() }
+            // Inside a pool task these products run on this thread (nested calls are serial).
+            GEMM.sgemm(transA: false, transB: true, m: n, n: T, k: hd, alpha: scale, a: query + h * hd, lda: qD,
+                       b: kBase + kvh * hd, ldb: kvD, beta: 0, c: S, ldc: T)
+            for i in 0..<n { CausalAttention.causalSoftmaxRow(S + i * T, valid: pos0 + i + 1, width: T) }
+            GEMM.sgemm(transA: false, transB: false, m: n, n: hd, k: T, a: S, lda: T, b: vBase + kvh * hd, ldb: kvD,
+                       beta: 0, c: out + h * hd, ldc: qD)
+        }
+    }
+
     /// Causal attention of one query (all heads, [nHeads·headDim]) at `pos` over cached positions 0...pos of
     /// `layer` (GQA: query head h reads KV head h / group), serially.
     func attend(layer l: Int, pos: Int, query: UnsafePointer<Float>, heads: Int, out: UnsafeMutablePointer<Float>) {

@@ -152,13 +152,16 @@ final class BatchedDecodingTests: XCTestCase {
     func testPrefillLogitsEqualsSteps() throws {
         let c = tinyConfig(.b158, ffn: .relu2, seq: 16)
         let model = InferenceModel(weights: ModelWeights(config: c, seed: 2))
-        let tokens = [7, 3, 36, 0, 12, 12, 5]
-        let all = try InferenceSession(model: model).prefillLogits(tokens: tokens)
-        let s = InferenceSession(model: model)
-        var steps: [Float] = []
-        for t in tokens { steps += Array(try s.step(token: t)) }
-        XCTAssertEqual(all.count, tokens.count * c.vocabSize)
-        XCTAssertLessThan(maxAbsDiff(all, steps), 1e-4)
+        // 11 tokens: prompts of 8 or more take the matrix-product attention path.
+        let tokens = [7, 3, 36, 0, 12, 12, 5, 9, 1, 30, 2]
+        for kv in KVCacheFormat.allCases {
+            let all = try InferenceSession(model: model, kvCache: kv).prefillLogits(tokens: tokens)
+            let s = try InferenceSession(model: model, kvCache: kv)
+            var steps: [Float] = []
+            for t in tokens { steps += Array(try s.step(token: t)) }
+            XCTAssertEqual(all.count, tokens.count * c.vocabSize)
+            XCTAssertLessThan(maxAbsDiff(all, steps), 1e-4, "\(kv)")
+        }
     }
 
     func testStepBatchRejectsBadInput() throws {
