@@ -413,18 +413,24 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
     if (r < r1) t2_gemv_avx2(w, row_stride, cols, x, y, r, r1);
 }
 
-// Activations of every token copied into rows of whole 128-blocks (zero tail), with their sums: the GEMMs then
-// read full blocks only, and sum_j (code_j) * x_j - sum_j x_j = sum_j w_j * x_j.
-typedef struct { int8_t *x; int32_t *sx; size_t ld; } t2_padded;
+// Activations of every token in rows of whole 128-blocks (zero tail), with their sums: the GEMMs then read full
+// blocks only, and sum_j (code_j) * x_j - sum_j x_j = sum_j w_j * x_j.
+typedef struct { const int8_t *x; int32_t *sx; size_t ld; } t2_padded;
 
+// When cols is a whole number of blocks (every layer of 2B4T) the activations are used in place: only the sums
+// are computed, with no copy (a copy per call and thread chunk would page-fault a fresh buffer each time).
 static int t2_pad_tokens(const int8_t *x, size_t ldx, size_t cols, size_t tokens, size_t nblk, t2_padded *out) {
-    out->ld = nblk * 128;
-    out->sx = (int32_t *)malloc(tokens * sizeof(int32_t) + tokens * out->ld + 64);
+    const int copy = cols % 128 != 0;
+    out->ld = copy ? nblk * 128 : ldx;
+    out->sx = (int32_t *)malloc(tokens * sizeof(int32_t) + (copy ? tokens * out->ld + 64 : 0));
     if (!out->sx) return 0;
-    out->x = (int8_t *)(((uintptr_t)(out->sx + tokens) + 63) & ~(uintptr_t)63);
+    int8_t *buf = copy ? (int8_t *)(((uintptr_t)(out->sx + tokens) + 63) & ~(uintptr_t)63) : NULL;
+    out->x = copy ? buf : x;
     for (size_t t = 0; t < tokens; t++) {
-        memcpy(out->x + t * out->ld, x + t * ldx, cols);
-        memset(out->x + t * out->ld + cols, 0, out->ld - cols);
+        if (copy) {
+            memcpy(buf + t * out->ld, x + t * ldx, cols);
+            memset(buf + t * out->ld + cols, 0, out->ld - cols);
+        }
         out->sx[t] = sum_i8(x + t * ldx, cols);
     }
     return 1;
@@ -448,7 +454,7 @@ static void t2_gemm_vnni_rows(const uint8_t *const *rows, size_t R, const int8_t
                 const __m256i u = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(rows[r] + k * 32)),
                                                                      6 - 2 * (int)seg), m3);
                 for (size_t i = 0; i < T2_GEMM_TOKENS; i++)
-                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], u, _mm256_load_si256((const __m256i *)(xs[i] + k * 128 + seg * 32)));
+                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], u, _mm256_loadu_si256((const __m256i *)(xs[i] + k * 128 + seg * 32)));
             }
         }
     }
@@ -456,7 +462,7 @@ static void t2_gemm_vnni_rows(const uint8_t *const *rows, size_t R, const int8_t
 
 #define T2_DP4(x, off)                                                              \
     do {                                                                           \
-        const __m256i xv = _mm256_load_si256((const __m256i *)((x) + (off)));      \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)((x) + (off)));     \
         a0 = _mm256_dpbusd_epi32(a0, u0, xv); a1 = _mm256_dpbusd_epi32(a1, u1, xv); \
         a2 = _mm256_dpbusd_epi32(a2, u2, xv); a3 = _mm256_dpbusd_epi32(a3, u3, xv); \
     } while (0)
