@@ -27,7 +27,7 @@ public enum ModelFile {
         try FileIO.writeAtomically(try serialize(weights, tokenizer: tokenizer), to: url)
     }
 
-    /// Resolves a user's --model argument: a checkpoint directory, a .safetensors file or a llama2.c .bin.
+    /// Resolves a user's --model argument: a checkpoint directory, a .safetensors, .gguf or llama2.c .bin file.
     public static func resolve(_ path: String) throws -> String {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw BitNetError.fileNotFound(path) }
@@ -44,7 +44,11 @@ public enum ModelFile {
     /// Loads a model from a checkpoint directory, a safetensors file or a llama2.c checkpoint; `tokenizerPath`
     /// names a separate vocabulary (llama2.c's tokenizer.bin, or a tokenizer.json).
     public static func load(path: String, tokenizerPath: String? = nil) throws -> LoadedModel {
+        if HFModel.isHFDirectory(path) && !FileManager.default.fileExists(atPath: path + "/" + fileName) {
+            return try withTokenizer(HFModel.load(path: path), tokenizerPath)
+        }
         let file = try resolve(path)
+        if GGUFModel.isGGUF(path: file) { return try withTokenizer(GGUFModel.load(path: file), tokenizerPath) }
         let weights: ModelWeights
         var tokenizer: (any Tokenizer)?
         if Llama2cModel.looksLikeLlama2c(path: file) {
@@ -83,6 +87,16 @@ public enum ModelFile {
             throw BitNetError.shapeMismatch("tokenizer has \(t.vocabSize) tokens, the model's vocabulary is \(weights.config.vocabSize)")
         }
         return LoadedModel(weights: weights, tokenizer: tokenizer)
+    }
+
+    /// A loaded model with its tokenizer replaced by the one at `tokenizerPath` (if given), sizes checked.
+    static func withTokenizer(_ m: LoadedModel, _ tokenizerPath: String?) throws -> LoadedModel {
+        guard let tokenizerPath else { return m }
+        let t = try loadTokenizer(path: tokenizerPath, vocabSize: m.weights.config.vocabSize)
+        guard t.vocabSize <= m.weights.config.vocabSize else {
+            throw BitNetError.shapeMismatch("tokenizer has \(t.vocabSize) tokens, the model's vocabulary is \(m.weights.config.vocabSize)")
+        }
+        return LoadedModel(weights: m.weights, tokenizer: t)
     }
 
     /// Loads a tokenizer file: a tokenizer.json (byte-level BPE) or a llama2.c tokenizer.bin.

@@ -1088,3 +1088,11 @@ extension ByteLevelBPE {
         return out
     }
 }
+
+extension ByteLevelBPE {
+    /// Sets BOS/EOS from a model's config (nil leaves the current one); ids outside the vocabulary are ignored.
+    public mutating func setSpecialIDs(bos: Int?, eos: Int?) {
+        if let bos, bos >= 0, bos < vocabSize { bosID = bos }
+        if let eos, eos >= 0, eos < vocabSize { eosID = eos }
+    }
+}
