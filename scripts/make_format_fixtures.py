@@ -43,7 +43,8 @@ def bf16_round(a):
 
 
 # ---- master weights (bf16 values), HF names and rotate_half row order ----
-master = {"model.embed_tokens.weight": bf16_round(rng.normal(0, 1.0, (V, D))),
+# Embedding scale 0.1 keeps the tied head's logits near unit spread, so the softmax (and the KL test) is not one-hot.
+master = {"model.embed_tokens.weight": bf16_round(rng.normal(0, 0.1, (V, D))),
           "model.norm.weight": bf16_round(1 + 0.1 * rng.normal(size=D))}
 LINEARS = {"self_attn.q_proj": (D, D), "self_attn.k_proj": (KV * HD, D), "self_attn.v_proj": (KV * HD, D),
            "self_attn.o_proj": (D, D), "mlp.gate_proj": (F, D), "mlp.up_proj": (F, D), "mlp.down_proj": (D, F)}
@@ -197,7 +198,7 @@ def write_gguf(fname, arch, linear_type):
             i2s.append((g, t.shape))
         else:
             qt = getattr(gguf.GGMLQuantizationType, linear_type)
-            w.add_tensor(g, gguf.quants.quantize(t, qt), raw_shape=t.shape, raw_dtype=qt)
+            w.add_tensor(g, gguf.quants.quantize(t, qt), raw_dtype=qt)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -242,13 +243,13 @@ for qt in ["F32", "F16", "BF16", "Q8_0", "Q4_0", "TQ1_0", "TQ2_0"]:
         x[0, :256] = 0  # an all-zero block
     t = getattr(gguf.GGMLQuantizationType, qt)
     q = gguf.quants.quantize(x, t)
-    cw.add_tensor(qt.lower(), q, raw_shape=x.shape, raw_dtype=t)
+    cw.add_tensor(qt.lower(), q, raw_dtype=t)
     src[qt.lower()] = x
     deq[qt.lower()] = gguf.quants.dequantize(q, t).reshape(x.shape).astype(np.float32)
 # Q6_K: gguf has no quantizer; random blocks with a finite f16 super-scale, decoded by gguf.
 blocks = rng.integers(0, 256, (8, 210), dtype=np.uint8)
 blocks[:, 208:210] = np.frombuffer(np.float16(0.013).tobytes(), dtype=np.uint8)
-cw.add_tensor("q6_k", blocks.reshape(4, -1), raw_shape=(4, 512), raw_dtype=gguf.GGMLQuantizationType.Q6_K)
+cw.add_tensor("q6_k", blocks.reshape(4, -1), raw_dtype=gguf.GGMLQuantizationType.Q6_K)
 deq["q6_k"] = gguf.quants.dequantize(blocks.reshape(4, -1), gguf.GGMLQuantizationType.Q6_K).reshape(4, 512).astype(np.float32)
 cw.add_string("codecs.string", "héllo")
 cw.add_array("codecs.ints", [1, -2, 3])

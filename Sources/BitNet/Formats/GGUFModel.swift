@@ -154,6 +154,9 @@ public enum GGUFModel {
         if c.arch.isQuantized && o.type.isTernary && c.quantGroups != 1 {
             throw BitNetError.unsupported("\(o.type.name) holds one scale per tensor or block; quant_groups \(c.quantGroups) needs f16/f32")
         }
+        if c.arch.isQuantized && !c.tieEmbeddings {
+            throw BitNetError.unsupported("llama.cpp's bitnet graph always uses token_embd as the output head: the model must tie embeddings")
+        }
         if c.normGroups != 1 { throw BitNetError.unsupported("norm_groups \(c.normGroups): llama.cpp normalizes whole rows") }
         if c.unsignedAfterNonlinearity { throw BitNetError.unsupported("unsigned activations after the nonlinearity have no GGUF equivalent") }
         if !c.arch.isQuantized && (c.subNorm || o.type.isTernary) {

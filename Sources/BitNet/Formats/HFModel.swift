@@ -24,11 +24,13 @@ public enum HFModel {
         var bos: Int?, eos: Int?
     }
 
-    /// True when `path` is a directory with a `config.json`.
+    /// True when `path` is a directory whose `config.json` has a Hugging Face `model_type`.
     public static func isHFDirectory(_ path: String) -> Bool {
         var isDir: ObjCBool = false
-        return FileManager.default.fileExists(atPath: path, isDirectory: &isDir) && isDir.boolValue
-            && FileManager.default.fileExists(atPath: path + "/config.json")
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
+              let d = FileManager.default.contents(atPath: path + "/config.json"),
+              let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return false }
+        return j["model_type"] is String
     }
 
     /// Parses and validates `config.json`.
@@ -174,6 +176,11 @@ public enum HFModel {
                     // Offline AutoBitLinear computes with the stored weight times weight_scale: it must be ternary.
                     guard let (codes, a) = TernaryWeights.detect(v) else { throw bad("offline autobitlinear weight is not ternary") }
                     TernaryWeights.latent(codes: codes, scales: [a * (try scale(files, name: name, info: info, bad: bad))], into: dst)
+                } else if isLinear && c.arch.isQuantized {
+                    // AutoBitLinear online: codes = RoundClip(W / max(mean|W|, 1e-5)) as transformers computes them
+                    // (Eq. 3 adds ε instead of clamping; the few weights at a rounding boundary would flip), stored losslessly.
+                    let (codes, beta) = onlineQuantize(v)
+                    TernaryWeights.latent(codes: codes, scales: [beta], into: dst)
                 } else {
                     v.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: s.count) }
                 }
@@ -191,6 +198,15 @@ public enum HFModel {
             tokenizer = t
         }
         return LoadedModel(weights: w, tokenizer: tokenizer)
+    }
+
+    /// transformers' WeightQuant: β = max(mean|W|, 1e-5), codes = clamp(round_half_even(W / β), -1, 1).
+    static func onlineQuantize(_ w: [Float]) -> (codes: [Int8], beta: Float) {
+        var sum: Double = 0
+        for x in w { sum += Double(abs(x)) }
+        let beta = max(Float(sum / Double(max(w.count, 1))), 1e-5)
+        let inv = 1 / beta
+        return (w.map { Int8(max(-1, min(1, ($0 * inv).rounded(.toNearestOrEven)))) }, beta)
     }
 
     /// Unpacks uint8 [rows/4, cols]: code+1 of row i·rows/4 + r sits in bits 2i..2i+1 of packed row r.

@@ -44,7 +44,7 @@ public enum ModelFile {
     /// Loads a model from a checkpoint directory, a safetensors file or a llama2.c checkpoint; `tokenizerPath`
     /// names a separate vocabulary (llama2.c's tokenizer.bin, or a tokenizer.json).
     public static func load(path: String, tokenizerPath: String? = nil) throws -> LoadedModel {
-        if HFModel.isHFDirectory(path) && !FileManager.default.fileExists(atPath: path + "/" + fileName) {
+        if HFModel.isHFDirectory(path) {
             return try withTokenizer(HFModel.load(path: path), tokenizerPath)
         }
         let file = try resolve(path)
@@ -104,5 +104,20 @@ public enum ModelFile {
         guard FileManager.default.fileExists(atPath: path) else { throw BitNetError.fileNotFound(path) }
         if path.hasSuffix(".json") { return try ByteLevelBPE(contentsOf: URL(fileURLWithPath: path)) }
         return try Llama2cTokenizer(contentsOf: URL(fileURLWithPath: path), vocabSize: vocabSize)
+    }
+}
+
+extension ModelFile {
+    /// The Jinja chat template a model carries (GGUF `tokenizer.chat_template`, or a Hugging Face directory's
+    /// tokenizer_config.json), nil when none.
+    public static func chatTemplate(path: String) throws -> String? {
+        if HFModel.isHFDirectory(path) {
+            guard let d = FileManager.default.contents(atPath: path + "/tokenizer_config.json"),
+                  let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
+            return j["chat_template"] as? String
+        }
+        let file = try resolve(path)
+        guard GGUFModel.isGGUF(path: file) else { return nil }
+        return try GGUFFile.read(path: file)["tokenizer.chat_template"]?.string
     }
 }

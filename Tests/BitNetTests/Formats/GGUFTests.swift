@@ -114,7 +114,7 @@ final class GGUFTests: XCTestCase {
 
     func testOwnModelThroughGGUFKeepsPredictions() throws {
         var c = tinyConfig(.b158, ffn: .relu2, vocab: 40, seq: 16)
-        c.dim = 256; c.nHeads = 4; c.nKVHeads = 2; c.ffnDim = 256
+        c.dim = 256; c.nHeads = 4; c.nKVHeads = 2; c.ffnDim = 256; c.tieEmbeddings = true
         let w = ModelWeights(config: c, seed: 11)
         let tokens = [1, 5, 9, 3, 30, 2]
         let base = try FormatLogitTests.ourLogits(w, tokens)
@@ -128,6 +128,13 @@ final class GGUFTests: XCTestCase {
             let logits = try FormatLogitTests.ourLogits(back, tokens)
             // Ternary and float types keep the codes; f16 β rounding moves logits by well under 1e-2.
             XCTAssertLessThan(maxAbsDiff(base, logits), 2e-2, t.name)
+        }
+    }
+
+    func testUntiedTernaryModelIsRefusedForLlamaCpp() throws {
+        var c = tinyConfig(.b158, vocab: 40); c.tieEmbeddings = false
+        XCTAssertThrowsError(try GGUFModel.serialize(ModelWeights(config: c, seed: 1), tokenizer: nil)) { e in
+            XCTAssertTrue("\(e)".contains("tie embeddings"), "\(e)")
         }
     }
 
