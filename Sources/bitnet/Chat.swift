@@ -12,11 +12,7 @@ struct ChatCommand: ParsableCommand {
     @Option(help: "Prompt format: auto (from the model's chat template), llama3 or bitnet.") var template: String = "auto"
     @Option(help: "System message.") var system: String?
     @Option(help: "A single user message: answer it and exit instead of reading standard input.") var message: String?
-    @Option(name: .customLong("max-tokens"), help: "Reply length limit in tokens.") var maxTokens: Int = 256
-    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.7
-    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
-    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
-    @Option(help: "Sampling seed.") var seed: UInt64 = 42
+    @OptionGroup var sampling: SamplingOptions
 
     func run() throws {
         try runReportingErrors {
@@ -32,8 +28,7 @@ struct ChatCommand: ParsableCommand {
                 kind = k
             }
             var chat = try Chat(model: InferenceModel(weights: loaded.weights), tokenizer: tok, template: kind, system: system)
-            var o = GenerationOptions()
-            o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed
+            let o = sampling.generationOptions()
             let out = FileHandle.standardOutput
             if let message {
                 _ = try chat.send(message, options: o) { out.write(Data($0.utf8)) }
@@ -48,5 +43,21 @@ struct ChatCommand: ParsableCommand {
                 out.write(Data("\n".utf8))
             }
         }
+    }
+}
+
+/// Sampling flags shared by `generate` and `chat`.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .customLong("max-tokens"), help: "Tokens to generate.") var maxTokens: Int = 256
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
+    @Option(help: "Sampling seed.") var seed: UInt64 = 42
+
+    /// The flags as library options.
+    func generationOptions() -> GenerationOptions {
+        var o = GenerationOptions()
+        o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed
+        return o
     }
 }

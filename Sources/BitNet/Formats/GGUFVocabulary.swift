@@ -70,6 +70,9 @@ public enum GGUFVocabulary {
             g.set("tokenizer.ggml.merges", .array(elementType: 8, b.merges.map {
                 .string((b.tokenString($0.left) ?? "") + " " + (b.tokenString($0.right) ?? ""))
             }))
+            // Say it explicitly: llama.cpp's default for BPE vocabularies would otherwise decide.
+            g.set("tokenizer.ggml.add_bos_token", .bool(b.addsBOS))
+            g.set("tokenizer.ggml.add_eos_token", .bool(false))
         } else if let s = t as? SentencePieceBPE {
             g.set("tokenizer.ggml.model", .string("llama"))
             g.set("tokenizer.ggml.tokens", .array(elementType: 8, s.pieces.map { .string($0) }))

@@ -1,0 +1,29 @@
+import XCTest
+@testable import BitNet
+
+/// `bitnet convert` end to end: Hugging Face → GGUF → bitnet checkpoint keeps the logits; bad files give named errors.
+extension CLITests {
+    func testConvertBetweenFormatsKeepsLogits() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let hf = TestPaths.fixtures.appendingPathComponent("formats/hf-packed").path
+        let gguf = dir.appendingPathComponent("m.gguf").path, own = dir.appendingPathComponent("own").path
+        let back = dir.appendingPathComponent("back-hf").path
+        XCTAssertEqual(try run(["convert", "--from", hf, "--to", "gguf", "--type", "i2_s", "--out", gguf]).status, 0)
+        XCTAssertEqual(try run(["convert", "--from", gguf, "--to", "bitnet", "--out", own]).status, 0)
+        XCTAssertEqual(try run(["convert", "--from", own, "--to", "hf", "--hf-dtype", "f32", "--out", back]).status, 0)
+        let tokens = "3,17,200,5"
+        var logits: [[Float]] = []
+        for m in [hf, gguf, own, back] {
+            let out = dir.appendingPathComponent("l.bin").path
+            XCTAssertEqual(try run(["logits", "--model", m, "--tokens", tokens, "--out", out]).status, 0, m)
+            logits.append(try Data(contentsOf: URL(fileURLWithPath: out)).withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        }
+        for l in logits.dropFirst() { XCTAssertLessThan(maxAbsDiff(l, logits[0]), 1e-4) }
+        // A truncated GGUF names the file and the problem.
+        let cut = dir.appendingPathComponent("cut.gguf")
+        try Data(try Data(contentsOf: URL(fileURLWithPath: gguf)).prefix(1000)).write(to: cut)
+        try expectFailure(["convert", "--from", cut.path, "--to", "bitnet", "--out", own], mentions: "cut.gguf")
+        try expectFailure(["convert", "--from", hf, "--to", "gguf", "--type", "q5_9", "--out", gguf], mentions: "--type")
+    }
+}
