@@ -78,6 +78,18 @@ public enum GGUFVocabulary {
             g.set("tokenizer.ggml.tokens", .array(elementType: 8, s.pieces.map { .string($0) }))
             g.set("tokenizer.ggml.scores", .array(elementType: 6, s.scores.map { .float32($0) }))
             g.set("tokenizer.ggml.token_type", .array(elementType: 5, s.types.map { .int32(Int32($0)) }))
+        } else if let l = t as? Llama2cTokenizer {
+            // llama2.c's vocabulary is SentencePiece's: <unk>, <s>, </s>, <0xAB> byte pieces, spaces stored as ' '.
+            g.set("tokenizer.ggml.model", .string("llama"))
+            let pieces = (0..<l.vocabSize).map { String(decoding: l.piece($0), as: UTF8.self) }
+            g.set("tokenizer.ggml.tokens", .array(elementType: 8, pieces.map { .string($0.replacingOccurrences(of: " ", with: "\u{2581}")) }))
+            g.set("tokenizer.ggml.scores", .array(elementType: 6, (0..<l.vocabSize).map { .float32(l.score($0) ?? 0) }))
+            g.set("tokenizer.ggml.token_type", .array(elementType: 5, pieces.enumerated().map { (i, p) in
+                let byte = p.count == 6 && p.hasPrefix("<0x") && p.hasSuffix(">")
+                return .int32(Int32(i == 0 ? TokenType.unknown.rawValue : i <= 2 ? TokenType.control.rawValue
+                                    : byte ? TokenType.byte.rawValue : TokenType.normal.rawValue))
+            }))
+            g.set("tokenizer.ggml.unknown_token_id", .uint32(0))
         } else {
             throw BitNetError.unsupported("this tokenizer kind cannot be stored in GGUF (byte-level BPE and SentencePiece can)")
         }

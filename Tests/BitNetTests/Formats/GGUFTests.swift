@@ -131,6 +131,24 @@ final class GGUFTests: XCTestCase {
         }
     }
 
+    /// stories260K (llama2.c, fp, SentencePiece vocabulary) → GGUF `llama` F32 → the same logits and tokens.
+    func testLlama2cModelThroughGGUFKeepsLogitsAndTokenizer() throws {
+        let m = try ModelFile.load(path: TestPaths.sharedFile("stories260K/stories260K.bin"),
+                                   tokenizerPath: TestPaths.sharedFile("stories260K/tok512.bin"))
+        var o = GGUFModel.ExportOptions(); o.type = .f32; o.embeddingType = .f32
+        let url = TestPaths.tempDir().appendingPathComponent("stories.gguf")
+        try GGUFModel.save(m.weights, tokenizer: m.tokenizer, to: url, options: o)
+        let back = try GGUFModel.load(path: url.path)
+        XCTAssertEqual(back.weights.config.arch, .fp)
+        let tokens = [1, 403, 407, 261, 378]
+        XCTAssertEqual(try FormatLogitTests.ourLogits(back.weights, tokens), try FormatLogitTests.ourLogits(m.weights, tokens))
+        let text = "Once upon a time, a little girl named Lily saw a big dog."
+        let tok = try XCTUnwrap(back.tokenizer)
+        XCTAssertEqual(tok.encode(text), m.tokenizer!.encode(text))
+        XCTAssertEqual(tok.bosID, 1); XCTAssertEqual(tok.eosID, 2)
+        XCTAssertEqual(tok.decode(tok.encode(text)).trimmingCharacters(in: .whitespaces), text)
+    }
+
     func testUntiedTernaryModelIsRefusedForLlamaCpp() throws {
         var c = tinyConfig(.b158, vocab: 40); c.tieEmbeddings = false
         XCTAssertThrowsError(try GGUFModel.serialize(ModelWeights(config: c, seed: 1), tokenizer: nil)) { e in
