@@ -410,12 +410,25 @@ public struct ByteLevelBPE: Tokenizer {
         }
         s += added.isEmpty ? "],\n" : "\n  ],\n"
         s += "  \"normalizer\": null,\n"
-        s += "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},\n"
-        s += "  \"post_processor\": null,\n"
+        switch preTokenizer {
+        case .gpt2:
+            s += "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},\n"
+        case .llama3:
+            s += "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+            s += Self.jsonQuote(Self.llama3Pattern) + "}, \"behavior\": \"Isolated\", \"invert\": false}, "
+            s += "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]},\n"
+        }
+        if addsBOS, let b = bosID, let name = tokenString(b) {
+            let q = Self.jsonQuote(name)
+            s += "  \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \(q), \"type_id\": 0}}, "
+            s += "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {\(q): {\"id\": \(q), \"ids\": [\(b)], \"tokens\": [\(q)]}}},\n"
+        } else {
+            s += "  \"post_processor\": null,\n"
+        }
         s += "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true},\n"
         s += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
         s += "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-        s += "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
+        s += "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": \(ignoreMerges),\n"
         s += "    \"vocab\": {"
         let addedIDs = Set(added.map(\.id))
         var first = true

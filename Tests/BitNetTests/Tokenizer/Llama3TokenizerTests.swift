@@ -33,6 +33,19 @@ final class Llama3TokenizerTests: XCTestCase {
         }
     }
 
+    /// Saving keeps the LLaMA 3 pre-tokenizer, ignore_merges and added tokens (a converted 2B4T checkpoint stores it).
+    func testSavedTokenizerJSONKeepsLlama3Behaviour() throws {
+        let (tok, _, cases) = try load()
+        let back = try ByteLevelBPE(jsonData: try tok.jsonData())
+        XCTAssertEqual(back.preTokenizer, .llama3)
+        XCTAssertEqual(back.ignoreMerges, tok.ignoreMerges)
+        XCTAssertEqual(back.addsBOS, tok.addsBOS)
+        for c in cases {
+            let text = c["text"] as! String
+            XCTAssertEqual(back.encode(text, parseSpecial: true), tok.encode(text, parseSpecial: true), text.debugDescription)
+        }
+    }
+
     func testLlama3PreTokenizerSplits() {
         XCTAssertEqual(ByteLevelBPE.preTokenize("Hello world's 12345 x\n\n  y!!\n", kind: .llama3),
                        ["Hello", " world", "'s", " ", "123", "45", " x", "\n\n", " ", " y", "!!\n"])
@@ -58,5 +71,32 @@ final class Llama3TokenizerTests: XCTestCase {
         let ids = tok.encode(ChatTemplate.bitnet.render([ChatMessage(.user, "Hi there!")], bos: "<|begin_of_text|>"), parseSpecial: true)
         XCTAssertEqual(original[ids[0]], 128000)
         XCTAssertTrue(ids.map { original[$0] }.contains(128009))  // <|eot_id|>
+    }
+}
+
+/// `Chat` end to end on a random model with the LLaMA 3 vocabulary: the prompt holds the special tokens, a reply
+/// stops at the length limit or a stop token, and the history grows by one user and one assistant turn.
+final class ChatTests: XCTestCase {
+    func testChatTurnsAndStopTokens() throws {
+        let tok = try ByteLevelBPE(contentsOf: Llama3TokenizerTests.dir.appendingPathComponent("llama3-tokenizer.json"))
+        let c = ModelConfig(arch: .b158, vocabSize: tok.vocabSize, dim: 32, nLayers: 1, nHeads: 2, maxSeqLen: 128, ffn: .relu2)
+        let model = InferenceModel(weights: ModelWeights(config: c, seed: 3))
+        var chat = try Chat(model: model, tokenizer: tok, template: .bitnet, system: "Be brief.")
+        let eot = try XCTUnwrap(tok.addedTokenID("<|eot_id|>"))
+        XCTAssertTrue(chat.stopIDs.contains(eot))
+        var o = GenerationOptions(); o.temperature = 0; o.maxTokens = 4
+        var streamed = ""
+        let reply = try chat.send("Hi there!", options: o) { streamed += $0 }
+        XCTAssertEqual(reply, streamed)
+        XCTAssertEqual(chat.messages.map(\.role), [.system, .user, .assistant])
+        let prompt = chat.promptTokens()
+        XCTAssertEqual(prompt.first, tok.bosID)
+        XCTAssertEqual(prompt.filter { $0 == eot }.count, 3)  // system, user and the stored assistant reply, each closed
+        XCTAssertLessThanOrEqual(tok.encode(reply).count, 4 + 1)
+        // A conversation longer than the context is refused with a named error and leaves the history unchanged.
+        XCTAssertThrowsError(try chat.send(String(repeating: "word ", count: 200), options: o) { _ in }) {
+            XCTAssertTrue("\($0)".contains("context"), "\($0)")
+        }
+        XCTAssertEqual(chat.messages.count, 3)
     }
 }
