@@ -3,6 +3,7 @@
 
   check_exports.py hf HF_DIR OUR_LOGITS.bin TOKENS      transformers' logits vs ours (from `bitnet logits`): KL, argmax
   check_exports.py gguf FILE.gguf                       gguf's reader: metadata, tensor types/shapes, dequantization
+  check_exports.py generate HF_DIR PROMPT N             transformers' greedy continuation (its tokenizer.json, no BOS)
 
 TOKENS is comma-separated; OUR_LOGITS.bin is float32 [tokens x vocab].
 """
@@ -44,8 +45,23 @@ def check_gguf(path):
         print(f"{t.name:28s} {t.tensor_type.name:6s} {list(t.shape)} finite={np.isfinite(deq).all()}{extra}")
 
 
+def generate(d, prompt, n):
+    import torch
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    tok = Tokenizer.from_file(d + "/tokenizer.json")
+    ids = tok.encode(prompt, add_special_tokens=False).ids
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
+    with torch.no_grad():
+        out = model.generate(torch.tensor([ids]), max_new_tokens=int(n), do_sample=False, eos_token_id=None, pad_token_id=0)
+    print(tok.decode(out[0].tolist(), skip_special_tokens=False))
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "hf":
+    if sys.argv[1] == "generate":
+        generate(sys.argv[2], sys.argv[3], sys.argv[4])
+    elif sys.argv[1] == "hf":
         check_hf(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
         check_gguf(sys.argv[2])
