@@ -32,8 +32,12 @@ public enum GGUFVocabulary {
                 merges.append(s)
             }
             let pre = f["tokenizer.ggml.pre"]?.string ?? "default"
-            return try ByteLevelBPE(vocabulary: tokens, types: types, merges: merges, bos: bos, eos: eos,
-                                    preTokenizer: pre == "llama-bpe" || pre == "llama3" ? .llama3 : .gpt2, source: f.path)
+            let llama3 = pre == "llama-bpe" || pre == "llama3"
+            var t = try ByteLevelBPE(vocabulary: tokens, types: types, merges: merges, bos: bos, eos: eos,
+                                     preTokenizer: llama3 ? .llama3 : .gpt2, source: f.path)
+            // llama.cpp adds BOS for LLaMA 3 vocabularies unless the file says otherwise.
+            if case .bool(let add)? = f["tokenizer.ggml.add_bos_token"] { t.setAddsBOS(add) } else { t.setAddsBOS(llama3) }
+            return t
         case "llama":
             guard let sv = f["tokenizer.ggml.scores"]?.array, sv.count == tokens.count else {
                 throw f.bad("tokenizer.ggml.scores", "missing or not one per token")

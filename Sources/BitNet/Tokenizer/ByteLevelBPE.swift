@@ -1108,4 +1108,7 @@ extension ByteLevelBPE {
         if let bos, bos >= 0, bos < vocabSize { bosID = bos }
         if let eos, eos >= 0, eos < vocabSize { eosID = eos }
     }
+
+    /// Sets whether prompts start with BOS (GGUF `tokenizer.ggml.add_bos_token`).
+    public mutating func setAddsBOS(_ on: Bool) { addsBOS = on && bosID != nil }
 }

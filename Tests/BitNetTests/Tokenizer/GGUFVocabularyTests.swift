@@ -47,3 +47,15 @@ final class GGUFVocabularyTests: XCTestCase {
     func testGPT2GoldenVectors() throws { try check("gpt-2", roundTrip: true) }
     func testLlamaSPMGoldenVectors() throws { try check("llama-spm", roundTrip: false) }
 }
+
+extension GGUFVocabularyTests {
+    /// LLaMA 3 GGUF vocabularies start prompts with BOS (as llama.cpp does); the pre-tokenizer name picks the regex.
+    func testLlamaBPEVocabularyAddsBOSAndUsesLlama3Splitting() throws {
+        let f = try GGUFFile.read(path: Self.dir.appendingPathComponent("llama-bpe.gguf").path)
+        let tok = try XCTUnwrap(try GGUFVocabulary.tokenizer(from: f) as? ByteLevelBPE)
+        XCTAssertEqual(tok.preTokenizer, .llama3)
+        XCTAssertTrue(tok.addsBOS)
+        let gpt2 = try XCTUnwrap(try GGUFVocabulary.tokenizer(from: GGUFFile.read(path: Self.dir.appendingPathComponent("gpt-2.gguf").path)) as? ByteLevelBPE)
+        XCTAssertEqual(gpt2.preTokenizer, .gpt2)
+    }
+}
