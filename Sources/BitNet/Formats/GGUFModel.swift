@@ -90,13 +90,19 @@ public enum GGUFModel {
     public static func load(path: String) throws -> LoadedModel {
         let f = try GGUFFile.read(path: path)
         let c = try config(of: f)
-        let w = ModelWeights(config: c)
-        for s in w.layout.slots {
+        // Every tensor is present with its shape (so the file really holds the parameters) before anything is allocated.
+        let layout = ParameterLayout(config: c)
+        for s in layout.slots {
             let gname = ggufName(s.name)
             guard let t = f.tensor(gname) else { throw f.bad(gname, "tensor missing (needed for \(s.name))") }
             guard t.shape == s.shape || (s.shape.count == 1 && t.count == s.count) else {
                 throw f.bad(gname, "shape \(t.shape), the config needs \(s.shape)")
             }
+        }
+        let w = ModelWeights(config: c)
+        for s in w.layout.slots {
+            let gname = ggufName(s.name)
+            let t = f.tensor(gname)!
             let dst = w.ptr + s.offset
             let isLinear = c.arch.isQuantized && s.shape.count == 2 && s.offset != w.layout.embedding && s.offset != w.layout.output
             if isLinear, let (codes, beta) = try ternaryTensor(f, t) {

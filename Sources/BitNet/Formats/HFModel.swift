@@ -149,6 +149,17 @@ public enum HFModel {
         let info = try readConfig(dir: dir)
         let c = info.config
         let files = try openShards(dir: dir)
+        // Every tensor must be in the files (whose sizes were checked) before the model is allocated.
+        for s in ParameterLayout(config: c).slots {
+            let name = hfName(s.name)
+            guard let e = files[name]?.entries[name] else {
+                throw BitNetError.invalidFormat(file: dir, field: name, problem: "tensor missing (needed for \(s.name))")
+            }
+            let elements = e.shape.reduce(1, *) * (e.dtype == "U8" ? 4 : 1)
+            guard elements == s.count else {
+                throw BitNetError.invalidFormat(file: files[name]!.path, field: name, problem: "shape \(e.shape) \(e.dtype) does not hold the \(s.shape) the config needs")
+            }
+        }
         let w = ModelWeights(config: c)
         let L = w.layout
         for s in L.slots {

@@ -228,6 +228,20 @@ final class GGUFTests: XCTestCase {
         XCTAssertTrue(message(d).contains("string length"), message(d))
     }
 
+    /// A hyperparameter that lies (a huge FFN) is caught against the tensors before any allocation.
+    func testLyingHyperparameterIsCaughtBeforeAllocating() throws {
+        var d = try Data(contentsOf: Self.dir.appendingPathComponent("model-tq2_0.gguf"))
+        let key = Data("bitnet.feed_forward_length".utf8)
+        let at = try XCTUnwrap(d.range(of: key)).upperBound
+        XCTAssertEqual(d[at], 4)  // uint32
+        d.replaceSubrange((at + 4)..<(at + 8), with: [0, 0, 0, 1])  // 1 << 24
+        let url = TestPaths.tempDir().appendingPathComponent("lie.gguf")
+        try d.write(to: url)
+        XCTAssertThrowsError(try GGUFModel.load(path: url.path)) { e in
+            XCTAssertTrue("\(e)".contains("lie.gguf") && "\(e)".contains("ffn"), "\(e)")
+        }
+    }
+
     func testFixtureCorpusOfCrashersIsRejected() throws {
         var inputs: [URL] = []
         for sub in ["crashers", "fuzz-corpus"] {
