@@ -27,3 +27,18 @@ extension CLITests {
         try expectFailure(["convert", "--from", hf, "--to", "gguf", "--type", "q5_9", "--out", gguf], mentions: "--type")
     }
 }
+
+extension CLITests {
+    /// `bitnet chat --message` answers one turn from a Hugging Face directory with a LLaMA 3 tokenizer.json.
+    func testChatAnswersOneMessage() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let tok = try ByteLevelBPE(contentsOf: TestPaths.fixtures.appendingPathComponent("formats/vocab/llama3-tokenizer.json"))
+        let c = ModelConfig(arch: .b158, vocabSize: tok.vocabSize, dim: 32, nLayers: 1, nHeads: 2, maxSeqLen: 64, ffn: .relu2)
+        let model = dir.appendingPathComponent("chat-hf")
+        try HFModel.save(ModelWeights(config: c, seed: 5), tokenizer: tok, to: model)
+        let r = try run(["chat", "--model", model.path, "--message", "Hi there!", "--max-tokens", "3", "--temperature", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try expectFailure(["chat", "--model", model.path, "--template", "vicuna", "--message", "x"], mentions: "--template")
+    }
+}
