@@ -9,15 +9,23 @@ struct Generate: ParsableCommand {
     @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json).") var tokenizer: String?
     @Option(help: "Prompt text (empty: start from BOS).") var prompt: String = ""
     @OptionGroup var sampling: SamplingOptions
+    @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
+    @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32).") var head: String = "f32"
 
     func run() throws {
         try runReportingErrors {
+            let kv = try parseKVCacheFormat(kvCache)
             let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
             guard let tok = loaded.tokenizer else {
                 throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE")
             }
-            let o = sampling.generationOptions()
+            var o = sampling.generationOptions()
+            o.kvCache = kv
+            guard let headFormat = HeadFormat(rawValue: head) else {
+                throw BitNetError.invalidArgument("unknown head format '\(head)' (use \(HeadFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
             let im = InferenceModel(weights: loaded.weights)
+            try im.setHeadFormat(headFormat)
             let t0 = Clock.now()
             let stdout = FileHandle.standardOutput
             if !prompt.isEmpty { stdout.write(Data(prompt.utf8)) }
@@ -89,4 +97,12 @@ struct Logits: ParsableCommand {
             printError("wrote \(ids.count) x \(c.vocabSize) float32 logits to \(out)")
         }
     }
+}
+
+/// The `--kv-cache` value as a format, or an error listing the valid ones.
+func parseKVCacheFormat(_ name: String) throws -> KVCacheFormat {
+    guard let f = KVCacheFormat(rawValue: name) else {
+        throw BitNetError.invalidArgument("unknown KV cache format '\(name)' (use \(KVCacheFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    return f
 }

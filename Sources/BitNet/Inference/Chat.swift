@@ -78,7 +78,7 @@ public struct Chat {
             throw BitNetError.invalidArgument("the conversation has \(prompt.count) tokens; the model's context is \(c.maxSeqLen)")
         }
         var sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
-        let session = InferenceSession(model: model)
+        let session = try InferenceSession(model: model, kvCache: options.kvCache)
         var decoder = StreamingDecoder(tokenizer: tokenizer, previousID: prompt.last)
         var logits = try session.prefill(tokens: prompt)
         var reply: [Int] = []

@@ -60,6 +60,8 @@ public struct GenerationOptions: Sendable {
     /// Prepend BOS to the prompt; nil decides by tokenizer: llama2.c models are trained with BOS, models trained
     /// here on raw text (byte-level BPE) are not, so they get BOS only for an empty prompt.
     public var addBOS: Bool? = nil
+    /// Storage of the KV cache (Table 6: 8- and 4-bit per-head absmax).
+    public var kvCache: KVCacheFormat = .f32
     public init() {}
 }
 
@@ -96,7 +98,7 @@ public struct Generator {
             throw BitNetError.invalidArgument("prompt token \(t) outside vocabulary 0..<\(c.vocabSize)")
         }
         var sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
-        let session = InferenceSession(model: model)
+        let session = try InferenceSession(model: model, kvCache: options.kvCache)
         var decoder = StreamingDecoder(tokenizer: tokenizer)
         for t in promptTokens { _ = decoder.push(t) }
         var out: [Int] = []

@@ -1,0 +1,251 @@
+import Foundation
+import BitNetKernels
+
+/// Activation buffers for a forward pass over `rows` tokens (decoding: 1 row; prompts and batched decoding: many).
+final class ForwardScratch: @unchecked Sendable {
+    let rows: Int
+    /// Residual stream [rows, dim]; A/B: normed input and attention output [rows, max(dim, qDim)]; Q [rows, qDim];
+    /// K/V [rows, kvDim]; G/U: FFN gate and up [rows, ffnDim].
+    let x, a, b, q, k, v, g, u: FloatBuffer
+    /// Activation codes [rows, widest input] with per-row scales, int32 sums [rows, widest output], and
+    /// dequantized activations of one row (the unsigned-activation path).
+    let codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>, acc: UnsafeMutablePointer<Int32>, deq: FloatBuffer
+
+    init(config c: ModelConfig, rows n: Int) {
+        rows = n
+        let qD = c.nHeads * c.headDim, wide = max(c.dim, qD)
+        x = FloatBuffer(n * c.dim); a = FloatBuffer(n * wide); b = FloatBuffer(n * wide); q = FloatBuffer(n * qD)
+        k = FloatBuffer(n * c.kvDim); v = FloatBuffer(n * c.kvDim); g = FloatBuffer(n * c.ffnDim); u = FloatBuffer(n * c.ffnDim)
+        let widest = max(c.dim, c.ffnDim, qD)
+        codes = .allocate(capacity: n * widest); scales = .allocate(capacity: n); acc = .allocate(capacity: n * widest)
+        deq = FloatBuffer(widest)
+    }
+
+    deinit { codes.deallocate(); scales.deallocate(); acc.deallocate() }
+}
+
+/// Per-sequence decoding state: the KV cache, attention scratch and logits. A single-token step allocates nothing.
+public final class InferenceSession: @unchecked Sendable {
+    public let model: InferenceModel
+    public let maxSeqLen: Int
+    /// Number of positions already in the cache.
+    public private(set) var position = 0
+    /// Keys and values of every layer and position so far.
+    public let cache: KVCache
+    /// The last logits [vocab].
+    let logitsBuf: FloatBuffer
+    let single: ForwardScratch
+    private var wide: ForwardScratch?
+
+    /// A session with a KV cache in `kvCache` format (f32, f16, 8-bit or 4-bit per-head absmax).
+    public init(model: InferenceModel, maxSeqLen: Int? = nil, kvCache: KVCacheFormat) throws {
+        let c = model.config
+        self.model = model
+        self.maxSeqLen = min(maxSeqLen ?? c.maxSeqLen, c.maxSeqLen)
+        cache = try KVCache(format: kvCache, layers: c.nLayers, maxSeqLen: self.maxSeqLen, kvHeads: c.nKVHeads, headDim: c.headDim)
+        logitsBuf = FloatBuffer(c.vocabSize)
+        single = ForwardScratch(config: c, rows: 1)
+    }
+
+    /// A session with an f32 KV cache.
+    public convenience init(model: InferenceModel, maxSeqLen: Int? = nil) {
+        // An f32 cache has no shape restriction, so this cannot throw.
+        try! self.init(model: model, maxSeqLen: maxSeqLen, kvCache: .f32)
+    }
+
+    /// Forgets the cached sequence.
+    public func reset() { position = 0 }
+
+    /// Runs one token at the next position and returns the logits [vocab] (valid until the next call).
+    public func step(token: Int) throws -> UnsafeBufferPointer<Float> {
+        try checkTokens(count: 1, fitting: 1) { _ in token }
+        let out = logitsBuf.ptr, pos = position
+        // Closures rather than one-element arrays: the decode step allocates nothing.
+        Self.forward(rows: 1, token: { _ in token }, session: { _ in self }, position: { _ in pos }, scratch: single) { _ in out }
+        position += 1
+        return UnsafeBufferPointer(start: logitsBuf.ptr, count: model.config.vocabSize)
+    }
+
+    /// Processes a whole prompt at the next positions (linear layers batched over its tokens) and returns the logits of
+    /// its last token; equal to calling `step` for each token, faster for prompts.
+    public func prefill(tokens: [Int]) throws -> UnsafeBufferPointer<Float> {
+        let n = tokens.count
+        try checkTokens(count: n, fitting: n) { tokens[$0] }
+        let out = logitsBuf.ptr, pos0 = position
+        Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, scratch: scratch(rows: n)) {
+            $0 == n - 1 ? out : nil
+        }
+        position += n
+        return UnsafeBufferPointer(start: logitsBuf.ptr, count: model.config.vocabSize)
+    }
+
+    /// Like `prefill`, but returns the logits of every token, [tokens.count, vocab] row-major (for scoring text).
+    public func prefillLogits(tokens: [Int]) throws -> [Float] {
+        let n = tokens.count, v = model.config.vocabSize
+        try checkTokens(count: n, fitting: n) { tokens[$0] }
+        var logits = [Float](repeating: 0, count: n * v)
+        let pos0 = position
+        logits.withUnsafeMutableBufferPointer { lp in
+            let base = lp.baseAddress!
+            Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, scratch: scratch(rows: n)) {
+                base + $0 * v
+            }
+        }
+        position += n
+        return logits
+    }
+
+    /// One decoding step of several sequences at once: `tokens[i]` goes to `sessions[i]` at its next position.
+    /// The linear layers run as one batched product over the sessions (the weights stream once for all of them);
+    /// each session attends over its own cache. Returns each session's logits, equal to its own `step`.
+    public static func stepBatch(_ sessions: [InferenceSession], tokens: [Int]) throws -> [UnsafeBufferPointer<Float>] {
+        guard !sessions.isEmpty else { throw BitNetError.invalidArgument("stepBatch needs at least one session") }
+        guard sessions.count == tokens.count else {
+            throw BitNetError.invalidArgument("stepBatch got \(sessions.count) sessions but \(tokens.count) tokens")
+        }
+        let model = sessions[0].model
+        guard sessions.allSatisfy({ $0.model === model }) else { throw BitNetError.invalidArgument("stepBatch sessions must share one model") }
+        guard Set(sessions.map { ObjectIdentifier($0) }).count == sessions.count else {
+            throw BitNetError.invalidArgument("stepBatch got the same session twice")
+        }
+        for (s, t) in zip(sessions, tokens) { try s.checkTokens(count: 1, fitting: 1) { _ in t } }
+        let outs = sessions.map { $0.logitsBuf.ptr }, positions = sessions.map(\.position)
+        forward(rows: sessions.count, token: { tokens[$0] }, session: { sessions[$0] }, position: { positions[$0] },
+                scratch: sessions[0].scratch(rows: sessions.count)) { outs[$0] }
+        for s in sessions { s.position += 1 }
+        return sessions.map { UnsafeBufferPointer(start: $0.logitsBuf.ptr, count: model.config.vocabSize) }
+    }
+
+    private func checkTokens(count: Int, fitting n: Int, _ token: (Int) -> Int) throws {
+        let v = model.config.vocabSize
+        guard count > 0 else { throw BitNetError.invalidArgument("empty prompt") }
+        for i in 0..<count {
+            let t = token(i)
+            if t < 0 || t >= v { throw BitNetError.invalidArgument("token id \(t) outside vocabulary 0..<\(v)") }
+        }
+        guard position + n <= maxSeqLen else {
+            throw BitNetError.invalidArgument(position == maxSeqLen ? "context full: \(maxSeqLen) positions"
+                                              : "\(n) tokens do not fit: \(maxSeqLen - position) of \(maxSeqLen) positions left")
+        }
+    }
+
+    /// Scratch for `rows` tokens: the session's own single row, or a grow-only wider one.
+    private func scratch(rows: Int) -> ForwardScratch {
+        if rows == 1 { return single }
+        if let w = wide, w.rows >= rows { return w }
+        let w = ForwardScratch(config: model.config, rows: rows)
+        wide = w
+        return w
+    }
+
+    /// y = W·x for `n` rows: the GEMV (allocation-free) for one row, the batched integer GEMM for several.
+    @inline(__always)
+    private static func linear(_ w: InferenceLinear, _ x: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, rows n: Int,
+                               _ s: ForwardScratch) {
+        if n == 1 { w.apply(x: x, y: y, xCodes: s.codes, xDequant: s.deq.ptr, acc: s.acc) } else { w.applyBatch(x: x, y: y, tokens: n) }
+    }
+
+    /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]: (row, head)
+    /// pairs spread over the pool once the total work pays for it (long contexts, prompts, batches).
+    private static func attendRows(layer l: Int, rows n: Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
+                                   q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let c = session(0).model.config, heads = c.nHeads, hd = c.headDim, qD = heads * hd, group = heads / c.nKVHeads
+        let jobs = n * heads
+        var contexts = 0
+        for i in 0..<n { contexts += position(i) + 1 }
+        let work = contexts * heads * hd
+        let tasks = work >= 64 * 20 * 128 ? min(jobs, 8 * ThreadPool.shared.threadCount) : 1
+        ThreadPool.shared.parallelFor(tasks) { task in
+            for job in stride(from: task, to: jobs, by: tasks) {
+                let i = job / heads, h = job % heads
+                session(i).cache.attendHead(layer: l, pos: position(i), query: q + i * qD + h * hd, kvHead: h / group,
+                                            out: out + i * qD + h * hd)
+            }
+        }
+    }
+
+    /// ys = W·RMSNorm(x) for up to three linears reading the same input x [n, cols] (`norm` < 0: no norm). When all
+    /// take int8 codes, one fused norm + quantization feeds them all; otherwise the normalized floats go to `normed`
+    /// (which may be x itself) and each linear quantizes for itself.
+    private static func project(_ model: InferenceModel, x: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>, norm: Int,
+                                rows n: Int, cols: Int, _ s: ForwardScratch,
+                                _ a: (InferenceLinear, UnsafeMutablePointer<Float>),
+                                _ b: (InferenceLinear, UnsafeMutablePointer<Float>)? = nil,
+                                _ c: (InferenceLinear, UnsafeMutablePointer<Float>)? = nil) {
+        let cfg = model.config, bits = a.0.quant.bits
+        let shared = a.0.takesCodes && (b.map { $0.0.takesCodes && $0.0.quant.bits == bits } ?? true)
+            && (c.map { $0.0.takesCodes && $0.0.quant.bits == bits } ?? true)
+        if shared {
+            if norm >= 0 {
+                ActivationQuantizer.normQuantize(x, weight: model.norm(norm), rows: n, dim: cols, groups: cfg.normGroups, eps: cfg.normEps,
+                                                 bits: bits, codes: s.codes, scales: s.scales)
+            } else {
+                ActivationQuantizer.quantize(x, rows: n, cols: cols, bits: bits, codes: s.codes, scales: s.scales)
+            }
+            a.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: a.1, acc: s.acc)
+            if let b { b.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: b.1, acc: s.acc) }
+            if let c { c.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: c.1, acc: s.acc) }
+            return
+        }
+        var input = x
+        if norm >= 0 {
+            RMSNorm.forward(out: normed, rstd: nil, x: x, weight: model.norm(norm), rows: n, dim: cols, groups: cfg.normGroups, eps: cfg.normEps)
+            input = normed
+        }
+        linear(a.0, input, a.1, rows: n, s)
+        if let b { linear(b.0, input, b.1, rows: n, s) }
+        if let c { linear(c.0, input, c.1, rows: n, s) }
+    }
+
+    /// The forward pass over `n` rows: row i is token `token(i)` of `session(i)` at `position(i)` (one session for a
+    /// prompt, distinct sessions for batched decoding). Keys/values go to each row's session cache before any row
+    /// attends, so prompt rows see the earlier prompt rows. Rows for which `logits(i)` gives a pointer get logits there.
+    static func forward(rows n: Int, token: (Int) -> Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
+                        scratch s: ForwardScratch, logits: (Int) -> UnsafeMutablePointer<Float>?) {
+        let model = session(0).model, c = model.config
+        let d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, eps = c.normEps, ng = c.normGroups
+        let X = s.x.ptr, A = s.a.ptr, B = s.b.ptr, Q = s.q.ptr, K = s.k.ptr, V = s.v.ptr, G = s.g.ptr, U = s.u.ptr
+        for i in 0..<n { model.embedding.row(token(i), into: X + i * d) }
+        for l in 0..<model.layers.count {
+            let L = model.layers[l]
+            // Attention block: x += Wo·SubLN(Attention(RoPE(Wq·h), RoPE(Wk·h), Wv·h)), h = RMSNorm(x).
+            project(model, x: X, normed: A, norm: L.attnNorm, rows: n, cols: d, s, (L.wq, Q), (L.wk, K), (L.wv, V))
+            for i in 0..<n {
+                let pos = position(i)
+                model.rope.apply(Q + i * qD, heads: c.nHeads, pos: pos)
+                model.rope.apply(K + i * kvD, heads: c.nKVHeads, pos: pos)
+                session(i).cache.store(layer: l, pos: pos, key: K + i * kvD, value: V + i * kvD)
+            }
+            attendRows(layer: l, rows: n, session: session, position: position, q: Q, out: B)
+            project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A))
+            addInPlace(X, A, n * d)
+            // FFN block: x += W2·SubLN(act(W1·h) ⊙ W3·h), h = RMSNorm(x) (SwiGLU, or ReLU² for 2B4T).
+            project(model, x: X, normed: A, norm: L.ffnNorm, rows: n, cols: d, s, (L.w1, G), (L.w3, U))
+            GatedActivation.forward(h: G, gate: G, up: U, count: n * f, kind: c.ffn)
+            project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A))
+            addInPlace(X, A, n * d)
+        }
+        if n == 1 {
+            // Decoding: one row, no allocation.
+            if let out = logits(0) {
+                RMSNorm.forward(out: A, rstd: nil, x: X, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
+                model.applyHead(x: A, logits: out)
+            }
+            return
+        }
+        // Several rows: normalize the wanted ones side by side in A and read the head once for all of them.
+        let wanted = (0..<n).filter { logits($0) != nil }
+        guard !wanted.isEmpty else { return }
+        for (j, i) in wanted.enumerated() {
+            RMSNorm.forward(out: A + j * d, rstd: nil, x: X + i * d, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
+        }
+        let v = c.vocabSize, m = wanted.count, first = logits(wanted[0])!
+        if wanted.enumerated().allSatisfy({ logits($0.element) == first + $0.offset * v }) {
+            model.applyHead(x: A, tokens: m, logits: first)
+        } else {
+            let tmp = FloatBuffer(m * v)
+            model.applyHead(x: A, tokens: m, logits: tmp.ptr)
+            for (j, i) in wanted.enumerated() { logits(i)!.update(from: tmp.ptr + j * v, count: v) }
+        }
+    }
+}
