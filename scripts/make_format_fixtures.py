@@ -184,11 +184,11 @@ def write_gguf(fname, arch, linear_type):
             else:
                 w.add_tensor(g, m.astype(np.float32))
             continue
-        t = (codes[name] * beta[name]).astype(np.float32)  # what the model computes with, as llama.cpp's converter writes
-        if name.endswith("q_proj.weight"):
-            t = permute(t, H)
-        elif name.endswith("k_proj.weight"):
-            t = permute(t, KV)
+        # What the model computes with, as llama.cpp's converter writes it. llama.cpp runs the bitnet archs with NEOX
+        # RoPE (llama_model_rope_type) and its BitnetModel converter does not permute q/k: rows stay in HF order.
+        t = (codes[name] * beta[name]).astype(np.float32)
+        if arch == "llama":
+            t = permute(t, H if name.endswith("q_proj.weight") else KV) if name.endswith(("q_proj.weight", "k_proj.weight")) else t
         if linear_type == "F16":
             w.add_tensor(g, t.astype(np.float16))
         elif linear_type == "I2_S":

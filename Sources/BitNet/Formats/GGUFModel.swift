@@ -2,9 +2,11 @@ import Foundation
 
 /// Models in GGUF files (llama.cpp, bitnet.cpp): architectures `bitnet`, `bitnet-b1.58`, `bitnet-25` and `llama`.
 ///
-/// Tensor names are llama.cpp's (`token_embd`, `blk.N.attn_q`, ..., `output_norm`, `output`); GGUF q/k rows are
-/// already in the consecutive-pair RoPE order of docs/MODEL.md. Ternary linears (TQ1_0, TQ2_0, I2_S, or float
-/// tensors holding only 0 and ±a) are imported losslessly through `TernaryWeights.latent`.
+/// Tensor names are llama.cpp's (`token_embd`, `blk.N.attn_q`, ..., `output_norm`, `output`). The q/k row order
+/// depends on the architecture: llama.cpp runs `llama` with consecutive-pair RoPE (its converter permutes q/k, our
+/// order) and the `bitnet*` archs with NEOX RoPE on Hugging Face's rotate_half order (its converter does not permute),
+/// so those rows are permuted on import and export. Ternary linears (TQ1_0, TQ2_0, I2_S, or float tensors holding
+/// only 0 and ±a) are imported losslessly through `TernaryWeights.latent`.
 public enum GGUFModel {
     /// Metadata key holding the exact bitnet-swift config (JSON) in files this library writes.
     public static let configKey = "bitnet-swift.config"
@@ -25,6 +27,9 @@ public enum GGUFModel {
                    "feed_forward.sub_norm.weight": "ffn_sub_norm.weight"]
         return "blk.\(parts[1])." + (map[parts[2]] ?? parts[2])
     }
+
+    /// True for architectures whose q/k rows are in rotate_half order (llama.cpp's `LLAMA_ROPE_TYPE_NEOX`).
+    static func usesRotateHalf(_ arch: String) -> Bool { arch != "llama" }
 
     /// True when the file starts with the GGUF magic.
     public static func isGGUF(path: String) -> Bool {
@@ -100,12 +105,15 @@ public enum GGUFModel {
             }
         }
         let w = ModelWeights(config: c)
+        let neox = usesRotateHalf(f["general.architecture"]?.string ?? "")
         for s in w.layout.slots {
             let gname = ggufName(s.name)
             let t = f.tensor(gname)!
+            let heads = neox ? HFModel.rotaryHeads(s.name, c) : nil
             let dst = w.ptr + s.offset
             let isLinear = c.arch.isQuantized && s.shape.count == 2 && s.offset != w.layout.embedding && s.offset != w.layout.output
-            if isLinear, let (codes, beta) = try ternaryTensor(f, t) {
+            if isLinear, var (codes, beta) = try ternaryTensor(f, t) {
+                if let h = heads { codes = TernaryWeights.permuteRotary(codes, heads: h, rows: s.shape[0], cols: s.shape[1]) }
                 let scaleName = gname.replacingOccurrences(of: ".weight", with: ".scale")
                 var b = beta
                 // llama.cpp's optional per-tensor scale multiplies the layer's output.
@@ -115,7 +123,8 @@ public enum GGUFModel {
                 }
                 TernaryWeights.latent(codes: codes, scales: [b], into: dst)
             } else {
-                let v = try f.floats(gname)
+                var v = try f.floats(gname)
+                if let h = heads { v = TernaryWeights.permuteRotary(v, heads: h, rows: s.shape[0], cols: s.shape[1]) }
                 v.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: s.count) }
             }
             for i in 0..<s.count where !dst[i].isFinite {
@@ -197,7 +206,10 @@ public enum GGUFModel {
                 // Write the quantized weight c·β (what the model computes with); ternary types then hold c exactly.
                 let (codes, betas) = TernaryWeights.quantize(src, rows: s.shape[0], cols: s.shape[1], arch: c.arch, groups: c.quantGroups)
                 let per = codes.count / betas.count
-                let values = codes.enumerated().map { Float($0.element) * betas[$0.offset / per] }
+                var values = codes.enumerated().map { Float($0.element) * betas[$0.offset / per] }
+                if usesRotateHalf(arch), let h = HFModel.rotaryHeads(s.name, c) {
+                    values = TernaryWeights.permuteRotary(values, heads: h, rows: s.shape[0], cols: s.shape[1], inverse: true)
+                }
                 try g.addTensor(name: name, shape: s.shape, type: o.type, values: values)
             } else {
                 try g.addTensor(name: name, shape: s.shape, type: o.type, values: Array(UnsafeBufferPointer(start: src, count: s.count)))
