@@ -149,6 +149,21 @@ final class GGUFTests: XCTestCase {
         XCTAssertEqual(tok.decode(tok.encode(text)).trimmingCharacters(in: .whitespaces), text)
     }
 
+    /// llama.cpp's optional per-tensor `blk.N.*.scale` multiplies the layer's output: it multiplies β on import.
+    func testLlamaCppScaleTensorMultipliesBeta() throws {
+        var c = tinyConfig(.b158, vocab: 40); c.tieEmbeddings = true
+        let w = ModelWeights(config: c, seed: 4)
+        var o = GGUFModel.ExportOptions(); o.type = .f32; o.embeddingType = .f32
+        var g = try GGUFModel.serialize(w, tokenizer: nil, options: o)
+        try g.addTensor(name: "blk.0.attn_v.scale", shape: [1], type: .f32, values: [2.5])
+        let back = try GGUFModel.load(path: { let u = TestPaths.tempDir().appendingPathComponent("s.gguf"); try g.write(to: u); return u.path }()).weights
+        let s = w.layout.slot("layers.0.attention.wv.weight")!
+        let a = TernaryWeights.quantize(w.ptr + s.offset, rows: s.shape[0], cols: s.shape[1], arch: .b158, groups: 1)
+        let b = TernaryWeights.quantize(back.ptr + s.offset, rows: s.shape[0], cols: s.shape[1], arch: .b158, groups: 1)
+        XCTAssertEqual(a.codes, b.codes)
+        XCTAssertEqual(b.scales[0], a.scales[0] * 2.5, accuracy: a.scales[0] * 1e-5)
+    }
+
     func testUntiedTernaryModelIsRefusedForLlamaCpp() throws {
         var c = tinyConfig(.b158, vocab: 40); c.tieEmbeddings = false
         XCTAssertThrowsError(try GGUFModel.serialize(ModelWeights(config: c, seed: 1), tokenizer: nil)) { e in
