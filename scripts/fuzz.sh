@@ -18,7 +18,7 @@ swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BitNet \
 for f in Tests/BitNetTests/Fixtures/formats/vocab/*.gguf Tests/BitNetTests/Fixtures/formats/codecs.gguf; do
   { printf '\x00'; head -c 4096 "$f"; } > "$OUT/corpus/$(basename "$f")"
 done
-{ printf '\x01'; cat Tests/BitNetTests/Fixtures/formats/codecs-ref.safetensors | head -c 8192; } > $OUT/corpus/seed.safetensors
+{ printf '\x01'; head -c 8192 Tests/BitNetTests/Fixtures/formats/codecs-ref.safetensors; } > $OUT/corpus/seed.safetensors
 ASAN_OPTIONS=detect_leaks=0 $OUT/fuzz-parsers $OUT/corpus -max_total_time="$SECS" -artifact_prefix=$OUT/artifacts/ -max_len=8192 -detect_leaks=0 || true  # leaks: Foundation's Data(contentsOf:) on tiny files
 for c in $OUT/artifacts/*; do [ -s "$c" ] && cp "$c" Tests/BitNetTests/Fixtures/formats/crashers/; done
 cp $OUT/corpus/* Tests/BitNetTests/Fixtures/formats/fuzz-corpus/
