@@ -112,7 +112,9 @@ public enum GGUFModel {
             let heads = neox ? HFModel.rotaryHeads(s.name, c) : nil
             let dst = w.ptr + s.offset
             let isLinear = c.arch.isQuantized && s.shape.count == 2 && s.offset != w.layout.embedding && s.offset != w.layout.output
-            if isLinear, var (codes, beta) = try ternaryTensor(f, t) {
+            if isLinear, let found = try ternaryTensor(f, t) {
+                var codes = found.codes
+                let beta = found.scale
                 if let h = heads { codes = TernaryWeights.permuteRotary(codes, heads: h, rows: s.shape[0], cols: s.shape[1]) }
                 let scaleName = gname.replacingOccurrences(of: ".weight", with: ".scale")
                 var b = beta
