@@ -24,7 +24,7 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let loaded = try ModelFile.load(path: from, tokenizerPath: tokenizer)
+            let loaded = try ModelFile.load(path: from, tokenizerPath: tokenizer, showProgress: true)
             let c = loaded.weights.config
             printError("read \(from): \(c.arch.rawValue), \(c.nLayers) layers, dim \(c.dim), vocab \(c.vocabSize), ffn \(c.ffn.rawValue)"
                        + (loaded.tokenizer == nil ? ", no tokenizer" : ""))
@@ -37,7 +37,7 @@ struct Convert: ParsableCommand {
                     throw BitNetError.invalidArgument("--embedding-type \(embeddingType) is not a float or Q type")
                 }
                 o.type = t; o.embeddingType = e
-                try GGUFModel.save(loaded.weights, tokenizer: loaded.tokenizer, to: url, options: o)
+                try GGUFModel.save(loaded.weights, tokenizer: loaded.tokenizer, to: url, options: o, showProgress: true)
             case "hf":
                 guard let storage = HFModel.LinearStorage(rawValue: hfLinear) else { throw BitNetError.invalidArgument("--hf-linear must be packed or master") }
                 guard hfDType == "bf16" || hfDType == "f32" else { throw BitNetError.invalidArgument("--hf-dtype must be bf16 or f32") }

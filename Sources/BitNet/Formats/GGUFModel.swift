@@ -91,8 +91,8 @@ public enum GGUFModel {
         return c
     }
 
-    /// Loads weights and the embedded tokenizer (if any) of a GGUF model file.
-    public static func load(path: String) throws -> LoadedModel {
+    /// Loads weights and the embedded tokenizer (if any) of a GGUF model file (`showProgress`: a line per tensor).
+    public static func load(path: String, showProgress: Bool = false) throws -> LoadedModel {
         let f = try GGUFFile.read(path: path)
         let c = try config(of: f)
         // Every tensor is present with its shape (so the file really holds the parameters) before anything is allocated.
@@ -106,7 +106,9 @@ public enum GGUFModel {
         }
         let w = ModelWeights(config: c)
         let neox = usesRotateHalf(f["general.architecture"]?.string ?? "")
-        for s in w.layout.slots {
+        var progress = showProgress ? ProgressLine(total: w.layout.slots.count, unit: "tensors") : nil
+        for (n, s) in w.layout.slots.enumerated() {
+            defer { progress?.update(done: n + 1, extra: "reading \(URL(fileURLWithPath: path).lastPathComponent)") }
             let gname = ggufName(s.name)
             let t = f.tensor(gname)!
             let heads = neox ? HFModel.rotaryHeads(s.name, c) : nil
@@ -163,11 +165,15 @@ public enum GGUFModel {
         public init() {}
     }
 
-    /// Builds the GGUF of a model: arch `bitnet` for ternary models (llama.cpp's BitNet graph), `llama` for `fp` ones.
-    public static func serialize(_ weights: ModelWeights, tokenizer: (any Tokenizer)?, options o: ExportOptions = ExportOptions()) throws -> GGUFWriter {
+    /// Builds the GGUF of a model: arch `bitnet` for ternary SwiGLU models (llama.cpp's BitNet graph), `bitnet-25` for
+    /// ternary ReLU² models (bitnet.cpp's 2B4T graph), `llama` for `fp` ones.
+    public static func serialize(_ weights: ModelWeights, tokenizer: (any Tokenizer)?, options o: ExportOptions = ExportOptions(),
+                                 showProgress: Bool = false) throws -> GGUFWriter {
         let c = weights.config
         try c.validate()
-        let arch = c.arch.isQuantized ? "bitnet" : "llama"
+        // llama.cpp's `bitnet` graph is SiLU-gated; ReLU² models (2B4T's FFN) go out as bitnet.cpp's `bitnet-25`,
+        // which upstream llama.cpp refuses by name instead of running with the wrong activation.
+        let arch = !c.arch.isQuantized ? "llama" : c.ffn == .relu2 ? "bitnet-25" : "bitnet"
         if c.arch.isQuantized && o.type.isTernary && c.quantGroups != 1 {
             throw BitNetError.unsupported("\(o.type.name) holds one scale per tensor or block; quant_groups \(c.quantGroups) needs f16/f32")
         }
@@ -197,7 +203,9 @@ public enum GGUFModel {
         g.set(configKey, .string(c.jsonString()))
         if let tokenizer { try GGUFVocabulary.write(tokenizer, into: &g) }
         let L = weights.layout
-        for s in L.slots {
+        var progress = showProgress ? ProgressLine(total: L.slots.count, unit: "tensors") : nil
+        for (n, s) in L.slots.enumerated() {
+            defer { progress?.update(done: n + 1, extra: "encoding \(o.type.name)") }
             let src = weights.ptr + s.offset
             let name = ggufName(s.name)
             if s.shape.count == 1 {
@@ -221,8 +229,9 @@ public enum GGUFModel {
     }
 
     /// Writes a model as GGUF atomically.
-    public static func save(_ weights: ModelWeights, tokenizer: (any Tokenizer)?, to url: URL, options: ExportOptions = ExportOptions()) throws {
-        try serialize(weights, tokenizer: tokenizer, options: options).write(to: url)
+    public static func save(_ weights: ModelWeights, tokenizer: (any Tokenizer)?, to url: URL, options: ExportOptions = ExportOptions(),
+                            showProgress: Bool = false) throws {
+        try serialize(weights, tokenizer: tokenizer, options: options, showProgress: showProgress).write(to: url)
     }
 
     /// llama.cpp's `general.file_type` (LLAMA_FTYPE_*) for a tensor type.

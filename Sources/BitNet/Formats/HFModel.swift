@@ -144,8 +144,8 @@ public enum HFModel {
         name.hasSuffix("attention.wq.weight") ? c.nHeads : name.hasSuffix("attention.wk.weight") ? c.nKVHeads : nil
     }
 
-    /// Loads a checkpoint directory (weights, and tokenizer.json when present).
-    public static func load(path dir: String) throws -> LoadedModel {
+    /// Loads a checkpoint directory (weights, and tokenizer.json when present); `showProgress`: a line per tensor.
+    public static func load(path dir: String, showProgress: Bool = false) throws -> LoadedModel {
         let info = try readConfig(dir: dir)
         let c = info.config
         let files = try openShards(dir: dir)
@@ -162,7 +162,9 @@ public enum HFModel {
         }
         let w = ModelWeights(config: c)
         let L = w.layout
-        for s in L.slots {
+        var progress = showProgress ? ProgressLine(total: L.slots.count, unit: "tensors") : nil
+        for (n, s) in L.slots.enumerated() {
+            defer { progress?.update(done: n + 1, extra: "reading \(URL(fileURLWithPath: dir).lastPathComponent)") }
             let name = hfName(s.name)
             guard let f = files[name], let e = f.entries[name] else {
                 throw BitNetError.invalidFormat(file: dir, field: name, problem: "tensor missing (needed for \(s.name))")

@@ -43,12 +43,12 @@ public enum ModelFile {
 
     /// Loads a model from a checkpoint directory, a safetensors file or a llama2.c checkpoint; `tokenizerPath`
     /// names a separate vocabulary (llama2.c's tokenizer.bin, or a tokenizer.json).
-    public static func load(path: String, tokenizerPath: String? = nil) throws -> LoadedModel {
+    public static func load(path: String, tokenizerPath: String? = nil, showProgress: Bool = false) throws -> LoadedModel {
         if HFModel.isHFDirectory(path) {
-            return try withTokenizer(HFModel.load(path: path), tokenizerPath)
+            return try withTokenizer(HFModel.load(path: path, showProgress: showProgress), tokenizerPath)
         }
         let file = try resolve(path)
-        if GGUFModel.isGGUF(path: file) { return try withTokenizer(GGUFModel.load(path: file), tokenizerPath) }
+        if GGUFModel.isGGUF(path: file) { return try withTokenizer(GGUFModel.load(path: file, showProgress: showProgress), tokenizerPath) }
         let weights: ModelWeights
         var tokenizer: (any Tokenizer)?
         if Llama2cModel.looksLikeLlama2c(path: file) {

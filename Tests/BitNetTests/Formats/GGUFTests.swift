@@ -164,6 +164,16 @@ final class GGUFTests: XCTestCase {
         XCTAssertEqual(b.scales[0], a.scales[0] * 2.5, accuracy: a.scales[0] * 1e-5)
     }
 
+    /// SwiGLU ternary models go out as llama.cpp's `bitnet`, ReLU² ones as bitnet.cpp's `bitnet-25`, fp as `llama`.
+    func testExportArchitectureFollowsTheNetwork() throws {
+        for (arch, ffn, expected) in [(Architecture.b158, FFNKind.swiglu, "bitnet"), (.b158, .relu2, "bitnet-25"), (.fp, .swiglu, "llama")] {
+            var c = tinyConfig(arch, ffn: ffn, vocab: 40); c.tieEmbeddings = true; c.subNorm = arch != .fp
+            var o = GGUFModel.ExportOptions(); o.type = .f32
+            let g = try GGUFModel.serialize(ModelWeights(config: c, seed: 2), tokenizer: nil, options: o)
+            XCTAssertEqual(g.metadata.first { $0.key == "general.architecture" }?.value.string, expected)
+        }
+    }
+
     func testUntiedTernaryModelIsRefusedForLlamaCpp() throws {
         var c = tinyConfig(.b158, vocab: 40); c.tieEmbeddings = false
         XCTAssertThrowsError(try GGUFModel.serialize(ModelWeights(config: c, seed: 1), tokenizer: nil)) { e in
