@@ -29,6 +29,7 @@ struct Convert: ParsableCommand {
             printError("read \(from): \(c.arch.rawValue), \(c.nLayers) layers, dim \(c.dim), vocab \(c.vocabSize), ffn \(c.ffn.rawValue)"
                        + (loaded.tokenizer == nil ? ", no tokenizer" : ""))
             let url = URL(fileURLWithPath: out)
+            let chatTemplate = try ModelFile.chatTemplate(path: from)
             switch to.lowercased() {
             case "gguf":
                 var o = GGUFModel.ExportOptions()
@@ -36,12 +37,13 @@ struct Convert: ParsableCommand {
                 guard let e = GGMLType.parse(embeddingType), !e.isTernary else {
                     throw BitNetError.invalidArgument("--embedding-type \(embeddingType) is not a float or Q type")
                 }
-                o.type = t; o.embeddingType = e
+                o.type = t; o.embeddingType = e; o.chatTemplate = chatTemplate
                 try GGUFModel.save(loaded.weights, tokenizer: loaded.tokenizer, to: url, options: o, showProgress: true)
             case "hf":
                 guard let storage = HFModel.LinearStorage(rawValue: hfLinear) else { throw BitNetError.invalidArgument("--hf-linear must be packed or master") }
                 guard hfDType == "bf16" || hfDType == "f32" else { throw BitNetError.invalidArgument("--hf-dtype must be bf16 or f32") }
-                try HFModel.save(loaded.weights, tokenizer: loaded.tokenizer, to: url, storage: storage, bf16: hfDType == "bf16")
+                try HFModel.save(loaded.weights, tokenizer: loaded.tokenizer, to: url, storage: storage, bf16: hfDType == "bf16",
+                                 chatTemplate: chatTemplate)
             case "bitnet":
                 var dest = url
                 if !out.hasSuffix(".safetensors") {

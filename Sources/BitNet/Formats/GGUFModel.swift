@@ -162,6 +162,8 @@ public enum GGUFModel {
         /// Type of the token embedding and output head (F16 as llama.cpp's converter writes them).
         public var embeddingType: GGMLType = .f16
         public var name = "bitnet-swift model"
+        /// A Jinja chat template to store as `tokenizer.chat_template` (carried over by `bitnet convert`).
+        public var chatTemplate: String? = nil
         public init() {}
     }
 
@@ -202,6 +204,7 @@ public enum GGUFModel {
         g.set("\(arch).hidden_activation", .string(c.ffn == .relu2 ? "relu2" : "silu"))
         g.set(configKey, .string(c.jsonString()))
         if let tokenizer { try GGUFVocabulary.write(tokenizer, into: &g) }
+        if let t = o.chatTemplate { g.set("tokenizer.chat_template", .string(t)) }
         let L = weights.layout
         var progress = showProgress ? ProgressLine(total: L.slots.count, unit: "tensors") : nil
         for (n, s) in L.slots.enumerated() {

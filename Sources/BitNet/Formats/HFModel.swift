@@ -254,7 +254,7 @@ public enum HFModel {
     /// Ternary models become model_type `bitnet` (packed: BitLinear layout of 2B4T; master: AutoBitLinear online
     /// with the latent weights); `fp` models without sub-norms become `llama`. `bf16` stores floats as bf16.
     public static func save(_ weights: ModelWeights, tokenizer: (any Tokenizer)?, to dir: URL, storage: LinearStorage = .packed,
-                            bf16: Bool = true) throws {
+                            bf16: Bool = true, chatTemplate: String? = nil) throws {
         let c = weights.config
         try c.validate()
         if c.arch.isQuantized {
@@ -313,6 +313,12 @@ public enum HFModel {
         try FileIO.writeAtomically(Safetensors.serialize(tensors, metadata: ["format": "pt"]), to: dir.appendingPathComponent("model.safetensors"))
         if let b = tokenizer as? ByteLevelBPE {
             try FileIO.writeAtomically(try b.jsonData(), to: dir.appendingPathComponent("tokenizer.json"))
+            var tc: [String: Any] = ["tokenizer_class": "PreTrainedTokenizerFast"]
+            if let t = chatTemplate { tc["chat_template"] = t }
+            if let id = b.bosID, let s = b.tokenString(id) { tc["bos_token"] = s }
+            if let id = b.eosID, let s = b.tokenString(id) { tc["eos_token"] = s }
+            try FileIO.writeAtomically(try JSONSerialization.data(withJSONObject: tc, options: [.sortedKeys, .prettyPrinted]),
+                                       to: dir.appendingPathComponent("tokenizer_config.json"))
         }
     }
 

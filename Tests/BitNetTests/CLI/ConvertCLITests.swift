@@ -39,6 +39,16 @@ extension CLITests {
         try HFModel.save(ModelWeights(config: c, seed: 5), tokenizer: tok, to: model)
         let r = try run(["chat", "--model", model.path, "--message", "Hi there!", "--max-tokens", "3", "--temperature", "0"])
         XCTAssertEqual(r.status, 0, r.stderr)
+        // A chat template travels through convert: HF tokenizer_config.json → GGUF tokenizer.chat_template.
+        let jinja = "{% for m in messages %}{{ '<|start_header_id|>' + m['role'] }}{% endfor %}"
+        let tcURL = model.appendingPathComponent("tokenizer_config.json")
+        var tc = try JSONSerialization.jsonObject(with: Data(contentsOf: tcURL)) as! [String: Any]
+        tc["chat_template"] = jinja
+        try JSONSerialization.data(withJSONObject: tc).write(to: tcURL)
+        let gguf = dir.appendingPathComponent("chat.gguf").path
+        XCTAssertEqual(try run(["convert", "--from", model.path, "--to", "gguf", "--type", "f32", "--out", gguf]).status, 0)
+        XCTAssertEqual(try ModelFile.chatTemplate(path: gguf), jinja)
+        XCTAssertEqual(try run(["chat", "--model", gguf, "--message", "Hi", "--max-tokens", "2", "--temperature", "0"]).status, 0)
         try expectFailure(["chat", "--model", model.path, "--template", "vicuna", "--message", "x"], mentions: "--template")
     }
 }
