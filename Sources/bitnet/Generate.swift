@@ -8,13 +8,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Model: a training output directory, a .safetensors file or a llama2.c .bin.") var model: String
     @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json).") var tokenizer: String?
     @Option(help: "Prompt text (empty: start from BOS).") var prompt: String = ""
-    @Option(name: .customLong("max-tokens"), help: "Tokens to generate.") var maxTokens: Int = 256
-    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
-    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
-    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
-    @Option(help: "Sampling seed.") var seed: UInt64 = 42
+    @OptionGroup var sampling: SamplingOptions
     @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
-    @Option(help: "Output head and embedding storage: f32, f16 or q8 (8-bit blocks of 32).") var head: String = "f32"
+    @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32).") var head: String = "f32"
 
     func run() throws {
         try runReportingErrors {
@@ -23,8 +19,8 @@ struct Generate: ParsableCommand {
             guard let tok = loaded.tokenizer else {
                 throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE")
             }
-            var o = GenerationOptions()
-            o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed; o.kvCache = kv
+            var o = sampling.generationOptions()
+            o.kvCache = kv
             guard let headFormat = HeadFormat(rawValue: head) else {
                 throw BitNetError.invalidArgument("unknown head format '\(head)' (use \(HeadFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
             }

@@ -27,7 +27,7 @@ public enum ModelFile {
         try FileIO.writeAtomically(try serialize(weights, tokenizer: tokenizer), to: url)
     }
 
-    /// Resolves a user's --model argument: a checkpoint directory, a .safetensors file or a llama2.c .bin.
+    /// Resolves a user's --model argument: a checkpoint directory, a .safetensors, .gguf or llama2.c .bin file.
     public static func resolve(_ path: String) throws -> String {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw BitNetError.fileNotFound(path) }
@@ -43,8 +43,12 @@ public enum ModelFile {
 
     /// Loads a model from a checkpoint directory, a safetensors file or a llama2.c checkpoint; `tokenizerPath`
     /// names a separate vocabulary (llama2.c's tokenizer.bin, or a tokenizer.json).
-    public static func load(path: String, tokenizerPath: String? = nil) throws -> LoadedModel {
+    public static func load(path: String, tokenizerPath: String? = nil, showProgress: Bool = false) throws -> LoadedModel {
+        if HFModel.isHFDirectory(path) {
+            return try withTokenizer(HFModel.load(path: path, showProgress: showProgress), tokenizerPath)
+        }
         let file = try resolve(path)
+        if GGUFModel.isGGUF(path: file) { return try withTokenizer(GGUFModel.load(path: file, showProgress: showProgress), tokenizerPath) }
         let weights: ModelWeights
         var tokenizer: (any Tokenizer)?
         if Llama2cModel.looksLikeLlama2c(path: file) {
@@ -85,10 +89,35 @@ public enum ModelFile {
         return LoadedModel(weights: weights, tokenizer: tokenizer)
     }
 
+    /// A loaded model with its tokenizer replaced by the one at `tokenizerPath` (if given), sizes checked.
+    static func withTokenizer(_ m: LoadedModel, _ tokenizerPath: String?) throws -> LoadedModel {
+        guard let tokenizerPath else { return m }
+        let t = try loadTokenizer(path: tokenizerPath, vocabSize: m.weights.config.vocabSize)
+        guard t.vocabSize <= m.weights.config.vocabSize else {
+            throw BitNetError.shapeMismatch("tokenizer has \(t.vocabSize) tokens, the model's vocabulary is \(m.weights.config.vocabSize)")
+        }
+        return LoadedModel(weights: m.weights, tokenizer: t)
+    }
+
     /// Loads a tokenizer file: a tokenizer.json (byte-level BPE) or a llama2.c tokenizer.bin.
     public static func loadTokenizer(path: String, vocabSize: Int) throws -> any Tokenizer {
         guard FileManager.default.fileExists(atPath: path) else { throw BitNetError.fileNotFound(path) }
         if path.hasSuffix(".json") { return try ByteLevelBPE(contentsOf: URL(fileURLWithPath: path)) }
         return try Llama2cTokenizer(contentsOf: URL(fileURLWithPath: path), vocabSize: vocabSize)
+    }
+}
+
+extension ModelFile {
+    /// The Jinja chat template a model carries (GGUF `tokenizer.chat_template`, or a Hugging Face directory's
+    /// tokenizer_config.json), nil when none.
+    public static func chatTemplate(path: String) throws -> String? {
+        if HFModel.isHFDirectory(path) {
+            guard let d = FileManager.default.contents(atPath: path + "/tokenizer_config.json"),
+                  let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return nil }
+            return j["chat_template"] as? String
+        }
+        let file = try resolve(path)
+        guard GGUFModel.isGGUF(path: file) else { return nil }
+        return try GGUFFile.read(path: file)["tokenizer.chat_template"]?.string
     }
 }

@@ -22,6 +22,9 @@ public enum Safetensors {
         /// The tensor `name` as f32 (F32, F16 and BF16 are converted), with a named error when absent or mistyped.
         public func floats(_ name: String) throws -> [Float] {
             guard let e = entries[name] else { throw BitNetError.invalidFormat(file: path, field: name, problem: "tensor missing") }
+            guard ["F32", "F16", "BF16", "I32", "U8"].contains(e.dtype) else {
+                throw BitNetError.invalidFormat(file: path, field: name, problem: "dtype \(e.dtype) cannot be read as numbers here")
+            }
             let count = e.shape.reduce(1, *)
             return data.withUnsafeBytes { raw -> [Float] in
                 let base = raw.baseAddress! + dataStart + e.begin
@@ -35,10 +38,19 @@ public enum Safetensors {
                     for i in 0..<count { out[i] = Float(bitPattern: UInt32(base.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
                 case "I32":
                     for i in 0..<count { out[i] = Float(Int32(bitPattern: base.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian)) }
+                case "U8":
+                    for i in 0..<count { out[i] = Float(base.load(fromByteOffset: i, as: UInt8.self)) }
                 default: break
                 }
                 return out
             }
+        }
+
+        /// The raw little-endian bytes of tensor `name`.
+        public func rawBytes(_ name: String) throws -> Data {
+            guard let e = entries[name] else { throw BitNetError.invalidFormat(file: path, field: name, problem: "tensor missing") }
+            let start = data.startIndex + dataStart + e.begin
+            return data.subdata(in: start..<(start + e.end - e.begin))
         }
 
         /// The tensor `name` as Int32 values (I32 only).
@@ -110,6 +122,8 @@ public enum Safetensors {
         case f32([Float])
         case f32Pointer(UnsafePointer<Float>, Int)
         case i32([Int32])
+        /// Already encoded bytes of a dtype ("BF16", "U8", ...).
+        case raw(String, Data)
     }
 
     /// Serializes tensors (in the given order) and string metadata; the header is padded to 8 bytes.
@@ -123,6 +137,7 @@ public enum Safetensors {
             case .f32(let a): (dtype, bytes) = ("F32", a.count * 4)
             case .f32Pointer(_, let n): (dtype, bytes) = ("F32", n * 4)
             case .i32(let a): (dtype, bytes) = ("I32", a.count * 4)
+            case .raw(let d, let b): (dtype, bytes) = (d, b.count)
             }
             header[t.name] = ["dtype": dtype, "shape": t.shape, "data_offsets": [offset, offset + bytes]] as [String: Any]
             offset += bytes
@@ -137,6 +152,7 @@ public enum Safetensors {
             case .f32(let a): a.withUnsafeBytes { out.append(contentsOf: $0) }
             case .f32Pointer(let p, let n): out.append(UnsafeBufferPointer(start: p, count: n))
             case .i32(let a): a.withUnsafeBytes { out.append(contentsOf: $0) }
+            case .raw(_, let b): out.append(b)
             }
         }
         return out

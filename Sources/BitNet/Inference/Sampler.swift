@@ -79,7 +79,8 @@ public struct Generator {
     @discardableResult
     public func generate(prompt: String, options: GenerationOptions, onText: (String) -> Void) throws -> [Int] {
         var ids = tokenizer.encode(prompt)
-        let wantsBOS = options.addBOS ?? (ids.isEmpty || !(tokenizer is ByteLevelBPE))
+        // Byte-level BPE models add BOS when their tokenizer says so (LLaMA 3, 2B4T); those trained here do not.
+        let wantsBOS = options.addBOS ?? (ids.isEmpty || !(tokenizer is ByteLevelBPE) || (tokenizer as? ByteLevelBPE)?.addsBOS == true)
         if wantsBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
         guard !ids.isEmpty else { throw BitNetError.invalidArgument("empty prompt and the tokenizer has no BOS token to start from") }
         return try generate(promptTokens: ids, options: options, onText: onText)

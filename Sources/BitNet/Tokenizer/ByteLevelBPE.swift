@@ -23,10 +23,21 @@ public struct ByteLevelBPE: Tokenizer {
 
     /// Number of token ids, specials included.
     public let vocabSize: Int
-    /// Id of the first special token (beginning of text), if any.
-    public let bosID: Int?
-    /// Id of the second special token (end of text), if any.
-    public let eosID: Int?
+    /// Id of the beginning-of-text token: the first special token unless the file names one.
+    public private(set) var bosID: Int?
+    /// Id of the end-of-text token: the second special token unless the file names one.
+    public private(set) var eosID: Int?
+    /// Which pattern splits text into words before the merges.
+    public private(set) var preTokenizer: PreTokenizer = .gpt2
+    /// Emit a word that is itself in the vocabulary as one token without merging (LLaMA 3's `ignore_merges`).
+    public private(set) var ignoreMerges = false
+    /// Whether `encode` adds the BOS token in front (a `TemplateProcessing` post-processor that starts with it).
+    public private(set) var addsBOS = false
+
+    /// The pre-tokenizer patterns: GPT-2's and LLaMA 3's (which also keeps numbers to 3 digits and newlines apart).
+    public enum PreTokenizer: String, Sendable {
+        case gpt2, llama3
+    }
     /// The special token strings, in id order.
     public let specialTokens: [String]
     /// The ids of `specialTokens`, in the same order.
@@ -44,6 +55,8 @@ public struct ByteLevelBPE: Tokenizer {
     private let byteToID: [Int32]
     /// Merge rules keyed by `pairKey(left, right)`.
     private let mergeTable: [UInt64: MergeRule]
+    /// Id of every non-added token by its bytes (for `ignoreMerges`).
+    private let idOfBytes: [[UInt8]: Int32]
 
     fileprivate struct MergeRule: Sendable {
         var rank: Int32
@@ -85,6 +98,10 @@ public struct ByteLevelBPE: Tokenizer {
             table[Self.pairKey(Int32(m.left), Int32(m.right))] = MergeRule(rank: Int32(rank), result: Int32(m.result))
         }
         self.mergeTable = table
+        var lookup: [[UInt8]: Int32] = [:]
+        let addedIDs = Set(added.map(\.id))
+        for (id, t) in tokens.enumerated() where !addedIDs.contains(id) && lookup[t] == nil { lookup[t] = Int32(id) }
+        self.idOfBytes = lookup
     }
 
     @inline(__always)
@@ -125,7 +142,7 @@ public struct ByteLevelBPE: Tokenizer {
         text.withUTF8 { p in
             out.reserveCapacity(p.count / 3 + 1)
             var cache: [WordKey: [Int32]] = [:]
-            Self.forEachPreToken(p) { start, end in
+            Self.forEachWord(p, preTokenizer) { start, end in
                 if end - start == 1 {
                     out.append(Int(byteToID[Int(p[start])]))
                     return
@@ -145,6 +162,7 @@ public struct ByteLevelBPE: Tokenizer {
 
     /// Applies the merges to one pre-token word, lowest rank first (leftmost first among equal ranks).
     private func encodeWord(_ word: UnsafeBufferPointer<UInt8>) -> [Int32] {
+        if ignoreMerges, let id = idOfBytes[Array(word)] { return [id] }
         var sym = word.map { byteToID[Int($0)] }
         if sym.count > 48 { return mergeLongWord(sym) }
         while sym.count > 1 {
@@ -223,11 +241,11 @@ public struct ByteLevelBPE: Tokenizer {
     }
 
     /// Splits text into pre-token words with the GPT-2 pattern (exposed for inspection and tests).
-    public static func preTokenize(_ text: String) -> [String] {
+    public static func preTokenize(_ text: String, kind: PreTokenizer = .gpt2) -> [String] {
         var text = text
         var words: [String] = []
         text.withUTF8 { p in
-            forEachPreToken(p) { s, e in
+            forEachWord(p, kind) { s, e in
                 words.append(String(decoding: UnsafeBufferPointer(rebasing: p[s..<e]), as: UTF8.self))
             }
         }
@@ -392,12 +410,25 @@ public struct ByteLevelBPE: Tokenizer {
         }
         s += added.isEmpty ? "],\n" : "\n  ],\n"
         s += "  \"normalizer\": null,\n"
-        s += "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},\n"
-        s += "  \"post_processor\": null,\n"
+        switch preTokenizer {
+        case .gpt2:
+            s += "  \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true},\n"
+        case .llama3:
+            s += "  \"pre_tokenizer\": {\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": "
+            s += Self.jsonQuote(Self.llama3Pattern) + "}, \"behavior\": \"Isolated\", \"invert\": false}, "
+            s += "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": false}]},\n"
+        }
+        if addsBOS, let b = bosID, let name = tokenString(b) {
+            let q = Self.jsonQuote(name)
+            s += "  \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \(q), \"type_id\": 0}}, "
+            s += "{\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], \"pair\": [], \"special_tokens\": {\(q): {\"id\": \(q), \"ids\": [\(b)], \"tokens\": [\(q)]}}},\n"
+        } else {
+            s += "  \"post_processor\": null,\n"
+        }
         s += "  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true},\n"
         s += "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": null,\n"
         s += "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-        s += "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": false,\n"
+        s += "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": \(ignoreMerges),\n"
         s += "    \"vocab\": {"
         let addedIDs = Set(added.map(\.id))
         var first = true
@@ -462,11 +493,23 @@ public struct ByteLevelBPE: Tokenizer {
         guard let pre = file.preTokenizer else {
             throw unsupported("no pre_tokenizer (ByteLevel with use_regex is required)")
         }
-        guard pre.type == "ByteLevel" else {
-            throw unsupported("pre_tokenizer \(pre.type) (only ByteLevel is supported)")
+        var kind = PreTokenizer.gpt2
+        if pre.type == "Sequence" {
+            // LLaMA 3: Split on its regex (isolated), then ByteLevel without its own regex.
+            let parts = pre.pretokenizers ?? []
+            guard parts.count == 2, parts[0].type == "Split", parts[0].pattern?.regex == Self.llama3Pattern,
+                  parts[0].behavior == "Isolated", parts[0].invert != true,
+                  parts[1].type == "ByteLevel", parts[1].useRegex == false, parts[1].addPrefixSpace != true else {
+                throw unsupported("pre_tokenizer Sequence other than LLaMA 3's (Split on its regex, then ByteLevel)")
+            }
+            kind = .llama3
+        } else {
+            guard pre.type == "ByteLevel" else {
+                throw unsupported("pre_tokenizer \(pre.type) (only ByteLevel and LLaMA 3's Sequence are supported)")
+            }
+            if pre.addPrefixSpace == true { throw unsupported("pre_tokenizer ByteLevel with add_prefix_space true") }
+            if pre.useRegex == false { throw unsupported("pre_tokenizer ByteLevel with use_regex false") }
         }
-        if pre.addPrefixSpace == true { throw unsupported("pre_tokenizer ByteLevel with add_prefix_space true") }
-        if pre.useRegex == false { throw unsupported("pre_tokenizer ByteLevel with use_regex false") }
         let model = file.model
         if let t = model.type, t != "BPE" { throw unsupported("model type \(t) (only BPE is supported)") }
         if let p = model.continuingSubwordPrefix, !p.isEmpty { throw unsupported("continuing_subword_prefix \(p)") }
@@ -548,6 +591,19 @@ public struct ByteLevelBPE: Tokenizer {
             merges.append(Merge(left: l, right: r, result: result))
         }
         self.init(tokens: tokens, added: addedTokens, merges: merges, byteToID: byteToID)
+        preTokenizer = kind
+        ignoreMerges = model.ignoreMerges ?? false
+        // A TemplateProcessing that opens with a special token adds it (LLaMA 3: <|begin_of_text|>).
+        let post = file.postProcessor
+        let template = post?.type == "TemplateProcessing" ? post?.single
+            : post?.processors?.first(where: { $0.type == "TemplateProcessing" })?.single
+        if let first = template?.first?.specialToken?.id {
+            guard let a = addedTokens.first(where: { $0.content == first }) else {
+                throw malformed("post_processor adds \(Self.jsonQuote(first)), which is not an added token")
+            }
+            bosID = a.id
+            addsBOS = true
+        }
     }
 }
 
@@ -558,9 +614,10 @@ extension ByteLevelBPE {
         var addedTokens: [HFAdded]?
         var normalizer: HFTyped?
         var preTokenizer: HFPreTokenizer?
+        var postProcessor: HFPostProcessor?
         var model: HFModel
         enum CodingKeys: String, CodingKey {
-            case addedTokens = "added_tokens", normalizer, preTokenizer = "pre_tokenizer", model
+            case addedTokens = "added_tokens", normalizer, preTokenizer = "pre_tokenizer", postProcessor = "post_processor", model
         }
     }
 
@@ -572,9 +629,34 @@ extension ByteLevelBPE {
         var type: String
         var addPrefixSpace: Bool?
         var useRegex: Bool?
+        var pretokenizers: [HFPreTokenizer]?
+        var pattern: HFPattern?
+        var behavior: String?
+        var invert: Bool?
         enum CodingKeys: String, CodingKey {
-            case type, addPrefixSpace = "add_prefix_space", useRegex = "use_regex"
+            case type, addPrefixSpace = "add_prefix_space", useRegex = "use_regex", pretokenizers, pattern, behavior, invert
         }
+    }
+
+    fileprivate struct HFPattern: Decodable {
+        var regex: String?
+        enum CodingKeys: String, CodingKey { case regex = "Regex" }
+    }
+
+    /// The post-processor: only a `TemplateProcessing` whose single template may start with BOS is read.
+    fileprivate struct HFPostProcessor: Decodable {
+        var type: String?
+        var single: [HFTemplatePiece]?
+        var processors: [HFPostProcessor]?
+    }
+
+    fileprivate struct HFTemplatePiece: Decodable {
+        var specialToken: HFSpecialRef?
+        enum CodingKeys: String, CodingKey { case specialToken = "SpecialToken" }
+    }
+
+    fileprivate struct HFSpecialRef: Decodable {
+        var id: String
     }
 
     fileprivate struct HFAdded: Decodable {
@@ -589,8 +671,9 @@ extension ByteLevelBPE {
         var merges: [HFMerge]?
         var continuingSubwordPrefix: String?
         var endOfWordSuffix: String?
+        var ignoreMerges: Bool?
         enum CodingKeys: String, CodingKey {
-            case type, vocab, merges
+            case type, vocab, merges, ignoreMerges = "ignore_merges"
             case continuingSubwordPrefix = "continuing_subword_prefix", endOfWordSuffix = "end_of_word_suffix"
         }
     }
@@ -867,4 +950,165 @@ struct TokenizerHeap<Element: Comparable> {
         }
         return top
     }
+}
+
+// MARK: - LLaMA 3 pre-tokenizer, GGUF vocabularies, added tokens
+
+extension ByteLevelBPE {
+    /// The Split regex of LLaMA 3's tokenizer.json (and llama.cpp's `llama-bpe` pre-tokenizer).
+    static let llama3Pattern = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
+    fileprivate static func forEachWord(_ p: UnsafeBufferPointer<UInt8>, _ kind: PreTokenizer, _ body: (Int, Int) -> Void) {
+        switch kind {
+        case .gpt2: forEachPreToken(p, body)
+        case .llama3: forEachLlama3PreToken(p, body)
+        }
+    }
+
+    /// Calls `body(start, end)` for each match of `llama3Pattern` over valid UTF-8 (leftmost-first alternation).
+    fileprivate static func forEachLlama3PreToken(_ p: UnsafeBufferPointer<UInt8>, _ body: (Int, Int) -> Void) {
+        let n = p.count
+        @inline(__always) func isNewline(_ c: UInt32) -> Bool { c == 0x0A || c == 0x0D }
+        var i = 0
+        while i < n {
+            // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+            if p[i] == 0x27 && i + 1 < n {
+                let b1 = p[i + 1] | 0x20
+                if b1 == 0x73 || b1 == 0x74 || b1 == 0x6D || b1 == 0x64 { body(i, i + 2); i += 2; continue }
+                if i + 2 < n {
+                    let b2 = p[i + 2] | 0x20
+                    if (b1 == 0x72 && b2 == 0x65) || (b1 == 0x76 && b2 == 0x65) || (b1 == 0x6C && b2 == 0x6C) { body(i, i + 3); i += 3; continue }
+                }
+            }
+            let (c0, l0) = scalar(p, i)
+            let k0 = classify(c0)
+            // [^\r\n\p{L}\p{N}]?\p{L}+
+            var j = i
+            if k0 == .letter {
+                j = i
+            } else if k0 != .number && !isNewline(c0) && i + l0 < n && classify(scalar(p, i + l0).0) == .letter {
+                j = i + l0
+            }
+            if j > i || k0 == .letter {
+                while j < n { let (c, l) = scalar(p, j); if classify(c) != .letter { break }; j += l }
+                body(i, j); i = j; continue
+            }
+            // \p{N}{1,3}
+            if k0 == .number {
+                j = i
+                var digits = 0
+                while j < n && digits < 3 { let (c, l) = scalar(p, j); if classify(c) != .number { break }; j += l; digits += 1 }
+                body(i, j); i = j; continue
+            }
+            // ` ?[^\s\p{L}\p{N}]+[\r\n]*`
+            var s = i
+            if c0 == 0x20 && i + 1 < n && classify(scalar(p, i + 1).0) == .other { s = i + 1 }
+            if classify(scalar(p, s).0) == .other {
+                j = s
+                while j < n { let (c, l) = scalar(p, j); if classify(c) != .other { break }; j += l }
+                while j < n && (p[j] == 0x0A || p[j] == 0x0D) { j += 1 }
+                body(i, j); i = j; continue
+            }
+            // Whitespace: \s*[\r\n]+ (up to the last newline of the run), then \s+(?!\S), then \s+.
+            j = i
+            var lastStart = i, afterNewline = -1
+            while j < n {
+                let (c, l) = scalar(p, j)
+                if classify(c) != .space { break }
+                lastStart = j
+                j += l
+                if isNewline(c) { afterNewline = j }
+            }
+            if afterNewline > 0 { body(i, afterNewline); i = afterNewline; continue }
+            if j < n && lastStart > i { j = lastStart }
+            body(i, j); i = j
+        }
+    }
+
+    /// Builds a tokenizer from a GGUF `gpt2` vocabulary: token strings in byte-level form, llama.cpp token types
+    /// (3 control → special, 4 user-defined → added), merges "a b" in rank order.
+    public init(vocabulary: [String], types: [Int], merges rawMerges: [String], bos: Int?, eos: Int?,
+                preTokenizer: PreTokenizer, source: String) throws {
+        func malformed(_ reason: String) -> TokenizerError { .malformed(file: source, reason: reason) }
+        guard !vocabulary.isEmpty, types.count == vocabulary.count else { throw malformed("empty vocabulary or token types of another length") }
+        var tokens = [[UInt8]](repeating: [], count: vocabulary.count)
+        var added: [AddedToken] = []
+        var byteToID = [Int32](repeating: -1, count: 256)
+        var idOfString: [String: Int] = [:]
+        for (id, t) in vocabulary.enumerated() {
+            if types[id] == 3 || types[id] == 4 {
+                guard !t.isEmpty else { throw malformed("added token \(id) is empty") }
+                added.append(AddedToken(id: id, content: t, special: types[id] == 3))
+                tokens[id] = Array(t.utf8)
+                continue
+            }
+            guard let bytes = Self.bytes(ofByteLevelString: t), !bytes.isEmpty else {
+                throw malformed("token \(id) \(Self.jsonQuote(t)) is empty or outside the byte-level alphabet")
+            }
+            tokens[id] = bytes
+            if idOfString[t] == nil { idOfString[t] = id }
+            if bytes.count == 1 && byteToID[Int(bytes[0])] < 0 { byteToID[Int(bytes[0])] = Int32(id) }
+        }
+        if let missing = byteToID.firstIndex(of: -1) {
+            throw malformed("no token for byte 0x\(String(missing, radix: 16, uppercase: true)) (a byte-level vocab needs all 256)")
+        }
+        var merges: [Merge] = []
+        merges.reserveCapacity(rawMerges.count)
+        for (rank, m) in rawMerges.enumerated() {
+            let parts = m.split(separator: " ", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, let l = idOfString[parts[0]], let r = idOfString[parts[1]], let res = idOfString[parts[0] + parts[1]] else {
+                throw malformed("merge #\(rank) \(Self.jsonQuote(m)) is not two known tokens whose concatenation is a token")
+            }
+            merges.append(Merge(left: l, right: r, result: res))
+        }
+        self.init(tokens: tokens, added: added, merges: merges, byteToID: byteToID)
+        self.preTokenizer = preTokenizer
+        // llama.cpp's llama-bpe vocabularies emit whole-word tokens before merging, as LLaMA 3's ignore_merges.
+        self.ignoreMerges = preTokenizer == .llama3
+        if let bos { bosID = bos }
+        if let eos { eosID = eos }
+    }
+
+    /// True when `id` is an added token (special or not).
+    public func isAddedToken(_ id: Int) -> Bool { added.contains { $0.id == id } }
+
+    /// Id of an added token by its content.
+    public func addedTokenID(_ content: String) -> Int? { added.first { $0.content == content }?.id }
+
+    /// Encodes text in which added tokens (e.g. `<|eot_id|>`) are recognized as such, as Hugging Face does;
+    /// the text between them is encoded normally. Longest match wins at a position.
+    public func encode(_ text: String, parseSpecial: Bool) -> [Int] {
+        guard parseSpecial, !added.isEmpty else { return encode(text) }
+        let bytes = Array(text.utf8)
+        let contents = added.map { (Array($0.content.utf8), $0.id) }.sorted { $0.0.count > $1.0.count }
+        var out: [Int] = []
+        var segmentStart = 0, i = 0
+        while i < bytes.count {
+            var matched: (Int, Int)? = nil
+            for (c, id) in contents where c.count <= bytes.count - i && bytes[i] == c[0] && Array(bytes[i..<(i + c.count)]) == c {
+                matched = (id, c.count); break
+            }
+            if let (id, len) = matched {
+                if segmentStart < i { out += encode(String(decoding: bytes[segmentStart..<i], as: UTF8.self)) }
+                out.append(id)
+                i += len
+                segmentStart = i
+            } else {
+                i += 1
+            }
+        }
+        if segmentStart < bytes.count { out += encode(String(decoding: bytes[segmentStart...], as: UTF8.self)) }
+        return out
+    }
+}
+
+extension ByteLevelBPE {
+    /// Sets BOS/EOS from a model's config (nil leaves the current one); ids outside the vocabulary are ignored.
+    public mutating func setSpecialIDs(bos: Int?, eos: Int?) {
+        if let bos, bos >= 0, bos < vocabSize { bosID = bos }
+        if let eos, eos >= 0, eos < vocabSize { eosID = eos }
+    }
+
+    /// Sets whether prompts start with BOS (GGUF `tokenizer.ggml.add_bos_token`).
+    public mutating func setAddsBOS(_ on: Bool) { addsBOS = on && bosID != nil }
 }

@@ -25,6 +25,8 @@ public struct Llama2cTokenizer: Tokenizer {
     private let byteValue: [Int16]
     /// Id of each piece (the lowest id when a piece repeats).
     private let idOfPiece: [[UInt8]: Int32]
+    /// Id of the `<0xAB>` piece of each byte (llama2.c's vocabulary has it at byte + 3).
+    private let idOfByte: [Int32]
 
     /// Loads `tokenizer.bin`; `vocabSize` comes from the model's header.
     public init(contentsOf url: URL, vocabSize: Int) throws {
@@ -90,6 +92,10 @@ public struct Llama2cTokenizer: Tokenizer {
         lookup.reserveCapacity(vocabSize)
         for (i, p) in pieces.enumerated() where lookup[p] == nil { lookup[p] = Int32(i) }
         self.idOfPiece = lookup
+        var byteIDs = (0..<256).map { Int32($0 + 3) }
+        var seenByte = [Bool](repeating: false, count: 256)
+        for (i, b) in byteValue.enumerated() where b >= 0 && !seenByte[Int(b)] { byteIDs[Int(b)] = Int32(i); seenByte[Int(b)] = true }
+        self.idOfByte = byteIDs
     }
 
     /// The byte of a `<0xAB>` piece, or -1.
@@ -146,7 +152,7 @@ public struct Llama2cTokenizer: Tokenizer {
             return
         }
         for b in piece {
-            let id = Int(b) + 3
+            let id = Int(idOfByte[Int(b)])
             sym.append(id < vocabSize ? Int32(id) : 0)
         }
     }

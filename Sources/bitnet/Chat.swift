@@ -1,0 +1,63 @@
+import ArgumentParser
+import BitNet
+import Foundation
+
+struct ChatCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chat",
+        abstract: "Chat with an instruction-tuned model (LLaMA 3 or BitNet b1.58 2B4T prompt format), one line per turn.")
+
+    @Option(help: "Model: GGUF file, Hugging Face directory or bitnet-swift checkpoint (with a byte-level BPE tokenizer).") var model: String
+    @Option(help: "Tokenizer file when the model has none inside (tokenizer.json).") var tokenizer: String?
+    @Option(help: "Prompt format: auto (from the model's chat template), llama3 or bitnet.") var template: String = "auto"
+    @Option(help: "System message.") var system: String?
+    @Option(help: "A single user message: answer it and exit instead of reading standard input.") var message: String?
+    @OptionGroup var sampling: SamplingOptions
+
+    func run() throws {
+        try runReportingErrors {
+            let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
+            guard let tok = loaded.tokenizer as? ByteLevelBPE else {
+                throw BitNetError.invalidArgument("\(model): chat needs a byte-level BPE tokenizer with <|eot_id|> (LLaMA 3 / 2B4T vocabulary)")
+            }
+            let kind: ChatTemplate
+            if template == "auto" {
+                kind = ChatTemplate.detect(try ModelFile.chatTemplate(path: model) ?? "") ?? (loaded.weights.config.ffn == .relu2 ? .bitnet : .llama3)
+            } else {
+                guard let k = ChatTemplate(rawValue: template) else { throw BitNetError.invalidArgument("--template must be auto, llama3 or bitnet") }
+                kind = k
+            }
+            var chat = try Chat(model: InferenceModel(weights: loaded.weights), tokenizer: tok, template: kind, system: system)
+            let o = sampling.generationOptions()
+            let out = FileHandle.standardOutput
+            if let message {
+                _ = try chat.send(message, options: o) { out.write(Data($0.utf8)) }
+                out.write(Data("\n".utf8))
+                return
+            }
+            printError("chat (\(kind.rawValue) format); an empty line or end of input quits")
+            while true {
+                printError("> ", terminator: "")
+                guard let line = readLine(), !line.isEmpty else { break }
+                _ = try chat.send(line, options: o) { out.write(Data($0.utf8)) }
+                out.write(Data("\n".utf8))
+            }
+        }
+    }
+}
+
+/// Sampling flags shared by `generate` and `chat`.
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .customLong("max-tokens"), help: "Tokens to generate.") var maxTokens: Int = 256
+    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
+    @Option(help: "Sampling seed.") var seed: UInt64 = 42
+
+    /// The flags as library options.
+    func generationOptions() -> GenerationOptions {
+        var o = GenerationOptions()
+        o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed
+        return o
+    }
+}
