@@ -56,6 +56,8 @@ public final class BatchScheduler: @unchecked Sendable {
     public let maxQueue: Int
     /// Positions per sequence (prompt + completion).
     public let contextLength: Int
+    /// Storage of every slot's KV cache.
+    public let kvCache: KVCacheFormat
     public let metrics: ServerMetrics
 
     private struct Pending {
@@ -91,14 +93,15 @@ public final class BatchScheduler: @unchecked Sendable {
     /// Prepares `parallel` sessions of `contextLength` positions (their KV caches are reused, never reallocated) and
     /// starts the decode thread.
     public init(model: InferenceModel, tokenizer: any Tokenizer, parallel: Int, maxQueue: Int, contextLength: Int? = nil,
-                metrics: ServerMetrics = ServerMetrics()) throws {
+                kvCache: KVCacheFormat = .f32, metrics: ServerMetrics = ServerMetrics()) throws {
         guard parallel >= 1 else { throw BitNetError.invalidArgument("--parallel must be >= 1, got \(parallel)") }
         guard maxQueue >= 0 else { throw BitNetError.invalidArgument("--queue must be >= 0, got \(maxQueue)") }
         let ctx = min(contextLength ?? model.config.maxSeqLen, model.config.maxSeqLen)
         guard ctx >= 2 else { throw BitNetError.invalidArgument("--ctx must be >= 2, got \(ctx)") }
         self.model = model; self.tokenizer = tokenizer
         self.parallel = parallel; self.maxQueue = maxQueue; self.contextLength = ctx; self.metrics = metrics
-        sessions = (0..<parallel).map { _ in InferenceSession(model: model, maxSeqLen: ctx) }
+        sessions = try (0..<parallel).map { _ in try InferenceSession(model: model, maxSeqLen: ctx, kvCache: kvCache) }
+        self.kvCache = kvCache
         slots = Array(repeating: nil, count: parallel)
         metrics.slots = parallel
         let thread = Thread { [self] in loop() }
@@ -171,9 +174,10 @@ public final class BatchScheduler: @unchecked Sendable {
         cond.lock(); cond.signal(); cond.unlock()
     }
 
-    /// The model step for every running sequence at once: one new token per session, logits per session.
+    /// The model step for every running sequence at once: one new token per session, linear layers batched over the
+    /// sessions (the weights stream once per step), each attending over its own cache; logits per session.
     static func decodeStep(_ sessions: [InferenceSession], tokens: [Int]) throws -> [UnsafeBufferPointer<Float>] {
-        try zip(sessions, tokens).map { try $0.step(token: $1) }
+        try InferenceSession.stepBatch(sessions, tokens: tokens)
     }
 
     private func loop() {

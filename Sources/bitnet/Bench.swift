@@ -18,6 +18,7 @@ struct Bench: ParsableCommand {
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
+        @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -29,6 +30,7 @@ struct Bench: ParsableCommand {
                     return v
                 }
                 guard decodeTokens > 0 else { throw BitNetError.invalidArgument("--decode-tokens must be positive") }
+                let kv = try parseKVCacheFormat(kvCache)
                 let bandwidth = MemoryBandwidth.measure(bytes: 512 << 20)
                 // The model under test: a trained file, or a synthetic ternary model of the preset's shape.
                 var config: ModelConfig
@@ -47,7 +49,7 @@ struct Bench: ParsableCommand {
                 printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@",
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head))
-                let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens)
+                let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv)
                 let rss = ProcessMemory.peakRSSBytes()
                 var twin: InferenceBenchmark.Result?
                 if !noTwin && model == nil && config.arch.isQuantized {
@@ -55,12 +57,12 @@ struct Bench: ParsableCommand {
                     fc.arch = .fp
                     ternary = try InferenceModel(synthetic: fc, headFormat: .f16)   // frees the ternary model
                     printError(String(format: "f16 twin ready: %.0f MB of weights", Double(ternary.inferenceBytes) / 1e6))
-                    twin = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: max(4, decodeTokens / 4))
+                    twin = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: max(4, decodeTokens / 4), kvCache: kv)
                 }
                 let roofline = a.achievedBandwidth / bandwidth
                 if json {
                     var obj: [String: Any] = [
-                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head,
+                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "kv_cache": kvCache,
                         "decode_tokens_per_s": a.decodeTokensPerSecond,
                         "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),

@@ -13,16 +13,23 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
     @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
     @Option(help: "Sampling seed.") var seed: UInt64 = 42
+    @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
+    @Option(help: "Output head and embedding storage: f32, f16 or q8 (8-bit blocks of 32).") var head: String = "f32"
 
     func run() throws {
         try runReportingErrors {
+            let kv = try parseKVCacheFormat(kvCache)
             let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
             guard let tok = loaded.tokenizer else {
                 throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE")
             }
             var o = GenerationOptions()
-            o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed
+            o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed; o.kvCache = kv
+            guard let headFormat = HeadFormat(rawValue: head) else {
+                throw BitNetError.invalidArgument("unknown head format '\(head)' (use \(HeadFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
             let im = InferenceModel(weights: loaded.weights)
+            try im.setHeadFormat(headFormat)
             let t0 = Clock.now()
             let stdout = FileHandle.standardOutput
             if !prompt.isEmpty { stdout.write(Data(prompt.utf8)) }
@@ -94,4 +101,12 @@ struct Logits: ParsableCommand {
             printError("wrote \(ids.count) x \(c.vocabSize) float32 logits to \(out)")
         }
     }
+}
+
+/// The `--kv-cache` value as a format, or an error listing the valid ones.
+func parseKVCacheFormat(_ name: String) throws -> KVCacheFormat {
+    guard let f = KVCacheFormat(rawValue: name) else {
+        throw BitNetError.invalidArgument("unknown KV cache format '\(name)' (use \(KVCacheFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    return f
 }

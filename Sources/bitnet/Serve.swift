@@ -13,6 +13,8 @@ struct ServedModelOptions: ParsableArguments {
     @Option(name: .customLong("vocab-size"), help: "With --preset and a llama2.c tokenizer.bin: its vocabulary size (tok512.bin: 512).")
     var vocabSize: Int = 512
     @Option(help: "Positions per request (prompt + completion); default: the model's context (1024 with --preset).") var ctx: Int?
+    @Option(name: .customLong("kv-cache"), help: "KV cache storage of every slot: f32, f16, q8 or q4 (answers equal `generate --kv-cache` with the same format).")
+    var kvCache: String = "f32"
     @Option(help: "Threads for the model (default: all cores; same as BITNET_THREADS).") var threads: Int?
 
     /// The inference model, its tokenizer and the name `/v1/models` lists.
@@ -58,7 +60,8 @@ struct Serve: ParsableCommand {
             guard (0...65535).contains(port) else { throw BitNetError.invalidArgument("--port must be in 0...65535") }
             guard maxBody > 0, shutdownTimeout >= 0 else { throw BitNetError.invalidArgument("--max-body must be > 0, --shutdown-timeout >= 0") }
             let (model, tok, name) = try served.load()
-            let scheduler = try BatchScheduler(model: model, tokenizer: tok, parallel: parallel, maxQueue: queue, contextLength: served.ctx)
+            let scheduler = try BatchScheduler(model: model, tokenizer: tok, parallel: parallel, maxQueue: queue, contextLength: served.ctx,
+                                               kvCache: try parseKVCacheFormat(served.kvCache))
             var cfg = ServerConfiguration()
             cfg.host = host; cfg.port = port; cfg.maxBodyBytes = maxBody; cfg.shutdownTimeout = shutdownTimeout
             cfg.apiKey = apiKey ?? ProcessInfo.processInfo.environment["BITNET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
@@ -109,7 +112,8 @@ extension Bench {
                 }
                 guard maxTokens > 0, requests > 0, !counts.isEmpty else { throw BitNetError.invalidArgument("--max-tokens, --requests and --clients must be positive") }
                 let (model, tok, name) = try served.load()
-                let scheduler = try BatchScheduler(model: model, tokenizer: tok, parallel: counts.max()!, maxQueue: 0, contextLength: served.ctx)
+                let scheduler = try BatchScheduler(model: model, tokenizer: tok, parallel: counts.max()!, maxQueue: 0, contextLength: served.ctx,
+                                                   kvCache: try parseKVCacheFormat(served.kvCache))
                 printError("model \(name): dim \(model.config.dim), \(model.config.nLayers) layers, vocab \(model.config.vocabSize); \(scheduler.parallel) slots")
                 let (maxTokens, requests, prompt) = (maxTokens, requests, prompt)
                 final class Box: @unchecked Sendable { var results: [ServeBenchmark.Result] = [] }

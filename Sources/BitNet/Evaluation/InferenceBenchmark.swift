@@ -23,12 +23,13 @@ public enum InferenceBenchmark {
     }
 
     /// Decodes `decodeTokens` tokens after a short prompt, then times prefill for each prompt length.
-    public static func run(model: InferenceModel, promptLengths: [Int], decodeTokens: Int, seed: UInt64 = 7) throws -> Result {
+    public static func run(model: InferenceModel, promptLengths: [Int], decodeTokens: Int, kvCache: KVCacheFormat = .f32,
+                           seed: UInt64 = 7) throws -> Result {
         let c = model.config
         var rng = SeededRNG(seed: seed)
         let maxLen = max((promptLengths.max() ?? 0) + 1, decodeTokens + 2)
         guard maxLen <= c.maxSeqLen else { throw BitNetError.invalidArgument("benchmark needs \(maxLen) positions; the model has \(c.maxSeqLen)") }
-        let session = InferenceSession(model: model, maxSeqLen: maxLen)
+        let session = try InferenceSession(model: model, maxSeqLen: maxLen, kvCache: kvCache)
         // Decode: one warm-up token, then greedy steps.
         var token = rng.nextInt(below: c.vocabSize)
         _ = try session.step(token: token)

@@ -178,11 +178,6 @@ public struct InferenceLinear: @unchecked Sendable {
     }
 }
 
-/// Storage of the output head at inference.
-public enum HeadFormat: String, Sendable, CaseIterable {
-    case f32, f16, q8
-}
-
 /// A model ready for decoding: quantized linears, full-precision embedding, head and norms.
 /// It owns its tensors, so it can be built from trained weights or synthetically (benchmarks of any shape).
 public final class InferenceModel: @unchecked Sendable {
@@ -194,13 +189,9 @@ public final class InferenceModel: @unchecked Sendable {
     }
     let layers: [Layer]
     let rope: Rope
-    /// Token embedding [vocab, dim] (f32, Sec. 2 keeps it high precision).
-    let embedding: FloatBuffer
-    /// Output head [vocab, dim] in f32; nil when tied to the embedding or stored in another format.
-    let head: FloatBuffer?
-    /// The head in f16 or in 8-bit blocks (the largest single tensor of 2B4T); used instead of f32 when set.
-    var headF16: F16Matrix? = nil
-    var headQ8: Q8Matrix? = nil
+    /// Token embedding [vocab, dim] and output head [vocab, dim]: one shared matrix when tied (stored once).
+    private(set) var embedding: DenseMatrix
+    private(set) var head: DenseMatrix
     /// Every RMSNorm weight, concatenated; `finalNorm` is the offset of the last one.
     let norms: FloatBuffer
     let finalNorm: Int
@@ -214,13 +205,10 @@ public final class InferenceModel: @unchecked Sendable {
         var qDown = q
         qDown.unsigned = c.unsignedAfterNonlinearity && c.arch.isQuantized
         let w = weights.ptr, qD = c.nHeads * c.headDim, L = weights.layout
-        embedding = FloatBuffer(c.vocabSize * c.dim)
-        embedding.ptr.update(from: w + L.embedding, count: c.vocabSize * c.dim)
-        if c.tieEmbeddings { head = nil } else {
-            let h = FloatBuffer(c.vocabSize * c.dim)
-            h.ptr.update(from: w + L.output, count: c.vocabSize * c.dim)
-            head = h
-        }
+        let vd = c.vocabSize * c.dim
+        embedding = DenseMatrix(Array(UnsafeBufferPointer(start: w + L.embedding, count: vd)), rows: c.vocabSize, cols: c.dim, format: .f32)
+        head = c.tieEmbeddings ? embedding
+            : DenseMatrix(Array(UnsafeBufferPointer(start: w + L.output, count: vd)), rows: c.vocabSize, cols: c.dim, format: .f32)
         // Norm weights: copy each into one buffer and remember where it went.
         var normValues: [Float] = []
         func keep(_ offset: Int, _ count: Int) -> Int {
@@ -278,202 +266,38 @@ public final class InferenceModel: @unchecked Sendable {
         finalNorm = c.nLayers * perLayerNorms
         norms = FloatBuffer(finalNorm + c.dim)
         norms.ptr.update(repeating: 1, count: norms.count)
-        embedding = FloatBuffer(c.vocabSize * c.dim)
-        for i in 0..<embedding.count { embedding.ptr[i] = (rng.nextUniform() - 0.5) * 0.04 }
-        head = nil
-        try setHeadFormat(headFormat)
+        let values = (0..<(c.vocabSize * c.dim)).map { _ in (rng.nextUniform() - 0.5) * 0.04 }
+        embedding = DenseMatrix(values, rows: c.vocabSize, cols: c.dim, format: headFormat)
+        head = embedding
     }
 
-    /// Stores the output head (the tied embedding or the separate head) in f32, f16 or 8-bit blocks.
+    /// Stores the output head and the embedding in f32, f16 or 8-bit blocks (a tied pair stays one matrix).
+    /// Converting from a lossy format starts from its dequantized values.
     public func setHeadFormat(_ format: HeadFormat) throws {
-        let src = head ?? embedding
-        let values = Array(UnsafeBufferPointer(start: src.ptr, count: src.count))
-        headF16 = nil; headQ8 = nil
-        switch format {
-        case .f32: break
-        case .f16: headF16 = F16Matrix(values, rows: config.vocabSize, cols: config.dim)
-        case .q8: headQ8 = DenseKernels.quantizeQ8(values, rows: config.vocabSize, cols: config.dim)
-        }
+        let c = config, tied = head === embedding
+        if head.format != format { head = DenseMatrix(head.values(), rows: c.vocabSize, cols: c.dim, format: format) }
+        if tied { embedding = head }
+        else if embedding.format != format { embedding = DenseMatrix(embedding.values(), rows: c.vocabSize, cols: c.dim, format: format) }
     }
+
+    /// The format the head is stored in.
+    public var headFormat: HeadFormat { head.format }
 
     /// Logits = head · x (the output projection, in the head's stored format).
     func applyHead(x: UnsafePointer<Float>, logits: UnsafeMutablePointer<Float>) {
-        let v = config.vocabSize, d = config.dim
-        if let h = headF16 {
-            h.bits.withUnsafeBufferPointer { DenseKernels.f16Gemv(weights: $0.baseAddress!, ld: d, rows: v, cols: d, x: x, y: logits) }
-        } else if let h = headQ8 {
-            h.bytes.withUnsafeBufferPointer { DenseKernels.q8Gemv(weights: $0.baseAddress!, rowStride: h.rowStride, rows: v, cols: d, x: x, y: logits) }
-        } else {
-            GEMM.sgemm(transA: false, transB: true, m: 1, n: v, k: d, a: x, lda: d, b: headPtr, ldb: d, beta: 0, c: logits, ldc: v)
-        }
-    }
-
-    /// Bytes of the head as stored.
-    var headBytes: Int {
-        if let h = headF16 { return h.bits.count * 2 }
-        if let h = headQ8 { return h.bytes.count }
-        return config.vocabSize * config.dim * 4
+        head.gemv(x: x, y: logits)
     }
 
     /// Size of the inference weights: packed linears plus f32 embedding/head and norms.
     public var inferenceBytes: Int {
         let linear = layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } }
-        return linear + (embedding.count + (head?.count ?? 0) + norms.count) * 4
+        return linear + embedding.bytes + (head === embedding ? 0 : head.bytes) + norms.count * 4
     }
 
     /// Bytes read from memory per decoded token: every linear plus the head (the embedding row is negligible).
     public var bytesPerToken: Int {
-        layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } } + headBytes
+        layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } } + head.bytes
     }
 
-    var headPtr: UnsafePointer<Float> { UnsafePointer((head ?? embedding).ptr) }
     func norm(_ offset: Int) -> UnsafePointer<Float> { UnsafePointer(norms.ptr + offset) }
-}
-
-/// Per-sequence decoding state: the KV cache [layers, positions, kv_dim] and scratch buffers (no allocation per token).
-public final class InferenceSession: @unchecked Sendable {
-    public let model: InferenceModel
-    public let maxSeqLen: Int
-    /// Number of positions already in the cache.
-    public private(set) var position = 0
-    let keyCache: FloatBuffer, valueCache: FloatBuffer
-    let x, xb, xb2, q, att, hb, hb2, logitsBuf, deq: FloatBuffer
-    let xCodes: UnsafeMutablePointer<Int8>
-    let acc: UnsafeMutablePointer<Int32>
-
-    public init(model: InferenceModel, maxSeqLen: Int? = nil) {
-        let c = model.config
-        self.model = model
-        self.maxSeqLen = min(maxSeqLen ?? c.maxSeqLen, c.maxSeqLen)
-        keyCache = FloatBuffer(c.nLayers * self.maxSeqLen * c.kvDim)
-        valueCache = FloatBuffer(c.nLayers * self.maxSeqLen * c.kvDim)
-        let qD = c.nHeads * c.headDim
-        x = FloatBuffer(c.dim); xb = FloatBuffer(max(c.dim, qD)); xb2 = FloatBuffer(max(c.dim, qD)); q = FloatBuffer(qD)
-        att = FloatBuffer(c.nHeads * self.maxSeqLen)
-        hb = FloatBuffer(c.ffnDim); hb2 = FloatBuffer(c.ffnDim)
-        logitsBuf = FloatBuffer(c.vocabSize)
-        deq = FloatBuffer(max(c.dim, c.ffnDim, qD))
-        xCodes = .allocate(capacity: max(c.dim, c.ffnDim, qD))
-        acc = .allocate(capacity: max(c.dim, c.ffnDim, qD + 2 * c.kvDim))
-    }
-
-    deinit { xCodes.deallocate(); acc.deallocate() }
-
-    /// Forgets the cached sequence.
-    public func reset() { position = 0 }
-
-    /// Runs one token at the next position and returns the logits [vocab] (valid until the next call).
-    public func step(token: Int) throws -> UnsafeBufferPointer<Float> {
-        let c = model.config
-        guard token >= 0 && token < c.vocabSize else { throw BitNetError.invalidArgument("token id \(token) outside vocabulary 0..<\(c.vocabSize)") }
-        guard position < maxSeqLen else { throw BitNetError.invalidArgument("context full: \(maxSeqLen) positions") }
-        let pos = position
-        let d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, eps = c.normEps, ng = c.normGroups
-        let scratch = deq.ptr
-        x.ptr.update(from: model.embedding.ptr + token * d, count: d)
-        for (l, L) in model.layers.enumerated() {
-            RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: model.norm(L.attnNorm), rows: 1, dim: d, groups: ng, eps: eps)
-            let kRow = keyCache.ptr + (l * maxSeqLen + pos) * kvD, vRow = valueCache.ptr + (l * maxSeqLen + pos) * kvD
-            L.wq.apply(x: xb.ptr, y: q.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
-            L.wk.apply(x: xb.ptr, y: kRow, xCodes: xCodes, xDequant: scratch, acc: acc)
-            L.wv.apply(x: xb.ptr, y: vRow, xCodes: xCodes, xDequant: scratch, acc: acc)
-            model.rope.apply(q.ptr, heads: c.nHeads, pos: pos)
-            model.rope.apply(kRow, heads: c.nKVHeads, pos: pos)
-            attend(layer: l, pos: pos, out: xb.ptr)
-            if L.attnSubNorm >= 0 {
-                RMSNorm.forward(out: xb.ptr, rstd: nil, x: xb.ptr, weight: model.norm(L.attnSubNorm), rows: 1, dim: qD, groups: ng, eps: eps)
-            }
-            L.wo.apply(x: xb.ptr, y: xb2.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
-            addInPlace(x.ptr, xb2.ptr, d)
-            RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: model.norm(L.ffnNorm), rows: 1, dim: d, groups: ng, eps: eps)
-            L.w1.apply(x: xb.ptr, y: hb.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
-            L.w3.apply(x: xb.ptr, y: hb2.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
-            GatedActivation.forward(h: hb.ptr, gate: hb.ptr, up: hb2.ptr, count: c.ffnDim, kind: c.ffn)
-            if L.ffnSubNorm >= 0 {
-                RMSNorm.forward(out: hb.ptr, rstd: nil, x: hb.ptr, weight: model.norm(L.ffnSubNorm), rows: 1, dim: c.ffnDim, groups: ng, eps: eps)
-            }
-            L.w2.apply(x: hb.ptr, y: xb.ptr, xCodes: xCodes, xDequant: scratch, acc: acc)
-            addInPlace(x.ptr, xb.ptr, d)
-        }
-        RMSNorm.forward(out: xb.ptr, rstd: nil, x: x.ptr, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
-        model.applyHead(x: xb.ptr, logits: logitsBuf.ptr)
-        position += 1
-        return UnsafeBufferPointer(start: logitsBuf.ptr, count: c.vocabSize)
-    }
-
-    /// Processes a whole prompt at the next positions (linear layers batched over its tokens) and returns the logits of
-    /// its last token; equal to calling `step` for each token, faster for prompts.
-    public func prefill(tokens: [Int]) throws -> UnsafeBufferPointer<Float> {
-        let c = model.config, n = tokens.count
-        guard n > 0 else { throw BitNetError.invalidArgument("empty prompt") }
-        if n == 1 { return try step(token: tokens[0]) }
-        for t in tokens where t < 0 || t >= c.vocabSize { throw BitNetError.invalidArgument("token id \(t) outside vocabulary 0..<\(c.vocabSize)") }
-        guard position + n <= maxSeqLen else { throw BitNetError.invalidArgument("prompt of \(n) tokens does not fit: \(maxSeqLen - position) positions left") }
-        let pos0 = position, d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, eps = c.normEps, ng = c.normGroups
-        let X = FloatBuffer(n * d), A = FloatBuffer(n * max(d, qD)), B = FloatBuffer(n * max(d, qD)), Q = FloatBuffer(n * qD)
-        let G = FloatBuffer(n * f), U = FloatBuffer(n * f)
-        for (i, t) in tokens.enumerated() { (X.ptr + i * d).update(from: model.embedding.ptr + t * d, count: d) }
-        for (l, L) in model.layers.enumerated() {
-            RMSNorm.forward(out: A.ptr, rstd: nil, x: X.ptr, weight: model.norm(L.attnNorm), rows: n, dim: d, groups: ng, eps: eps)
-            // K and V rows go straight into the cache: positions pos0..<pos0+n are contiguous there.
-            let kRows = keyCache.ptr + (l * maxSeqLen + pos0) * kvD, vRows = valueCache.ptr + (l * maxSeqLen + pos0) * kvD
-            L.wq.applyBatch(x: A.ptr, y: Q.ptr, tokens: n)
-            L.wk.applyBatch(x: A.ptr, y: kRows, tokens: n)
-            L.wv.applyBatch(x: A.ptr, y: vRows, tokens: n)
-            for i in 0..<n {
-                model.rope.apply(Q.ptr + i * qD, heads: c.nHeads, pos: pos0 + i)
-                model.rope.apply(kRows + i * kvD, heads: c.nKVHeads, pos: pos0 + i)
-            }
-            for i in 0..<n { attend(layer: l, pos: pos0 + i, out: B.ptr + i * qD, query: Q.ptr + i * qD) }
-            if L.attnSubNorm >= 0 {
-                RMSNorm.forward(out: B.ptr, rstd: nil, x: B.ptr, weight: model.norm(L.attnSubNorm), rows: n, dim: qD, groups: ng, eps: eps)
-            }
-            L.wo.applyBatch(x: B.ptr, y: A.ptr, tokens: n)
-            addInPlace(X.ptr, A.ptr, n * d)
-            RMSNorm.forward(out: A.ptr, rstd: nil, x: X.ptr, weight: model.norm(L.ffnNorm), rows: n, dim: d, groups: ng, eps: eps)
-            L.w1.applyBatch(x: A.ptr, y: G.ptr, tokens: n)
-            L.w3.applyBatch(x: A.ptr, y: U.ptr, tokens: n)
-            GatedActivation.forward(h: G.ptr, gate: G.ptr, up: U.ptr, count: n * f, kind: c.ffn)
-            if L.ffnSubNorm >= 0 {
-                RMSNorm.forward(out: G.ptr, rstd: nil, x: G.ptr, weight: model.norm(L.ffnSubNorm), rows: n, dim: f, groups: ng, eps: eps)
-            }
-            L.w2.applyBatch(x: G.ptr, y: A.ptr, tokens: n)
-            addInPlace(X.ptr, A.ptr, n * d)
-        }
-        // Only the last token's logits are needed to continue.
-        RMSNorm.forward(out: xb.ptr, rstd: nil, x: X.ptr + (n - 1) * d, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
-        x.ptr.update(from: X.ptr + (n - 1) * d, count: d)
-        model.applyHead(x: xb.ptr, logits: logitsBuf.ptr)
-        position += n
-        return UnsafeBufferPointer(start: logitsBuf.ptr, count: c.vocabSize)
-    }
-
-    /// Causal attention of the current query over cached keys/values 0...pos, per head (GQA).
-    func attend(layer l: Int, pos: Int, out: UnsafeMutablePointer<Float>, query: UnsafePointer<Float>? = nil) {
-        let c = model.config, hd = c.headDim, kvD = c.kvDim, group = c.nHeads / c.nKVHeads
-        let scale = 1 / Float(hd).squareRoot()
-        let kBase = keyCache.ptr + l * maxSeqLen * kvD, vBase = valueCache.ptr + l * maxSeqLen * kvD
-        let qp = query ?? UnsafePointer(q.ptr), attp = att.ptr, maxT = maxSeqLen
-        let heads = c.nHeads
-        ThreadPool.shared.parallelFor(pos >= 64 ? heads : 1) { task in
-            let range = pos >= 64 ? task..<(task + 1) : 0..<heads
-            for h in range {
-                let qh = qp + h * hd, kvh = h / group
-                let a = attp + h * maxT
-                for t in 0...pos {
-                    let kt = kBase + t * kvD + kvh * hd
-                    var s: Float = 0
-                    for i in 0..<hd { s += qh[i] * kt[i] }
-                    a[t] = s * scale
-                }
-                CausalAttention.causalSoftmaxRow(a, valid: pos + 1, width: pos + 1)
-                let o = out + h * hd
-                for i in 0..<hd { o[i] = 0 }
-                for t in 0...pos {
-                    let vt = vBase + t * kvD + kvh * hd, p = a[t]
-                    for i in 0..<hd { o[i] += p * vt[i] }
-                }
-            }
-        }
-    }
 }

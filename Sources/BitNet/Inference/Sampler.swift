@@ -60,6 +60,8 @@ public struct GenerationOptions: Sendable {
     /// Prepend BOS to the prompt; nil decides by tokenizer: llama2.c models are trained with BOS, models trained
     /// here on raw text (byte-level BPE) are not, so they get BOS only for an empty prompt.
     public var addBOS: Bool? = nil
+    /// Storage of the KV cache (Table 6: 8- and 4-bit per-head absmax).
+    public var kvCache: KVCacheFormat = .f32
     public init() {}
 }
 
@@ -154,7 +156,7 @@ public struct Generator {
         let c = model.config
         var seq = try SequenceGenerator(tokenizer: tokenizer, promptTokens: promptTokens, options: options,
                                         vocabSize: c.vocabSize, contextLength: c.maxSeqLen)
-        let session = InferenceSession(model: model)
+        let session = try InferenceSession(model: model, kvCache: options.kvCache)
         // The prompt in one batched pass, then one token at a time.
         var logits = try session.prefill(tokens: promptTokens)
         while seq.finishReason == nil {

@@ -1,5 +1,6 @@
 import XCTest
 @testable import BitNet
+import BitNetKernels
 
 final class InferenceTests: XCTestCase {
     /// Incremental decoding with the KV cache (integer BitLinear) gives the logits of the batched full forward.
@@ -77,24 +78,34 @@ final class InferenceTests: XCTestCase {
 
 final class InferenceFormatsTests: XCTestCase {
     /// The head stored in f16 or 8-bit blocks gives logits close to the f32 head (relative to the logit range).
+    /// The head and embedding in f16 or 8-bit blocks stay close to f32; the stored bytes shrink 2x / ~3.6x.
     func testHeadFormatsAgreeWithF32() throws {
-        let c = tinyConfig(.b158, vocab: 64)
-        let w = ModelWeights(config: c, seed: 12)
-        let model = InferenceModel(weights: w)
-        func logits() throws -> [Float] {
-            let s = InferenceSession(model: model)
-            var out: [Float] = []
-            for t in [1, 7, 30] { out = Array(try s.step(token: t)) }
-            return out
+        for tied in [true, false] {
+            var c = tinyConfig(.b158, vocab: 64)
+            c.tieEmbeddings = tied
+            let w = ModelWeights(config: c, seed: 12)
+            func logits(_ model: InferenceModel) throws -> [Float] {
+                let s = InferenceSession(model: model)
+                var out: [Float] = []
+                for t in [1, 7, 30] { out = Array(try s.step(token: t)) }
+                return out
+            }
+            let f32Model = InferenceModel(weights: w)
+            let ref = try logits(f32Model)
+            let scale = ref.map(abs).max()!
+            for (format, tol, ratio) in [(HeadFormat.f16, Float(1e-2), 2.0), (.q8, 5e-2, Double(c.dim * 4) / Double(DenseKernels.q8RowStride(cols: c.dim)))] {
+                let model = InferenceModel(weights: w)
+                try model.setHeadFormat(format)
+                XCTAssertEqual(model.headFormat, format)
+                XCTAssertLessThan(maxAbsDiff(try logits(model), ref) / scale, tol, "\(format) tied \(tied)")
+                XCTAssertEqual(Double(f32Model.head.bytes) / Double(model.head.bytes), ratio, accuracy: 1e-9)
+                XCTAssertEqual(model.head === model.embedding, tied)
+                // Embedding rows are the dequantized stored values.
+                var row = [Float](repeating: 0, count: c.dim)
+                model.embedding.row(7, into: &row)
+                XCTAssertEqual(row, Array(model.embedding.values()[(7 * c.dim)..<(8 * c.dim)]))
+            }
         }
-        let ref = try logits()
-        let scale = ref.map(abs).max()!
-        for (format, tol) in [(HeadFormat.f16, Float(2e-3)), (.q8, 2e-2)] {
-            try model.setHeadFormat(format)
-            XCTAssertLessThan(maxAbsDiff(try logits(), ref) / scale, tol, "\(format)")
-        }
-        try model.setHeadFormat(.f32)
-        XCTAssertEqual(try logits(), ref)
     }
 
     /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
