@@ -91,6 +91,7 @@ public final class OpenAIServer: Sendable {
             Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
                      body: .init(byteBuffer: ByteBuffer(string: WebPage.html)))
         }
+        router.get("/favicon.ico") { _, _ in Response(status: .noContent) }
         router.get("/health") { [self] _, _ in
             let (w, a) = scheduler.load
             let ok = !isDraining

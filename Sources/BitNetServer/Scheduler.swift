@@ -58,6 +58,8 @@ public final class BatchScheduler: @unchecked Sendable {
     public let contextLength: Int
     /// Storage of every slot's KV cache.
     public let kvCache: KVCacheFormat
+    /// One `stepBatch` per step (true) or one `step` per session (the comparison in `bitnet bench serve --no-batch`).
+    public let batched: Bool
     public let metrics: ServerMetrics
 
     private struct Pending {
@@ -93,7 +95,7 @@ public final class BatchScheduler: @unchecked Sendable {
     /// Prepares `parallel` sessions of `contextLength` positions (their KV caches are reused, never reallocated) and
     /// starts the decode thread.
     public init(model: InferenceModel, tokenizer: any Tokenizer, parallel: Int, maxQueue: Int, contextLength: Int? = nil,
-                kvCache: KVCacheFormat = .f32, metrics: ServerMetrics = ServerMetrics()) throws {
+                kvCache: KVCacheFormat = .f32, batched: Bool = true, metrics: ServerMetrics = ServerMetrics()) throws {
         guard parallel >= 1 else { throw BitNetError.invalidArgument("--parallel must be >= 1, got \(parallel)") }
         guard maxQueue >= 0 else { throw BitNetError.invalidArgument("--queue must be >= 0, got \(maxQueue)") }
         let ctx = min(contextLength ?? model.config.maxSeqLen, model.config.maxSeqLen)
@@ -102,6 +104,7 @@ public final class BatchScheduler: @unchecked Sendable {
         self.parallel = parallel; self.maxQueue = maxQueue; self.contextLength = ctx; self.metrics = metrics
         sessions = try (0..<parallel).map { _ in try InferenceSession(model: model, maxSeqLen: ctx, kvCache: kvCache) }
         self.kvCache = kvCache
+        self.batched = batched
         slots = Array(repeating: nil, count: parallel)
         metrics.slots = parallel
         let thread = Thread { [self] in loop() }
@@ -176,8 +179,10 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// The model step for every running sequence at once: one new token per session, linear layers batched over the
     /// sessions (the weights stream once per step), each attending over its own cache; logits per session.
-    static func decodeStep(_ sessions: [InferenceSession], tokens: [Int]) throws -> [UnsafeBufferPointer<Float>] {
-        try InferenceSession.stepBatch(sessions, tokens: tokens)
+    /// Unbatched (`batched` false, for comparison) runs each session's own `step` in turn.
+    func decodeStep(_ sessions: [InferenceSession], tokens: [Int]) throws -> [UnsafeBufferPointer<Float>] {
+        if batched && sessions.count > 1 { return try InferenceSession.stepBatch(sessions, tokens: tokens) }
+        return try zip(sessions, tokens).map { try $0.step(token: $1) }
     }
 
     private func loop() {
@@ -219,7 +224,7 @@ public final class BatchScheduler: @unchecked Sendable {
             guard !running.isEmpty else { continue }
             let t0 = Date()
             do {
-                let logits = try Self.decodeStep(running.map { sessions[$0] }, tokens: running.map { slots[$0]!.next })
+                let logits = try decodeStep(running.map { sessions[$0] }, tokens: running.map { slots[$0]!.next })
                 for (k, i) in running.enumerated() { advance(slot: i, logits: logits[k]) }
             } catch {
                 for i in running { slots[i]?.events.yield(.failed("decoding failed: \(error)")); release(i, cancelled: false) }
@@ -261,17 +266,19 @@ public final class BatchScheduler: @unchecked Sendable {
         if let next, !a.stop.matched { slots[i]!.next = next } else { finish(slot: i) }
     }
 
-    /// Sends the held-back text and the final event, then frees the slot.
+    /// Frees the slot, then sends the held-back text and the final event (in this order, so a client that sends its
+    /// next request as soon as it reads the end finds the slot free).
     private func finish(slot i: Int) {
         guard var a = slots[i] else { return }
         var tail = a.stop.push(a.seq.flush())
         tail += a.stop.flush()
         if a.stop.matched { a.seq.finish(reason: .stop) }
+        slots[i] = nil
+        releaseCount()
+        metrics.countCompleted()
         if !tail.isEmpty { a.events.yield(.text(tail)) }
         a.events.yield(.finished(a.seq.finishReason ?? .length, promptTokens: a.promptCount, completionTokens: a.seq.tokens.count))
-        slots[i] = a
-        release(i, cancelled: false)
-        metrics.countCompleted()
+        a.events.finish()
     }
 
     private func release(_ i: Int, cancelled: Bool) {

@@ -101,7 +101,10 @@ extension Bench {
         @Option(help: "Concurrent client counts, comma-separated.") var clients: String = "1,4,16"
         @Option(name: .customLong("max-tokens"), help: "Completion tokens per request.") var maxTokens: Int = 64
         @Option(help: "Requests per client at each count.") var requests: Int = 2
+        @Option(help: "Rounds over all counts; each count reports its fastest round.") var rounds: Int = 3
         @Option(help: "Prompt of every request.") var prompt: String = "Once upon a time"
+        @Flag(name: .customLong("no-batch"), help: "Decode the slots one after another (per-session step) instead of one stepBatch, for comparison.")
+        var noBatch = false
         @Flag(help: "Print JSON.") var json = false
 
         func run() throws {
@@ -110,28 +113,37 @@ extension Bench {
                     guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--clients: '\(s)' is not a positive integer") }
                     return v
                 }
-                guard maxTokens > 0, requests > 0, !counts.isEmpty else { throw BitNetError.invalidArgument("--max-tokens, --requests and --clients must be positive") }
+                guard maxTokens > 0, requests > 0, rounds > 0, !counts.isEmpty else {
+                    throw BitNetError.invalidArgument("--max-tokens, --requests, --rounds and --clients must be positive")
+                }
                 let (model, tok, name) = try served.load()
-                let scheduler = try BatchScheduler(model: model, tokenizer: tok, parallel: counts.max()!, maxQueue: 0, contextLength: served.ctx,
-                                                   kvCache: try parseKVCacheFormat(served.kvCache))
-                printError("model \(name): dim \(model.config.dim), \(model.config.nLayers) layers, vocab \(model.config.vocabSize); \(scheduler.parallel) slots")
-                let (maxTokens, requests, prompt) = (maxTokens, requests, prompt)
+                let scheduler = try BatchScheduler(model: model, tokenizer: tok, parallel: counts.max()!, maxQueue: counts.max()!, contextLength: served.ctx,
+                                                   kvCache: try parseKVCacheFormat(served.kvCache), batched: !noBatch)
+                printError("model \(name): dim \(model.config.dim), \(model.config.nLayers) layers, vocab \(model.config.vocabSize); \(scheduler.parallel) slots, "
+                           + (noBatch ? "one step per slot" : "one stepBatch per step"))
+                let (maxTokens, requests, prompt, rounds) = (maxTokens, requests, prompt, rounds)
                 final class Box: @unchecked Sendable { var results: [ServeBenchmark.Result] = [] }
                 let box = Box()
                 try blockOn {
                     box.results = try await ServeBenchmark.run(scheduler: scheduler, clientCounts: counts, requestsPerClient: requests,
-                                                               maxTokens: maxTokens, prompt: prompt) { r in
-                        printError(String(format: "%3d clients: %6d tokens in %7.2f s = %8.1f tokens/s total, %7.1f per client",
-                                          r.clients, r.tokens, r.seconds, r.tokensPerSecond, r.tokensPerSecond / Double(r.clients)))
+                                                               maxTokens: maxTokens, prompt: prompt, rounds: rounds) { r in
+                        printError(String(format: "%3d clients: %6d tokens in %7.2f s = %8.1f tokens/s total, %7.1f per client; %7.2f CPU s = %8.1f tokens per CPU s",
+                                          r.clients, r.tokens, r.seconds, r.tokensPerSecond, r.tokensPerSecond / Double(r.clients),
+                                          r.cpuSeconds, r.tokensPerCPUSecond))
                     }
                 }
                 let base = box.results.first!.tokensPerSecond
                 if json {
-                    let rows = box.results.map { ["clients": $0.clients, "tokens": $0.tokens, "seconds": $0.seconds, "tokens_per_second": $0.tokensPerSecond] as [String: Any] }
+                    let rows = box.results.map { ["clients": $0.clients, "tokens": $0.tokens, "seconds": $0.seconds, "tokens_per_second": $0.tokensPerSecond,
+                                                  "cpu_seconds": $0.cpuSeconds, "tokens_per_cpu_second": $0.tokensPerCPUSecond] as [String: Any] }
                     print(String(decoding: try JSONSerialization.data(withJSONObject: ["model": name, "results": rows], options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
                 } else {
-                    print("clients  tokens/s  vs \(box.results.first!.clients) client(s)")
-                    for r in box.results { print(String(format: "%7d  %8.1f  %.2fx", r.clients, r.tokensPerSecond, r.tokensPerSecond / base)) }
+                    let baseCPU = box.results.first!.tokensPerCPUSecond
+                    print("clients  tokens/s  vs \(box.results.first!.clients) client(s)  tokens/CPU-s  vs \(box.results.first!.clients) client(s)")
+                    for r in box.results {
+                        print(String(format: "%7d  %8.1f  %6.2fx        %8.1f  %6.2fx", r.clients, r.tokensPerSecond, r.tokensPerSecond / base,
+                                     r.tokensPerCPUSecond, r.tokensPerCPUSecond / baseCPU))
+                    }
                 }
             }
         }

@@ -221,3 +221,17 @@ final class ServerTests: XCTestCase {
         try await srv.stop()
     }
 }
+
+/// `bitnet bench serve`'s driver: every client's streamed usage is counted.
+final class ServeBenchmarkTests: XCTestCase {
+    func testCountsEveryRequestsTokens() async throws {
+        let s = try Stories.shared.get()
+        let scheduler = try BatchScheduler(model: s.model, tokenizer: s.tokenizer, parallel: 3, maxQueue: 3)
+        let results = try await ServeBenchmark.run(scheduler: scheduler, clientCounts: [1, 3], requestsPerClient: 2, maxTokens: 5,
+                                                   prompt: "Once upon a time")
+        XCTAssertEqual(results.map(\.clients), [1, 3])
+        // stories260K does not end a story within 5 tokens of "Once upon a time": every request makes all 5.
+        XCTAssertEqual(results.map(\.tokens), [10, 30])
+        XCTAssertTrue(results.allSatisfy { $0.seconds > 0 && $0.cpuSeconds > 0 })
+    }
+}
