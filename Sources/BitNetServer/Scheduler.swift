@@ -32,9 +32,8 @@ public enum SchedulerRejection: Error, Sendable {
 public struct GenerationHandle: Sendable {
     public let events: AsyncStream<GenerationEvent>
     let flag: CancelFlag
-    let wake: @Sendable () -> Void
     /// Drops the job if it is still queued or running (harmless after it ended).
-    public func cancel() { flag.cancel(); wake() }
+    public func cancel() { flag.cancel() }
 }
 
 /// Set from any thread when the client goes away; read by the decode loop before each step.
@@ -117,10 +116,8 @@ public final class BatchScheduler: @unchecked Sendable {
     public func submit(_ job: GenerationJob) throws(SchedulerRejection) -> GenerationHandle {
         let (stream, events) = AsyncStream.makeStream(of: GenerationEvent.self)
         let cancel = CancelFlag()
-        events.onTermination = { [weak self] _ in
-            cancel.cancel()
-            self?.wake()
-        }
+        // Only a flag: the loop never sleeps while it has jobs, and this may run inside `finish()` with the lock held.
+        events.onTermination = { _ in cancel.cancel() }
         cond.lock()
         defer { cond.unlock() }
         guard !draining else { throw .unavailable }
@@ -128,7 +125,7 @@ public final class BatchScheduler: @unchecked Sendable {
         waiting.append(Pending(job: job, events: events, cancel: cancel))
         metrics.queued = waiting.count
         cond.signal()
-        return GenerationHandle(events: stream, flag: cancel, wake: { [weak self] in self?.wake() })
+        return GenerationHandle(events: stream, flag: cancel)
     }
 
     /// Jobs waiting plus jobs decoding.
@@ -173,10 +170,6 @@ public final class BatchScheduler: @unchecked Sendable {
         cond.unlock()
     }
 
-    private func wake() {
-        cond.lock(); cond.signal(); cond.unlock()
-    }
-
     /// The model step for every running sequence at once: one new token per session, linear layers batched over the
     /// sessions (the weights stream once per step), each attending over its own cache; logits per session.
     /// Unbatched (`batched` false, for comparison) runs each session's own `step` in turn.
@@ -193,6 +186,10 @@ public final class BatchScheduler: @unchecked Sendable {
                 for p in waiting { p.events.yield(.failed("the server is shutting down")); p.events.finish() }
                 waiting.removeAll()
                 cond.unlock()
+                for i in slots.indices where slots[i] != nil {
+                    slots[i]!.events.yield(.failed("the server is shutting down"))
+                    release(i, cancelled: true)
+                }
                 break
             }
             if let gate = beforeRound, !cancelling {
@@ -229,7 +226,7 @@ public final class BatchScheduler: @unchecked Sendable {
             } catch {
                 for i in running { slots[i]?.events.yield(.failed("decoding failed: \(error)")); release(i, cancelled: false) }
             }
-            metrics.recordStep(tokens: running.count, seconds: Date().timeIntervalSince(t0))
+            metrics.recordStep(seconds: Date().timeIntervalSince(t0))
         }
         cond.lock(); loopExited = true; cond.broadcast(); cond.unlock()
     }
@@ -248,7 +245,6 @@ public final class BatchScheduler: @unchecked Sendable {
             if seq.finishReason != nil { finish(slot: i); return }
             let logits = try session.prefill(tokens: p.job.promptTokens)
             advance(slot: i, logits: logits)
-            metrics.countGenerated(1)
         } catch {
             p.events.yield(.failed("\(error)"))
             if slots[i] != nil { release(i, cancelled: false) } else { p.events.finish(); releaseCount() }
@@ -258,7 +254,9 @@ public final class BatchScheduler: @unchecked Sendable {
     /// Samples the slot's next token from its logits and sends the text that is ready.
     private func advance(slot i: Int, logits: UnsafeBufferPointer<Float>) {
         guard var a = slots[i] else { return }
+        let before = a.seq.tokens.count
         let (piece, next) = a.seq.accept(logits: logits, position: sessions[i].position)
+        metrics.countGenerated(a.seq.tokens.count - before)
         let text = a.stop.push(piece)
         if !text.isEmpty { a.events.yield(.text(text)) }
         if a.stop.matched { a.seq.finish(reason: .stop) }

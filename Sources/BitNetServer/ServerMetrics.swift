@@ -8,8 +8,16 @@ public final class ServerMetrics: Sendable {
         var promptTokens = 0, generatedTokens = 0, completed = 0, cancelled = 0
         var queued = 0, active = 0, slots = 0
         var decodeSteps = 0, decodeSeconds = 0.0
-        /// (time, tokens) of recent decode steps, for the tokens/s gauge.
-        var recent: [(Double, Int)] = []
+        /// Tokens generated in each of the last `rateWindow` whole seconds (ring indexed by epoch second), for the gauge.
+        var perSecond = [Int](repeating: 0, count: Int(ServerMetrics.rateWindow))
+        var lastSecond = 0
+
+        /// Moves the ring to epoch second `t`, zeroing the seconds that passed without tokens.
+        mutating func advance(to t: Int) {
+            guard t > lastSecond else { return }
+            for k in (lastSecond + 1)...min(t, lastSecond + perSecond.count) { perSecond[k % perSecond.count] = 0 }
+            lastSecond = t
+        }
     }
     private let state = Mutex(State())
     /// The tokens/s gauge averages over this many seconds.
@@ -23,18 +31,22 @@ public final class ServerMetrics: Sendable {
 
     func countRequest(endpoint: String, status: Int) { state.withLock { $0.requests["\(endpoint) \(status)", default: 0] += 1 } }
     func countPromptTokens(_ n: Int) { state.withLock { $0.promptTokens += n } }
-    func countGenerated(_ n: Int) { state.withLock { s in s.generatedTokens += n; s.recent.append((Date().timeIntervalSince1970, n)) } }
+    /// Completion tokens (end-of-sequence excluded, as in `usage`), also kept for the tokens/s gauge.
+    func countGenerated(_ n: Int) {
+        guard n > 0 else { return }
+        let t = Int(Date().timeIntervalSince1970)
+        state.withLock { s in
+            s.generatedTokens += n
+            s.advance(to: t)
+            s.perSecond[t % s.perSecond.count] += n
+        }
+    }
     func countCompleted() { state.withLock { $0.completed += 1 } }
     func countCancelled() { state.withLock { $0.cancelled += 1 } }
 
-    /// One batched decode step that produced `tokens` tokens.
-    func recordStep(tokens: Int, seconds: Double) {
-        let now = Date().timeIntervalSince1970
-        state.withLock { s in
-            s.generatedTokens += tokens; s.decodeSteps += 1; s.decodeSeconds += seconds
-            s.recent.append((now, tokens))
-            if let i = s.recent.firstIndex(where: { $0.0 >= now - Self.rateWindow }), i > 0 { s.recent.removeFirst(i) }
-        }
+    /// One batched decode step and its time.
+    func recordStep(seconds: Double) {
+        state.withLock { s in s.decodeSteps += 1; s.decodeSeconds += seconds }
     }
 
     /// Total generated tokens so far.
@@ -42,9 +54,10 @@ public final class ServerMetrics: Sendable {
 
     /// The Prometheus exposition text.
     public func render() -> String {
-        let now = Date().timeIntervalSince1970
+        let t = Int(Date().timeIntervalSince1970)
         return state.withLock { s in
-            let recent = s.recent.filter { $0.0 >= now - Self.rateWindow }.reduce(0) { $0 + $1.1 }
+            s.advance(to: t)
+            let recent = s.perSecond.reduce(0, +)
             var out = "# HELP bitnet_requests_total HTTP requests by endpoint and status.\n# TYPE bitnet_requests_total counter\n"
             for key in s.requests.keys.sorted() {
                 let parts = key.split(separator: " ")
