@@ -112,8 +112,9 @@ public enum DenseKernels {
         let range = rowRange ?? 0..<rows
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "f16Gemv: row range \(range) outside 0..<\(rows)")
         precondition(cols >= 0 && ld >= cols, "f16Gemv: ld \(ld) < cols \(cols)")
-        ThreadPool.splitRows(range, work: cols, granule: 4, threshold: parallelThreshold, pool: pool) { r0, r1 in
-            bitnet_f16_gemv(weights, ld, cols, x, y, r0, r1)
+        var args = bitnet_f16_gemv_args(w: weights, ld: ld, cols: cols, x: x, y: y)
+        withUnsafePointer(to: &args) {
+            ThreadPool.splitRows(range, work: cols, granule: 4, threshold: parallelThreshold, pool: pool, kernel: bitnet_f16_gemv_rows, args: $0)
         }
     }
 
@@ -200,9 +201,9 @@ public enum DenseKernels {
     // MARK: helpers
 
     /// Stand-ins for the base of an empty buffer (cols == 0): never dereferenced.
-    private static var dummyF16: UnsafePointer<UInt16> { UnsafePointer(bitPattern: 2)! }
-    private static var dummyF32: UnsafePointer<Float> { UnsafePointer(bitPattern: 4)! }
-    private static var dummyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
+    static var dummyF16: UnsafePointer<UInt16> { UnsafePointer(bitPattern: 2)! }
+    static var dummyF32: UnsafePointer<Float> { UnsafePointer(bitPattern: 4)! }
+    static var dummyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
 
 }
 

@@ -159,8 +159,9 @@ public enum TernaryKernels {
         let range = rowRange ?? 0..<rows
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "gemv: row range \(range) outside 0..<\(rows)")
         precondition(rowStride >= rowStride2bit(cols: cols), "gemv: row stride \(rowStride) too small for \(cols) columns")
-        ThreadPool.splitRows(range, work: cols, granule: 8, threshold: parallelThreshold, pool: pool) { r0, r1 in
-            bitnet_t2_gemv(weights, rowStride, cols, x, y, r0, r1)
+        var args = bitnet_t2_gemv_args(w: weights, row_stride: rowStride, cols: cols, x: x, y: y)
+        withUnsafePointer(to: &args) {
+            ThreadPool.splitRows(range, work: cols, granule: 8, threshold: parallelThreshold, pool: pool, kernel: bitnet_t2_gemv_rows, args: $0)
         }
     }
 

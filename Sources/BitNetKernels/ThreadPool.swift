@@ -4,7 +4,9 @@ import Foundation
 /// A fixed set of worker threads (threadCount - 1 of them, plus the calling thread) for data-parallel loops.
 ///
 /// Idle workers spin ~20 µs (with pause) and then sleep on a condvar, so back-to-back calls start fast and an
-/// idle or oversubscribed process does not burn CPU. Calls from inside a task run serially (no deadlock);
+/// idle or oversubscribed process does not burn CPU. A call that the workers made slower than the caller alone
+/// would have been (a descheduled worker holding a task) makes the following calls run serially for a while,
+/// so an oversubscribed machine degrades to single-thread speed rather than below it. Calls from inside a task run serially (no deadlock);
 /// calls from different threads are serialized.
 public final class ThreadPool: @unchecked Sendable {
     /// Process-wide pool: `ProcessInfo.activeProcessorCount` threads, or `BITNET_THREADS` when set to a positive integer.
@@ -16,15 +18,34 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// The C pool; immutable after init, and the C side is thread-safe.
     let raw: OpaquePointer
+    /// The body of the running call (read by the tasks) and the lock that gives it to one caller at a time.
+    private nonisolated(unsafe) var current: ((Int) -> Void)?
+    private let callLock: UnsafeMutablePointer<pthread_mutex_t>
 
-    /// Creates a pool running tasks on `threadCount` threads, the caller included (values below 1 mean 1).
-    public init(threadCount: Int) {
+    /// Creates a pool running tasks on `threadCount` threads, the caller included (values below 1 mean 1);
+    /// `oversubscriptionGuard: false` keeps every call parallel even when that is slower (for benchmarks).
+    public init(threadCount: Int, oversubscriptionGuard: Bool = true) {
         let n = Int32(clamping: max(1, threadCount))
         guard let p = bitnet_pool_create(n) else { fatalError("ThreadPool: cannot allocate a pool of \(n) threads") }
         raw = p
+        callLock = .allocate(capacity: 1)
+        pthread_mutex_init(callLock, nil)
+        if !oversubscriptionGuard { bitnet_pool_set_guard(p, 0) }
     }
 
-    deinit { bitnet_pool_destroy(raw) }
+    deinit {
+        bitnet_pool_destroy(raw)
+        pthread_mutex_destroy(callLock)
+        callLock.deallocate()
+    }
+
+    /// Calls run in parallel, calls run on the caller alone while backing off from an oversubscribed machine, and
+    /// the parallel calls that were slower than the caller alone would have been (each starts a back-off).
+    public var stats: (parallelCalls: Int, serialCalls: Int, fallbacks: Int) {
+        var p = 0, s = 0, f = 0
+        bitnet_pool_stats(raw, &p, &s, &f)
+        return (p, s, f)
+    }
 
     /// Threads that run tasks, the caller included (fewer than requested only if threads could not be spawned).
     public var threadCount: Int { Int(bitnet_pool_thread_count(raw)) }
@@ -37,16 +58,23 @@ public final class ThreadPool: @unchecked Sendable {
             for i in 0..<count { body(i) }
             return
         }
-        // The closure outlives nothing: bitnet_pool_parallel_for returns only after every task ran,
-        // so handing C a pointer to the (non-escaping) closure for the call's duration is sound.
+        // A call from inside a task (of any pool) runs serially, as the C pool would; checking first keeps such a
+        // call off `callLock`, which its own outer call holds.
+        if bitnet_pool_in_task() != 0 {
+            for i in 0..<count { body(i) }
+            return
+        }
+        // The closure outlives nothing: bitnet_pool_parallel_for returns only after every task ran, so the tasks may
+        // read it from `current` for the call's duration. A concrete (non-generic) stored property keeps the call
+        // allocation-free, as the decode loop needs; `callLock` serializes callers on different threads.
         withoutActuallyEscaping(body) { escapable in
-            var box = escapable
-            withUnsafeMutablePointer(to: &box) { ptr in
-                bitnet_pool_parallel_for(raw, count, { ctx, index in
-                    let fn = ctx!.assumingMemoryBound(to: ((Int) -> Void).self).pointee
-                    fn(Int(index))
-                }, UnsafeMutableRawPointer(ptr))
-            }
+            pthread_mutex_lock(callLock)
+            current = escapable
+            bitnet_pool_parallel_for(raw, count, { ctx, index in
+                Unmanaged<ThreadPool>.fromOpaque(ctx!).takeUnretainedValue().current!(Int(index))
+            }, Unmanaged.passUnretained(self).toOpaque())
+            current = nil
+            pthread_mutex_unlock(callLock)
         }
     }
 }
@@ -57,19 +85,31 @@ extension ThreadPool {
     /// (rows × `perRow`) than `threshold`. Shared by the row-parallel GEMV kernels.
     static func splitRows(_ range: Range<Int>, work perRow: Int, granule: Int, threshold: Int, pool: ThreadPool?,
                           _ body: (Int, Int) -> Void) {
-        let rows = range.count
-        guard rows > 0 else { return }
-        let threads = pool?.threadCount ?? 1
-        guard let pool, threads > 1, rows >= 2 * granule, rows * max(perRow, 1) >= threshold else {
+        guard !range.isEmpty else { return }
+        guard let pool, let chunk = rowChunk(range.count, work: perRow, granule: granule, threshold: threshold, threads: pool.threadCount) else {
             body(range.lowerBound, range.upperBound)
             return
         }
-        let target = min(threads * 4, rows / granule)
-        let chunkRows = ((rows + target - 1) / target + granule - 1) / granule * granule
-        let count = (rows + chunkRows - 1) / chunkRows
-        pool.parallelFor(count) { i in
-            let r0 = range.lowerBound + i * chunkRows
-            body(r0, min(r0 + chunkRows, range.upperBound))
+        pool.parallelFor((range.count + chunk - 1) / chunk) { i in
+            let r0 = range.lowerBound + i * chunk
+            body(r0, min(r0 + chunk, range.upperBound))
         }
+    }
+
+    /// `splitRows` for a C kernel taking its arguments as a struct: no Swift closure, so no allocation per call
+    /// (the decode loop's GEMVs).
+    static func splitRows(_ range: Range<Int>, work perRow: Int, granule: Int, threshold: Int, pool: ThreadPool?,
+                          kernel: bitnet_rows_fn, args: UnsafeRawPointer) {
+        guard !range.isEmpty else { return }
+        let chunk = pool.flatMap { rowChunk(range.count, work: perRow, granule: granule, threshold: threshold, threads: $0.threadCount) } ?? 0
+        bitnet_pool_split_rows(pool?.raw, range.lowerBound, range.upperBound, chunk, kernel, args)
+    }
+
+    /// Rows per chunk (whole granules, about 4 chunks per thread), or nil to run on the caller: one thread, fewer
+    /// than 2 granules of rows, or less work (rows × `perRow`) than `threshold`.
+    private static func rowChunk(_ rows: Int, work perRow: Int, granule: Int, threshold: Int, threads: Int) -> Int? {
+        guard threads > 1, rows >= 2 * granule, rows * max(perRow, 1) >= threshold else { return nil }
+        let target = min(threads * 4, rows / granule)
+        return ((rows + target - 1) / target + granule - 1) / granule * granule
     }
 }

@@ -1,19 +1,18 @@
-// Dense inference kernels (see bitnet_dense.h): f16 GEMV, q8 block format + GEMV, read-bandwidth probe.
+// Dense inference kernels (see bitnet_dense.h): f16 GEMV and batched GEMV, q8 block format (its GEMVs live with
+// the other block formats in blockquant.c), read-bandwidth probe.
 // AVX-512 / AVX2 versions under target attributes, chosen at run time; portable versions for everything.
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && !defined(__APPLE__)
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, posix_memalign under strict -std=c11 */
 #endif
 #include "isa_env.h"
 #include "bitnet_dense.h"
+#include "bitnet_blockquant.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define BITNET_X86 1
-#endif
+#include "dense_simd.h"
 
 // MARK: - dispatch
 
@@ -134,14 +133,6 @@ void bitnet_f16_gemv_ref(const uint16_t *w, size_t ld, size_t cols, const float 
 }
 
 #ifdef BITNET_X86
-__attribute__((target("avx2,fma,f16c")))
-static inline float hsum256(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 #define LDH8(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
 
 // Tail columns (cols % 8) of one row, added to a partial sum.
@@ -200,7 +191,6 @@ static void f16_gemv_avx2(const uint16_t *w, size_t ld, size_t cols, const float
 }
 
 #define LDH16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
-#define AVX512_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,fma,f16c")))
 
 // One row; the tail (cols % 16) is a masked load of zero-filled halves (f16 0 -> 0.0f).
 AVX512_ATTR
@@ -272,6 +262,123 @@ void bitnet_f16_gemv(const uint16_t *w, size_t ld, size_t cols, const float *x, 
     bitnet_f16_gemv_ref(w, ld, cols, x, y, r0, r1);
 }
 
+// MARK: - f16 GEMM (a few tokens)
+
+void bitnet_f16_gemm_ref(const uint16_t *w, size_t ld, size_t cols, const float *x, size_t ldx, size_t ntok, float *y,
+                         size_t ldy, size_t r0, size_t r1) {
+    for (size_t t = 0; t < ntok; t++) bitnet_f16_gemv_ref(w, ld, cols, x + t * ldx, y + t * ldy, r0, r1);
+}
+
+#ifdef BITNET_X86
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+
+// `tn` tokens (constant after inlining) of one row, each in the summation order of f16_row_avx2: the halves are
+// converted once per 16 columns and applied to every token.
+AVX2_ATTR
+static ALWAYS_INLINE void f16_tile_avx2(const uint16_t *row, size_t cols, const float *x, size_t ldx, float *y,
+                                        size_t ldy, int tn) {
+    __m256 a[4], b[4];
+    for (int t = 0; t < tn; t++) a[t] = b[t] = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 16 <= cols; j += 16) {
+        __m256 wa = LDH8(row + j), wb = LDH8(row + j + 8);
+        for (int t = 0; t < tn; t++) {
+            a[t] = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x + t * ldx + j), a[t]);
+            b[t] = _mm256_fmadd_ps(wb, _mm256_loadu_ps(x + t * ldx + j + 8), b[t]);
+        }
+    }
+    if (j + 8 <= cols) {
+        __m256 wa = LDH8(row + j);
+        for (int t = 0; t < tn; t++) a[t] = _mm256_fmadd_ps(wa, _mm256_loadu_ps(x + t * ldx + j), a[t]);
+        j += 8;
+    }
+    for (int t = 0; t < tn; t++) y[t * ldy] = f16_tail(row, x + t * ldx, j, cols, hsum256(_mm256_add_ps(a[t], b[t])));
+}
+
+AVX2_ATTR
+static void f16_gemm_avx2(const uint16_t *w, size_t ld, size_t cols, const float *x, size_t ldx, size_t ntok, float *y,
+                          size_t ldy, size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) {
+        const uint16_t *row = w + r * ld;
+        size_t t = 0;
+        for (; t + 4 <= ntok; t += 4) f16_tile_avx2(row, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 4);
+        if (t + 2 <= ntok) { f16_tile_avx2(row, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 2); t += 2; }
+        if (t < ntok) f16_tile_avx2(row, cols, x + t * ldx, ldx, y + t * ldy + r, ldy, 1);
+    }
+}
+
+// R rows x T tokens (R <= 2, T <= 4, constants after inlining) in the summation order of f16_row_avx512: the halves
+// are converted once per 32 columns and each activation load serves the R rows.
+AVX512_ATTR
+static ALWAYS_INLINE void f16_tile_avx512(const uint16_t *row, size_t ld, int R, size_t cols, const float *x, size_t ldx,
+                                          int T, float *y, size_t ldy) {
+    __m512 a[8], b[8], wa[2], wb[2];
+    for (int i = 0; i < R * T; i++) a[i] = b[i] = _mm512_setzero_ps();
+    size_t j = 0;
+    for (; j + 32 <= cols; j += 32) {
+        for (int r = 0; r < R; r++) { wa[r] = LDH16(row + r * ld + j); wb[r] = LDH16(row + r * ld + j + 16); }
+        for (int t = 0; t < T; t++) {
+            __m512 xa = _mm512_loadu_ps(x + t * ldx + j), xb = _mm512_loadu_ps(x + t * ldx + j + 16);
+            for (int r = 0; r < R; r++) {
+                a[r * T + t] = _mm512_fmadd_ps(wa[r], xa, a[r * T + t]);
+                b[r * T + t] = _mm512_fmadd_ps(wb[r], xb, b[r * T + t]);
+            }
+        }
+    }
+    if (j + 16 <= cols) {
+        for (int r = 0; r < R; r++) wa[r] = LDH16(row + r * ld + j);
+        for (int t = 0; t < T; t++) {
+            __m512 xa = _mm512_loadu_ps(x + t * ldx + j);
+            for (int r = 0; r < R; r++) a[r * T + t] = _mm512_fmadd_ps(wa[r], xa, a[r * T + t]);
+        }
+        j += 16;
+    }
+    if (j < cols) {
+        __mmask16 m = (__mmask16)((1u << (cols - j)) - 1u);
+        for (int r = 0; r < R; r++) wb[r] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + r * ld + j));
+        for (int t = 0; t < T; t++) {
+            __m512 xm = _mm512_maskz_loadu_ps(m, x + t * ldx + j);
+            for (int r = 0; r < R; r++) b[r * T + t] = _mm512_fmadd_ps(wb[r], xm, b[r * T + t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r * T + t], b[r * T + t]));
+}
+
+// R rows against all tokens in tiles of 4, 2, 1; the next R rows are prefetched first.
+AVX512_ATTR
+static ALWAYS_INLINE void f16_rows_avx512(const uint16_t *row, size_t ld, int R, const uint16_t *next, size_t cols,
+                                          const float *x, size_t ldx, size_t ntok, float *y, size_t ldy) {
+    if (next)
+        for (int r = 0; r < R; r++)
+            for (size_t j = 0; j < cols; j += 32) _mm_prefetch((const char *)(next + r * ld + j), _MM_HINT_T0);
+    size_t t = 0;
+    for (; t + 4 <= ntok; t += 4) f16_tile_avx512(row, ld, R, cols, x + t * ldx, ldx, 4, y + t * ldy, ldy);
+    if (t + 2 <= ntok) { f16_tile_avx512(row, ld, R, cols, x + t * ldx, ldx, 2, y + t * ldy, ldy); t += 2; }
+    if (t < ntok) f16_tile_avx512(row, ld, R, cols, x + t * ldx, ldx, 1, y + t * ldy, ldy);
+}
+
+// 2-row x 4-token register tiles (16 accumulators), leftover row alone.
+AVX512_ATTR
+static void f16_gemm_avx512(const uint16_t *w, size_t ld, size_t cols, const float *x, size_t ldx, size_t ntok,
+                            float *y, size_t ldy, size_t r0, size_t r1) {
+    size_t r = r0;
+    for (; r + 2 <= r1; r += 2)
+        f16_rows_avx512(w + r * ld, ld, 2, r + 4 <= r1 ? w + (r + 2) * ld : NULL, cols, x, ldx, ntok, y + r, ldy);
+    if (r < r1) f16_rows_avx512(w + r * ld, ld, 1, NULL, cols, x, ldx, ntok, y + r, ldy);
+}
+#endif
+
+void bitnet_f16_gemm(const uint16_t *w, size_t ld, size_t cols, const float *x, size_t ldx, size_t ntok, float *y,
+                     size_t ldy, size_t r0, size_t r1) {
+#ifdef BITNET_X86
+    int isa = bitnet_dense_isa();
+    if (isa == BITNET_DENSE_AVX512) { f16_gemm_avx512(w, ld, cols, x, ldx, ntok, y, ldy, r0, r1); return; }
+    if (isa == BITNET_DENSE_AVX2) { f16_gemm_avx2(w, ld, cols, x, ldx, ntok, y, ldy, r0, r1); return; }
+#endif
+    bitnet_f16_gemm_ref(w, ld, cols, x, ldx, ntok, y, ldy, r0, r1);
+}
+
 // MARK: - q8 format
 
 size_t bitnet_q8_row_stride(size_t cols) { return (cols + BITNET_Q8_BLOCK - 1) / BITNET_Q8_BLOCK * BITNET_Q8_BLOCK_BYTES; }
@@ -293,6 +400,7 @@ void bitnet_q8_quantize(const float *src, size_t ld, size_t cols, uint8_t *dst, 
             if (d > 0) {
                 for (size_t i = 0; i < n; i++) {
                     float v = nearbyintf(row[j0 + i] / d);   // default rounding mode: ties to even
+                    if (v != v) v = 0;                        // NaN element
                     v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
                     q[i] = (int8_t)v;
                 }
@@ -318,145 +426,13 @@ void bitnet_q8_dequantize(const uint8_t *src, size_t cols, float *dst, size_t ld
     }
 }
 
+// The q8 GEMVs are the q8 instances of the block-format kernels in blockquant.c.
 void bitnet_q8_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *blk = w + r * row_stride;
-        float acc = 0;
-        for (size_t j0 = 0; j0 < cols; j0 += BITNET_Q8_BLOCK, blk += BITNET_Q8_BLOCK_BYTES) {
-            size_t n = cols - j0 < BITNET_Q8_BLOCK ? cols - j0 : BITNET_Q8_BLOCK;
-            const int8_t *q = (const int8_t *)(blk + 4);
-            float s = 0;
-            for (size_t i = 0; i < n; i++) s += (float)q[i] * x[j0 + i];
-            acc += q8_scale(blk) * s;
-        }
-        y[r] = acc;
-    }
+    bitnet_bq_gemv_ref(BITNET_BQ_Q8, w, row_stride, cols, x, y, r0, r1);
 }
-
-#ifdef BITNET_X86
-// Software prefetch distance (bytes ahead in each of the 4 rows): the hardware prefetcher alone leaves the q8
-// GEMV ~35% short of streaming speed on a DRAM-resident head (measured on a Xeon with AVX-512).
-#define Q8_PREFETCH 576
-
-#define Q8LD8(p) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p))))
-
-// Block dot: 32 codes x 32 activations (xv[0..3]), scaled by d and added to acc.
-__attribute__((target("avx2,fma")))
-static inline __m256 q8_block_avx2(const uint8_t *blk, const __m256 *xv, __m256 acc) {
-    const int8_t *q = (const int8_t *)(blk + 4);
-    __m256 p = _mm256_mul_ps(Q8LD8(q), xv[0]);
-    __m256 p2 = _mm256_mul_ps(Q8LD8(q + 8), xv[1]);
-    p = _mm256_fmadd_ps(Q8LD8(q + 16), xv[2], p);
-    p2 = _mm256_fmadd_ps(Q8LD8(q + 24), xv[3], p2);
-    return _mm256_fmadd_ps(_mm256_set1_ps(q8_scale(blk)), _mm256_add_ps(p, p2), acc);
-}
-
-// Four rows at a time; a partial last block reads its zero-padded codes against a zero-padded copy of x.
-__attribute__((target("avx2,fma")))
-static void q8_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
-    size_t nfull = cols / BITNET_Q8_BLOCK, rem = cols % BITNET_Q8_BLOCK;
-    float xt[BITNET_Q8_BLOCK] = {0};
-    if (rem) memcpy(xt, x + nfull * BITNET_Q8_BLOCK, rem * sizeof(float));
-    const __m256 xtail[4] = {_mm256_loadu_ps(xt), _mm256_loadu_ps(xt + 8), _mm256_loadu_ps(xt + 16), _mm256_loadu_ps(xt + 24)};
-    size_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        const uint8_t *w0 = w + r * row_stride, *w1 = w0 + row_stride, *w2 = w1 + row_stride, *w3 = w2 + row_stride;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (size_t b = 0; b < nfull; b++) {
-            const float *xb = x + b * BITNET_Q8_BLOCK;
-            __m256 xv[4] = {_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8), _mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)};
-            size_t o = b * BITNET_Q8_BLOCK_BYTES;
-            _mm_prefetch((const char *)(w0 + o + Q8_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w1 + o + Q8_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w2 + o + Q8_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w3 + o + Q8_PREFETCH), _MM_HINT_T0);
-            a0 = q8_block_avx2(w0 + o, xv, a0);
-            a1 = q8_block_avx2(w1 + o, xv, a1);
-            a2 = q8_block_avx2(w2 + o, xv, a2);
-            a3 = q8_block_avx2(w3 + o, xv, a3);
-        }
-        if (rem) {
-            size_t o = nfull * BITNET_Q8_BLOCK_BYTES;
-            a0 = q8_block_avx2(w0 + o, xtail, a0);
-            a1 = q8_block_avx2(w1 + o, xtail, a1);
-            a2 = q8_block_avx2(w2 + o, xtail, a2);
-            a3 = q8_block_avx2(w3 + o, xtail, a3);
-        }
-        y[r] = hsum256(a0); y[r + 1] = hsum256(a1); y[r + 2] = hsum256(a2); y[r + 3] = hsum256(a3);
-    }
-    for (; r < r1; r++) {
-        const uint8_t *w0 = w + r * row_stride;
-        __m256 a0 = _mm256_setzero_ps();
-        for (size_t b = 0; b < nfull; b++) {
-            const float *xb = x + b * BITNET_Q8_BLOCK;
-            __m256 xv[4] = {_mm256_loadu_ps(xb), _mm256_loadu_ps(xb + 8), _mm256_loadu_ps(xb + 16), _mm256_loadu_ps(xb + 24)};
-            a0 = q8_block_avx2(w0 + b * BITNET_Q8_BLOCK_BYTES, xv, a0);
-        }
-        if (rem) a0 = q8_block_avx2(w0 + nfull * BITNET_Q8_BLOCK_BYTES, xtail, a0);
-        y[r] = hsum256(a0);
-    }
-}
-
-#define Q8LD16(p) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p))))
-
-AVX512_ATTR
-static inline __m512 q8_block_avx512(const uint8_t *blk, __m512 xa, __m512 xb, __m512 acc) {
-    const int8_t *q = (const int8_t *)(blk + 4);
-    __m512 p = _mm512_fmadd_ps(Q8LD16(q + 16), xb, _mm512_mul_ps(Q8LD16(q), xa));
-    return _mm512_fmadd_ps(_mm512_set1_ps(q8_scale(blk)), p, acc);
-}
-
-AVX512_ATTR
-static void q8_gemv_avx512(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
-    size_t nfull = cols / BITNET_Q8_BLOCK, rem = cols % BITNET_Q8_BLOCK;
-    float xt[BITNET_Q8_BLOCK] = {0};
-    if (rem) memcpy(xt, x + nfull * BITNET_Q8_BLOCK, rem * sizeof(float));
-    const __m512 ta = _mm512_loadu_ps(xt), tb = _mm512_loadu_ps(xt + 16);
-    size_t r = r0;
-    for (; r + 4 <= r1; r += 4) {
-        const uint8_t *w0 = w + r * row_stride, *w1 = w0 + row_stride, *w2 = w1 + row_stride, *w3 = w2 + row_stride;
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (size_t b = 0; b < nfull; b++) {
-            __m512 xa = _mm512_loadu_ps(x + b * BITNET_Q8_BLOCK), xb = _mm512_loadu_ps(x + b * BITNET_Q8_BLOCK + 16);
-            size_t o = b * BITNET_Q8_BLOCK_BYTES;
-            _mm_prefetch((const char *)(w0 + o + Q8_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w1 + o + Q8_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w2 + o + Q8_PREFETCH), _MM_HINT_T0);
-            _mm_prefetch((const char *)(w3 + o + Q8_PREFETCH), _MM_HINT_T0);
-            a0 = q8_block_avx512(w0 + o, xa, xb, a0);
-            a1 = q8_block_avx512(w1 + o, xa, xb, a1);
-            a2 = q8_block_avx512(w2 + o, xa, xb, a2);
-            a3 = q8_block_avx512(w3 + o, xa, xb, a3);
-        }
-        if (rem) {
-            size_t o = nfull * BITNET_Q8_BLOCK_BYTES;
-            a0 = q8_block_avx512(w0 + o, ta, tb, a0);
-            a1 = q8_block_avx512(w1 + o, ta, tb, a1);
-            a2 = q8_block_avx512(w2 + o, ta, tb, a2);
-            a3 = q8_block_avx512(w3 + o, ta, tb, a3);
-        }
-        y[r] = _mm512_reduce_add_ps(a0); y[r + 1] = _mm512_reduce_add_ps(a1);
-        y[r + 2] = _mm512_reduce_add_ps(a2); y[r + 3] = _mm512_reduce_add_ps(a3);
-    }
-    for (; r < r1; r++) {
-        const uint8_t *w0 = w + r * row_stride;
-        __m512 a0 = _mm512_setzero_ps();
-        for (size_t b = 0; b < nfull; b++)
-            a0 = q8_block_avx512(w0 + b * BITNET_Q8_BLOCK_BYTES, _mm512_loadu_ps(x + b * BITNET_Q8_BLOCK),
-                                 _mm512_loadu_ps(x + b * BITNET_Q8_BLOCK + 16), a0);
-        if (rem) a0 = q8_block_avx512(w0 + nfull * BITNET_Q8_BLOCK_BYTES, ta, tb, a0);
-        y[r] = _mm512_reduce_add_ps(a0);
-    }
-}
-#endif
 
 void bitnet_q8_gemv(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
-#ifdef BITNET_X86
-    int isa = bitnet_dense_isa();
-    if (isa == BITNET_DENSE_AVX512) { q8_gemv_avx512(w, row_stride, cols, x, y, r0, r1); return; }
-    if (isa == BITNET_DENSE_AVX2) { q8_gemv_avx2(w, row_stride, cols, x, y, r0, r1); return; }
-#endif
-    bitnet_q8_gemv_ref(w, row_stride, cols, x, y, r0, r1);
+    bitnet_bq_gemv(BITNET_BQ_Q8, w, row_stride, cols, x, y, r0, r1);
 }
 
 // MARK: - read bandwidth

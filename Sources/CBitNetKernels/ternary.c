@@ -413,63 +413,132 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
     if (r < r1) t2_gemv_avx2(w, row_stride, cols, x, y, r, r1);
 }
 
+// Activations of every token in rows of whole 128-blocks (zero tail), with their sums: the GEMMs then read full
+// blocks only, and sum_j (code_j) * x_j - sum_j x_j = sum_j w_j * x_j.
+typedef struct { const int8_t *x; int32_t *sx; size_t ld; } t2_padded;
+
+// When cols is a whole number of blocks (every layer of 2B4T) the activations are used in place: only the sums
+// are computed, with no copy (a copy per call and thread chunk would page-fault a fresh buffer each time).
+static int t2_pad_tokens(const int8_t *x, size_t ldx, size_t cols, size_t tokens, size_t nblk, t2_padded *out) {
+    const int copy = cols % 128 != 0;
+    out->ld = copy ? nblk * 128 : ldx;
+    out->sx = (int32_t *)malloc(tokens * sizeof(int32_t) + (copy ? tokens * out->ld + 64 : 0));
+    if (!out->sx) return 0;
+    int8_t *buf = copy ? (int8_t *)(((uintptr_t)(out->sx + tokens) + 63) & ~(uintptr_t)63) : NULL;
+    out->x = copy ? buf : x;
+    for (size_t t = 0; t < tokens; t++) {
+        if (copy) {
+            memcpy(buf + t * out->ld, x + t * ldx, cols);
+            memset(buf + t * out->ld + cols, 0, out->ld - cols);
+        }
+        out->sx[t] = sum_i8(x + t * ldx, cols);
+    }
+    return 1;
+}
+
+// Register block: R rows (R <= 4) x 4 tokens of int32 accumulators over whole rows, one horizontal sum per
+// output. Each 32-byte block of a row is loaded and unpacked once per segment and fed to all 4 tokens; each
+// activation segment is loaded once and fed to all R rows. Missing tokens of a partial tile alias token 0.
+// The general version serves the last R < 4 rows of a range; the 4-row version is written out so that all 16
+// accumulators stay in registers (clang does not fully unroll the general loops).
+#define T2_GEMM_TOKENS 4
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
+static void t2_gemm_vnni_rows(const uint8_t *const *rows, size_t R, const int8_t *const *xs, size_t nblk,
+                              __m256i acc[4][T2_GEMM_TOKENS]) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    for (size_t r = 0; r < 4; r++)
+        for (size_t i = 0; i < T2_GEMM_TOKENS; i++) acc[r][i] = _mm256_setzero_si256();
+    for (size_t k = 0; k < nblk; k++) {
+        for (unsigned seg = 0; seg < 4; seg++) {
+            for (size_t r = 0; r < R; r++) {
+                const __m256i u = _mm256_and_si256(_mm256_srli_epi16(_mm256_loadu_si256((const __m256i *)(rows[r] + k * 32)),
+                                                                     6 - 2 * (int)seg), m3);
+                for (size_t i = 0; i < T2_GEMM_TOKENS; i++)
+                    acc[r][i] = _mm256_dpbusd_epi32(acc[r][i], u, _mm256_loadu_si256((const __m256i *)(xs[i] + k * 128 + seg * 32)));
+            }
+        }
+    }
+}
+
+#define T2_DP4(x, off)                                                              \
+    do {                                                                           \
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)((x) + (off)));     \
+        a0 = _mm256_dpbusd_epi32(a0, u0, xv); a1 = _mm256_dpbusd_epi32(a1, u1, xv); \
+        a2 = _mm256_dpbusd_epi32(a2, u2, xv); a3 = _mm256_dpbusd_epi32(a3, u3, xv); \
+    } while (0)
+#define T2_SEG(shift, off)                                                                              \
+    do {                                                                                               \
+        const __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(p0, shift), m3);                         \
+        const __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(p1, shift), m3);                         \
+        const __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(p2, shift), m3);                         \
+        const __m256i u3 = _mm256_and_si256(_mm256_srli_epi16(p3, shift), m3);                         \
+        { __m256i a0 = c00, a1 = c10, a2 = c20, a3 = c30; T2_DP4(x0k, off); c00 = a0; c10 = a1; c20 = a2; c30 = a3; } \
+        { __m256i a0 = c01, a1 = c11, a2 = c21, a3 = c31; T2_DP4(x1k, off); c01 = a0; c11 = a1; c21 = a2; c31 = a3; } \
+        { __m256i a0 = c02, a1 = c12, a2 = c22, a3 = c32; T2_DP4(x2k, off); c02 = a0; c12 = a1; c22 = a2; c32 = a3; } \
+        { __m256i a0 = c03, a1 = c13, a2 = c23, a3 = c33; T2_DP4(x3k, off); c03 = a0; c13 = a1; c23 = a2; c33 = a3; } \
+    } while (0)
+
+__attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
+static void t2_gemm_vnni_4x4(const uint8_t *const *rows, const int8_t *const *xs, size_t nblk, __m256i acc[4][T2_GEMM_TOKENS]) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    __m256i c00 = _mm256_setzero_si256(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m256i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
+    for (size_t k = 0; k < nblk; k++) {
+        const __m256i p0 = _mm256_loadu_si256((const __m256i *)(rows[0] + k * 32));
+        const __m256i p1 = _mm256_loadu_si256((const __m256i *)(rows[1] + k * 32));
+        const __m256i p2 = _mm256_loadu_si256((const __m256i *)(rows[2] + k * 32));
+        const __m256i p3 = _mm256_loadu_si256((const __m256i *)(rows[3] + k * 32));
+        const int8_t *x0k = xs[0] + k * 128, *x1k = xs[1] + k * 128, *x2k = xs[2] + k * 128, *x3k = xs[3] + k * 128;
+        T2_SEG(6, 0);
+        T2_SEG(4, 32);
+        T2_SEG(2, 64);
+        T2_SEG(0, 96);
+    }
+    acc[0][0] = c00; acc[0][1] = c01; acc[0][2] = c02; acc[0][3] = c03;
+    acc[1][0] = c10; acc[1][1] = c11; acc[1][2] = c12; acc[1][3] = c13;
+    acc[2][0] = c20; acc[2][1] = c21; acc[2][2] = c22; acc[2][3] = c23;
+    acc[3][0] = c30; acc[3][1] = c31; acc[3][2] = c32; acc[3][3] = c33;
+}
+
+// Rows in blocks that stay in L2 (~192 KB of packed weights) while every tile of 4 tokens streams past them,
+// so weights come from memory once per call and activations from L1/L2.
 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
 static void t2_gemm_vnni(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
                          size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
-    const size_t nfull = cols / 128, tail = cols % 128, nblk = nfull + (tail ? 1 : 0);
+    const size_t nblk = (cols + 127) / 128;
     if (nblk == 0) {
         for (size_t t = 0; t < tokens; t++) memset(y + t * ldy + r0, 0, (r1 - r0) * sizeof(int32_t));
         return;
     }
-    int8_t *xt = NULL;
-    int32_t *sx = (int32_t *)malloc(tokens * sizeof(int32_t) + (tail ? tokens * 128 : 0));
-    if (!sx) { bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
-    if (tail) {
-        xt = (int8_t *)(sx + tokens);
-        memset(xt, 0, tokens * 128);
-    }
-    for (size_t t = 0; t < tokens; t++) {
-        sx[t] = sum_i8(x + t * ldx, cols);
-        if (tail) memcpy(xt + t * 128, x + t * ldx + nfull * 128, tail);
-    }
-    size_t kc = 32768 / (tokens * 128);
-    if (kc < 2) kc = 2;
-    if (kc > nblk) kc = nblk;
-    const __m256i m3 = _mm256_set1_epi8(3);
-    for (size_t k0 = 0; k0 < nblk; k0 += kc) {
-        const size_t k1 = k0 + kc < nblk ? k0 + kc : nblk;
-        for (size_t r = r0; r < r1; r++) {
-            const uint8_t *row = w + r * row_stride;
-            for (size_t t0 = 0; t0 < tokens; t0 += T2_TILE) {
-                const size_t nt = tokens - t0 < T2_TILE ? tokens - t0 : T2_TILE;
-                __m256i acc[T2_TILE][4];
-                for (size_t i = 0; i < T2_TILE; i++)
-                    for (size_t s = 0; s < 4; s++) acc[i][s] = _mm256_setzero_si256();
-                for (size_t k = k0; k < k1; k++) {
-                    __m256i packed = _mm256_loadu_si256((const __m256i *)(row + k * 32));
-                    __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
-                    __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
-                    __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
-                    __m256i u3 = _mm256_and_si256(packed, m3);
-                    for (size_t i = 0; i < nt; i++) {
-                        const size_t t = t0 + i;
-                        const int8_t *xk = k < nfull ? x + t * ldx + k * 128 : xt + t * 128;
-                        acc[i][0] = _mm256_dpbusd_epi32(acc[i][0], u0, _mm256_loadu_si256((const __m256i *)(xk)));
-                        acc[i][1] = _mm256_dpbusd_epi32(acc[i][1], u1, _mm256_loadu_si256((const __m256i *)(xk + 32)));
-                        acc[i][2] = _mm256_dpbusd_epi32(acc[i][2], u2, _mm256_loadu_si256((const __m256i *)(xk + 64)));
-                        acc[i][3] = _mm256_dpbusd_epi32(acc[i][3], u3, _mm256_loadu_si256((const __m256i *)(xk + 96)));
-                    }
-                }
-                for (size_t i = 0; i < nt; i++) {
-                    int32_t *yo = y + (t0 + i) * ldy + r;
-                    int32_t part = hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(acc[i][0], acc[i][1]),
-                                                               _mm256_add_epi32(acc[i][2], acc[i][3])));
-                    *yo = k0 == 0 ? part - sx[t0 + i] : *yo + part;
-                }
+    t2_padded xp;
+    if (!t2_pad_tokens(x, ldx, cols, tokens, nblk, &xp)) { bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
+    size_t rb = (192 * 1024 / (row_stride ? row_stride : 1)) & ~(size_t)3;
+    if (rb < 4) rb = 4;
+    // Long prompts: tokens in blocks whose activations (~512 KB) stay in L2 beside the weight block.
+    size_t tb = (512 * 1024 / xp.ld) & ~(size_t)(T2_GEMM_TOKENS - 1);
+    if (tb < T2_GEMM_TOKENS) tb = T2_GEMM_TOKENS;
+    for (size_t tb0 = 0; tb0 < tokens; tb0 += tb) {
+    const size_t tb1 = tb0 + tb < tokens ? tb0 + tb : tokens;
+    for (size_t b0 = r0; b0 < r1; b0 += rb) {
+        const size_t b1 = b0 + rb < r1 ? b0 + rb : r1;
+        for (size_t t0 = tb0; t0 < tb1; t0 += T2_GEMM_TOKENS) {
+            const size_t nt = tb1 - t0 < T2_GEMM_TOKENS ? tb1 - t0 : T2_GEMM_TOKENS;
+            const int8_t *xs[T2_GEMM_TOKENS];
+            for (size_t i = 0; i < T2_GEMM_TOKENS; i++) xs[i] = xp.x + (t0 + (i < nt ? i : 0)) * xp.ld;
+            for (size_t r = b0; r < b1; r += 4) {
+                const size_t R = b1 - r < 4 ? b1 - r : 4;
+                const uint8_t *rows[4];
+                for (size_t j = 0; j < 4; j++) rows[j] = w + (r + (j < R ? j : 0)) * row_stride;
+                __m256i acc[4][T2_GEMM_TOKENS];
+                if (R == 4) t2_gemm_vnni_4x4(rows, xs, nblk, acc);
+                else t2_gemm_vnni_rows(rows, R, xs, nblk, acc);
+                for (size_t j = 0; j < R; j++)
+                    for (size_t i = 0; i < nt; i++) y[(t0 + i) * ldy + r + j] = hsum_epi32(acc[j][i]) - xp.sx[t0 + i];
             }
         }
     }
-    free(sx);
+    }
+    free(xp.sx);
 }
 #endif
 
@@ -499,4 +568,9 @@ void bitnet_t2_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8
     }
 #endif
     bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+}
+
+void bitnet_t2_gemv_rows(const void *args, size_t r0, size_t r1) {
+    const bitnet_t2_gemv_args *a = (const bitnet_t2_gemv_args *)args;
+    bitnet_t2_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
 }

@@ -48,6 +48,14 @@ struct bitnet_pool {
     pthread_cond_t work_cv;
     pthread_cond_t done_cv;
     pthread_mutex_t call_mutex;             // serializes parallel_for calls from different threads
+
+    // Oversubscription guard (touched only under call_mutex): when a parallel call took longer than the caller
+    // alone would have (a worker was descheduled holding a task), the next `serial_left` calls run on the caller
+    // only; the window doubles on each repeated failure (up to 4096 calls) and the pool then probes again.
+    int guard_enabled;
+    int serial_left;
+    int backoff;
+    long serial_calls, parallel_calls, fallbacks;
 };
 
 // Set on worker threads for their lifetime and on a caller while it runs a job: nested calls go serial.
@@ -97,22 +105,23 @@ static int caller_ready(const void *arg) {
 }
 
 // Claims and runs tasks of generation `gen` until none is left. Returns when the ticket is exhausted
-// or has moved on to another generation.
-static void run_tasks(bitnet_pool *p, uint32_t gen) {
+// or has moved on to another generation; returns the number of tasks this thread ran.
+static uint64_t run_tasks(bitnet_pool *p, uint32_t gen) {
     job_slot *s = &p->slots[gen & 1];
     // Read the descriptor once; it stays valid as long as the ticket shows `gen` (see file comment).
-    uint64_t t = atomic_load_explicit(&p->ticket, memory_order_acquire);
-    if ((uint32_t)(t >> 32) != gen) return;
+    uint64_t t = atomic_load_explicit(&p->ticket, memory_order_acquire), ran = 0;
+    if ((uint32_t)(t >> 32) != gen) return 0;
     bitnet_task_fn fn = atomic_load_explicit(&s->fn, memory_order_relaxed);
     void *ctx = atomic_load_explicit(&s->ctx, memory_order_relaxed);
     uint64_t n = atomic_load_explicit(&s->n, memory_order_relaxed);
     for (;;) {
-        if ((uint32_t)(t >> 32) != gen) return;
+        if ((uint32_t)(t >> 32) != gen) return ran;
         uint64_t idx = t & 0xffffffffu;
-        if (idx >= n) return;
+        if (idx >= n) return ran;
         if (atomic_compare_exchange_weak_explicit(&p->ticket, &t, t + 1, memory_order_acq_rel,
                                                   memory_order_acquire)) {
             fn(ctx, (size_t)idx);
+            ran++;
             uint64_t d = atomic_fetch_add_explicit(&s->done, 1, memory_order_seq_cst) + 1;
             if (d == n && atomic_load_explicit(&p->caller_sleeping, memory_order_seq_cst)) {
                 pthread_mutex_lock(&p->mutex);
@@ -127,7 +136,9 @@ static void run_tasks(bitnet_pool *p, uint32_t gen) {
 static void *worker_main(void *arg) {
     bitnet_pool *p = (bitnet_pool *)arg;
     tls_in_pool = 1;
-    uint32_t seen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
+    // Generation 0 is the pool's initial state, never a job: a worker that starts after the first job was published
+    // must still see that job as new (reading the ticket here would make it skip the job).
+    uint32_t seen = 0;
     for (;;) {
         // Spin briefly for the next job: back-to-back jobs then start without a wake-up syscall.
         worker_wait w = {p, seen};
@@ -175,6 +186,10 @@ bitnet_pool *bitnet_pool_create(int thread_count) {
     pthread_cond_init(&p->done_cv, NULL);
     pthread_mutex_init(&p->call_mutex, NULL);
     p->threads = NULL;
+    p->guard_enabled = 1;
+    p->serial_left = 0;
+    p->backoff = 16;
+    p->serial_calls = p->parallel_calls = p->fallbacks = 0;
     if (thread_count > 1) {
         p->threads = (pthread_t *)calloc((size_t)thread_count - 1, sizeof(pthread_t));
         if (p->threads) {
@@ -220,6 +235,17 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
     pthread_mutex_lock(&p->call_mutex);
     tls_in_pool = 1;
 
+    if (p->serial_left > 0) {
+        // Backing off after a call the workers made slower than serial (see struct comment).
+        p->serial_left--;
+        p->serial_calls++;
+        for (size_t i = 0; i < n; ++i) fn(ctx, i);
+        tls_in_pool = 0;
+        pthread_mutex_unlock(&p->call_mutex);
+        return;
+    }
+    p->parallel_calls++;
+
     uint64_t t = atomic_load_explicit(&p->ticket, memory_order_relaxed);
     uint32_t gen = (uint32_t)(t >> 32) + 1;
     job_slot *s = &p->slots[gen & 1];
@@ -227,6 +253,7 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
     atomic_store_explicit(&s->ctx, ctx, memory_order_relaxed);
     atomic_store_explicit(&s->n, (uint64_t)n, memory_order_relaxed);
     atomic_store_explicit(&s->done, 0, memory_order_relaxed);
+    uint64_t t0 = now_ns();
     atomic_store_explicit(&p->ticket, (uint64_t)gen << 32, memory_order_seq_cst);  // publish
     if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
         pthread_mutex_lock(&p->mutex);
@@ -234,7 +261,8 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
         pthread_mutex_unlock(&p->mutex);
     }
 
-    run_tasks(p, gen);
+    uint64_t mine = run_tasks(p, gen);
+    uint64_t t1 = now_ns();
 
     // Wait for tasks still running on workers: spin a little, then sleep until the last one signals.
     caller_wait w = {s, (uint64_t)n};
@@ -246,7 +274,58 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
         atomic_store_explicit(&p->caller_sleeping, 0, memory_order_relaxed);
         pthread_mutex_unlock(&p->mutex);
     }
+    uint64_t t2 = now_ns();
+
+    // The caller's own rate estimates the serial time; a call 1.5x slower than that (plus 20 us) means
+    // the workers hurt, typically because the machine is oversubscribed: fall back to serial for a while.
+    if (mine > 0 && p->guard_enabled) {
+        double serial_estimate = (double)(t1 - t0) * (double)n / (double)mine;
+        if ((double)(t2 - t0) > 1.5 * serial_estimate + 20000.0) {
+            p->fallbacks++;
+            p->serial_left = p->backoff;
+            p->backoff = p->backoff < 4096 ? p->backoff * 2 : 4096;
+        } else if (p->backoff > 16) {
+            p->backoff /= 2;
+        }
+    }
 
     tls_in_pool = 0;
     pthread_mutex_unlock(&p->call_mutex);
+}
+
+void bitnet_pool_set_guard(bitnet_pool *p, int enabled) {
+    if (!p) return;
+    pthread_mutex_lock(&p->call_mutex);
+    p->guard_enabled = enabled != 0;
+    p->serial_left = 0;
+    p->backoff = 16;
+    pthread_mutex_unlock(&p->call_mutex);
+}
+
+void bitnet_pool_stats(bitnet_pool *p, long *parallel_calls, long *serial_calls, long *fallbacks) {
+    if (!p) { *parallel_calls = *serial_calls = *fallbacks = 0; return; }
+    pthread_mutex_lock(&p->call_mutex);
+    *parallel_calls = p->parallel_calls;
+    *serial_calls = p->serial_calls;
+    *fallbacks = p->fallbacks;
+    pthread_mutex_unlock(&p->call_mutex);
+}
+
+typedef struct {
+    bitnet_rows_fn fn;
+    const void *args;
+    size_t begin, end, chunk;
+} split_ctx;
+
+static void split_task(void *ctx, size_t i) {
+    const split_ctx *s = (const split_ctx *)ctx;
+    size_t r0 = s->begin + i * s->chunk, r1 = r0 + s->chunk < s->end ? r0 + s->chunk : s->end;
+    s->fn(s->args, r0, r1);
+}
+
+void bitnet_pool_split_rows(bitnet_pool *p, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args) {
+    if (end <= begin) return;
+    if (chunk == 0 || chunk >= end - begin) { fn(args, begin, end); return; }
+    split_ctx s = {fn, args, begin, end, chunk};
+    bitnet_pool_parallel_for(p, (end - begin + chunk - 1) / chunk, split_task, &s);
 }

@@ -6,7 +6,8 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: inference (default), training vs PyTorch, GEMM.",
-        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, ServeBench.self], defaultSubcommand: InferenceBench.self)
+        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, ThreadsBench.self, HeadKernelBench.self, ServeBench.self],
+        defaultSubcommand: InferenceBench.self)
 
     struct InferenceBench: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "inference",
@@ -14,7 +15,7 @@ struct Bench: ParsableCommand {
         @Option(help: "A model file or directory (otherwise a synthetic model of --preset or the shape flags).") var model: String?
         @Option(help: "Synthetic shape preset: 2b4t (BitNet b1.58 2B4T) or a training size preset (tiny, small, 10m, ...).") var preset: String = "2b4t"
         @Option(help: "Threads (default: all cores; same as BITNET_THREADS).") var threads: Int?
-        @Option(help: "Output head format for the ternary model: f32, f16 or q8.") var head: String = "q8"
+        @Option(help: "Output head and embedding format for the ternary model: f32, f16, q8, q6 or q4.") var head: String = "q8"
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
@@ -24,7 +25,7 @@ struct Bench: ParsableCommand {
         func run() throws {
             if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
             try runReportingErrors {
-                guard let headFormat = HeadFormat(rawValue: head) else { throw BitNetError.invalidArgument("--head must be f32, f16 or q8") }
+                guard let headFormat = HeadFormat(rawValue: head) else { throw BitNetError.invalidArgument("--head must be f32, f16, q8, q6 or q4") }
                 let promptLengths = try prompts.split(separator: ",").map { s -> Int in
                     guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--prompts: '\(s)' is not a positive integer") }
                     return v
@@ -209,6 +210,48 @@ struct Bench: ParsableCommand {
                 let all = GEMM.benchmark(m: m, n: n, k: k, transA: ta, transB: tb, threads: .shared, iterations: 5)
                 print(String(format: "%@ %dx%dx%d: %.1f GFLOP/s 1 thread, %.1f GFLOP/s %d threads", name, m, n, k, one.gflops, all.gflops, ThreadPool.shared.threadCount))
             }
+        }
+    }
+
+    struct ThreadsBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "threads",
+            abstract: "Thread pool under oversubscription: ternary GEMV rounds on 1 vs N threads, quiet and with busy threads competing.")
+        @Option(help: "Pool threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Busy threads started to oversubscribe the machine (default: 2 per core).") var spinners: Int = 2 * ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Matrix dimension of each layer.") var dim: Int = 2560
+        @Option(help: "Alternations of the three pools (medians are reported).") var repeats: Int = 5
+        func run() throws {
+            try runReportingErrors {
+                guard threads >= 2, spinners >= 1, dim >= 32, repeats >= 1 else {
+                    throw BitNetError.invalidArgument("need --threads >= 2, --spinners >= 1, --dim >= 32, --repeats >= 1")
+                }
+                print("ternary GEMV \(dim)x\(dim), 8 layers per round, ms per round (medians of \(repeats)):")
+                print("load | 1 thread | \(threads) threads, no guard | \(threads) threads, guarded | guarded vs 1 thread")
+                for r in ThreadPoolBenchmark.run(threads: threads, dim: dim, repeats: repeats, spinners: spinners) {
+                    print(String(format: "%@ | %.3f | %.3f | %.3f | %.2fx", r.label, r.serial * 1e3, r.unguarded * 1e3, r.guarded * 1e3, r.serial / r.guarded))
+                }
+            }
+        }
+    }
+
+    struct HeadKernelBench: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "head",
+            abstract: "Output-head GEMV GB/s (f16/q8/q6/q4) vs read bandwidth, and a batched GEMV vs one GEMV per token.")
+        @Option var rows: Int = 128_256
+        @Option var cols: Int = 2560
+        @Option(help: "Tokens of the batched GEMV.") var tokens: Int = 16
+        @Option(help: "Threads (default: all).") var threads: Int?
+        @Option(help: "Comma-separated formats: f16,q8,q6,q4.") var formats: String = "f16,q8,q6,q4"
+        @Option var repetitions: Int = 3
+        func run() throws {
+            let names = formats.split(separator: ",").map { String($0) }
+            guard rows > 0, cols > 0, tokens > 0, repetitions > 0,
+                  names.allSatisfy({ $0 == "f16" || BlockQuantFormat(rawValue: $0) != nil }) else {
+                throw ValidationError("bench head: rows/cols/tokens/repetitions must be > 0 and formats among f16,q8,q6,q4")
+            }
+            let pool = threads.map { ThreadPool(threadCount: $0) } ?? .shared
+            print("isa: \(DenseKernels.activeISA), threads: \(pool.threadCount), \(rows)x\(cols)")
+            _ = HeadBench.run(rows: rows, cols: cols, tokens: tokens, repetitions: repetitions, formats: names, pool: pool) { print($0) }
         }
     }
 }

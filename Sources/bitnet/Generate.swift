@@ -14,7 +14,7 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
     @Option(help: "Sampling seed.") var seed: UInt64 = 42
     @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
-    @Option(help: "Output head and embedding storage: f32, f16 or q8 (8-bit blocks of 32).") var head: String = "f32"
+    @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32).") var head: String = "f32"
 
     func run() throws {
         try runReportingErrors {

@@ -3,26 +3,7 @@ import XCTest
 import CBitNetKernels
 
 final class DenseKernelsTests: XCTestCase {
-    /// The paths this CPU can take (selectISA caps requests), each once.
-    private func supportedISAs() -> [String] {
-        let original = DenseKernels.activeISA
-        defer { DenseKernels.selectISA(original) }
-        var seen: [String] = []
-        for name in DenseKernels.isaNames {
-            let got = DenseKernels.selectISA(name)
-            if !seen.contains(got) { seen.append(got) }
-        }
-        return seen
-    }
-
-    private func forEachISA(_ body: (String) -> Void) {
-        let original = DenseKernels.activeISA
-        defer { DenseKernels.selectISA(original) }
-        for isa in supportedISAs() {
-            DenseKernels.selectISA(isa)
-            body(isa)
-        }
-    }
+    private func forEachISA(_ body: (String) -> Void) { forEachDenseISA(body) }
 
     private let colsList = [1, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64, 100, 257]
 

@@ -99,4 +99,43 @@ final class ThreadPoolTests: XCTestCase {
             XCTAssertTrue(counts.allOnce(10))
         }
     }
+
+    /// A worker that holds a task far longer than the caller's share (as when it is descheduled on an oversubscribed
+    /// machine) makes the pool back off to serial calls; every task still runs exactly once; without the guard it never does.
+    func testOversubscriptionGuardFallsBackToSerial() {
+        for guarded in [true, false] {
+            let pool = ThreadPool(threadCount: 2, oversubscriptionGuard: guarded)
+            let caller = pthread_self()
+            let counts = Counts(8)
+            let workerRan = Counts(1)   // written by the one worker thread only, read by the caller
+            // Until a worker takes part in a call (it may be asleep and lose the race for the first ones).
+            for _ in 0..<200 where workerRan.p[0] == 0 {
+                counts.reset()
+                pool.parallelFor(8) { i in
+                    if pthread_equal(pthread_self(), caller) == 0 {
+                        workerRan.p[0] = 1
+                        usleep(200_000)   // far longer than the caller's share, even on a loaded machine
+                    } else {
+                        // Hold the caller until the worker has a task (or 1 s passed), so a worker does take part.
+                        let t0 = DispatchTime.now().uptimeNanoseconds
+                        while workerRan.p[0] == 0 && DispatchTime.now().uptimeNanoseconds - t0 < 1_000_000_000 { sched_yield() }
+                    }
+                    counts.p[i] += 1
+                }
+                XCTAssertTrue(counts.allOnce(8))
+            }
+            XCTAssertEqual(workerRan.p[0], 1, "a worker never took a task")
+            let before = pool.stats
+            counts.reset()
+            pool.parallelFor(8) { counts.p[$0] += 1 }
+            XCTAssertTrue(counts.allOnce(8))
+            if guarded {
+                XCTAssertGreaterThan(before.fallbacks, 0)
+                XCTAssertEqual(pool.stats.serialCalls, before.serialCalls + 1, "the call after a fallback runs serially")
+            } else {
+                XCTAssertEqual(pool.stats.fallbacks, 0)
+                XCTAssertEqual(pool.stats.serialCalls, 0)
+            }
+        }
+    }
 }

@@ -2,32 +2,41 @@ import Foundation
 import BitNetKernels
 import CBitNetKernels
 
-/// Storage of the output head and the token embedding at inference (Sec. 2 keeps them high precision; 8-bit blocks
-/// and half precision cut the largest tensor of 2B4T, 128256 x 2560, to a quarter or a half of f32).
+/// Storage of the output head and the token embedding at inference (Sec. 2 keeps them high precision; f16 and
+/// blocks of 32 with an absmax scale in 8, 6 or 4 bits shrink the largest tensor of 2B4T, 128256 x 2560).
 public enum HeadFormat: String, Sendable, CaseIterable {
-    case f32, f16, q8
+    case f32, f16, q8, q6, q4
+
+    /// The block format behind q8/q6/q4.
+    var block: BlockQuantFormat? { BlockQuantFormat(rawValue: rawValue) }
 }
 
 /// A dense [rows, cols] weight in a `HeadFormat`: products with activations (the head) and row lookups (the embedding).
 final class DenseMatrix: @unchecked Sendable {
     enum Storage {
-        case f32([Float]), f16(F16Matrix), q8(Q8Matrix)
+        case f32([Float]), f16(F16Matrix), block(BlockQuantMatrix)
     }
     let rows: Int, cols: Int
     let storage: Storage
 
-    /// Stores row-major `values` [rows, cols] in `format` (rounded to half, or absmax 8-bit blocks of 32).
+    /// Stores row-major `values` [rows, cols] in `format` (rounded to half, or absmax blocks of 32).
     init(_ values: [Float], rows: Int, cols: Int, format: HeadFormat) {
         self.rows = rows; self.cols = cols
-        switch format {
-        case .f32: storage = .f32(values)
-        case .f16: storage = .f16(F16Matrix(values, rows: rows, cols: cols))
-        case .q8: storage = .q8(DenseKernels.quantizeQ8(values, rows: rows, cols: cols))
+        if let block = format.block {
+            storage = .block(BlockQuantMatrix.quantize(values: values, rows: rows, cols: cols, format: block))
+        } else if format == .f16 {
+            storage = .f16(F16Matrix(values, rows: rows, cols: cols))
+        } else {
+            storage = .f32(values)
         }
     }
 
     var format: HeadFormat {
-        switch storage { case .f32: .f32; case .f16: .f16; case .q8: .q8 }
+        switch storage {
+        case .f32: .f32
+        case .f16: .f16
+        case .block(let m): HeadFormat(rawValue: m.format.rawValue)!
+        }
     }
 
     /// Bytes as stored.
@@ -35,7 +44,7 @@ final class DenseMatrix: @unchecked Sendable {
         switch storage {
         case .f32(let v): v.count * 4
         case .f16(let m): m.bits.count * 2
-        case .q8(let m): m.bytes.count
+        case .block(let m): m.bytes.count
         }
     }
 
@@ -44,7 +53,7 @@ final class DenseMatrix: @unchecked Sendable {
         switch storage {
         case .f32(let v): v
         case .f16(let m): DenseKernels.toF32(f16: m.bits)
-        case .q8(let m): DenseKernels.dequantize(m)
+        case .block(let m): m.dequantize()
         }
     }
 
@@ -55,8 +64,24 @@ final class DenseMatrix: @unchecked Sendable {
             v.withUnsafeBufferPointer { GEMM.sgemm(transA: false, transB: true, m: 1, n: rows, k: cols, a: x, lda: cols, b: $0.baseAddress!, ldb: cols, beta: 0, c: y, ldc: rows) }
         case .f16(let m):
             m.bits.withUnsafeBufferPointer { DenseKernels.f16Gemv(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, y: y) }
-        case .q8(let m):
-            m.bytes.withUnsafeBufferPointer { DenseKernels.q8Gemv(weights: $0.baseAddress!, rowStride: m.rowStride, rows: rows, cols: cols, x: x, y: y) }
+        case .block(let m):
+            m.gemv(x: x, y: y)
+        }
+    }
+
+    /// Y[t, :] = W · X[t, :] for `tokens` rows of x [tokens, cols] into y [tokens, rows]: the weights stream once for
+    /// all tokens (batched decoding, prompt logits); each row equals `gemv` of that token.
+    func gemm(x: UnsafePointer<Float>, tokens: Int, y: UnsafeMutablePointer<Float>) {
+        if tokens == 1 { gemv(x: x, y: y); return }
+        switch storage {
+        case .f32(let v):
+            v.withUnsafeBufferPointer { GEMM.sgemm(transA: false, transB: true, m: tokens, n: rows, k: cols, a: x, lda: cols, b: $0.baseAddress!, ldb: cols, beta: 0, c: y, ldc: rows) }
+        case .f16(let m):
+            m.bits.withUnsafeBufferPointer {
+                DenseKernels.f16Gemm(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, ldx: cols, tokens: tokens, y: y, ldy: rows)
+            }
+        case .block(let m):
+            m.gemm(x: x, ldx: cols, tokens: tokens, y: y, ldy: rows)
         }
     }
 
@@ -67,8 +92,8 @@ final class DenseMatrix: @unchecked Sendable {
             v.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + r * cols, count: cols) }
         case .f16(let m):
             m.bits.withUnsafeBufferPointer { bitnet_f16_to_f32($0.baseAddress! + r * cols, out, cols) }
-        case .q8(let m):
-            m.bytes.withUnsafeBufferPointer { bitnet_q8_dequantize($0.baseAddress! + r * m.rowStride, cols, out, cols, 0, 1) }
+        case .block(let m):
+            m.dequantizeRow(r, into: out)
         }
     }
 }

@@ -85,14 +85,10 @@ public struct InferenceLinear: @unchecked Sendable {
             }
             return
         }
-        if let packed {
-            // Eq. 9 with integers: acc = W̃·x̃ (int32, exact), y = acc / s · β with s = Q_p/(γ+ε).
-            let gamma = Quantizer.absmax(x, count: cols)
-            Quantizer.absmaxQuantize(x, count: cols, gamma: gamma, bits: quant.bits, codes: xCodes)
-            let scale = Quantizer.signedRange(bits: quant.bits).qp / (gamma + Quantizer.epsilon)
-            TernaryKernels.gemv(packed, x: xCodes, y: acc)
-            let beta = betas[0]
-            for r in 0..<rows { y[r] = Float(acc[r]) / scale * beta }
+        if packed != nil {
+            var scale: Float = 0
+            ActivationQuantizer.quantize(x, rows: 1, cols: cols, bits: quant.bits, codes: xCodes, scales: &scale)
+            applyPacked(codes: xCodes, scales: &scale, tokens: 1, y: y, acc: acc)
             return
         }
         if !quant.arch.isQuantized {
@@ -144,7 +140,14 @@ public struct InferenceLinear: @unchecked Sendable {
     /// The same product for `n` tokens at once, x [n, cols] → y [n, rows] (prompt processing): the packed path
     /// unpacks each weight block once for several tokens (int8 GEMM), others run token by token.
     func applyBatch(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, tokens n: Int) {
-        guard let packed, n > 1 else {
+        if let half, n > 1 {
+            // The f16 twin: each weight row is read once for all tokens, as the ternary GEMM does.
+            half.bits.withUnsafeBufferPointer {
+                DenseKernels.f16Gemm(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, ldx: cols, tokens: n, y: y, ldy: rows)
+            }
+            return
+        }
+        guard packed != nil, n > 1 else {
             let codes = UnsafeMutablePointer<Int8>.allocate(capacity: cols), deq = UnsafeMutablePointer<Float>.allocate(capacity: cols)
             let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
             defer { codes.deallocate(); deq.deallocate(); acc.deallocate() }
@@ -152,20 +155,26 @@ public struct InferenceLinear: @unchecked Sendable {
             return
         }
         let codes = UnsafeMutablePointer<Int8>.allocate(capacity: n * cols), acc = UnsafeMutablePointer<Int32>.allocate(capacity: n * rows)
-        defer { codes.deallocate(); acc.deallocate() }
-        var scales = [Float](repeating: 0, count: n)
-        let qp = Quantizer.signedRange(bits: quant.bits).qp
-        for t in 0..<n {
-            let xt = x + t * cols
-            let gamma = Quantizer.absmax(xt, count: cols)
-            Quantizer.absmaxQuantize(xt, count: cols, gamma: gamma, bits: quant.bits, codes: codes + t * cols)
-            scales[t] = qp / (gamma + Quantizer.epsilon)
-        }
-        TernaryKernels.gemm(packed, x: codes, ldx: cols, tokens: n, y: acc, ldy: rows)
+        let scales = UnsafeMutablePointer<Float>.allocate(capacity: n)
+        defer { codes.deallocate(); acc.deallocate(); scales.deallocate() }
+        ActivationQuantizer.quantize(x, rows: n, cols: cols, bits: quant.bits, codes: codes, scales: scales)
+        applyPacked(codes: codes, scales: scales, tokens: n, y: y, acc: acc)
+    }
+
+    /// True when the layer runs the integer kernels on per-token int8 codes (one activation group, signed absmax).
+    var takesCodes: Bool { packed != nil }
+
+    /// y [n, rows] from activations already quantized per token (codes [n, cols], scales s_t = Q_p/(γ_t+ε)):
+    /// acc = W̃·x̃ in int32 (exact), y = acc / s_t · β (Eq. 9). `acc` is scratch of n·rows Int32.
+    func applyPacked(codes: UnsafePointer<Int8>, scales: UnsafePointer<Float>, tokens n: Int, y: UnsafeMutablePointer<Float>,
+                     acc: UnsafeMutablePointer<Int32>) {
+        guard let packed else { preconditionFailure("applyPacked on a layer without packed ternary weights") }
+        if n == 1 { TernaryKernels.gemv(packed, x: codes, y: acc) }
+        else { TernaryKernels.gemm(packed, x: codes, ldx: cols, tokens: n, y: acc, ldy: rows) }
         let beta = betas[0]
         for t in 0..<n {
-            let s = scales[t]
-            for r in 0..<rows { y[t * rows + r] = Float(acc[t * rows + r]) / s * beta }
+            let k = beta / scales[t], yt = y + t * rows, at = acc + t * rows
+            for r in 0..<rows { yt[r] = Float(at[r]) * k }
         }
     }
 
@@ -271,7 +280,7 @@ public final class InferenceModel: @unchecked Sendable {
         head = embedding
     }
 
-    /// Stores the output head and the embedding in f32, f16 or 8-bit blocks (a tied pair stays one matrix).
+    /// Stores the output head and the embedding in f32, f16 or 8/6/4-bit blocks (a tied pair stays one matrix).
     /// Converting from a lossy format starts from its dequantized values.
     public func setHeadFormat(_ format: HeadFormat) throws {
         let c = config, tied = head === embedding
@@ -286,6 +295,11 @@ public final class InferenceModel: @unchecked Sendable {
     /// Logits = head · x (the output projection, in the head's stored format).
     func applyHead(x: UnsafePointer<Float>, logits: UnsafeMutablePointer<Float>) {
         head.gemv(x: x, y: logits)
+    }
+
+    /// Logits [tokens, vocab] of x [tokens, dim], the head read once for all tokens.
+    func applyHead(x: UnsafePointer<Float>, tokens: Int, logits: UnsafeMutablePointer<Float>) {
+        head.gemm(x: x, tokens: tokens, y: logits)
     }
 
     /// Size of the inference weights: packed linears plus f32 embedding/head and norms.

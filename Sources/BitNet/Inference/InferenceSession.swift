@@ -7,8 +7,9 @@ final class ForwardScratch: @unchecked Sendable {
     /// Residual stream [rows, dim]; A/B: normed input and attention output [rows, max(dim, qDim)]; Q [rows, qDim];
     /// K/V [rows, kvDim]; G/U: FFN gate and up [rows, ffnDim].
     let x, a, b, q, k, v, g, u: FloatBuffer
-    /// Single-row GEMV scratch: activation codes, dequantized activations and int32 sums for the widest layer.
-    let codes: UnsafeMutablePointer<Int8>, deq: FloatBuffer, acc: UnsafeMutablePointer<Int32>
+    /// Activation codes [rows, widest input] with per-row scales, int32 sums [rows, widest output], and
+    /// dequantized activations of one row (the unsigned-activation path).
+    let codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>, acc: UnsafeMutablePointer<Int32>, deq: FloatBuffer
 
     init(config c: ModelConfig, rows n: Int) {
         rows = n
@@ -16,10 +17,11 @@ final class ForwardScratch: @unchecked Sendable {
         x = FloatBuffer(n * c.dim); a = FloatBuffer(n * wide); b = FloatBuffer(n * wide); q = FloatBuffer(n * qD)
         k = FloatBuffer(n * c.kvDim); v = FloatBuffer(n * c.kvDim); g = FloatBuffer(n * c.ffnDim); u = FloatBuffer(n * c.ffnDim)
         let widest = max(c.dim, c.ffnDim, qD)
-        codes = .allocate(capacity: widest); deq = FloatBuffer(widest); acc = .allocate(capacity: widest)
+        codes = .allocate(capacity: n * widest); scales = .allocate(capacity: n); acc = .allocate(capacity: n * widest)
+        deq = FloatBuffer(widest)
     }
 
-    deinit { codes.deallocate(); acc.deallocate() }
+    deinit { codes.deallocate(); scales.deallocate(); acc.deallocate() }
 }
 
 /// Per-sequence decoding state: the KV cache, attention scratch and logits. A single-token step allocates nothing.
@@ -30,8 +32,8 @@ public final class InferenceSession: @unchecked Sendable {
     public private(set) var position = 0
     /// Keys and values of every layer and position so far.
     public let cache: KVCache
-    /// Attention probabilities [nHeads, maxSeqLen] and the last logits [vocab].
-    let att: FloatBuffer, logitsBuf: FloatBuffer
+    /// The last logits [vocab].
+    let logitsBuf: FloatBuffer
     let single: ForwardScratch
     private var wide: ForwardScratch?
 
@@ -41,7 +43,6 @@ public final class InferenceSession: @unchecked Sendable {
         self.model = model
         self.maxSeqLen = min(maxSeqLen ?? c.maxSeqLen, c.maxSeqLen)
         cache = try KVCache(format: kvCache, layers: c.nLayers, maxSeqLen: self.maxSeqLen, kvHeads: c.nKVHeads, headDim: c.headDim)
-        att = FloatBuffer(c.nHeads * self.maxSeqLen)
         logitsBuf = FloatBuffer(c.vocabSize)
         single = ForwardScratch(config: c, rows: 1)
     }
@@ -57,9 +58,10 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Runs one token at the next position and returns the logits [vocab] (valid until the next call).
     public func step(token: Int) throws -> UnsafeBufferPointer<Float> {
-        try checkTokens([token], fitting: 1)
-        let out = logitsBuf.ptr
-        Self.forward(tokens: [token], sessions: [self], positions: [position], scratch: single) { _ in out }
+        try checkTokens(count: 1, fitting: 1) { _ in token }
+        let out = logitsBuf.ptr, pos = position
+        // Closures rather than one-element arrays: the decode step allocates nothing.
+        Self.forward(rows: 1, token: { _ in token }, session: { _ in self }, position: { _ in pos }, scratch: single) { _ in out }
         position += 1
         return UnsafeBufferPointer(start: logitsBuf.ptr, count: model.config.vocabSize)
     }
@@ -68,9 +70,9 @@ public final class InferenceSession: @unchecked Sendable {
     /// its last token; equal to calling `step` for each token, faster for prompts.
     public func prefill(tokens: [Int]) throws -> UnsafeBufferPointer<Float> {
         let n = tokens.count
-        try checkTokens(tokens, fitting: n)
-        let out = logitsBuf.ptr
-        Self.forward(tokens: tokens, sessions: Array(repeating: self, count: n), positions: Array(position..<(position + n)),
+        try checkTokens(count: n, fitting: n) { tokens[$0] }
+        let out = logitsBuf.ptr, pos0 = position
+        Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, promptStart: pos0,
                      scratch: scratch(rows: n)) { $0 == n - 1 ? out : nil }
         position += n
         return UnsafeBufferPointer(start: logitsBuf.ptr, count: model.config.vocabSize)
@@ -79,11 +81,12 @@ public final class InferenceSession: @unchecked Sendable {
     /// Like `prefill`, but returns the logits of every token, [tokens.count, vocab] row-major (for scoring text).
     public func prefillLogits(tokens: [Int]) throws -> [Float] {
         let n = tokens.count, v = model.config.vocabSize
-        try checkTokens(tokens, fitting: n)
+        try checkTokens(count: n, fitting: n) { tokens[$0] }
         var logits = [Float](repeating: 0, count: n * v)
+        let pos0 = position
         logits.withUnsafeMutableBufferPointer { lp in
             let base = lp.baseAddress!
-            Self.forward(tokens: tokens, sessions: Array(repeating: self, count: n), positions: Array(position..<(position + n)),
+            Self.forward(rows: n, token: { tokens[$0] }, session: { _ in self }, position: { pos0 + $0 }, promptStart: pos0,
                          scratch: scratch(rows: n)) { base + $0 * v }
         }
         position += n
@@ -103,18 +106,21 @@ public final class InferenceSession: @unchecked Sendable {
         guard Set(sessions.map { ObjectIdentifier($0) }).count == sessions.count else {
             throw BitNetError.invalidArgument("stepBatch got the same session twice")
         }
-        for (s, t) in zip(sessions, tokens) { try s.checkTokens([t], fitting: 1) }
-        let outs = sessions.map { $0.logitsBuf.ptr }
-        forward(tokens: tokens, sessions: sessions, positions: sessions.map(\.position),
+        for (s, t) in zip(sessions, tokens) { try s.checkTokens(count: 1, fitting: 1) { _ in t } }
+        let outs = sessions.map { $0.logitsBuf.ptr }, positions = sessions.map(\.position)
+        forward(rows: sessions.count, token: { tokens[$0] }, session: { sessions[$0] }, position: { positions[$0] },
                 scratch: sessions[0].scratch(rows: sessions.count)) { outs[$0] }
         for s in sessions { s.position += 1 }
         return sessions.map { UnsafeBufferPointer(start: $0.logitsBuf.ptr, count: model.config.vocabSize) }
     }
 
-    private func checkTokens(_ tokens: [Int], fitting n: Int) throws {
+    private func checkTokens(count: Int, fitting n: Int, _ token: (Int) -> Int) throws {
         let v = model.config.vocabSize
-        guard !tokens.isEmpty else { throw BitNetError.invalidArgument("empty prompt") }
-        for t in tokens where t < 0 || t >= v { throw BitNetError.invalidArgument("token id \(t) outside vocabulary 0..<\(v)") }
+        guard count > 0 else { throw BitNetError.invalidArgument("empty prompt") }
+        for i in 0..<count {
+            let t = token(i)
+            if t < 0 || t >= v { throw BitNetError.invalidArgument("token id \(t) outside vocabulary 0..<\(v)") }
+        }
         guard position + n <= maxSeqLen else {
             throw BitNetError.invalidArgument(position == maxSeqLen ? "context full: \(maxSeqLen) positions"
                                               : "\(n) tokens do not fit: \(maxSeqLen - position) of \(maxSeqLen) positions left")
@@ -137,50 +143,113 @@ public final class InferenceSession: @unchecked Sendable {
         if n == 1 { w.apply(x: x, y: y, xCodes: s.codes, xDequant: s.deq.ptr, acc: s.acc) } else { w.applyBatch(x: x, y: y, tokens: n) }
     }
 
-    /// The forward pass over rows: row i is token `tokens[i]` of `sessions[i]` at `positions[i]` (one session repeated
-    /// for a prompt, distinct sessions for batched decoding). Keys/values go to each row's session cache before any row
+    /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]: (row, head)
+    /// pairs spread over the pool once the total work pays for it (long contexts, prompts, batches).
+    private static func attendRows(layer l: Int, rows n: Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
+                                   q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
+        let c = session(0).model.config, heads = c.nHeads, hd = c.headDim, qD = heads * hd, group = heads / c.nKVHeads
+        let jobs = n * heads
+        var contexts = 0
+        for i in 0..<n { contexts += position(i) + 1 }
+        let work = contexts * heads * hd
+        let tasks = work >= 64 * 20 * 128 ? min(jobs, 8 * ThreadPool.shared.threadCount) : 1
+        ThreadPool.shared.parallelFor(tasks) { task in
+            for job in stride(from: task, to: jobs, by: tasks) {
+                let i = job / heads, h = job % heads
+                session(i).cache.attendHead(layer: l, pos: position(i), query: q + i * qD + h * hd, kvHead: h / group,
+                                            out: out + i * qD + h * hd)
+            }
+        }
+    }
+
+    /// ys = W·RMSNorm(x) for up to three linears reading the same input x [n, cols] (`norm` < 0: no norm). When all
+    /// take int8 codes, one fused norm + quantization feeds them all; otherwise the normalized floats go to `normed`
+    /// (which may be x itself) and each linear quantizes for itself.
+    private static func project(_ model: InferenceModel, x: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>, norm: Int,
+                                rows n: Int, cols: Int, _ s: ForwardScratch,
+                                _ a: (InferenceLinear, UnsafeMutablePointer<Float>),
+                                _ b: (InferenceLinear, UnsafeMutablePointer<Float>)? = nil,
+                                _ c: (InferenceLinear, UnsafeMutablePointer<Float>)? = nil) {
+        let cfg = model.config, bits = a.0.quant.bits
+        let shared = a.0.takesCodes && (b.map { $0.0.takesCodes && $0.0.quant.bits == bits } ?? true)
+            && (c.map { $0.0.takesCodes && $0.0.quant.bits == bits } ?? true)
+        if shared {
+            if norm >= 0 {
+                ActivationQuantizer.normQuantize(x, weight: model.norm(norm), rows: n, dim: cols, groups: cfg.normGroups, eps: cfg.normEps,
+                                                 bits: bits, codes: s.codes, scales: s.scales)
+            } else {
+                ActivationQuantizer.quantize(x, rows: n, cols: cols, bits: bits, codes: s.codes, scales: s.scales)
+            }
+            a.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: a.1, acc: s.acc)
+            if let b { b.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: b.1, acc: s.acc) }
+            if let c { c.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: c.1, acc: s.acc) }
+            return
+        }
+        var input = x
+        if norm >= 0 {
+            RMSNorm.forward(out: normed, rstd: nil, x: x, weight: model.norm(norm), rows: n, dim: cols, groups: cfg.normGroups, eps: cfg.normEps)
+            input = normed
+        }
+        linear(a.0, input, a.1, rows: n, s)
+        if let b { linear(b.0, input, b.1, rows: n, s) }
+        if let c { linear(c.0, input, c.1, rows: n, s) }
+    }
+
+    /// The forward pass over `n` rows: row i is token `token(i)` of `session(i)` at `position(i)` (one session for a
+    /// prompt, distinct sessions for batched decoding). Keys/values go to each row's session cache before any row
     /// attends, so prompt rows see the earlier prompt rows. Rows for which `logits(i)` gives a pointer get logits there.
-    static func forward(tokens: [Int], sessions: [InferenceSession], positions: [Int], scratch s: ForwardScratch,
-                        logits: (Int) -> UnsafeMutablePointer<Float>?) {
-        let model = sessions[0].model, c = model.config, n = tokens.count
+    /// `promptStart`: set when the rows are one session's consecutive positions from there (a prompt), whose attention
+    /// then runs as matrix products.
+    static func forward(rows n: Int, token: (Int) -> Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
+                        promptStart: Int? = nil, scratch s: ForwardScratch, logits: (Int) -> UnsafeMutablePointer<Float>?) {
+        let model = session(0).model, c = model.config
         let d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, eps = c.normEps, ng = c.normGroups
         let X = s.x.ptr, A = s.a.ptr, B = s.b.ptr, Q = s.q.ptr, K = s.k.ptr, V = s.v.ptr, G = s.g.ptr, U = s.u.ptr
-        for (i, t) in tokens.enumerated() { model.embedding.row(t, into: X + i * d) }
-        for (l, L) in model.layers.enumerated() {
+        for i in 0..<n { model.embedding.row(token(i), into: X + i * d) }
+        for l in 0..<model.layers.count {
+            let L = model.layers[l]
             // Attention block: x += Wo·SubLN(Attention(RoPE(Wq·h), RoPE(Wk·h), Wv·h)), h = RMSNorm(x).
-            RMSNorm.forward(out: A, rstd: nil, x: X, weight: model.norm(L.attnNorm), rows: n, dim: d, groups: ng, eps: eps)
-            linear(L.wq, A, Q, rows: n, s)
-            linear(L.wk, A, K, rows: n, s)
-            linear(L.wv, A, V, rows: n, s)
+            project(model, x: X, normed: A, norm: L.attnNorm, rows: n, cols: d, s, (L.wq, Q), (L.wk, K), (L.wv, V))
             for i in 0..<n {
-                model.rope.apply(Q + i * qD, heads: c.nHeads, pos: positions[i])
-                model.rope.apply(K + i * kvD, heads: c.nKVHeads, pos: positions[i])
-                sessions[i].cache.store(layer: l, pos: positions[i], key: K + i * kvD, value: V + i * kvD)
+                let pos = position(i)
+                model.rope.apply(Q + i * qD, heads: c.nHeads, pos: pos)
+                model.rope.apply(K + i * kvD, heads: c.nKVHeads, pos: pos)
+                session(i).cache.store(layer: l, pos: pos, key: K + i * kvD, value: V + i * kvD)
             }
-            for i in 0..<n {
-                sessions[i].cache.attend(layer: l, pos: positions[i], query: Q + i * qD, heads: c.nHeads, out: B + i * qD,
-                                         att: sessions[i].att.ptr)
+            if let pos0 = promptStart, n >= 8 {
+                session(0).cache.attendPrompt(layer: l, pos0: pos0, rows: n, query: Q, heads: c.nHeads, out: B)
+            } else {
+                attendRows(layer: l, rows: n, session: session, position: position, q: Q, out: B)
             }
-            if L.attnSubNorm >= 0 {
-                RMSNorm.forward(out: B, rstd: nil, x: B, weight: model.norm(L.attnSubNorm), rows: n, dim: qD, groups: ng, eps: eps)
-            }
-            linear(L.wo, B, A, rows: n, s)
+            project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A))
             addInPlace(X, A, n * d)
             // FFN block: x += W2·SubLN(act(W1·h) ⊙ W3·h), h = RMSNorm(x) (SwiGLU, or ReLU² for 2B4T).
-            RMSNorm.forward(out: A, rstd: nil, x: X, weight: model.norm(L.ffnNorm), rows: n, dim: d, groups: ng, eps: eps)
-            linear(L.w1, A, G, rows: n, s)
-            linear(L.w3, A, U, rows: n, s)
+            project(model, x: X, normed: A, norm: L.ffnNorm, rows: n, cols: d, s, (L.w1, G), (L.w3, U))
             GatedActivation.forward(h: G, gate: G, up: U, count: n * f, kind: c.ffn)
-            if L.ffnSubNorm >= 0 {
-                RMSNorm.forward(out: G, rstd: nil, x: G, weight: model.norm(L.ffnSubNorm), rows: n, dim: f, groups: ng, eps: eps)
-            }
-            linear(L.w2, G, A, rows: n, s)
+            project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A))
             addInPlace(X, A, n * d)
         }
-        for i in 0..<n {
-            guard let out = logits(i) else { continue }
-            RMSNorm.forward(out: A, rstd: nil, x: X + i * d, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
-            model.applyHead(x: A, logits: out)
+        if n == 1 {
+            // Decoding: one row, no allocation.
+            if let out = logits(0) {
+                RMSNorm.forward(out: A, rstd: nil, x: X, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
+                model.applyHead(x: A, logits: out)
+            }
+            return
+        }
+        // Several rows: normalize the wanted ones side by side in A and read the head once for all of them.
+        let wanted = (0..<n).filter { logits($0) != nil }
+        guard !wanted.isEmpty else { return }
+        for (j, i) in wanted.enumerated() {
+            RMSNorm.forward(out: A + j * d, rstd: nil, x: X + i * d, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
+        }
+        let v = c.vocabSize, m = wanted.count, first = logits(wanted[0])!
+        if wanted.enumerated().allSatisfy({ logits($0.element) == first + $0.offset * v }) {
+            model.applyHead(x: A, tokens: m, logits: first)
+        } else {
+            let tmp = FloatBuffer(m * v)
+            model.applyHead(x: A, tokens: m, logits: tmp.ptr)
+            for (j, i) in wanted.enumerated() { logits(i)!.update(from: tmp.ptr + j * v, count: v) }
         }
     }
 }

@@ -128,39 +128,94 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
-    /// Causal attention of one query (all heads, [nHeads·headDim]) at `pos` over cached positions 0...pos of
-    /// `layer` (GQA: query head h reads KV head h / group). `att` is scratch of nHeads·maxSeqLen floats.
-    func attend(layer l: Int, pos: Int, query: UnsafePointer<Float>, heads: Int, out: UnsafeMutablePointer<Float>,
-                att: UnsafeMutablePointer<Float>) {
-        let hd = headDim, group = heads / kvHeads, maxT = maxSeqLen
-        let scale = 1 / Float(hd).squareRoot()
-        let f32 = format == .f32
-        // Heads in parallel once the context is long enough to pay for the hand-off.
-        ThreadPool.shared.parallelFor(pos >= 64 ? heads : 1) { task in
-            let range = pos >= 64 ? task..<(task + 1) : 0..<heads
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: hd) { tmpBuf in
-                let tmp = tmpBuf.baseAddress!
-                for h in range {
-                    let qh = query + h * hd, kvh = h / group
-                    let a = att + h * maxT
-                    for t in 0...pos {
-                        let kt: UnsafePointer<Float>
-                        if f32 { kt = f32Head(keys, layer: l, pos: t, head: kvh) } else { loadKey(layer: l, pos: t, head: kvh, into: tmp); kt = UnsafePointer(tmp) }
-                        var s: Float = 0
-                        for i in 0..<hd { s += qh[i] * kt[i] }
-                        a[t] = s * scale
-                    }
-                    CausalAttention.causalSoftmaxRow(a, valid: pos + 1, width: pos + 1)
-                    let o = out + h * hd
-                    for i in 0..<hd { o[i] = 0 }
-                    for t in 0...pos {
-                        let vt: UnsafePointer<Float>
-                        if f32 { vt = f32Head(values, layer: l, pos: t, head: kvh) } else { loadValue(layer: l, pos: t, head: kvh, into: tmp); vt = UnsafePointer(tmp) }
-                        let p = a[t]
-                        for i in 0..<hd { o[i] += p * vt[i] }
-                    }
-                }
+    /// Causal attention of one query head `qh` [headDim] at `pos` over cached positions 0...pos of `layer`, KV head
+    /// `kvh`, into `out` [headDim]. Scores live in stack scratch, so heads and rows can run on any thread.
+    func attendHead(layer l: Int, pos: Int, query qh: UnsafePointer<Float>, kvHead kvh: Int, out o: UnsafeMutablePointer<Float>) {
+        let hd = headDim, scale = 1 / Float(hd).squareRoot(), f32 = format == .f32
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: pos + 1 + hd) { buf in
+            let a = buf.baseAddress!, tmp = a + pos + 1
+            for t in 0...pos {
+                let kt: UnsafePointer<Float>
+                if f32 { kt = f32Head(keys, layer: l, pos: t, head: kvh) } else { loadKey(layer: l, pos: t, head: kvh, into: tmp); kt = UnsafePointer(tmp) }
+                a[t] = simdDot(qh, kt, hd) * scale
+            }
+            CausalAttention.causalSoftmaxRow(a, valid: pos + 1, width: pos + 1)
+            o.update(repeating: 0, count: hd)
+            for t in 0...pos {
+                let vt: UnsafePointer<Float>
+                if f32 { vt = f32Head(values, layer: l, pos: t, head: kvh) } else { loadValue(layer: l, pos: t, head: kvh, into: tmp); vt = UnsafePointer(tmp) }
+                simdAxpy(a[t], vt, o, hd)
             }
         }
     }
+
+    /// Causal attention of a prompt's `n` queries [n, nHeads·headDim] at positions pos0..<pos0+n (their keys and
+    /// values already stored) as matrix products per head: S = Q_h·K_hᵀ/√d, causal softmax, O_h = S·V_h. The
+    /// quantized formats are dequantized once per layer for this.
+    func attendPrompt(layer l: Int, pos0: Int, rows n: Int, query: UnsafePointer<Float>, heads: Int, out: UnsafeMutablePointer<Float>) {
+        let T = pos0 + n, hd = headDim, kvD = kvDim, qD = heads * hd, group = heads / kvHeads
+        var kBase: UnsafePointer<Float>, vBase: UnsafePointer<Float>
+        var dequantized: UnsafeMutablePointer<Float>? = nil
+        if format == .f32 {
+            kBase = UnsafePointer((keys + l * maxSeqLen * rowBytes).assumingMemoryBound(to: Float.self))
+            vBase = UnsafePointer((values + l * maxSeqLen * rowBytes).assumingMemoryBound(to: Float.self))
+        } else {
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: 2 * T * kvD)
+            for t in 0..<T {
+                for h in 0..<kvHeads {
+                    loadKey(layer: l, pos: t, head: h, into: buf + t * kvD + h * hd)
+                    loadValue(layer: l, pos: t, head: h, into: buf + (T + t) * kvD + h * hd)
+                }
+            }
+            kBase = UnsafePointer(buf); vBase = UnsafePointer(buf + T * kvD)
+            dequantized = buf
+        }
+        defer { dequantized?.deallocate() }
+        let scale = 1 / Float(hd).squareRoot()
+        ThreadPool.shared.parallelFor(heads) { h in
+            let kvh = h / group
+            let S = UnsafeMutablePointer<Float>.allocate(capacity: n * T)
+            defer { S.deallocate() }
+            // Inside a pool task these products run on this thread (nested calls are serial).
+            GEMM.sgemm(transA: false, transB: true, m: n, n: T, k: hd, alpha: scale, a: query + h * hd, lda: qD,
+                       b: kBase + kvh * hd, ldb: kvD, beta: 0, c: S, ldc: T)
+            for i in 0..<n { CausalAttention.causalSoftmaxRow(S + i * T, valid: pos0 + i + 1, width: T) }
+            GEMM.sgemm(transA: false, transB: false, m: n, n: hd, k: T, a: S, lda: T, b: vBase + kvh * hd, ldb: kvD,
+                       beta: 0, c: out + h * hd, ldc: qD)
+        }
+    }
+
+    /// Causal attention of one query (all heads, [nHeads·headDim]) at `pos` over cached positions 0...pos of
+    /// `layer` (GQA: query head h reads KV head h / group), serially.
+    func attend(layer l: Int, pos: Int, query: UnsafePointer<Float>, heads: Int, out: UnsafeMutablePointer<Float>) {
+        let hd = headDim, group = heads / kvHeads
+        for h in 0..<heads { attendHead(layer: l, pos: pos, query: query + h * hd, kvHead: h / group, out: out + h * hd) }
+    }
+}
+
+/// Σ a[i]·b[i] with 16-wide partial sums (the attention scores).
+@inline(__always)
+func simdDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD16<Float>.zero
+    var i = 0
+    while i + 16 <= n {
+        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
+        i += 16
+    }
+    var s = acc.sum()
+    while i < n { s += a[i] * b[i]; i += 1 }
+    return s
+}
+
+/// y[i] += alpha·x[i], 16 lanes at a time (the attention-weighted sum of values).
+@inline(__always)
+func simdAxpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    var i = 0
+    let av = SIMD16<Float>(repeating: alpha)
+    while i + 16 <= n {
+        let r = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD16<Float>.self) + av * UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(y + i).storeBytes(of: r, as: SIMD16<Float>.self)
+        i += 16
+    }
+    while i < n { y[i] += alpha * x[i]; i += 1 }
 }

@@ -10,7 +10,8 @@
 // q = 0. Rows are contiguous (row stride bitnet_q8_row_stride(cols) bytes); no alignment is required.
 // Quantization per block: d = absmax / 127, q = round-half-to-even(x / d) clamped to [-127, 127]
 // (an all-zero block has d = 0, q = 0). The q8 GEMV takes f32 activations (no activation quantization): y[r] =
-// sum_blocks d_b * (sum_{i<32} q_i * x_i), each block sum in f32.
+// sum_blocks d_b * (sum_{i<32} q_i * x_i), each block sum in f32. The q6/q4 formats and the batched GEMVs
+// (f16 and all block formats) are in bitnet_blockquant.h; the q8 GEMVs here are its q8 instances.
 //
 // GEMVs compute rows [r0, r1) only, so callers can split rows across threads; y is indexed by absolute row.
 // Paths are picked at run time (AVX-512, AVX2+FMA+F16C, portable); they round differently from each other

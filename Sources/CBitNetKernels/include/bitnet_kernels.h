@@ -33,6 +33,13 @@ int bitnet_pool_thread_count(const bitnet_pool *pool);
 /// calls from different threads are serialized. pool == NULL runs serially.
 void bitnet_pool_parallel_for(bitnet_pool *pool, size_t n_tasks, bitnet_task_fn fn, void *ctx);
 
+/// A kernel over rows [r0, r1) with its arguments in a struct (see bitnet_pool_split_rows).
+typedef void (*bitnet_rows_fn)(const void *args, size_t r0, size_t r1);
+
+/// Runs fn(args, r0, r1) over [begin, end) cut into chunks of `chunk` rows (the last one shorter) on the pool;
+/// chunk 0 or >= the range runs once on the caller. Unlike a Swift closure per call, this allocates nothing.
+void bitnet_pool_split_rows(bitnet_pool *pool, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args);
+
 /// Nonzero on a thread that is running parallel_for tasks (a worker, or a caller inside its call):
 /// a parallel_for made there would run serially.
 int bitnet_pool_in_task(void);
@@ -40,6 +47,13 @@ int bitnet_pool_in_task(void);
 /// Nanoseconds an idle thread (a worker awaiting work, the caller awaiting the last task) spins with
 /// pause before it blocks on a condvar; default 20000. Blocked threads take ~10-100 us to wake on a VM.
 void bitnet_pool_set_spin_ns(bitnet_pool *pool, long spin_ns);
+
+/// Counters of the oversubscription guard: calls run in parallel, calls run serially while backing off, and
+/// parallel calls that took longer than the caller alone would have (each starts a serial back-off window).
+void bitnet_pool_stats(bitnet_pool *pool, long *parallel_calls, long *serial_calls, long *fallbacks);
+
+/// Turns the oversubscription guard on (the default) or off (every call parallel; for benchmarks).
+void bitnet_pool_set_guard(bitnet_pool *pool, int enabled);
 
 // MARK: - f32 GEMM
 

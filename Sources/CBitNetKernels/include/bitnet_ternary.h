@@ -48,6 +48,15 @@ size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *co
 /// GEMV for decoding: y[r] = sum_{j < cols} W[r, j] * x[j] for r in [r0, r1). `w` is the packed matrix base
 /// (row r at w + r * row_stride, row_stride >= bitnet_t2_row_stride(cols)); x has `cols` int8 values (no
 /// padding needed); y is indexed by absolute row. Dispatches to AVX2 when available.
+/// Arguments of bitnet_t2_gemv as one struct, for bitnet_pool_split_rows (bitnet_t2_gemv_rows runs rows [r0, r1)).
+typedef struct {
+    const uint8_t *w;
+    size_t row_stride, cols;
+    const int8_t *x;
+    int32_t *y;
+} bitnet_t2_gemv_args;
+void bitnet_t2_gemv_rows(const void *args, size_t r0, size_t r1);
+
 void bitnet_t2_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
                     size_t r0, size_t r1);
 

@@ -78,7 +78,7 @@ final class InferenceTests: XCTestCase {
 
 final class InferenceFormatsTests: XCTestCase {
     /// The head stored in f16 or 8-bit blocks gives logits close to the f32 head (relative to the logit range).
-    /// The head and embedding in f16 or 8-bit blocks stay close to f32; the stored bytes shrink 2x / ~3.6x.
+    /// The head and embedding in f16 or 8/6/4-bit blocks stay close to f32; the stored bytes shrink by the format's ratio.
     func testHeadFormatsAgreeWithF32() throws {
         for tied in [true, false] {
             var c = tinyConfig(.b158, vocab: 64)
@@ -93,7 +93,9 @@ final class InferenceFormatsTests: XCTestCase {
             let f32Model = InferenceModel(weights: w)
             let ref = try logits(f32Model)
             let scale = ref.map(abs).max()!
-            for (format, tol, ratio) in [(HeadFormat.f16, Float(1e-2), 2.0), (.q8, 5e-2, Double(c.dim * 4) / Double(DenseKernels.q8RowStride(cols: c.dim)))] {
+            let blockRatio = { (f: BlockQuantFormat) in Double(c.dim * 4) / Double(f.rowStride(cols: c.dim)) }
+            for (format, tol, ratio) in [(HeadFormat.f16, Float(1e-2), 2.0), (.q8, 5e-2, blockRatio(.q8)), (.q6, 0.1, blockRatio(.q6)),
+                                         (.q4, 0.4, blockRatio(.q4))] {
                 let model = InferenceModel(weights: w)
                 try model.setHeadFormat(format)
                 XCTAssertEqual(model.headFormat, format)
@@ -123,5 +125,13 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertGreaterThan(r.decodeTokensPerSecond, 0)
         XCTAssertEqual(Set(r.prefillTokensPerSecond.keys), [8, 16])
         XCTAssertThrowsError(try InferenceBenchmark.run(model: half, promptLengths: [100], decodeTokens: 5))
+        // Both twins process a prompt in one batched pass with the logits of token-by-token steps.
+        for model in [ternary, half] {
+            let prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+            let a = InferenceSession(model: model), b = InferenceSession(model: model)
+            var stepped: [Float] = []
+            for t in prompt { stepped = Array(try a.step(token: t)) }
+            XCTAssertLessThan(maxAbsDiff(stepped, Array(try b.prefill(tokens: prompt))), 1e-5)
+        }
     }
 }

@@ -69,8 +69,8 @@ final class KVCacheTests: XCTestCase {
             let dk = deq(keys), dv = deq(values)
             let q = randomArray(heads * hd, seed: 77)
             for pos in [0, 9, T - 1] {
-                var out = [Float](repeating: 0, count: heads * hd), att = [Float](repeating: 0, count: heads * T)
-                cache.attend(layer: 0, pos: pos, query: q, heads: heads, out: &out, att: &att)
+                var out = [Float](repeating: 0, count: heads * hd)
+                cache.attend(layer: 0, pos: pos, query: q, heads: heads, out: &out)
                 for h in 0..<heads {
                     let kvh = h / (heads / kvHeads)
                     var scores = (0...pos).map { t in (0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * Double(dk[t][kvh * hd + $1]) } / Double(hd).squareRoot() }
@@ -125,10 +125,12 @@ final class KVCacheTests: XCTestCase {
 final class BatchedDecodingTests: XCTestCase {
     /// Several sessions at different positions stepped together give each session's own `step` logits.
     func testStepBatchEqualsIndependentSteps() throws {
-        for (arch, groups, kv) in [(Architecture.b158, 1, KVCacheFormat.f32), (.fp, 1, .f32), (.b158, 2, .f32), (.b1, 1, .q8)] {
+        for (arch, groups, kv, head) in [(Architecture.b158, 1, KVCacheFormat.f32, HeadFormat.f32), (.fp, 1, .f32, .f16), (.b158, 2, .f32, .q6),
+                                         (.b1, 1, .q8, .q4)] {
             var c = tinyConfig(arch, seq: 32)
             c.quantGroups = groups
             let model = InferenceModel(weights: ModelWeights(config: c, seed: 8))
+            try model.setHeadFormat(head)
             let prompts = [[1, 2, 3], [9], [30, 4, 4, 4, 17, 2, 0]]
             let solo = try prompts.map { _ in try InferenceSession(model: model, kvCache: kv) }
             let together = try prompts.map { _ in try InferenceSession(model: model, kvCache: kv) }
@@ -150,13 +152,16 @@ final class BatchedDecodingTests: XCTestCase {
     func testPrefillLogitsEqualsSteps() throws {
         let c = tinyConfig(.b158, ffn: .relu2, seq: 16)
         let model = InferenceModel(weights: ModelWeights(config: c, seed: 2))
-        let tokens = [7, 3, 36, 0, 12, 12, 5]
-        let all = try InferenceSession(model: model).prefillLogits(tokens: tokens)
-        let s = InferenceSession(model: model)
-        var steps: [Float] = []
-        for t in tokens { steps += Array(try s.step(token: t)) }
-        XCTAssertEqual(all.count, tokens.count * c.vocabSize)
-        XCTAssertLessThan(maxAbsDiff(all, steps), 1e-4)
+        // 11 tokens: prompts of 8 or more take the matrix-product attention path.
+        let tokens = [7, 3, 36, 0, 12, 12, 5, 9, 1, 30, 2]
+        for kv in KVCacheFormat.allCases {
+            let all = try InferenceSession(model: model, kvCache: kv).prefillLogits(tokens: tokens)
+            let s = try InferenceSession(model: model, kvCache: kv)
+            var steps: [Float] = []
+            for t in tokens { steps += Array(try s.step(token: t)) }
+            XCTAssertEqual(all.count, tokens.count * c.vocabSize)
+            XCTAssertLessThan(maxAbsDiff(all, steps), 1e-4, "\(kv)")
+        }
     }
 
     func testStepBatchRejectsBadInput() throws {
