@@ -6,7 +6,7 @@ import Foundation
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: inference (default), training vs PyTorch, GEMM.",
-        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, ThreadsBench.self, HeadKernelBench.self],
+        subcommands: [InferenceBench.self, TrainBench.self, GemmBench.self, ThreadsBench.self, HeadKernelBench.self, ServeBench.self],
         defaultSubcommand: InferenceBench.self)
 
     struct InferenceBench: ParsableCommand {

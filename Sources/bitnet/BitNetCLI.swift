@@ -7,7 +7,8 @@ struct BitNetCLI: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bitnet",
         abstract: "Train, evaluate and run 1-bit (b1) and 1.58-bit (b1.58) BitNet LLMs on the CPU.",
-        subcommands: [Train.self, Compare.self, Generate.self, Eval.self, Logits.self, Bench.self, Energy.self, Convert.self, ChatCommand.self, Reproduce.self])
+        subcommands: [Train.self, Compare.self, Generate.self, Eval.self, Logits.self, Bench.self, Energy.self, Convert.self,
+                      ChatCommand.self, Reproduce.self, Serve.self])
 }
 
 /// Runs a command body and turns library errors into a clean message and exit code 1.

@@ -65,6 +65,66 @@ public struct GenerationOptions: Sendable {
     public init() {}
 }
 
+/// Why a generation ended: the end-of-sequence token (or a stop string) or a length limit (max tokens, context).
+public enum FinishReason: String, Sendable {
+    case stop, length
+}
+
+/// The sampling loop of one generation as a state machine: the caller runs the model (alone, or batched with
+/// other sequences) and hands each position's logits to `accept`, which samples, decodes and says what to run next.
+/// `Generator` and `bitnet serve` both drive it, so they give the same tokens for the same seed and options.
+public struct SequenceGenerator: Sendable {
+    public let options: GenerationOptions
+    /// Generated token ids (prompt excluded).
+    public private(set) var tokens: [Int] = []
+    /// Set once the generation is over.
+    public private(set) var finishReason: FinishReason?
+    var sampler: Sampler
+    var decoder: StreamingDecoder
+    let eosID: Int?
+    /// Positions the sequence may fill (prompt included).
+    let contextLength: Int
+
+    /// Checks the prompt against the vocabulary and `contextLength` (the session's positions) and seeds the sampler.
+    public init(tokenizer: any Tokenizer, promptTokens: [Int], options: GenerationOptions, vocabSize: Int, contextLength: Int) throws {
+        guard options.maxTokens >= 0 else { throw BitNetError.invalidArgument("max tokens must be >= 0") }
+        guard !promptTokens.isEmpty else { throw BitNetError.invalidArgument("empty prompt") }
+        guard promptTokens.count < contextLength else {
+            throw BitNetError.invalidArgument("prompt has \(promptTokens.count) tokens; the model's context is \(contextLength)")
+        }
+        for t in promptTokens where t < 0 || t >= vocabSize {
+            throw BitNetError.invalidArgument("prompt token \(t) outside vocabulary 0..<\(vocabSize)")
+        }
+        self.options = options
+        self.contextLength = contextLength
+        sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
+        decoder = StreamingDecoder(tokenizer: tokenizer)
+        for t in promptTokens { _ = decoder.push(t) }
+        eosID = options.stopAtEOS ? tokenizer.eosID : nil
+        if options.maxTokens == 0 { finishReason = .length }
+    }
+
+    /// Samples the next token from the logits of the last position (`position` = positions now in the cache).
+    /// Returns the text that became complete and the token the model must run next (nil: finished).
+    public mutating func accept(logits: UnsafeBufferPointer<Float>, position: Int) -> (text: String, next: Int?) {
+        guard finishReason == nil else { return ("", nil) }
+        let next = sampler.sample(logits)
+        if let eosID, next == eosID { finishReason = .stop; return ("", nil) }
+        tokens.append(next)
+        let piece = decoder.push(next)
+        if tokens.count == options.maxTokens || position >= contextLength { finishReason = .length; return (piece, nil) }
+        return (piece, next)
+    }
+
+    /// Ends the generation early (a stop string, a cancelled request) with `reason`.
+    public mutating func finish(reason: FinishReason) {
+        if finishReason == nil { finishReason = reason }
+    }
+
+    /// Text held back waiting for the rest of a UTF-8 sequence; call once when finished.
+    public mutating func flush() -> String { decoder.finish() }
+}
+
 /// Prompt → tokens → text, streaming each decoded piece as it is ready.
 public struct Generator {
     public let model: InferenceModel
@@ -74,47 +134,40 @@ public struct Generator {
         self.model = model; self.tokenizer = tokenizer
     }
 
+    /// The prompt's token ids as `generate(prompt:)` runs them: BOS prepended when `addBOS` (nil: by tokenizer) says so.
+    public func promptTokens(_ prompt: String, addBOS: Bool?) throws -> [Int] {
+        var ids = tokenizer.encode(prompt)
+        // Byte-level BPE models add BOS when their tokenizer says so (LLaMA 3, 2B4T); those trained here do not.
+        let wantsBOS = addBOS ?? (ids.isEmpty || !(tokenizer is ByteLevelBPE) || (tokenizer as? ByteLevelBPE)?.addsBOS == true)
+        if wantsBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
+        guard !ids.isEmpty else { throw BitNetError.invalidArgument("empty prompt and the tokenizer has no BOS token to start from") }
+        return ids
+    }
+
     /// Generates after `prompt` (BOS prepended when the tokenizer has one); `onText` receives text pieces as they decode.
     /// Returns the generated token ids (prompt excluded).
     @discardableResult
     public func generate(prompt: String, options: GenerationOptions, onText: (String) -> Void) throws -> [Int] {
-        var ids = tokenizer.encode(prompt)
-        // Byte-level BPE models add BOS when their tokenizer says so (LLaMA 3, 2B4T); those trained here do not.
-        let wantsBOS = options.addBOS ?? (ids.isEmpty || !(tokenizer is ByteLevelBPE) || (tokenizer as? ByteLevelBPE)?.addsBOS == true)
-        if wantsBOS, let bos = tokenizer.bosID { ids.insert(bos, at: 0) }
-        guard !ids.isEmpty else { throw BitNetError.invalidArgument("empty prompt and the tokenizer has no BOS token to start from") }
-        return try generate(promptTokens: ids, options: options, onText: onText)
+        try generate(promptTokens: promptTokens(prompt, addBOS: options.addBOS), options: options, onText: onText)
     }
 
     /// Generates after the given prompt token ids.
     @discardableResult
     public func generate(promptTokens: [Int], options: GenerationOptions, onText: (String) -> Void) throws -> [Int] {
         let c = model.config
-        guard options.maxTokens >= 0 else { throw BitNetError.invalidArgument("max tokens must be >= 0") }
-        guard promptTokens.count < c.maxSeqLen else {
-            throw BitNetError.invalidArgument("prompt has \(promptTokens.count) tokens; the model's context is \(c.maxSeqLen)")
-        }
-        for t in promptTokens where t < 0 || t >= c.vocabSize {
-            throw BitNetError.invalidArgument("prompt token \(t) outside vocabulary 0..<\(c.vocabSize)")
-        }
-        var sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
+        var seq = try SequenceGenerator(tokenizer: tokenizer, promptTokens: promptTokens, options: options,
+                                        vocabSize: c.vocabSize, contextLength: c.maxSeqLen)
         let session = try InferenceSession(model: model, kvCache: options.kvCache)
-        var decoder = StreamingDecoder(tokenizer: tokenizer)
-        for t in promptTokens { _ = decoder.push(t) }
-        var out: [Int] = []
         // The prompt in one batched pass, then one token at a time.
         var logits = try session.prefill(tokens: promptTokens)
-        while out.count < options.maxTokens {
-            let next = sampler.sample(logits)
-            if options.stopAtEOS, let eos = tokenizer.eosID, next == eos { break }
-            out.append(next)
-            let piece = decoder.push(next)
+        while seq.finishReason == nil {
+            let (piece, next) = seq.accept(logits: logits, position: session.position)
             if !piece.isEmpty { onText(piece) }
-            if out.count == options.maxTokens || session.position >= session.maxSeqLen { break }
+            guard let next else { break }
             logits = try session.step(token: next)
         }
-        let tail = decoder.finish()
+        let tail = seq.flush()
         if !tail.isEmpty { onText(tail) }
-        return out
+        return seq.tokens
     }
 }

@@ -1,0 +1,286 @@
+import BitNet
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+import Synchronization
+
+/// Settings of `bitnet serve`.
+public struct ServerConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 picks a free port (tests); `onRunning` reports it.
+    public var port = 8080
+    /// When set, every /v1 request needs `Authorization: Bearer <key>`.
+    public var apiKey: String?
+    /// Larger request bodies get 413.
+    public var maxBodyBytes = 1 << 20
+    /// The id `GET /v1/models` lists.
+    public var modelName = "bitnet"
+    /// Graceful shutdown lets running generations finish for this long, then cancels them.
+    public var shutdownTimeout = 10.0
+    /// Connections idle (no request in progress) this long are closed.
+    public var idleTimeout = 30.0
+
+    public init() {}
+}
+
+/// The OpenAI-compatible HTTP server: routes, validation, SSE streaming; generation runs on a `BatchScheduler`.
+public final class OpenAIServer: Sendable {
+    public let scheduler: BatchScheduler
+    public let configuration: ServerConfiguration
+    let generator: @Sendable (String) throws -> [Int]
+    let createdAt = Int(Date().timeIntervalSince1970)
+    private let nextID = Atomic<Int>(0)
+    private let group = Mutex<ServiceGroup?>(nil)
+
+    public init(scheduler: BatchScheduler, configuration: ServerConfiguration) {
+        self.scheduler = scheduler
+        self.configuration = configuration
+        let (model, tokenizer) = (scheduler.model, scheduler.tokenizer)
+        generator = { prompt in try Generator(model: model, tokenizer: tokenizer).promptTokens(prompt, addBOS: nil) }
+    }
+
+    /// Serves until SIGINT/SIGTERM (or `shutdown()`): then refuses new work (503), lets running generations finish for
+    /// `shutdownTimeout` seconds, cancels the rest, closes the listener and stops the decode thread.
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint], onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        var logger = Logger(label: "bitnet-serve")
+        logger.logLevel = .warning
+        let app = Application(
+            router: makeRouter(),
+            server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitnet-swift"),
+            onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        // Services shut down in reverse order: the drain service first (while the HTTP server still answers), then the server.
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: app), .init(service: DrainService(server: self), successTerminationBehavior: .ignore)],
+            gracefulShutdownSignals: signals, logger: logger))
+        self.group.withLock { $0 = group }
+        defer { scheduler.shutdown() }
+        try await group.run()
+    }
+
+    /// Starts the same graceful shutdown as SIGTERM.
+    public func shutdown() async {
+        let g = group.withLock { $0 }
+        await g?.triggerGracefulShutdown()
+    }
+
+    /// Waits for the shutdown signal, then drains the scheduler.
+    struct DrainService: Service {
+        let server: OpenAIServer
+        func run() async throws {
+            try? await gracefulShutdown()
+            let s = server.scheduler
+            s.beginDrain()
+            if await !s.waitUntilIdle(timeout: server.configuration.shutdownTimeout) {
+                s.cancelAll()
+                _ = await s.waitUntilIdle(timeout: 5)
+            }
+        }
+    }
+
+    // MARK: Routes
+
+    func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ErrorAndMetricsMiddleware(metrics: scheduler.metrics))
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-cache"],
+                     body: .init(byteBuffer: ByteBuffer(string: WebPage.html)))
+        }
+        router.get("/favicon.ico") { _, _ in Response(status: .noContent) }
+        router.get("/health") { [self] _, _ in
+            let (w, a) = scheduler.load
+            let ok = !isDraining
+            return Self.json(ok ? 200 : 503, ["status": ok ? "ok" : "shutting_down", "slots_busy": a, "slots": scheduler.parallel, "queued": w])
+        }
+        router.get("/metrics") { [self] _, _ in
+            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                     body: .init(byteBuffer: ByteBuffer(string: scheduler.metrics.render())))
+        }
+        router.get("/v1/models") { [self] request, _ in
+            try authorize(request)
+            return Self.json(200, ["object": "list", "data": [["id": configuration.modelName, "object": "model",
+                                                               "created": createdAt, "owned_by": "bitnet-swift"]]])
+        }
+        router.post("/v1/completions") { [self] request, _ in try await complete(request, kind: .text) }
+        router.post("/v1/chat/completions") { [self] request, _ in try await complete(request, kind: .chat) }
+        return router
+    }
+
+    var isDraining: Bool { scheduler.isDraining }
+
+    func authorize(_ request: Request) throws(APIError) {
+        guard let key = configuration.apiKey else { return }
+        let given = request.headers[.authorization]
+        guard let given, given.hasPrefix("Bearer ") else {
+            throw APIError(status: 401, message: "You didn't provide an API key. Send it as 'Authorization: Bearer KEY'.", code: "invalid_api_key")
+        }
+        guard Self.constantTimeEqual(Array(given.dropFirst(7).utf8), Array(key.utf8)) else {
+            throw APIError(status: 401, message: "Incorrect API key provided.", code: "invalid_api_key")
+        }
+    }
+
+    /// Compares keys without an early exit, so response time does not tell how much of a guess was right.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(a.count == b.count ? 0 : 1)
+        for i in 0..<max(a.count, b.count) { diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0) }
+        return diff == 0
+    }
+
+    /// Reads the body (bounded), validates it, queues the job and answers as JSON or as an SSE stream.
+    func complete(_ request: Request, kind: CompletionKind) async throws -> Response {
+        try authorize(request)
+        let limit = configuration.maxBodyBytes
+        if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit {
+            throw APIError(status: 413, message: "The request body is \(len) bytes; the limit is \(limit) bytes.", code: "request_too_large")
+        }
+        let body: ByteBuffer
+        do { body = try await request.body.collect(upTo: limit) }
+        catch is NIOTooManyBytesError {
+            throw APIError(status: 413, message: "The request body is over the limit of \(limit) bytes.", code: "request_too_large")
+        }
+        let req = try CompletionRequest.parse(Data(buffer: body), kind: kind, maxTokensLimit: scheduler.contextLength)
+        let tokens: [Int]
+        do { tokens = try generator(req.prompt) }
+        catch { throw APIError.invalid("\(error)", param: kind == .chat ? "messages" : "prompt") }
+        guard tokens.count < scheduler.contextLength else {
+            throw APIError(status: 400, message: "This model's maximum context length is \(scheduler.contextLength) tokens. However, your "
+                           + "\(kind == .chat ? "messages" : "prompt") resulted in \(tokens.count) tokens.",
+                           param: kind == .chat ? "messages" : "prompt", code: "context_length_exceeded")
+        }
+        let handle: GenerationHandle
+        do { handle = try scheduler.submit(GenerationJob(promptTokens: tokens, options: req.options, stop: req.stop)) }
+        catch .queueFull {
+            throw APIError(status: 429, message: "The server is busy: all \(scheduler.parallel) slots and \(scheduler.maxQueue) queue places are taken. Retry shortly.",
+                           type: "rate_limit_error", code: "rate_limit_exceeded")
+        } catch .unavailable {
+            throw APIError(status: 503, message: "The server is shutting down.", type: "server_error", code: "service_unavailable")
+        }
+        let id = (kind == .chat ? "chatcmpl-" : "cmpl-") + String(nextID.add(1, ordering: .relaxed).newValue)
+        let envelope = Envelope(id: id, kind: kind, created: Int(Date().timeIntervalSince1970), model: configuration.modelName)
+        return req.stream ? streamResponse(handle, envelope: envelope, includeUsage: req.includeUsage)
+                          : try await wholeResponse(handle, envelope: envelope)
+    }
+
+    /// The fields every response object of one request shares.
+    struct Envelope {
+        let id: String, kind: CompletionKind, created: Int, model: String
+
+        func object(chunk: Bool, choices: [[String: Any]], usage: [String: Int]?) -> [String: Any] {
+            var o: [String: Any] = ["id": id, "created": created, "model": model, "choices": choices, "system_fingerprint": "bitnet-swift",
+                                    "object": kind == .chat ? (chunk ? "chat.completion.chunk" : "chat.completion") : "text_completion"]
+            if let usage { o["usage"] = usage } else if !chunk { o["usage"] = NSNull() }
+            return o
+        }
+
+        /// One choice: the whole answer (`chunk` false) or a streamed piece.
+        func choice(text: String?, finish: FinishReason?, chunk: Bool, first: Bool = false) -> [String: Any] {
+            var c: [String: Any] = ["index": 0, "logprobs": NSNull(), "finish_reason": finish?.rawValue ?? NSNull()]
+            switch (kind, chunk) {
+            case (.text, _): c["text"] = text ?? ""
+            case (.chat, false): c["message"] = ["role": "assistant", "content": text ?? ""]
+            case (.chat, true):
+                var delta: [String: Any] = [:]
+                if first { delta["role"] = "assistant" }
+                if let text { delta["content"] = text }
+                c["delta"] = delta
+            }
+            return c
+        }
+    }
+
+    static func usage(_ prompt: Int, _ completion: Int) -> [String: Int] {
+        ["prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion]
+    }
+
+    /// Non-streaming: waits for the whole generation.
+    func wholeResponse(_ handle: GenerationHandle, envelope: Envelope) async throws -> Response {
+        defer { handle.cancel() }
+        var text = ""
+        for await event in handle.events {
+            switch event {
+            case .text(let s): text += s
+            case .finished(let reason, let p, let c):
+                return Self.json(200, envelope.object(chunk: false, choices: [envelope.choice(text: text, finish: reason, chunk: false)],
+                                                      usage: Self.usage(p, c)))
+            case .failed(let why):
+                throw APIError(status: 503, message: "Generation stopped: \(why)", type: "server_error", code: "service_unavailable")
+            }
+        }
+        throw APIError(status: 503, message: "Generation was cancelled.", type: "server_error", code: "service_unavailable")
+    }
+
+    /// Streaming: one `data: {chunk}` event per text piece, a final chunk with the finish reason (and usage when
+    /// asked), then `data: [DONE]`. A failed write (client gone) ends the handler and cancels the job.
+    func streamResponse(_ handle: GenerationHandle, envelope: Envelope, includeUsage: Bool) -> Response {
+        Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: ResponseBody { writer in
+            defer { handle.cancel() }
+            func send(_ object: Any) async throws {
+                let data = (try? JSONSerialization.data(withJSONObject: object)) ?? Data("{}".utf8)
+                var buf = ByteBuffer(string: "data: ")
+                buf.writeBytes(data)
+                buf.writeString("\n\n")
+                try await writer.write(buf)
+            }
+            if envelope.kind == .chat {
+                try await send(envelope.object(chunk: true, choices: [envelope.choice(text: "", finish: nil, chunk: true, first: true)], usage: nil))
+            }
+            loop: for await event in handle.events {
+                switch event {
+                case .text(let s):
+                    try await send(envelope.object(chunk: true, choices: [envelope.choice(text: s, finish: nil, chunk: true)], usage: nil))
+                case .finished(let reason, let p, let c):
+                    try await send(envelope.object(chunk: true, choices: [envelope.choice(text: envelope.kind == .chat ? nil : "", finish: reason, chunk: true)],
+                                                   usage: nil))
+                    if includeUsage { try await send(envelope.object(chunk: true, choices: [], usage: Self.usage(p, c))) }
+                    break loop
+                case .failed(let why):
+                    try await send(["error": ["message": "Generation stopped: \(why)", "type": "server_error", "param": NSNull(), "code": "service_unavailable"]])
+                    break loop
+                }
+            }
+            try await writer.write(ByteBuffer(string: "data: [DONE]\n\n"))
+            try await writer.finish(nil)
+        })
+    }
+
+    static func json(_ status: Int, _ object: Any) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return Response(status: .init(code: status), headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    static func errorResponse(_ e: APIError) -> Response {
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if e.status == 429 || e.status == 503 { headers[.retryAfter] = "1" }
+        return Response(status: .init(code: e.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: e.body)))
+    }
+}
+
+/// Turns every error into an OpenAI-shaped JSON answer (404 and 405 from the router included) and counts requests.
+struct ErrorAndMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+    static var endpoints: Set<String> { ["/", "/health", "/metrics", "/v1/models", "/v1/completions", "/v1/chat/completions"] }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let path = request.uri.path
+        let endpoint = Self.endpoints.contains(path) ? path : "other"
+        let response: Response
+        do { response = try await next(request, context) }
+        catch let e as APIError { response = OpenAIServer.errorResponse(e) }
+        catch let e as any HTTPResponseError {
+            // The router answers 404 for a known path with the wrong method; that is a 405.
+            let code = Int(e.status.code) == 404 && endpoint != "other" ? 405 : Int(e.status.code)
+            let message = code == 404 ? "Unknown request URL: \(request.method) \(path)."
+                : code == 405 ? "Method \(request.method) is not allowed for \(path)." : "HTTP \(code): \(e.status.reasonPhrase)"
+            response = OpenAIServer.errorResponse(APIError(status: code, message: message, code: code == 404 ? "unknown_url" : nil))
+        } catch {
+            response = OpenAIServer.errorResponse(APIError(status: 500, message: "Internal error: \(error)", type: "server_error"))
+        }
+        metrics.countRequest(endpoint: endpoint, status: Int(response.status.code))
+        return response
+    }
+}
