@@ -23,18 +23,12 @@ enum ActivationQuantizer {
     /// stack scratch: x [n, d] → codes [n, d], scales [n].
     static func normQuantize(_ x: UnsafePointer<Float>, weight: UnsafePointer<Float>, rows n: Int, dim d: Int, groups: Int,
                              eps: Float, bits: Int, codes: UnsafeMutablePointer<Int8>, scales: UnsafeMutablePointer<Float>) {
-        let qp = Quantizer.signedRange(bits: bits).qp, gs = d / groups
+        let qp = Quantizer.signedRange(bits: bits).qp
         parallelRows(n, minRowsPerTask: 8) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: d) { buf in
                 let y = buf.baseAddress!
                 for t in range {
-                    for g in 0..<groups {
-                        let xp = x + t * d + g * gs, yp = y + g * gs, wp = weight + g * gs
-                        var ss: Float = 0
-                        for i in 0..<gs { ss += xp[i] * xp[i] }
-                        let rs = 1 / (ss / Float(gs) + eps).squareRoot()
-                        for i in 0..<gs { yp[i] = xp[i] * rs * wp[i] }
-                    }
+                    RMSNorm.forwardRow(out: y, rstd: nil, x: x + t * d, weight: weight, dim: d, groups: groups, eps: eps)
                     let gamma = Quantizer.absmax(y, count: d)
                     Quantizer.absmaxQuantize(y, count: d, gamma: gamma, bits: bits, codes: codes + t * d)
                     scales[t] = qp / (gamma + Quantizer.epsilon)

@@ -184,13 +184,6 @@ public final class KVCache: @unchecked Sendable {
                        beta: 0, c: out + h * hd, ldc: qD)
         }
     }
-
-    /// Causal attention of one query (all heads, [nHeads·headDim]) at `pos` over cached positions 0...pos of
-    /// `layer` (GQA: query head h reads KV head h / group), serially.
-    func attend(layer l: Int, pos: Int, query: UnsafePointer<Float>, heads: Int, out: UnsafeMutablePointer<Float>) {
-        let hd = headDim, group = heads / kvHeads
-        for h in 0..<heads { attendHead(layer: l, pos: pos, query: query + h * hd, kvHead: h / group, out: out + h * hd) }
-    }
 }
 
 /// Σ a[i]·b[i] with 16-wide partial sums (the attention scores).

@@ -7,18 +7,25 @@ public enum RMSNorm {
     public static func forward(out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?,
                                x: UnsafePointer<Float>, weight: UnsafePointer<Float>,
                                rows n: Int, dim d: Int, groups: Int = 1, eps: Float) {
-        let gs = d / groups
         parallelRows(n) { range in
             for r in range {
-                for g in 0..<groups {
-                    let xp = x + r * d + g * gs, op = out + r * d + g * gs, wp = weight + g * gs
-                    var ss: Float = 0
-                    for i in 0..<gs { ss += xp[i] * xp[i] }
-                    let rs = 1 / (ss / Float(gs) + eps).squareRoot()
-                    rstd?[r * groups + g] = rs
-                    for i in 0..<gs { op[i] = xp[i] * rs * wp[i] }
-                }
+                forwardRow(out: out + r * d, rstd: rstd.map { $0 + r * groups }, x: x + r * d, weight: weight, dim: d, groups: groups, eps: eps)
             }
+        }
+    }
+
+    /// One row of `forward`: out[d] = x[d] / sqrt(mean(x²) + eps) · w per group, rstd[G] when given.
+    @inline(__always)
+    static func forwardRow(out: UnsafeMutablePointer<Float>, rstd: UnsafeMutablePointer<Float>?, x: UnsafePointer<Float>,
+                           weight: UnsafePointer<Float>, dim d: Int, groups: Int, eps: Float) {
+        let gs = d / groups
+        for g in 0..<groups {
+            let xp = x + g * gs, op = out + g * gs, wp = weight + g * gs
+            var ss: Float = 0
+            for i in 0..<gs { ss += xp[i] * xp[i] }
+            let rs = 1 / (ss / Float(gs) + eps).squareRoot()
+            rstd?[g] = rs
+            for i in 0..<gs { op[i] = xp[i] * rs * wp[i] }
         }
     }
 

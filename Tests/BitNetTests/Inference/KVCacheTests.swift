@@ -70,7 +70,14 @@ final class KVCacheTests: XCTestCase {
             let q = randomArray(heads * hd, seed: 77)
             for pos in [0, 9, T - 1] {
                 var out = [Float](repeating: 0, count: heads * hd)
-                cache.attend(layer: 0, pos: pos, query: q, heads: heads, out: &out)
+                q.withUnsafeBufferPointer { qp in
+                    out.withUnsafeMutableBufferPointer { op in
+                        for h in 0..<heads {
+                            cache.attendHead(layer: 0, pos: pos, query: qp.baseAddress! + h * hd, kvHead: h / (heads / kvHeads),
+                                             out: op.baseAddress! + h * hd)
+                        }
+                    }
+                }
                 for h in 0..<heads {
                     let kvh = h / (heads / kvHeads)
                     var scores = (0...pos).map { t in (0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * Double(dk[t][kvh * hd + $1]) } / Double(hd).squareRoot() }
