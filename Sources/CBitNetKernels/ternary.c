@@ -9,6 +9,7 @@
 #include "bitnet_ternary.h"
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -94,20 +95,34 @@ size_t bitnet_t2_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *co
 
 // MARK: base-3 packing
 
-size_t bitnet_t3_row_stride(size_t cols) { return (cols + 4) / 5; }
+size_t bitnet_t3_row_stride(size_t cols) { return (cols + BITNET_T3_BLOCK - 1) / BITNET_T3_BLOCK * 64; }
 
+// Digits of any byte b, greedily from the most significant: u_4 = [b >= 81] + [b >= 162], then the same with
+// 27, 9, 3 and 1 on the remainder. For the 243 bytes a packer writes (b = sum_i u_i * 3^i) these are the base-3
+// digits; bytes 243..255 get digits 2, 2, 2, 2, 2 (every kernel path follows this rule). n = 5 digits, or 4
+// (u_0..u_3 of a remainder, for the AVX512 table).
+static inline void t3_digits_n(unsigned b, unsigned n, unsigned u[5]) {
+    static const unsigned pow3[5] = {1, 3, 9, 27, 81};
+    for (unsigned i = n; i-- > 0;) {
+        u[i] = (b >= pow3[i]) + (b >= 2 * pow3[i]);
+        b -= u[i] * pow3[i];
+    }
+}
+static inline void t3_digits(unsigned b, unsigned u[5]) { t3_digits_n(b, 5, u); }
+
+// Element e (0..319) of a block: byte e % 64, digit e / 64.
 size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *dst) {
     size_t stride = bitnet_t3_row_stride(cols), bad = 0;
     for (size_t r = 0; r < rows; r++) {
         const int8_t *c = codes + r * cols;
         uint8_t *d = dst + r * stride;
         for (size_t b = 0; b < stride; b++) {
-            unsigned v = 0, p = 1;
-            for (size_t i = 0; i < 5; i++, p *= 3) {
-                size_t j = b * 5 + i;
+            unsigned v = 0;
+            for (size_t i = 5; i-- > 0;) {
+                size_t j = (b / 64) * BITNET_T3_BLOCK + i * 64 + b % 64;
                 int t = j < cols ? c[j] : 0;
                 if (t < -1 || t > 1) { bad++; t = 0; }
-                v += (unsigned)(t + 1) * p;
+                v = 3 * v + (unsigned)(t + 1);
             }
             d[b] = (uint8_t)v;
         }
@@ -121,12 +136,15 @@ size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *co
         const uint8_t *s = src + r * stride;
         int8_t *c = codes + r * cols;
         for (size_t b = 0; b < stride; b++) {
-            unsigned v = s[b];
-            if (v > 242) { bad++; v = 121; }   // 121 = all five digits 1, i.e. all codes 0
+            unsigned u[5];
+            t3_digits(s[b], u);
+            if (s[b] > 242) {   // not a packer's byte
+                bad++;
+                for (unsigned i = 0; i < 5; i++) u[i] = 1;
+            }
             for (size_t i = 0; i < 5; i++) {
-                size_t j = b * 5 + i;
-                if (j < cols) c[j] = (int8_t)((int)(v % 3) - 1);
-                v /= 3;
+                size_t j = (b / 64) * BITNET_T3_BLOCK + i * 64 + b % 64;
+                if (j < cols) c[j] = (int8_t)((int)u[i] - 1);
             }
         }
     }
@@ -413,15 +431,16 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
     if (r < r1) t2_gemv_avx2(w, row_stride, cols, x, y, r, r1);
 }
 
-// Activations of every token in rows of whole 128-blocks (zero tail), with their sums: the GEMMs then read full
-// blocks only, and sum_j (code_j) * x_j - sum_j x_j = sum_j w_j * x_j.
+// Activations of every token in rows of whole blocks (`block` weights, zero tail), with their sums: the GEMMs then
+// read full blocks only, and sum_j (code_j) * x_j - sum_j x_j = sum_j w_j * x_j.
 typedef struct { const int8_t *x; int32_t *sx; size_t ld; } t2_padded;
 
 // When cols is a whole number of blocks (every layer of 2B4T) the activations are used in place: only the sums
 // are computed, with no copy (a copy per call and thread chunk would page-fault a fresh buffer each time).
-static int t2_pad_tokens(const int8_t *x, size_t ldx, size_t cols, size_t tokens, size_t nblk, t2_padded *out) {
-    const int copy = cols % 128 != 0;
-    out->ld = copy ? nblk * 128 : ldx;
+static int t2_pad_tokens(const int8_t *x, size_t ldx, size_t cols, size_t tokens, size_t nblk, size_t block,
+                         t2_padded *out) {
+    const int copy = cols % block != 0;
+    out->ld = copy ? nblk * block : ldx;
     out->sx = (int32_t *)malloc(tokens * sizeof(int32_t) + (copy ? tokens * out->ld + 64 : 0));
     if (!out->sx) return 0;
     int8_t *buf = copy ? (int8_t *)(((uintptr_t)(out->sx + tokens) + 63) & ~(uintptr_t)63) : NULL;
@@ -511,7 +530,7 @@ static void t2_gemm_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
         return;
     }
     t2_padded xp;
-    if (!t2_pad_tokens(x, ldx, cols, tokens, nblk, &xp)) { bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
+    if (!t2_pad_tokens(x, ldx, cols, tokens, nblk, 128, &xp)) { bitnet_t2_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
     size_t rb = (192 * 1024 / (row_stride ? row_stride : 1)) & ~(size_t)3;
     if (rb < 4) rb = 4;
     // Long prompts: tokens in blocks whose activations (~512 KB) stay in L2 beside the weight block.
@@ -573,4 +592,314 @@ void bitnet_t2_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8
 void bitnet_t2_gemv_rows(const void *args, size_t r0, size_t r1) {
     const bitnet_t2_gemv_args *a = (const bitnet_t2_gemv_args *)args;
     bitnet_t2_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
+}
+
+// MARK: base-3 kernels
+
+static int32_t t3_dot_ref(const uint8_t *row, size_t cols, const int8_t *x) {
+    int32_t acc = 0;
+    for (size_t j0 = 0; j0 < cols; j0 += BITNET_T3_BLOCK, row += 64)
+        for (size_t p = 0; p < 64; p++) {
+            unsigned u[5];
+            t3_digits(row[p], u);
+            for (size_t i = 0; i < 5 && j0 + i * 64 + p < cols; i++) acc += ((int32_t)u[i] - 1) * x[j0 + i * 64 + p];
+        }
+    return acc;
+}
+
+void bitnet_t3_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                        size_t r0, size_t r1) {
+    for (size_t r = r0; r < r1; r++) y[r] = t3_dot_ref(w + r * row_stride, cols, x);
+}
+
+void bitnet_t3_gemm_ref(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                        size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
+    for (size_t t = 0; t < tokens; t++)
+        for (size_t r = r0; r < r1; r++) y[t * ldy + r] = t3_dot_ref(w + r * row_stride, cols, x + t * ldx);
+}
+
+#ifdef BITNET_X86
+// AVX2 digits, greedy as t3_digits: one step with divisor D takes u = [r >= D] + [r >= 2D] (signed byte compares
+// once r < 128; the first step flips the sign bit of the byte instead) and r -= D * u. u_0 = min(r, 2).
+// Returns the five digit vectors of 32 bytes b, u[i] = the digit of elements 64 * i + byte.
+__attribute__((target("avx2,fma")))
+static inline void t3_digits_avx2(__m256i b, __m256i u[5]) {
+    const __m256i zero = _mm256_setzero_si256(), sign = _mm256_set1_epi8((char)0x80);
+    __m256i c1 = _mm256_cmpgt_epi8(_mm256_xor_si256(b, sign), _mm256_set1_epi8(80 - 128));
+    __m256i c2 = _mm256_cmpgt_epi8(_mm256_xor_si256(b, sign), _mm256_set1_epi8(161 - 128));
+    __m256i r = b;
+    for (int i = 4; i >= 1; i--) {
+        static const char pow3[5] = {1, 3, 9, 27, 81};
+        const __m256i d = _mm256_set1_epi8(pow3[i]);
+        if (i < 4) {
+            c1 = _mm256_cmpgt_epi8(r, _mm256_set1_epi8((char)(pow3[i] - 1)));
+            c2 = _mm256_cmpgt_epi8(r, _mm256_set1_epi8((char)(2 * pow3[i] - 1)));
+        }
+        u[i] = _mm256_sub_epi8(_mm256_sub_epi8(zero, c1), c2);
+        r = _mm256_sub_epi8(_mm256_sub_epi8(r, _mm256_and_si256(c1, d)), _mm256_and_si256(c2, d));
+    }
+    u[0] = _mm256_min_epu8(r, _mm256_set1_epi8(2));
+}
+
+// sum of u * x over one half of a block (32 bytes, 160 weights) as 8 int32 lanes; x = the block's activations
+// + 32 * half. int16 lanes hold at most 5 * 2 * 2 * 128 = 2560.
+__attribute__((target("avx2,fma")))
+static inline __m256i t3_half_dot_avx2(__m256i b, const int8_t *x) {
+    __m256i u[5], acc = _mm256_setzero_si256();
+    t3_digits_avx2(b, u);
+    for (int i = 0; i < 5; i++)
+        acc = _mm256_add_epi16(acc, _mm256_maddubs_epi16(u[i], _mm256_loadu_si256((const __m256i *)(x + 64 * i))));
+    return _mm256_madd_epi16(acc, _mm256_set1_epi16(1));
+}
+
+// Activations of a row: whole blocks in place, the tail block from a zero-padded copy (padding weights are code 0
+// meeting zero activations).
+typedef struct { const int8_t *x; size_t nfull, nblk; int32_t sx; int8_t tail[BITNET_T3_BLOCK] __attribute__((aligned(64))); } t3_acts;
+
+static void t3_acts_init(t3_acts *a, const int8_t *x, size_t cols) {
+    a->x = x;
+    a->nfull = cols / BITNET_T3_BLOCK;
+    a->nblk = (cols + BITNET_T3_BLOCK - 1) / BITNET_T3_BLOCK;
+    memset(a->tail, 0, sizeof a->tail);
+    memcpy(a->tail, x + a->nfull * BITNET_T3_BLOCK, cols - a->nfull * BITNET_T3_BLOCK);
+    a->sx = sum_i8(x, cols);
+}
+
+static inline const int8_t *t3_acts_block(const t3_acts *a, size_t k) {
+    return k < a->nfull ? a->x + k * BITNET_T3_BLOCK : a->tail;
+}
+
+// One row at a time (the fallback for CPUs without AVX512-VBMI); one prefetch per 64 bytes.
+__attribute__((target("avx2,fma")))
+static void t3_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                         size_t r0, size_t r1) {
+    t3_acts xa;
+    t3_acts_init(&xa, x, cols);
+    const size_t pf = t2_pf_offset(row_stride);
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *a = w + r * row_stride;
+        __m256i acc = _mm256_setzero_si256();
+        for (size_t k = 0; k < xa.nblk; k++) {
+            T2_PF(a, pf + k * 64);
+            const int8_t *xk = t3_acts_block(&xa, k);
+            acc = _mm256_add_epi32(acc, t3_half_dot_avx2(_mm256_loadu_si256((const __m256i *)(a + k * 64)), xk));
+            acc = _mm256_add_epi32(acc, t3_half_dot_avx2(_mm256_loadu_si256((const __m256i *)(a + k * 64 + 32)), xk + 32));
+        }
+        y[r] = hsum_epi32(acc) - xa.sx;
+    }
+}
+
+// Digits of one row in column order, u[k * 320 + 64 * i + p] = digit i of byte p of block k (nblk blocks).
+__attribute__((target("avx2,fma")))
+static void t3_decode_row_avx2(const uint8_t *row, size_t nblk, uint8_t *u) {
+    for (size_t k = 0; k < nblk; k++)
+        for (size_t h = 0; h < 2; h++) {
+            __m256i d[5];
+            t3_digits_avx2(_mm256_loadu_si256((const __m256i *)(row + k * 64 + 32 * h)), d);
+            for (size_t i = 0; i < 5; i++) _mm256_storeu_si256((__m256i *)(u + k * BITNET_T3_BLOCK + 64 * i + 32 * h), d[i]);
+        }
+}
+
+// out[i] = sum_j u[j] * xs[i][j] over n bytes (a multiple of 64) for i < 4.
+__attribute__((target("avx2,fma")))
+static void t3_dot4_avx2(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t *out) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+    for (size_t j = 0; j < n; j += 32) {
+        const __m256i uv = _mm256_loadu_si256((const __m256i *)(u + j));
+        for (size_t i = 0; i < 4; i++)
+            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(uv, _mm256_loadu_si256((const __m256i *)(xs[i] + j))), ones));
+    }
+    for (size_t i = 0; i < 4; i++) out[i] = hsum_epi32(acc[i]);
+}
+
+// MARK: AVX512-VBMI + VNNI, 320 weights per 64-byte load. u_4 from two unsigned compares (masks k1, k2), the
+// remainder r = b - 81 * u_4 (< 128 for every byte) looked up with one vpermi2b in a 128-entry table holding
+// the greedy digits u_0..u_3 of r in bits 1-0, 3-2, 5-4, 7-6, which vpand / GF(2) affine bit moves (GFNI) take
+// apart; vpdpbusd sums u8 digit x s8 activation into int32 lanes. (Looking each digit up in a 256-entry table
+// instead takes two 2-cycle vpermt2b per digit: measured 2.5x slower.)
+
+static uint8_t t3_table[128] __attribute__((aligned(64)));
+static pthread_once_t t3_table_once = PTHREAD_ONCE_INIT;
+static void t3_table_init(void) {
+    for (unsigned r = 0; r < 128; r++) {
+        unsigned u[5];
+        t3_digits_n(r, 4, u);   // r <= 80 from packed bytes, 81..93 from bytes 243..255
+        t3_table[r] = (uint8_t)(u[0] | u[1] << 2 | u[2] << 4 | u[3] << 6);
+    }
+}
+
+static int t3_cpu_vbmi(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("gfni");
+}
+
+#define T3_VBMI_TARGET "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni"
+
+// Constants of the digit split, loaded once per call.
+typedef struct { __m512i lo, hi, c81, c162, one, two, m3, sel1, sel2, sel3; } t3_consts;
+
+__attribute__((target(T3_VBMI_TARGET), always_inline))
+static inline void t3_consts_init(t3_consts *c) {
+    pthread_once(&t3_table_once, t3_table_init);
+    c->lo = _mm512_load_si512((const void *)t3_table);
+    c->hi = _mm512_load_si512((const void *)(t3_table + 64));
+    c->c81 = _mm512_set1_epi8(81); c->c162 = _mm512_set1_epi8((char)162);
+    c->one = _mm512_set1_epi8(1); c->two = _mm512_set1_epi8(2); c->m3 = _mm512_set1_epi8(3);
+    // GF(2) affine matrices moving bits 2s, 2s+1 of each byte to bits 0, 1 (row of output bit i in byte 7 - i).
+    for (int sh = 1; sh <= 3; sh++) {
+        const __m512i m = _mm512_set1_epi64((long long)((1ull << (2 * sh)) << 56 | (1ull << (2 * sh + 1)) << 48));
+        if (sh == 1) c->sel1 = m; else if (sh == 2) c->sel2 = m; else c->sel3 = m;
+    }
+}
+
+// The five digit vectors of 64 bytes b: u[i] = digits of elements 64 * i + byte.
+__attribute__((target(T3_VBMI_TARGET), always_inline))
+static inline void t3_digits_vbmi(__m512i b, const t3_consts *c, __m512i u[5]) {
+    const __mmask64 k1 = _mm512_cmpge_epu8_mask(b, c->c81), k2 = _mm512_cmpge_epu8_mask(b, c->c162);
+    u[4] = _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(k1, c->one), k2, c->two);
+    const __m512i r1 = _mm512_mask_sub_epi8(b, k1, b, c->c81), r = _mm512_mask_sub_epi8(r1, k2, r1, c->c81);
+    const __m512i packed = _mm512_permutex2var_epi8(c->lo, r, c->hi);
+    u[0] = _mm512_and_si512(packed, c->m3);
+    u[1] = _mm512_gf2p8affine_epi64_epi8(packed, c->sel1, 0);
+    u[2] = _mm512_gf2p8affine_epi64_epi8(packed, c->sel2, 0);
+    u[3] = _mm512_gf2p8affine_epi64_epi8(packed, c->sel3, 0);
+}
+
+#define T3_ROWS 4
+#define T3_LOAD(p, k) _mm512_loadu_si512((const void *)((p) + (k) * 64))
+
+// R rows at once (R <= 4: independent accumulator chains, R prefetch streams; one prefetch per row per 64 bytes).
+__attribute__((target(T3_VBMI_TARGET), always_inline))
+static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_acts *xa, size_t pf, const t3_consts *c,
+                                int32_t *y, size_t R) {
+    __m512i acc[T3_ROWS];
+    for (size_t r = 0; r < R; r++) acc[r] = _mm512_setzero_si512();
+    for (size_t k = 0; k < xa->nblk; k++) {
+        const int8_t *xk = t3_acts_block(xa, k);
+        for (size_t r = 0; r < R; r++) {
+            T2_PF(w + r * row_stride, pf + k * 64);
+            __m512i u[5];
+            t3_digits_vbmi(T3_LOAD(w + r * row_stride, k), c, u);
+            for (size_t i = 0; i < 5; i++) acc[r] = _mm512_dpbusd_epi32(acc[r], u[i], _mm512_loadu_si512((const void *)(xk + 64 * i)));
+        }
+    }
+    for (size_t r = 0; r < R; r++) y[r] = _mm512_reduce_add_epi32(acc[r]) - xa->sx;
+}
+
+__attribute__((target(T3_VBMI_TARGET)))
+static void t3_gemv_vbmi(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                         size_t r0, size_t r1) {
+    t3_consts c;
+    t3_consts_init(&c);
+    t3_acts xa;
+    t3_acts_init(&xa, x, cols);
+    const size_t pf = t2_pf_offset(row_stride);
+    size_t r = r0;
+    for (; r + T3_ROWS <= r1; r += T3_ROWS) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, T3_ROWS);
+    for (; r < r1; r++) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, 1);
+}
+
+__attribute__((target(T3_VBMI_TARGET)))
+static void t3_decode_row_vbmi(const uint8_t *row, size_t nblk, uint8_t *u) {
+    t3_consts c;
+    t3_consts_init(&c);
+    for (size_t k = 0; k < nblk; k++) {
+        __m512i d[5];
+        t3_digits_vbmi(T3_LOAD(row, k), &c, d);
+        for (size_t i = 0; i < 5; i++) _mm512_storeu_si512((void *)(u + k * BITNET_T3_BLOCK + 64 * i), d[i]);
+    }
+}
+
+__attribute__((target(T3_VBMI_TARGET)))
+static void t3_dot4_vnni(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t *out) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t j = 0; j < n; j += 64) {
+        const __m512i uv = _mm512_loadu_si512((const void *)(u + j));
+        a0 = _mm512_dpbusd_epi32(a0, uv, _mm512_loadu_si512((const void *)(xs[0] + j)));
+        a1 = _mm512_dpbusd_epi32(a1, uv, _mm512_loadu_si512((const void *)(xs[1] + j)));
+        a2 = _mm512_dpbusd_epi32(a2, uv, _mm512_loadu_si512((const void *)(xs[2] + j)));
+        a3 = _mm512_dpbusd_epi32(a3, uv, _mm512_loadu_si512((const void *)(xs[3] + j)));
+    }
+    out[0] = _mm512_reduce_add_epi32(a0); out[1] = _mm512_reduce_add_epi32(a1);
+    out[2] = _mm512_reduce_add_epi32(a2); out[3] = _mm512_reduce_add_epi32(a3);
+}
+
+// GEMM: each row is decoded once per block of tokens into its digits (in L1), which then meet 4 tokens per pass.
+// Token blocks keep their activations (~512 KB) in L2.
+typedef void (*t3_decode_fn)(const uint8_t *row, size_t nblk, uint8_t *u);
+typedef void (*t3_dot4_fn)(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t *out);
+
+static void t3_gemm_simd(t3_decode_fn decode, t3_dot4_fn dot4, const uint8_t *w, size_t row_stride, size_t cols,
+                         const int8_t *x, size_t ldx, size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
+    const size_t nblk = (cols + BITNET_T3_BLOCK - 1) / BITNET_T3_BLOCK, n = nblk * BITNET_T3_BLOCK;
+    if (nblk == 0) {
+        for (size_t t = 0; t < tokens; t++) memset(y + t * ldy + r0, 0, (r1 - r0) * sizeof(int32_t));
+        return;
+    }
+    t2_padded xp;
+    uint8_t *u = (uint8_t *)aligned_alloc(64, n);
+    if (!u || !t2_pad_tokens(x, ldx, cols, tokens, nblk, BITNET_T3_BLOCK, &xp)) {
+        free(u);
+        bitnet_t3_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+        return;
+    }
+    size_t tb = (512 * 1024 / xp.ld) & ~(size_t)3;
+    if (tb < 4) tb = 4;
+    for (size_t tb0 = 0; tb0 < tokens; tb0 += tb) {
+        const size_t tb1 = tb0 + tb < tokens ? tb0 + tb : tokens;
+        for (size_t r = r0; r < r1; r++) {
+            decode(w + r * row_stride, nblk, u);
+            for (size_t t0 = tb0; t0 < tb1; t0 += 4) {
+                const size_t nt = tb1 - t0 < 4 ? tb1 - t0 : 4;
+                const int8_t *xs[4];
+                for (size_t i = 0; i < 4; i++) xs[i] = xp.x + (t0 + (i < nt ? i : 0)) * xp.ld;
+                int32_t out[4];
+                dot4(u, n, xs, out);
+                for (size_t i = 0; i < nt; i++) y[(t0 + i) * ldy + r] = out[i] - xp.sx[t0 + i];
+            }
+        }
+    }
+    free(xp.sx);
+    free(u);
+}
+#endif
+
+void bitnet_t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                    size_t r0, size_t r1) {
+    if (r0 >= r1) return;
+#ifdef BITNET_X86
+    switch (bitnet_ternary_isa()) {
+    case BITNET_TERNARY_AVX512VNNI:
+        if (t3_cpu_vbmi()) { t3_gemv_vbmi(w, row_stride, cols, x, y, r0, r1); return; }
+        t3_gemv_avx2(w, row_stride, cols, x, y, r0, r1);
+        return;
+    case BITNET_TERNARY_AVX2: t3_gemv_avx2(w, row_stride, cols, x, y, r0, r1); return;
+    default: break;
+    }
+#endif
+    bitnet_t3_gemv_ref(w, row_stride, cols, x, y, r0, r1);
+}
+
+void bitnet_t3_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                    size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
+    if (r0 >= r1 || tokens == 0) return;
+#ifdef BITNET_X86
+    switch (bitnet_ternary_isa()) {
+    case BITNET_TERNARY_AVX512VNNI:
+        if (t3_cpu_vbmi()) { t3_gemm_simd(t3_decode_row_vbmi, t3_dot4_vnni, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
+        t3_gemm_simd(t3_decode_row_avx2, t3_dot4_avx2, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+        return;
+    case BITNET_TERNARY_AVX2:
+        t3_gemm_simd(t3_decode_row_avx2, t3_dot4_avx2, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+        return;
+    default: break;
+    }
+#endif
+    bitnet_t3_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+}
+
+void bitnet_t3_gemv_rows(const void *args, size_t r0, size_t r1) {
+    const bitnet_t2_gemv_args *a = (const bitnet_t2_gemv_args *)args;
+    bitnet_t3_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
 }

@@ -5,8 +5,15 @@
 // code + 1 (0, 1 or 2). A row takes bitnet_t2_row_stride(cols) bytes; the tail of the last block is padded
 // with code 0 (stored as 1). Rows are contiguous, row r starting at r * row_stride.
 //
-// Base-3 layout ("t3"): 5 weights per byte, byte = sum_i (code_i + 1) * 3^i for i = 0..4 (0...242), weights
-// in row order; a row takes ceil(cols / 5) bytes, its tail padded with code 0.
+// Base-3 layout ("t3", 1.6 bit/weight): each row is split into blocks of 320 weights stored in 64 bytes; byte p
+// of a block holds elements p, p+64, p+128, p+192, p+256 of the block as the base-3 digits u_0..u_4 (u_i =
+// code + 1 in {0, 1, 2}, u_0 most significant) of v = sum_i u_i * 3^(4-i) in 0..242, stored as the fixed-point
+// fraction q = ceil(v * 256 / 243) (llama.cpp TQ1_0 style; 243 of the 256 byte values are used). Digit i of a
+// byte q is ((q * 3^i mod 256) * 3) >> 8, which every kernel applies to any byte (so all paths agree even on
+// bytes no packer writes). A row takes bitnet_t3_row_stride(cols) = ceil(cols / 320) * 64 bytes, the tail of
+// its last block padded with code 0. Same kernel contracts as t2; the AVX512 path needs AVX512-VBMI (byte
+// table lookups: vpermt2b maps q to each digit) besides VNNI, else it takes the AVX2 path.
+// At 2B4T shapes t3 needs 419 MB per token against 521 MB for t2.
 //
 // Kernels: y[r] = sum_j W[r, j] * x[j] in int32, exact (no floating point). The AVX2 path and the portable
 // reference give identical results. Rows [r0, r1) only, so callers can split rows across threads;
@@ -35,14 +42,18 @@ size_t bitnet_t2_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *ds
 /// written as 0) found in the unpacked region; 0 means success.
 size_t bitnet_t2_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *codes);
 
-/// Bytes per packed base-3 row: ceil(cols / 5).
+/// Weights per base-3 block (64 bytes).
+#define BITNET_T3_BLOCK 320
+
+/// Bytes per packed base-3 row: ceil(cols / 320) * 64.
 size_t bitnet_t3_row_stride(size_t cols);
 
 /// Packs [rows, cols] codes in {-1, 0, 1} into rows * bitnet_t3_row_stride(cols) bytes. Returns the number of
 /// codes outside {-1, 0, 1} (stored as 0).
 size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *dst);
 
-/// Unpacks base-3 rows. Returns the number of bytes above 242 (their weights written as 0).
+/// Unpacks base-3 rows. Returns the number of bytes in the unpacked region that no packer writes (not one of
+/// the 243 values of q; their weights written as 0).
 size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *codes);
 
 /// GEMV for decoding: y[r] = sum_{j < cols} W[r, j] * x[j] for r in [r0, r1). `w` is the packed matrix base
@@ -71,10 +82,22 @@ void bitnet_t2_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const 
 void bitnet_t2_gemm_ref(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
                         size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1);
 
-/// Paths of bitnet_t2_gemv / bitnet_t2_gemm (all give identical results).
+/// Base-3 kernels: the contracts of bitnet_t2_gemv / _gemm / _gemv_rows / the references, over the t3 layout
+/// (row_stride >= bitnet_t3_row_stride(cols)). bitnet_t3_gemv_rows takes a bitnet_t2_gemv_args.
+void bitnet_t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                    size_t r0, size_t r1);
+void bitnet_t3_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                    size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1);
+void bitnet_t3_gemv_rows(const void *args, size_t r0, size_t r1);
+void bitnet_t3_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                        size_t r0, size_t r1);
+void bitnet_t3_gemm_ref(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
+                        size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1);
+
+/// Paths of the t2 and t3 kernels (all give identical results).
 #define BITNET_TERNARY_PORTABLE 0
 #define BITNET_TERNARY_AVX2 1         /* AVX2: maddubs + madd */
-#define BITNET_TERNARY_AVX512VNNI 2   /* AVX512-VNNI + VL on 256-bit vectors: vpdpbusd */
+#define BITNET_TERNARY_AVX512VNNI 2   /* AVX512-VNNI + VL: vpdpbusd (t2 on 256-bit vectors; t3 on 512-bit, with VBMI) */
 
 /// The path taken: the best the CPU supports, unless BITNET_ISA (read once) caps it (avx2 / avx2+fma at
 /// BITNET_TERNARY_AVX2, portable / scalar at BITNET_TERNARY_PORTABLE) or bitnet_ternary_set_isa overrode it.
