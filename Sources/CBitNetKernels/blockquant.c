@@ -59,16 +59,12 @@ static ALWAYS_INLINE int bq_group_code(int fmt, const uint8_t *grp, size_t i) {
     return c - bq_offset(fmt);
 }
 
-/// Stores code q of weight i (< 128) in a q6/q4 group (the other fields are kept).
-static void bq_group_set(int fmt, uint8_t *grp, size_t i, int q) {
-    unsigned c = (unsigned)(q + bq_offset(fmt)), s = 4 * (unsigned)(i >> 6);
-    uint8_t *lo = grp + 8 + (i & 63);
-    *lo = (uint8_t)((*lo & ~(15u << s)) | (c & 15u) << s);
-    if (fmt == BITNET_BQ_Q6) {
-        unsigned t = 2 * (unsigned)(i >> 5);
-        uint8_t *hi = grp + 72 + (i & 31);
-        *hi = (uint8_t)((*hi & ~(3u << t)) | ((c >> 4) & 3u) << t);
-    }
+/// Packs the 128 unsigned codes c of a q6/q4 group into its ql (and qh) bytes.
+static void bq_group_pack(int fmt, const uint8_t c[GROUP], uint8_t *grp) {
+    for (size_t j = 0; j < 64; j++) grp[8 + j] = (uint8_t)((c[j] & 15u) | (c[j + 64] & 15u) << 4);
+    if (fmt == BITNET_BQ_Q6)
+        for (size_t j = 0; j < 32; j++)
+            grp[72 + j] = (uint8_t)((c[j] >> 4) | (c[j + 32] >> 4) << 2 | (c[j + 64] >> 4) << 4 | (c[j + 96] >> 4) << 6);
 }
 
 // MARK: - quantize / dequantize
@@ -81,8 +77,8 @@ static uint16_t f16_round_up(float d) {
     return h > 0x7bffu ? 0x7bffu : h;
 }
 
-/// Block b of a q6/q4 group from n <= 32 values: its f16 scale and codes.
-static void bq_quantize_block(int fmt, const float *x, size_t n, uint8_t *grp, size_t b) {
+/// Block b of a q6/q4 group from n <= 32 values: its f16 scale at bytes 2b, 2b + 1 and its unsigned codes in c.
+static void bq_quantize_block(int fmt, const float *x, size_t n, uint8_t *grp, size_t b, uint8_t *c) {
     const float qmax = fmt == BITNET_BQ_Q6 ? 31.0f : 7.0f;
     float amax = 0;
     for (size_t i = 0; i < n; i++) { float a = fabsf(x[i]); if (a > amax) amax = a; }   // NaN never compares >
@@ -95,7 +91,7 @@ static void bq_quantize_block(int fmt, const float *x, size_t n, uint8_t *grp, s
             float v = nearbyintf(x[i] / d);   // default rounding mode: ties to even
             if (v == v) q = (int)(v < -qmax ? -qmax : (v > qmax ? qmax : v));   // NaN element: 0
         }
-        bq_group_set(fmt, grp, BQ * b + i, q);
+        c[i] = (uint8_t)(q + bq_offset(fmt));
     }
 }
 
@@ -103,12 +99,14 @@ static void bq_quantize_block(int fmt, const float *x, size_t n, uint8_t *grp, s
 static void bq_quantize_row(int fmt, const float *x, size_t cols, uint8_t *dst) {
     const size_t gb = bitnet_bq_group_bytes(fmt);
     for (size_t j0 = 0; j0 < cols; j0 += GROUP, dst += gb) {
-        memset(dst, 0, gb);
-        for (size_t i = 0; i < GROUP; i++) bq_group_set(fmt, dst, i, 0);
+        uint8_t c[GROUP];
+        memset(c, bq_offset(fmt), sizeof c);
+        memset(dst, 0, 8);
         for (size_t b = 0; b < GROUP / BQ && j0 + b * BQ < cols; b++) {
             size_t n = cols - j0 - b * BQ;
-            bq_quantize_block(fmt, x + j0 + b * BQ, n < BQ ? n : BQ, dst, b);
+            bq_quantize_block(fmt, x + j0 + b * BQ, n < BQ ? n : BQ, dst, b, c + b * BQ);
         }
+        bq_group_pack(fmt, c, dst);
     }
 }
 
