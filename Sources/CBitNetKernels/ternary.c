@@ -62,18 +62,27 @@ size_t bitnet_t2_row_stride(size_t cols) { return (cols + BITNET_T2_BLOCK - 1) /
 static inline size_t t2_byte(size_t j) { return (j / 128) * 32 + (j % 32); }
 static inline unsigned t2_shift(size_t j) { return 6 - 2 * (unsigned)((j % 128) / 32); }
 
+/// Field value u = code + 1 of one code; codes outside {-1, 0, 1} count as bad and are stored as 0 (u = 1).
+static inline unsigned t2_field(int v, size_t *bad) {
+    if (v < -1 || v > 1) { (*bad)++; return 1; }
+    return (unsigned)(v + 1);
+}
+
 size_t bitnet_t2_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *dst) {
-    size_t stride = bitnet_t2_row_stride(cols), bad = 0;
-    memset(dst, 0x55, rows * stride);   // every field = 1, i.e. code 0 (the padding)
+    size_t stride = bitnet_t2_row_stride(cols), bad = 0, full = cols / 128;
     for (size_t r = 0; r < rows; r++) {
         const int8_t *c = codes + r * cols;
         uint8_t *d = dst + r * stride;
-        for (size_t j = 0; j < cols; j++) {
-            int v = c[j];
-            if (v < -1 || v > 1) { bad++; v = 0; }
-            unsigned s = t2_shift(j);
-            size_t b = t2_byte(j);
-            d[b] = (uint8_t)((d[b] & ~(3u << s)) | ((unsigned)(v + 1) << s));
+        for (size_t k = 0; k < full; k++, c += 128, d += 32)   // whole blocks: each byte written once
+            for (size_t j = 0; j < 32; j++)
+                d[j] = (uint8_t)(t2_field(c[j], &bad) << 6 | t2_field(c[j + 32], &bad) << 4 |
+                                 t2_field(c[j + 64], &bad) << 2 | t2_field(c[j + 96], &bad));
+        if (cols % 128) {   // the tail block: padding fields = 1, i.e. code 0
+            memset(d, 0x55, 32);
+            for (size_t j = 0; j < cols % 128; j++) {
+                unsigned s = t2_shift(j);
+                d[j % 32] = (uint8_t)((d[j % 32] & ~(3u << s)) | t2_field(c[j], &bad) << s);
+            }
         }
     }
     return bad;
