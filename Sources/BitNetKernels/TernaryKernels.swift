@@ -17,12 +17,13 @@ public struct PackedTernary: Sendable, Equatable {
     }
 }
 
-/// A ternary matrix in the base-3 layout: 5 weights per byte (sum (code_i + 1) * 3^i), ceil(cols / 5) bytes per row.
+/// A ternary matrix in the base-3 layout of `bitnet_ternary.h` (1.6 bit/weight): blocks of 320 weights per 64 bytes,
+/// byte p of a block holding elements p, p+64, p+128, p+192, p+256 as v = sum_i (code_i + 1) * 3^i (0...242).
 public struct PackedTernaryBase3: Sendable, Equatable {
     public let bytes: [UInt8]
     public let rows: Int
     public let cols: Int
-    /// Bytes per row: ceil(cols / 5).
+    /// Bytes per row: ceil(cols / 320) * 64.
     public let rowStride: Int
 
     public init(bytes: [UInt8], rows: Int, cols: Int) {
@@ -91,7 +92,7 @@ public enum TernaryKernels {
         return codes
     }
 
-    /// Packs row-major [rows, cols] codes in {-1, 0, 1} five per byte.
+    /// Packs row-major [rows, cols] codes in {-1, 0, 1} five per byte (blocks of 320 per 64 bytes).
     public static func packBase3(codes: [Int8], rows: Int, cols: Int) -> PackedTernaryBase3 {
         precondition(rows >= 0 && cols >= 0 && codes.count == rows * cols, "packBase3: \(codes.count) codes for \(rows)x\(cols)")
         let stride = rowStrideBase3(cols: cols)
@@ -156,13 +157,8 @@ public enum TernaryKernels {
     public static func gemv(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                             x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        let range = rowRange ?? 0..<rows
-        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "gemv: row range \(range) outside 0..<\(rows)")
-        precondition(rowStride >= rowStride2bit(cols: cols), "gemv: row stride \(rowStride) too small for \(cols) columns")
-        var args = bitnet_t2_gemv_args(w: weights, row_stride: rowStride, cols: cols, x: x, y: y)
-        withUnsafePointer(to: &args) {
-            ThreadPool.splitRows(range, work: cols, granule: 8, threshold: parallelThreshold, pool: pool, kernel: bitnet_t2_gemv_rows, args: $0)
-        }
+        splitGemv(kernel: bitnet_t2_gemv_rows, minStride: rowStride2bit(cols: cols), weights: weights, rowStride: rowStride, rows: rows,
+                  cols: cols, x: x, y: y, rowRange: rowRange, pool: pool)
     }
 
     /// Two or three GEMVs of the same input x (Wq/Wk/Wv or W1/W3 of one token) split over the pool as one row
@@ -215,15 +211,9 @@ public enum TernaryKernels {
     public static func gemm(_ packed: PackedTernary, x: UnsafePointer<Int8>, ldx: Int, tokens: Int,
                             y: UnsafeMutablePointer<Int32>, ldy: Int, rowRange: Range<Int>? = nil,
                             pool: ThreadPool? = .shared) {
-        let range = rowRange ?? 0..<packed.rows
-        precondition(range.lowerBound >= 0 && range.upperBound <= packed.rows, "gemm: row range \(range) outside 0..<\(packed.rows)")
-        precondition(ldx >= packed.cols && ldy >= range.upperBound && tokens >= 0, "gemm: bad ldx \(ldx) / ldy \(ldy) / tokens \(tokens)")
-        if tokens == 0 || range.isEmpty { return }
         packed.bytes.withUnsafeBufferPointer { w in
-            let base = w.baseAddress ?? dummyBytes
-            ThreadPool.splitRows(range, work: packed.cols * tokens, granule: 8, threshold: parallelThreshold, pool: pool) { r0, r1 in
-                bitnet_t2_gemm(base, packed.rowStride, packed.cols, x, ldx, tokens, y, ldy, r0, r1)
-            }
+            splitGemm(kernel: bitnet_t2_gemm, weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows,
+                      cols: packed.cols, x: x, ldx: ldx, tokens: tokens, y: y, ldy: ldy, rowRange: rowRange, pool: pool)
         }
     }
 

@@ -29,9 +29,18 @@ final class TernaryKernelsTests: XCTestCase {
         XCTAssertEqual(p.bytes[32], 0x55)               // element 128 = 0 (and padding = 0)
         XCTAssertEqual(p.bytes[33], 0b10_01_01_01)      // element 129 = +1
         XCTAssertEqual(TernaryKernels.unpack(p), codes)
-        XCTAssertEqual(TernaryKernels.rowStrideBase3(cols: 5), 1)
-        XCTAssertEqual(TernaryKernels.packBase3(codes: [-1, 0, 1, 1, -1], rows: 1, cols: 5).bytes, [0 + 3 + 18 + 54 + 0])
-        XCTAssertEqual(TernaryKernels.packBase3(codes: [1, 1, 1, 1, 1], rows: 1, cols: 5).bytes, [242])
+        // Base-3: byte p of a 320-block holds elements p + 64 i as digit i (3^i) of sum_i (code_i + 1) * 3^i; padding = code 0.
+        XCTAssertEqual(TernaryKernels.rowStrideBase3(cols: 5), 64)
+        XCTAssertEqual(TernaryKernels.packBase3(codes: [-1, 0, 1, 1, -1], rows: 1, cols: 5).bytes,
+                       [0, 1, 2, 2, 0].map { UInt8($0 + 3 + 9 + 27 + 81) } + [UInt8](repeating: 121, count: 59))
+        XCTAssertEqual(TernaryKernels.packBase3(codes: [Int8](repeating: 1, count: 640), rows: 1, cols: 640).bytes,
+                       [UInt8](repeating: 242, count: 128))
+        var c3 = [Int8](repeating: 0, count: 330)
+        c3[0] = 1; c3[65] = -1; c3[258] = 1; c3[320] = -1; c3[329] = 1
+        var want3 = [UInt8](repeating: 121, count: 128)
+        want3[0] = 122; want3[1] = 121 - 3; want3[2] = 121 + 81; want3[64] = 120; want3[73] = 122
+        XCTAssertEqual(TernaryKernels.packBase3(codes: c3, rows: 1, cols: 330).bytes, want3)
+        XCTAssertEqual(TernaryKernels.unpackBase3(PackedTernaryBase3(bytes: want3, rows: 1, cols: 330)), c3)
     }
 
     func testRoundTripsAllShapes() {
@@ -44,16 +53,17 @@ final class TernaryKernelsTests: XCTestCase {
                 XCTAssertEqual(p2.bytes.count, rows * ((cols + 127) / 128) * 32)
                 XCTAssertEqual(TernaryKernels.unpack(p2), w, "2-bit \(rows)x\(cols)")
                 let p3 = TernaryKernels.packBase3(codes: w, rows: rows, cols: cols)
-                XCTAssertEqual(p3.bytes.count, rows * ((cols + 4) / 5))
+                XCTAssertEqual(p3.bytes.count, rows * ((cols + 319) / 320) * 64)
                 XCTAssertTrue(p3.bytes.allSatisfy { $0 <= 242 })
                 XCTAssertEqual(TernaryKernels.unpackBase3(p3), w, "base-3 \(rows)x\(cols)")
                 XCTAssertEqual(TernaryKernels.toBase3(p2), p3)
                 XCTAssertEqual(TernaryKernels.from(base3: p3), p2)
             }
         }
-        // Bits per weight of base-3 for cols divisible by 5.
-        let p = TernaryKernels.packBase3(codes: [Int8](repeating: 1, count: 1000), rows: 1, cols: 1000)
-        XCTAssertLessThanOrEqual(Double(p.bytes.count * 8) / 1000, 1.6)
+        // Bits per weight of base-3 for whole blocks (2B4T's 2560 columns); 1.63 for its 6912.
+        let p = TernaryKernels.packBase3(codes: [Int8](repeating: 1, count: 2560), rows: 1, cols: 2560)
+        XCTAssertLessThanOrEqual(Double(p.bytes.count * 8) / 2560, 1.6)
+        XCTAssertLessThanOrEqual(Double(TernaryKernels.rowStrideBase3(cols: 6912) * 8) / 6912, 1.67)
     }
 
     /// Runs body once per path this CPU supports, restoring the default path afterwards.
@@ -68,18 +78,23 @@ final class TernaryKernelsTests: XCTestCase {
         XCTAssertTrue(seen.contains("portable"))
     }
 
-    func testGemvMatchesReferenceAndNaive() { forEachISA { isa in gemvCases(isa) } }
-    func testExtremeAllOnesMatrix() { forEachISA { _ in extremeCases() } }
-    func testRowRangesAndParallelSplit() { forEachISA { _ in rowRangeCases() } }
-    func testGemmMatchesGemvPerToken() { forEachISA { isa in gemmCases(isa) } }
+    // Every kernel case runs on both layouts (t2, t3) and every path, against the naive product.
+    func testGemvMatchesReferenceAndNaive() { forEachLayoutAndISA { gemvCases($0, $1) } }
+    func testExtremeAllOnesMatrix() { forEachLayoutAndISA { extremeCases($0, $1) } }
+    func testRowRangesAndParallelSplit() { forEachLayoutAndISA { rowRangeCases($0, $1) } }
+    func testGemmMatchesGemvPerToken() { forEachLayoutAndISA { gemmCases($0, $1) } }
 
-    private func gemvCases(_ isa: String) {
+    private func forEachLayoutAndISA(_ body: (Layout, String) -> Void) {
+        for layout in Layout.allCases { forEachISA { body(layout, "\(layout) \($0)") } }
+    }
+
+    private func gemvCases(_ layout: Layout, _ tag: String) {
         var rng = KernelTestRNG(state: 2)
-        for cols in colsList {
+        for cols in layout.colsList {
             for rows in [1, 2, 3, 7, 16, 17] {
                 var w = (0..<(rows * cols)).map { _ in rng.ternary() }
                 if rows > 1 { for j in 0..<cols { w[j] = 0 } }
-                let p = TernaryKernels.pack2bit(codes: w, rows: rows, cols: cols)
+                let p = layout.pack(w, rows: rows, cols: cols)
                 let xs: [[Int8]] = [
                     (0..<cols).map { _ in rng.int8() },
                     [Int8](repeating: -128, count: cols),
@@ -88,47 +103,43 @@ final class TernaryKernelsTests: XCTestCase {
                 ]
                 for x in xs {
                     let want = naive(w, rows: rows, cols: cols, x: x, tokens: 1)
-                    XCTAssertEqual(TernaryKernels.gemvReference(p, x: x), want, "ref \(rows)x\(cols)")
-                    XCTAssertEqual(TernaryKernels.gemv(p, x: x), want, "gemv \(isa) \(rows)x\(cols)")
-                    XCTAssertEqual(TernaryKernels.gemv(p, x: x, pool: nil), want)
+                    XCTAssertEqual(p.gemvRef(x), want, "ref \(tag) \(rows)x\(cols)")
+                    XCTAssertEqual(p.gemv(x, .shared), want, "gemv \(tag) \(rows)x\(cols)")
+                    XCTAssertEqual(p.gemv(x, nil), want)
                 }
             }
         }
     }
 
-    private func extremeCases() {
+    private func extremeCases(_ layout: Layout, _ tag: String) {
         // Every weight +1 or -1 with x = -128 / 127: largest sums the int16 stage sees.
-        for cols in [128, 129, 1000] {
+        for cols in [128, 129, 320, 321, 1000] {
             for sign: Int8 in [1, -1] {
-                let w = [Int8](repeating: sign, count: 3 * cols)
-                let p = TernaryKernels.pack2bit(codes: w, rows: 3, cols: cols)
+                let p = layout.pack([Int8](repeating: sign, count: 3 * cols), rows: 3, cols: cols)
                 for v: Int8 in [-128, 127] {
-                    let y = TernaryKernels.gemv(p, x: [Int8](repeating: v, count: cols))
-                    XCTAssertEqual(y, [Int32](repeating: Int32(sign) * Int32(v) * Int32(cols), count: 3))
+                    let y = p.gemv([Int8](repeating: v, count: cols), .shared)
+                    XCTAssertEqual(y, [Int32](repeating: Int32(sign) * Int32(v) * Int32(cols), count: 3), tag)
                 }
             }
         }
     }
 
-    private func rowRangeCases() {
+    private func rowRangeCases(_ layout: Layout, _ tag: String) {
         var rng = KernelTestRNG(state: 3)
         let rows = 300, cols = 1000
         let w = (0..<(rows * cols)).map { _ in rng.ternary() }
         let x = (0..<cols).map { _ in rng.int8() }
-        let p = TernaryKernels.pack2bit(codes: w, rows: rows, cols: cols)
+        let p = layout.pack(w, rows: rows, cols: cols)
         let want = naive(w, rows: rows, cols: cols, x: x, tokens: 1)
-        XCTAssertEqual(TernaryKernels.gemv(p, x: x, pool: ThreadPool(threadCount: 3)), want)
+        XCTAssertEqual(p.gemv(x, ThreadPool(threadCount: 3)), want, tag)
         var y = [Int32](repeating: -7, count: rows)
         x.withUnsafeBufferPointer { xp in
-            y.withUnsafeMutableBufferPointer { yp in
-                TernaryKernels.gemv(p, x: xp.baseAddress!, y: yp.baseAddress!, rowRange: 11..<29, pool: nil)
-            }
+            y.withUnsafeMutableBufferPointer { yp in p.gemvRange(xp.baseAddress!, yp.baseAddress!, 11..<29) }
         }
         for r in 0..<rows { XCTAssertEqual(y[r], (11..<29).contains(r) ? want[r] : -7) }
         // gemm over the pool (300 rows x 1000 cols x 2 tokens is above the parallel threshold).
         let x2 = x + x.reversed()
-        let y2 = TernaryKernels.gemm(p, x: x2, tokens: 2, pool: ThreadPool(threadCount: 3))
-        XCTAssertEqual(y2, naive(w, rows: rows, cols: cols, x: x2, tokens: 2))
+        XCTAssertEqual(p.gemm(x2, 2, ThreadPool(threadCount: 3)), naive(w, rows: rows, cols: cols, x: x2, tokens: 2), tag)
     }
 
     /// Fused GEMVs (one split over the pool for 2-3 matrices of the same input) equal each matrix's own product, with
@@ -161,19 +172,19 @@ final class TernaryKernelsTests: XCTestCase {
         }
     }
 
-    private func gemmCases(_ isa: String) {
+    private func gemmCases(_ layout: Layout, _ tag: String) {
         var rng = KernelTestRNG(state: 4)
-        for cols in colsList {
+        for cols in layout.colsList {
             for (rows, tokens) in [(1, 1), (5, 3), (17, 4), (9, 5), (16, 9), (3, 40)] {
                 let w = (0..<(rows * cols)).map { _ in rng.ternary() }
                 var x = (0..<(tokens * cols)).map { _ in rng.int8() }
                 for j in 0..<cols { x[j] = -128 }   // token 0 extreme
-                let p = TernaryKernels.pack2bit(codes: w, rows: rows, cols: cols)
-                let y = TernaryKernels.gemm(p, x: x, tokens: tokens)
-                XCTAssertEqual(y, naive(w, rows: rows, cols: cols, x: x, tokens: tokens), "gemm \(isa) \(rows)x\(cols) T=\(tokens)")
-                XCTAssertEqual(TernaryKernels.gemmReference(p, x: x, tokens: tokens), y)
+                let p = layout.pack(w, rows: rows, cols: cols)
+                let y = p.gemm(x, tokens, .shared)
+                XCTAssertEqual(y, naive(w, rows: rows, cols: cols, x: x, tokens: tokens), "gemm \(tag) \(rows)x\(cols) T=\(tokens)")
+                XCTAssertEqual(p.gemmRef(x, tokens), y)
                 for t in 0..<tokens {
-                    let yt = TernaryKernels.gemv(p, x: Array(x[(t * cols)..<((t + 1) * cols)]))
+                    let yt = p.gemv(Array(x[(t * cols)..<((t + 1) * cols)]), .shared)
                     XCTAssertEqual(Array(y[(t * rows)..<((t + 1) * rows)]), yt)
                 }
             }
@@ -185,10 +196,12 @@ final class TernaryKernelsTests: XCTestCase {
         XCTAssertEqual(p.rowStride, 0)
         XCTAssertEqual(TernaryKernels.unpack(p), [])
         XCTAssertEqual(TernaryKernels.gemv(p, x: []), [0, 0, 0])
-        forEachISA { _ in
-            XCTAssertEqual(TernaryKernels.gemv(p, x: []), [0, 0, 0])
-            XCTAssertEqual(TernaryKernels.gemm(p, x: [], tokens: 2), [Int32](repeating: 0, count: 6))
+        forEachLayoutAndISA { layout, tag in
+            let p = layout.pack([], rows: 3, cols: 0)
+            XCTAssertEqual(p.gemv([], .shared), [0, 0, 0], tag)
+            XCTAssertEqual(p.gemm([], 2, .shared), [Int32](repeating: 0, count: 6), tag)
         }
+        XCTAssertEqual(TernaryKernels.rowStrideBase3(cols: 0), 0)
         XCTAssertEqual(TernaryKernels.unpackBase3(TernaryKernels.packBase3(codes: [], rows: 3, cols: 0)), [])
     }
 
@@ -199,5 +212,82 @@ final class TernaryKernelsTests: XCTestCase {
         XCTAssertEqual(TernaryKernels.selectISA("portable"), "portable")
         XCTAssertEqual(TernaryKernels.selectISA("no-such-isa"), "portable")
         XCTAssertTrue(TernaryKernels.isaNames.contains(TernaryKernels.selectISA("avx512vnni")))
+    }
+}
+
+
+/// A packed layout under test: packing, the dispatching kernels and the portable references, as closures.
+private enum Layout: CaseIterable, CustomStringConvertible {
+    case t2, t3
+
+    var description: String { self == .t2 ? "t2" : "t3" }
+
+    /// Columns around each layout's block (tails of every size class).
+    var colsList: [Int] { self == .t2 ? [1, 5, 127, 128, 129, 300, 1000] : [1, 5, 63, 64, 65, 319, 320, 321, 700, 2560] }
+
+    struct Packed {
+        let gemv: ([Int8], ThreadPool?) -> [Int32]
+        let gemvRange: (UnsafePointer<Int8>, UnsafeMutablePointer<Int32>, Range<Int>) -> Void
+        let gemm: ([Int8], Int, ThreadPool?) -> [Int32]
+        let gemvRef: ([Int8]) -> [Int32]
+        let gemmRef: ([Int8], Int) -> [Int32]
+    }
+
+    func pack(_ w: [Int8], rows: Int, cols: Int) -> Packed {
+        switch self {
+        case .t2:
+            let p = TernaryKernels.pack2bit(codes: w, rows: rows, cols: cols)
+            return Packed(gemv: { TernaryKernels.gemv(p, x: $0, pool: $1) },
+                          gemvRange: { TernaryKernels.gemv(p, x: $0, y: $1, rowRange: $2, pool: nil) },
+                          gemm: { TernaryKernels.gemm(p, x: $0, tokens: $1, pool: $2) },
+                          gemvRef: { TernaryKernels.gemvReference(p, x: $0) },
+                          gemmRef: { TernaryKernels.gemmReference(p, x: $0, tokens: $1) })
+        case .t3:
+            let p = TernaryKernels.packBase3(codes: w, rows: rows, cols: cols)
+            return Packed(gemv: { TernaryKernels.gemv(p, x: $0, pool: $1) },
+                          gemvRange: { TernaryKernels.gemv(p, x: $0, y: $1, rowRange: $2, pool: nil) },
+                          gemm: { TernaryKernels.gemm(p, x: $0, tokens: $1, pool: $2) },
+                          gemvRef: { x in
+                              var y = [Int32](repeating: 0, count: rows)
+                              if rows > 0 { bitnet_t3_gemv_ref(p.bytes, p.rowStride, cols, x, &y, 0, rows) }
+                              return y
+                          },
+                          gemmRef: { x, tokens in
+                              var y = [Int32](repeating: 0, count: tokens * rows)
+                              if rows > 0 && tokens > 0 { bitnet_t3_gemm_ref(p.bytes, p.rowStride, cols, x, cols, tokens, &y, rows, 0, rows) }
+                              return y
+                          })
+        }
+    }
+}
+
+extension TernaryKernelsTests {
+    /// Bytes no packer writes (243...255) decode by the documented greedy rule (all digits 2) on every path, so the
+    /// paths agree on any input; bitnet_t3_unpack counts them.
+    func testBase3AnyByteSameOnEveryPath() {
+        let rows = 4, cols = 640
+        var bytes = (0..<(rows * 128)).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
+        for b in 0..<256 { bytes[b] = UInt8(b) }
+        let p = PackedTernaryBase3(bytes: bytes, rows: rows, cols: cols)
+        var rng = KernelTestRNG(state: 15)
+        let x = (0..<(3 * cols)).map { _ in rng.int8() }
+        // Independent decoding of the rule: digits of b in base 3 for b <= 242, all 2 above.
+        var w = [Int8](repeating: 0, count: rows * cols)
+        for r in 0..<rows {
+            for k in 0..<128 {
+                let b = Int(bytes[r * 128 + k])
+                for i in 0..<5 {
+                    let u = b > 242 ? 2 : (b / [1, 3, 9, 27, 81][i]) % 3
+                    w[r * cols + (k / 64) * 320 + i * 64 + k % 64] = Int8(u - 1)
+                }
+            }
+        }
+        let want = naive(w, rows: rows, cols: cols, x: x, tokens: 3)
+        forEachISA { isa in
+            XCTAssertEqual(TernaryKernels.gemm(p, x: x, tokens: 3), want, isa)
+            XCTAssertEqual(TernaryKernels.gemv(p, x: Array(x[0..<cols])), Array(want[0..<rows]), isa)
+        }
+        var codes = [Int8](repeating: 0, count: rows * cols)
+        XCTAssertEqual(bitnet_t3_unpack(bytes, rows, cols, &codes), bytes.filter { $0 > 242 }.count)
     }
 }

@@ -1,0 +1,94 @@
+import CBitNetKernels
+
+/// Exact int8 x ternary products over the base-3 layout (1.6 bit/weight): the contracts of the 2-bit `gemv`/`gemm`,
+/// same Int32 results. The AVX512 path needs AVX512-VBMI and GFNI besides VNNI (else it takes the AVX2 path);
+/// `activeISA` / `selectISA` pick the path for both layouts.
+extension TernaryKernels {
+    /// Base of an empty buffer (cols == 0): never dereferenced.
+    private static var emptyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
+
+    /// y[r] = sum_j W[r, j] * x[j] for every row (x.count == cols), exact in Int32.
+    public static func gemv(_ packed: PackedTernaryBase3, x: [Int8], pool: ThreadPool? = .shared) -> [Int32] {
+        precondition(x.count == packed.cols, "gemv: x has \(x.count) values, matrix has \(packed.cols) columns")
+        return int32Array(count: packed.rows) { y in
+            x.withUnsafeBufferPointer { gemv(packed, x: $0.baseAddress ?? UnsafePointer(bitPattern: 1)!, y: y, pool: pool) }
+        }
+    }
+
+    /// Pointer version: y[r] for r in `rowRange` (default all rows; y indexed by absolute row).
+    public static func gemv(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
+                            rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
+        packed.bytes.withUnsafeBufferPointer { w in
+            gemvBase3(weights: w.baseAddress ?? emptyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols,
+                      x: x, y: y, rowRange: rowRange, pool: pool)
+        }
+    }
+
+    /// Raw version over base-3 packed bytes: row r at weights + r * rowStride.
+    public static func gemvBase3(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+                                 x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
+                                 rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
+        splitGemv(kernel: bitnet_t3_gemv_rows, minStride: rowStrideBase3(cols: cols), weights: weights, rowStride: rowStride, rows: rows,
+                  cols: cols, x: x, y: y, rowRange: rowRange, pool: pool)
+    }
+
+    /// Y[t, r] for `tokens` rows of X (tokens x cols, row-major); returns [tokens, rows] row-major.
+    public static func gemm(_ packed: PackedTernaryBase3, x: [Int8], tokens: Int, pool: ThreadPool? = .shared) -> [Int32] {
+        precondition(tokens >= 0 && x.count == tokens * packed.cols, "gemm: x has \(x.count) values, want \(tokens)x\(packed.cols)")
+        return int32Array(count: tokens * packed.rows) { y in
+            x.withUnsafeBufferPointer {
+                gemm(packed, x: $0.baseAddress ?? UnsafePointer(bitPattern: 1)!, ldx: packed.cols, tokens: tokens, y: y, ldy: packed.rows, pool: pool)
+            }
+        }
+    }
+
+    /// Pointer version: Y[t * ldy + r] = sum_j W[r, j] * X[t * ldx + j], for r in `rowRange` (default all rows).
+    /// Each row is decoded once per block of tokens.
+    public static func gemm(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, ldx: Int, tokens: Int,
+                            y: UnsafeMutablePointer<Int32>, ldy: Int, rowRange: Range<Int>? = nil,
+                            pool: ThreadPool? = .shared) {
+        packed.bytes.withUnsafeBufferPointer { w in
+            splitGemm(kernel: bitnet_t3_gemm, weights: w.baseAddress ?? emptyBytes, rowStride: packed.rowStride, rows: packed.rows,
+                      cols: packed.cols, x: x, ldx: ldx, tokens: tokens, y: y, ldy: ldy, rowRange: rowRange, pool: pool)
+        }
+    }
+
+    // MARK: shared by both layouts
+
+    /// A C GEMM of `bitnet_ternary.h` (t2 or t3).
+    typealias GemmKernel = @convention(c) (UnsafePointer<UInt8>?, Int, Int, UnsafePointer<Int8>?, Int, Int,
+                                           UnsafeMutablePointer<Int32>?, Int, Int, Int) -> Void
+
+    /// Runs a GEMV row kernel (bitnet_t2_gemv_rows / bitnet_t3_gemv_rows) over `rowRange`, split across the pool.
+    static func splitGemv(kernel: bitnet_rows_fn, minStride: Int, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+                          x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>, rowRange: Range<Int>?, pool: ThreadPool?) {
+        let range = rowRange ?? 0..<rows
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "gemv: row range \(range) outside 0..<\(rows)")
+        precondition(rowStride >= minStride, "gemv: row stride \(rowStride) too small for \(cols) columns")
+        var args = bitnet_t2_gemv_args(w: weights, row_stride: rowStride, cols: cols, x: x, y: y)
+        withUnsafePointer(to: &args) {
+            ThreadPool.splitRows(range, work: cols, granule: 8, threshold: parallelThreshold, pool: pool, kernel: kernel, args: $0)
+        }
+    }
+
+    /// Runs a GEMM kernel over `rowRange` (default all rows), split across the pool.
+    static func splitGemm(kernel: GemmKernel, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+                          x: UnsafePointer<Int8>, ldx: Int, tokens: Int, y: UnsafeMutablePointer<Int32>, ldy: Int,
+                          rowRange: Range<Int>?, pool: ThreadPool?) {
+        let range = rowRange ?? 0..<rows
+        precondition(range.lowerBound >= 0 && range.upperBound <= rows, "gemm: row range \(range) outside 0..<\(rows)")
+        precondition(ldx >= cols && ldy >= range.upperBound && tokens >= 0, "gemm: bad ldx \(ldx) / ldy \(ldy) / tokens \(tokens)")
+        if tokens == 0 || range.isEmpty { return }
+        ThreadPool.splitRows(range, work: cols * tokens, granule: 8, threshold: parallelThreshold, pool: pool) { r0, r1 in
+            kernel(weights, rowStride, cols, x, ldx, tokens, y, ldy, r0, r1)
+        }
+    }
+
+    /// A new [Int32] of `count` values written by `fill` (not called when count == 0).
+    private static func int32Array(count: Int, _ fill: (UnsafeMutablePointer<Int32>) -> Void) -> [Int32] {
+        [Int32](unsafeUninitializedCapacity: count) { buf, n in
+            if count > 0 { fill(buf.baseAddress!) }
+            n = count
+        }
+    }
+}
