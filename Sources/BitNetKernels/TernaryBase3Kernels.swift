@@ -1,5 +1,11 @@
 import CBitNetKernels
 
+/// The packed layouts of ternary weights (`bitnet_ternary.h`): 2 bits per weight (t2, bitnet.cpp I2_S style), or
+/// 1.6 bits (t3, five base-3 digits per byte: 20 % fewer bytes per decoded token, the same Int32 products).
+public enum TernaryLayout: String, Sendable, CaseIterable {
+    case t2, t3
+}
+
 /// Exact int8 x ternary products over the base-3 layout (1.6 bit/weight): the contracts of the 2-bit `gemv`/`gemm`,
 /// same Int32 results. The AVX512 path needs AVX512-VBMI and GFNI besides VNNI (else it takes the AVX2 path);
 /// `activeISA` / `selectISA` pick the path for both layouts.
@@ -53,7 +59,49 @@ extension TernaryKernels {
         }
     }
 
+    /// Fused GEMVs of one input x over base-3 matrices (Wq/Wk/Wv or W1/W3 of one token): one split over the pool,
+    /// each result equal to `gemv` of that matrix (see the 2-bit version).
+    public static func gemv(_ a: PackedTernaryBase3, y ya: UnsafeMutablePointer<Int32>, _ b: PackedTernaryBase3, y yb: UnsafeMutablePointer<Int32>,
+                            _ c: PackedTernaryBase3?, y yc: UnsafeMutablePointer<Int32>?, x: UnsafePointer<Int8>, pool: ThreadPool? = .shared) {
+        precondition(a.cols == b.cols && (c.map { $0.cols == a.cols } ?? true) && (c == nil) == (yc == nil),
+                     "gemv: fused matrices need the same columns (\(a.cols), \(b.cols), \(c?.cols ?? a.cols)) and one output each")
+        a.bytes.withUnsafeBufferPointer { wa in
+            b.bytes.withUnsafeBufferPointer { wb in
+                (c?.bytes ?? []).withUnsafeBufferPointer { wc in
+                    fusedGemv(kernel: bitnet_t3_gemv_rows, cols: a.cols, x: x, pool: pool,
+                              (wa.baseAddress ?? emptyBytes, a.rowStride, a.rows, ya), (wb.baseAddress ?? emptyBytes, b.rowStride, b.rows, yb),
+                              c.map { (wc.baseAddress ?? emptyBytes, $0.rowStride, $0.rows, yc!) })
+                }
+            }
+        }
+    }
+
     // MARK: shared by both layouts
+
+    /// One matrix of a fused GEMV: packed base, row stride, rows, output.
+    typealias FusedPart = (w: UnsafePointer<UInt8>, rowStride: Int, rows: Int, y: UnsafeMutablePointer<Int32>)
+
+    /// Two or three GEMVs of one layout's row kernel over the same x as one row space (bitnet_rows_concat), so the
+    /// pool's threads meet once. Allocates nothing (decode loop).
+    static func fusedGemv(kernel: bitnet_rows_fn, cols: Int, x: UnsafePointer<Int8>, pool: ThreadPool?,
+                          _ a: FusedPart, _ b: FusedPart, _ c: FusedPart?) {
+        var args = (bitnet_t2_gemv_args(w: a.w, row_stride: a.rowStride, cols: cols, x: x, y: a.y),
+                    bitnet_t2_gemv_args(w: b.w, row_stride: b.rowStride, cols: cols, x: x, y: b.y),
+                    bitnet_t2_gemv_args(w: c?.w ?? a.w, row_stride: c?.rowStride ?? 0, cols: cols, x: x, y: c?.y ?? a.y))
+        withUnsafePointer(to: &args) { ap in
+            let base = UnsafeRawPointer(ap), stride = MemoryLayout<bitnet_t2_gemv_args>.stride
+            var concat = bitnet_rows_concat()
+            concat.count = c == nil ? 2 : 3
+            concat.fn = (kernel, kernel, kernel, nil)
+            concat.args = (base, base + stride, base + 2 * stride, nil)
+            concat.rows = (a.rows, b.rows, c?.rows ?? 0, 0)
+            let total = a.rows + b.rows + (c?.rows ?? 0)
+            withUnsafePointer(to: &concat) {
+                ThreadPool.splitRows(0..<total, work: cols, granule: 8, threshold: parallelThreshold, pool: pool,
+                                     kernel: bitnet_rows_concat_run, args: $0)
+            }
+        }
+    }
 
     /// A C GEMM of `bitnet_ternary.h` (t2 or t3).
     typealias GemmKernel = @convention(c) (UnsafePointer<UInt8>?, Int, Int, UnsafePointer<Int8>?, Int, Int,

@@ -170,23 +170,9 @@ public enum TernaryKernels {
         a.bytes.withUnsafeBufferPointer { wa in
             b.bytes.withUnsafeBufferPointer { wb in
                 (c?.bytes ?? []).withUnsafeBufferPointer { wc in
-                    var args = (bitnet_t2_gemv_args(w: wa.baseAddress ?? dummyBytes, row_stride: a.rowStride, cols: a.cols, x: x, y: ya),
-                                bitnet_t2_gemv_args(w: wb.baseAddress ?? dummyBytes, row_stride: b.rowStride, cols: b.cols, x: x, y: yb),
-                                bitnet_t2_gemv_args(w: wc.baseAddress ?? dummyBytes, row_stride: c?.rowStride ?? 0, cols: a.cols, x: x,
-                                                    y: yc ?? ya))
-                    withUnsafePointer(to: &args) { ap in
-                        let base = UnsafeRawPointer(ap), stride = MemoryLayout<bitnet_t2_gemv_args>.stride
-                        var concat = bitnet_rows_concat()
-                        concat.count = c == nil ? 2 : 3
-                        concat.fn = (bitnet_t2_gemv_rows, bitnet_t2_gemv_rows, bitnet_t2_gemv_rows, nil)
-                        concat.args = (base, base + stride, base + 2 * stride, nil)
-                        concat.rows = (a.rows, b.rows, c?.rows ?? 0, 0)
-                        let total = a.rows + b.rows + (c?.rows ?? 0)
-                        withUnsafePointer(to: &concat) {
-                            ThreadPool.splitRows(0..<total, work: a.cols, granule: 8, threshold: parallelThreshold, pool: pool,
-                                                 kernel: bitnet_rows_concat_run, args: $0)
-                        }
-                    }
+                    fusedGemv(kernel: bitnet_t2_gemv_rows, cols: a.cols, x: x, pool: pool,
+                              (wa.baseAddress ?? dummyBytes, a.rowStride, a.rows, ya), (wb.baseAddress ?? dummyBytes, b.rowStride, b.rows, yb),
+                              c.map { (wc.baseAddress ?? dummyBytes, $0.rowStride, $0.rows, yc!) })
                 }
             }
         }

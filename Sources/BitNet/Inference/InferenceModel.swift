@@ -7,7 +7,9 @@ public struct InferenceLinear: @unchecked Sendable {
     /// Codes in {-1, 0, +1} (b1: {-1, +1}), row-major [rows, cols]; kept only for the grouped-activation path.
     let codes: [Int8]
     /// The codes packed 2 bits each for the integer AVX2/VNNI kernel (one activation scale per token).
-    let packed: PackedTernary?
+    private(set) var packed: PackedTernary?
+    /// The same codes in the 1.6-bit base-3 layout instead (`setTernaryLayout(.t3)`; then `packed` is nil).
+    private(set) var base3: PackedTernaryBase3? = nil
     /// Half-precision weights (the fp twin in `bitnet bench`, as the paper's FP16 baseline).
     var half: F16Matrix? = nil
     /// β per group of rows/G rows.
@@ -70,6 +72,7 @@ public struct InferenceLinear: @unchecked Sendable {
     /// Bytes this layer's weights take in memory: packed ternary (2 bits), f16 or f32.
     public var packedBytes: Int {
         if let packed { return packed.bytes.count + betas.count * 4 }
+        if let base3 { return base3.bytes.count + betas.count * 4 }
         if half != nil { return rows * cols * 2 }
         return quant.arch == .fp ? rows * cols * 4 : (rows * cols * (quant.arch == .b1 ? 1 : 2) + 7) / 8 + betas.count * 4
     }
@@ -85,7 +88,7 @@ public struct InferenceLinear: @unchecked Sendable {
             }
             return
         }
-        if packed != nil {
+        if takesCodes {
             var scale: Float = 0
             ActivationQuantizer.quantize(x, rows: 1, cols: cols, bits: quant.bits, codes: xCodes, scales: &scale)
             applyPacked(codes: xCodes, scales: &scale, tokens: 1, y: y, acc: acc)
@@ -147,7 +150,7 @@ public struct InferenceLinear: @unchecked Sendable {
             }
             return
         }
-        guard packed != nil, n > 1 else {
+        guard takesCodes, n > 1 else {
             let codes = UnsafeMutablePointer<Int8>.allocate(capacity: cols), deq = UnsafeMutablePointer<Float>.allocate(capacity: cols)
             let acc = UnsafeMutablePointer<Int32>.allocate(capacity: rows)
             defer { codes.deallocate(); deq.deallocate(); acc.deallocate() }
@@ -162,15 +165,49 @@ public struct InferenceLinear: @unchecked Sendable {
     }
 
     /// True when the layer runs the integer kernels on per-token int8 codes (one activation group, signed absmax).
-    var takesCodes: Bool { packed != nil }
+    var takesCodes: Bool { packed != nil || base3 != nil }
+
+    /// The packed layout of the integer kernels' weights (nil: the layer does not take int8 codes).
+    var ternaryLayout: TernaryLayout? { packed != nil ? .t2 : base3 != nil ? .t3 : nil }
+
+    /// This layer with its packed weights in `layout` (lossless; other layers unchanged).
+    func converted(to layout: TernaryLayout) -> InferenceLinear {
+        var l = self
+        switch layout {
+        case .t2: if let base3 { l.packed = TernaryKernels.from(base3: base3); l.base3 = nil }
+        case .t3: if let packed { l.base3 = TernaryKernels.toBase3(packed); l.packed = nil }
+        }
+        return l
+    }
+
+    /// Two or three one-token GEMVs of the same codes as one split over the pool (a, b, c in one layout), int32 sums
+    /// to acc, acc + a.rows, acc + a.rows + b.rows. False (nothing done) when the layers do not share a packed layout.
+    static func fusedGemv(_ a: InferenceLinear, _ b: InferenceLinear, _ c: InferenceLinear?, codes: UnsafePointer<Int8>,
+                          acc: UnsafeMutablePointer<Int32>) -> Bool {
+        let yb = acc + a.rows, yc = c.map { _ in yb + b.rows }
+        if let pa = a.packed, let pb = b.packed, c.map({ $0.packed != nil }) ?? true {
+            TernaryKernels.gemv(pa, y: acc, pb, y: yb, c?.packed, y: yc, x: codes)
+            return true
+        }
+        if let pa = a.base3, let pb = b.base3, c.map({ $0.base3 != nil }) ?? true {
+            TernaryKernels.gemv(pa, y: acc, pb, y: yb, c?.base3, y: yc, x: codes)
+            return true
+        }
+        return false
+    }
 
     /// y [n, rows] from activations already quantized per token (codes [n, cols], scales s_t = Q_p/(γ_t+ε)):
     /// acc = W̃·x̃ in int32 (exact), y = acc / s_t · β (Eq. 9). `acc` is scratch of n·rows Int32.
     func applyPacked(codes: UnsafePointer<Int8>, scales: UnsafePointer<Float>, tokens n: Int, y: UnsafeMutablePointer<Float>,
                      acc: UnsafeMutablePointer<Int32>) {
-        guard let packed else { preconditionFailure("applyPacked on a layer without packed ternary weights") }
-        if n == 1 { TernaryKernels.gemv(packed, x: codes, y: acc) }
-        else { TernaryKernels.gemm(packed, x: codes, ldx: cols, tokens: n, y: acc, ldy: rows) }
+        if let base3 {
+            if n == 1 { TernaryKernels.gemv(base3, x: codes, y: acc) }
+            else { TernaryKernels.gemm(base3, x: codes, ldx: cols, tokens: n, y: acc, ldy: rows) }
+        } else {
+            guard let packed else { preconditionFailure("applyPacked on a layer without packed ternary weights") }
+            if n == 1 { TernaryKernels.gemv(packed, x: codes, y: acc) }
+            else { TernaryKernels.gemm(packed, x: codes, ldx: cols, tokens: n, y: acc, ldy: rows) }
+        }
         scaleOutputs(acc: acc, scales: scales, tokens: n, y: y)
     }
 
@@ -201,7 +238,7 @@ public final class InferenceModel: @unchecked Sendable {
         /// Offsets into `norms` (-1: absent).
         let attnNorm, attnSubNorm, ffnNorm, ffnSubNorm: Int
     }
-    let layers: [Layer]
+    private(set) var layers: [Layer]
     let rope: Rope
     /// Token embedding [vocab, dim] and output head [vocab, dim]: one shared matrix when tied (stored once).
     private(set) var embedding: DenseMatrix
@@ -296,6 +333,20 @@ public final class InferenceModel: @unchecked Sendable {
 
     /// The format the head is stored in.
     public var headFormat: HeadFormat { head.format }
+
+    /// Stores the ternary linears (those on the integer kernels) in `layout`: t2 (2 bits/weight) or t3 (1.6 bits,
+    /// 20 % fewer bytes per token). Lossless: logits are identical in either layout.
+    public func setTernaryLayout(_ layout: TernaryLayout) {
+        layers = layers.map { l in
+            Layer(wq: l.wq.converted(to: layout), wk: l.wk.converted(to: layout), wv: l.wv.converted(to: layout),
+                  wo: l.wo.converted(to: layout), w1: l.w1.converted(to: layout), w3: l.w3.converted(to: layout),
+                  w2: l.w2.converted(to: layout), attnNorm: l.attnNorm, attnSubNorm: l.attnSubNorm, ffnNorm: l.ffnNorm,
+                  ffnSubNorm: l.ffnSubNorm)
+        }
+    }
+
+    /// The layout of the ternary linears (t2 unless set; also t2 for models without integer-kernel linears).
+    public var ternaryLayout: TernaryLayout { layers.first?.wq.ternaryLayout ?? .t2 }
 
     /// Logits = head · x (the output projection, in the head's stored format).
     func applyHead(x: UnsafePointer<Float>, logits: UnsafeMutablePointer<Float>) {

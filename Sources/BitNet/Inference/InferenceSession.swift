@@ -182,10 +182,9 @@ public final class InferenceSession: @unchecked Sendable {
             } else {
                 ActivationQuantizer.quantize(x, rows: n, cols: cols, bits: bits, codes: s.codes, scales: s.scales)
             }
-            if n == 1, let b, let pa = a.0.packed, let pb = b.0.packed {
-                // One token: the 2-3 GEMVs run as one split over the pool (one meeting of the threads, not three).
+            // One token: the 2-3 GEMVs run as one split over the pool (one meeting of the threads, not three).
+            if n == 1, let b, InferenceLinear.fusedGemv(a.0, b.0, c?.0, codes: s.codes, acc: s.acc) {
                 let ra = a.0.rows, rb = b.0.rows
-                TernaryKernels.gemv(pa, y: s.acc, pb, y: s.acc + ra, c?.0.packed, y: c.map { _ in s.acc + ra + rb }, x: s.codes)
                 a.0.scaleOutputs(acc: s.acc, scales: s.scales, tokens: 1, y: a.1)
                 b.0.scaleOutputs(acc: s.acc + ra, scales: s.scales, tokens: 1, y: b.1)
                 if let c { c.0.scaleOutputs(acc: s.acc + ra + rb, scales: s.scales, tokens: 1, y: c.1) }

@@ -110,6 +110,33 @@ final class InferenceFormatsTests: XCTestCase {
         }
     }
 
+    /// The base-3 layout (t3) gives exactly the logits of the 2-bit one (same integer sums), for prompt GEMMs and
+    /// fused one-token GEMVs, on fewer bytes; converting back restores t2.
+    func testTernaryLayoutT3LogitsEqualT2() throws {
+        for arch in [Architecture.b158, .b1] {
+            let w = ModelWeights(config: tinyConfig(arch, ffn: .relu2, seq: 24), seed: 31)
+            func logits(_ model: InferenceModel) throws -> [Float] {
+                let s = InferenceSession(model: model)
+                var out = Array(try s.prefill(tokens: [4, 8, 15, 16, 23]))
+                for t in [1, 7, 30] { out += Array(try s.step(token: t)) }
+                return out
+            }
+            let t2 = InferenceModel(weights: w), t3 = InferenceModel(weights: w)
+            t3.setTernaryLayout(.t3)
+            XCTAssertEqual(t2.ternaryLayout, .t2)
+            XCTAssertEqual(t3.ternaryLayout, .t3)
+            XCTAssertEqual(try logits(t3), try logits(t2), "\(arch)")
+            // Every linear is stored in ceil(cols / 320) * 64 bytes per row (tiny rows: more than t2's padding).
+            for l in t3.layers.flatMap({ [$0.wq, $0.wk, $0.wv, $0.wo, $0.w1, $0.w3, $0.w2] }) {
+                XCTAssertEqual(l.packedBytes, l.rows * ((l.cols + 319) / 320) * 64 + l.betas.count * 4)
+            }
+            t3.setTernaryLayout(.t2)
+            XCTAssertEqual(t3.ternaryLayout, .t2)
+            XCTAssertEqual(t3.bytesPerToken, t2.bytesPerToken)
+            XCTAssertEqual(try logits(t3), try logits(t2))
+        }
+    }
+
     /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
     func testSyntheticModelsAndBenchmark() throws {
         var c = tinyConfig(.b158, vocab: 50, seq: 40)
