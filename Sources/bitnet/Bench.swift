@@ -16,6 +16,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Synthetic shape preset: 2b4t (BitNet b1.58 2B4T) or a training size preset (tiny, small, 10m, ...).") var preset: String = "2b4t"
         @Option(help: "Threads (default: all cores; same as BITNET_THREADS).") var threads: Int?
         @Option(help: "Output head and embedding format for the ternary model: f32, f16, q8, q6 or q4.") var head: String = "q8"
+        @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
@@ -47,9 +48,10 @@ struct Bench: ParsableCommand {
                     ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
                 }
                 try ternary.setHeadFormat(headFormat)
-                printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@",
+                ternary.setTernaryLayout(try parseTernaryLayout(ternaryLayout))
+                printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@, linears %@",
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
-                                  config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head))
+                                  config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, ternaryLayout))
                 let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv)
                 let rss = ProcessMemory.peakRSSBytes()
                 var twin: InferenceBenchmark.Result?
@@ -63,7 +65,7 @@ struct Bench: ParsableCommand {
                 let roofline = a.achievedBandwidth / bandwidth
                 if json {
                     var obj: [String: Any] = [
-                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "kv_cache": kvCache,
+                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "ternary_layout": ternaryLayout, "kv_cache": kvCache,
                         "decode_tokens_per_s": a.decodeTokensPerSecond,
                         "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),

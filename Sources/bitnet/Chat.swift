@@ -13,6 +13,7 @@ struct ChatCommand: ParsableCommand {
     @Option(help: "System message.") var system: String?
     @Option(help: "A single user message: answer it and exit instead of reading standard input.") var message: String?
     @OptionGroup var sampling: SamplingOptions
+    @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
 
     func run() throws {
         try runReportingErrors {
@@ -27,7 +28,9 @@ struct ChatCommand: ParsableCommand {
                 guard let k = ChatTemplate(rawValue: template) else { throw BitNetError.invalidArgument("--template must be auto, llama3 or bitnet") }
                 kind = k
             }
-            var chat = try Chat(model: InferenceModel(weights: loaded.weights), tokenizer: tok, template: kind, system: system)
+            let im = InferenceModel(weights: loaded.weights)
+            im.setTernaryLayout(try parseTernaryLayout(ternaryLayout))
+            var chat = try Chat(model: im, tokenizer: tok, template: kind, system: system)
             let o = sampling.generationOptions()
             let out = FileHandle.standardOutput
             if let message {

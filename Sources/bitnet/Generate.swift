@@ -1,5 +1,6 @@
 import ArgumentParser
 import BitNet
+import BitNetKernels
 import Foundation
 
 struct Generate: ParsableCommand {
@@ -11,6 +12,7 @@ struct Generate: ParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
     @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32).") var head: String = "f32"
+    @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
 
     func run() throws {
         try runReportingErrors {
@@ -26,6 +28,7 @@ struct Generate: ParsableCommand {
             }
             let im = InferenceModel(weights: loaded.weights)
             try im.setHeadFormat(headFormat)
+            im.setTernaryLayout(try parseTernaryLayout(ternaryLayout))
             let t0 = Clock.now()
             let stdout = FileHandle.standardOutput
             if !prompt.isEmpty { stdout.write(Data(prompt.utf8)) }
@@ -97,6 +100,14 @@ struct Logits: ParsableCommand {
             printError("wrote \(ids.count) x \(c.vocabSize) float32 logits to \(out)")
         }
     }
+}
+
+/// The `--ternary-layout` value, or an error listing the valid ones.
+func parseTernaryLayout(_ name: String) throws -> TernaryLayout {
+    guard let l = TernaryLayout(rawValue: name) else {
+        throw BitNetError.invalidArgument("unknown ternary layout '\(name)' (use \(TernaryLayout.allCases.map(\.rawValue).joined(separator: ", ")))")
+    }
+    return l
 }
 
 /// The `--kv-cache` value as a format, or an error listing the valid ones.

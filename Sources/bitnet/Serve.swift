@@ -16,9 +16,17 @@ struct ServedModelOptions: ParsableArguments {
     @Option(name: .customLong("kv-cache"), help: "KV cache storage of every slot: f32, f16, q8 or q4 (answers equal `generate --kv-cache` with the same format).")
     var kvCache: String = "f32"
     @Option(help: "Threads for the model (default: all cores; same as BITNET_THREADS).") var threads: Int?
+    @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
 
-    /// The inference model, its tokenizer and the name `/v1/models` lists.
+    /// The inference model (linears in --ternary-layout), its tokenizer and the name `/v1/models` lists.
     func load() throws -> (InferenceModel, any Tokenizer, String) {
+        let layout = try parseTernaryLayout(ternaryLayout)
+        let (model, tok, name) = try loadModel()
+        model.setTernaryLayout(layout)
+        return (model, tok, name)
+    }
+
+    private func loadModel() throws -> (InferenceModel, any Tokenizer, String) {
         if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
         switch (model, preset) {
         case (let path?, nil):
