@@ -709,17 +709,19 @@ static void t3_decode_row_avx2(const uint8_t *row, size_t nblk, uint8_t *u) {
         }
 }
 
-// out[i] = sum_j u[j] * xs[i][j] over n bytes (a multiple of 64) for i < 4.
+// out[r][i] = sum_j u[r * n + j] * xs[i][j] over n bytes (a multiple of 64), rows r < 4, tokens i < 4.
 __attribute__((target("avx2,fma")))
-static void t3_dot4_avx2(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t *out) {
+static void t3_dot4x4_avx2(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t out[4][4]) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
-    for (size_t j = 0; j < n; j += 32) {
-        const __m256i uv = _mm256_loadu_si256((const __m256i *)(u + j));
-        for (size_t i = 0; i < 4; i++)
-            acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(uv, _mm256_loadu_si256((const __m256i *)(xs[i] + j))), ones));
+    for (size_t r = 0; r < 4; r++) {
+        __m256i acc[4] = {_mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256(), _mm256_setzero_si256()};
+        for (size_t j = 0; j < n; j += 32) {
+            const __m256i uv = _mm256_loadu_si256((const __m256i *)(u + r * n + j));
+            for (size_t i = 0; i < 4; i++)
+                acc[i] = _mm256_add_epi32(acc[i], _mm256_madd_epi16(_mm256_maddubs_epi16(uv, _mm256_loadu_si256((const __m256i *)(xs[i] + j))), ones));
+        }
+        for (size_t i = 0; i < 4; i++) out[r][i] = hsum_epi32(acc[i]);
     }
-    for (size_t i = 0; i < 4; i++) out[i] = hsum_epi32(acc[i]);
 }
 
 // MARK: AVX512-VBMI + VNNI, 320 weights per 64-byte load. u_4 from two unsigned compares (masks k1, k2), the
@@ -820,24 +822,32 @@ static void t3_decode_row_vbmi(const uint8_t *row, size_t nblk, uint8_t *u) {
     }
 }
 
+// 4 rows x 4 tokens of accumulators: each digit vector and each activation vector loaded once feeds 4 products.
+#define T3_DP4(a0, a1, a2, a3, xv) \
+    do { a0 = _mm512_dpbusd_epi32(a0, u0, xv); a1 = _mm512_dpbusd_epi32(a1, u1, xv); \
+         a2 = _mm512_dpbusd_epi32(a2, u2, xv); a3 = _mm512_dpbusd_epi32(a3, u3, xv); } while (0)
 __attribute__((target(T3_VBMI_TARGET)))
-static void t3_dot4_vnni(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t *out) {
-    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+static void t3_dot4x4_vnni(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t out[4][4]) {
+    __m512i c00 = _mm512_setzero_si512(), c01 = c00, c02 = c00, c03 = c00, c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+    __m512i c20 = c00, c21 = c00, c22 = c00, c23 = c00, c30 = c00, c31 = c00, c32 = c00, c33 = c00;
     for (size_t j = 0; j < n; j += 64) {
-        const __m512i uv = _mm512_loadu_si512((const void *)(u + j));
-        a0 = _mm512_dpbusd_epi32(a0, uv, _mm512_loadu_si512((const void *)(xs[0] + j)));
-        a1 = _mm512_dpbusd_epi32(a1, uv, _mm512_loadu_si512((const void *)(xs[1] + j)));
-        a2 = _mm512_dpbusd_epi32(a2, uv, _mm512_loadu_si512((const void *)(xs[2] + j)));
-        a3 = _mm512_dpbusd_epi32(a3, uv, _mm512_loadu_si512((const void *)(xs[3] + j)));
+        const __m512i u0 = _mm512_loadu_si512((const void *)(u + j)), u1 = _mm512_loadu_si512((const void *)(u + n + j));
+        const __m512i u2 = _mm512_loadu_si512((const void *)(u + 2 * n + j)), u3 = _mm512_loadu_si512((const void *)(u + 3 * n + j));
+        T3_DP4(c00, c10, c20, c30, _mm512_loadu_si512((const void *)(xs[0] + j)));
+        T3_DP4(c01, c11, c21, c31, _mm512_loadu_si512((const void *)(xs[1] + j)));
+        T3_DP4(c02, c12, c22, c32, _mm512_loadu_si512((const void *)(xs[2] + j)));
+        T3_DP4(c03, c13, c23, c33, _mm512_loadu_si512((const void *)(xs[3] + j)));
     }
-    out[0] = _mm512_reduce_add_epi32(a0); out[1] = _mm512_reduce_add_epi32(a1);
-    out[2] = _mm512_reduce_add_epi32(a2); out[3] = _mm512_reduce_add_epi32(a3);
+    const __m512i c[4][4] = {{c00, c01, c02, c03}, {c10, c11, c12, c13}, {c20, c21, c22, c23}, {c30, c31, c32, c33}};
+    for (size_t r = 0; r < 4; r++)
+        for (size_t i = 0; i < 4; i++) out[r][i] = _mm512_reduce_add_epi32(c[r][i]);
 }
 
-// GEMM: each row is decoded once per block of tokens into its digits (in L1), which then meet 4 tokens per pass.
-// Token blocks keep their activations (~512 KB) in L2.
+// GEMM: rows are decoded 4 at a time, once per block of tokens, into their digits (in L1), which then meet 4
+// tokens per pass (4 x 4 register block). Token blocks keep their activations (~512 KB) in L2. Missing rows of a
+// partial group alias its first row.
 typedef void (*t3_decode_fn)(const uint8_t *row, size_t nblk, uint8_t *u);
-typedef void (*t3_dot4_fn)(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t *out);
+typedef void (*t3_dot4_fn)(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t out[4][4]);
 
 static void t3_gemm_simd(t3_decode_fn decode, t3_dot4_fn dot4, const uint8_t *w, size_t row_stride, size_t cols,
                          const int8_t *x, size_t ldx, size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1) {
@@ -847,7 +857,7 @@ static void t3_gemm_simd(t3_decode_fn decode, t3_dot4_fn dot4, const uint8_t *w,
         return;
     }
     t2_padded xp;
-    uint8_t *u = (uint8_t *)aligned_alloc(64, n);
+    uint8_t *u = (uint8_t *)aligned_alloc(64, 4 * n);
     if (!u || !t2_pad_tokens(x, ldx, cols, tokens, nblk, BITNET_T3_BLOCK, &xp)) {
         free(u);
         bitnet_t3_gemm_ref(w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
@@ -857,15 +867,17 @@ static void t3_gemm_simd(t3_decode_fn decode, t3_dot4_fn dot4, const uint8_t *w,
     if (tb < 4) tb = 4;
     for (size_t tb0 = 0; tb0 < tokens; tb0 += tb) {
         const size_t tb1 = tb0 + tb < tokens ? tb0 + tb : tokens;
-        for (size_t r = r0; r < r1; r++) {
-            decode(w + r * row_stride, nblk, u);
+        for (size_t r = r0; r < r1; r += 4) {
+            const size_t R = r1 - r < 4 ? r1 - r : 4;
+            for (size_t j = 0; j < 4; j++) decode(w + (r + (j < R ? j : 0)) * row_stride, nblk, u + j * n);
             for (size_t t0 = tb0; t0 < tb1; t0 += 4) {
                 const size_t nt = tb1 - t0 < 4 ? tb1 - t0 : 4;
                 const int8_t *xs[4];
                 for (size_t i = 0; i < 4; i++) xs[i] = xp.x + (t0 + (i < nt ? i : 0)) * xp.ld;
-                int32_t out[4];
+                int32_t out[4][4];
                 dot4(u, n, xs, out);
-                for (size_t i = 0; i < nt; i++) y[(t0 + i) * ldy + r] = out[i] - xp.sx[t0 + i];
+                for (size_t j = 0; j < R; j++)
+                    for (size_t i = 0; i < nt; i++) y[(t0 + i) * ldy + r + j] = out[j][i] - xp.sx[t0 + i];
             }
         }
     }
@@ -896,11 +908,11 @@ void bitnet_t3_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8
 #ifdef BITNET_X86
     switch (bitnet_ternary_isa()) {
     case BITNET_TERNARY_AVX512VNNI:
-        if (t3_cpu_vbmi()) { t3_gemm_simd(t3_decode_row_vbmi, t3_dot4_vnni, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
-        t3_gemm_simd(t3_decode_row_avx2, t3_dot4_avx2, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+        if (t3_cpu_vbmi()) { t3_gemm_simd(t3_decode_row_vbmi, t3_dot4x4_vnni, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1); return; }
+        t3_gemm_simd(t3_decode_row_avx2, t3_dot4x4_avx2, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
         return;
     case BITNET_TERNARY_AVX2:
-        t3_gemm_simd(t3_decode_row_avx2, t3_dot4_avx2, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
+        t3_gemm_simd(t3_decode_row_avx2, t3_dot4x4_avx2, w, row_stride, cols, x, ldx, tokens, y, ldy, r0, r1);
         return;
     default: break;
     }
