@@ -13,7 +13,9 @@ public final class ThreadPool: @unchecked Sendable {
     public static let shared: ThreadPool = {
         let env = ProcessInfo.processInfo.environment["BITNET_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let count = env.flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
-        return ThreadPool(threadCount: count)
+        // BITNET_POOL_GUARD=0 turns the oversubscription guard off (every call parallel), for experiments.
+        let guardOff = ProcessInfo.processInfo.environment["BITNET_POOL_GUARD"] == "0"
+        return ThreadPool(threadCount: count, oversubscriptionGuard: !guardOff)
     }()
 
     /// The C pool; immutable after init, and the C side is thread-safe.

@@ -50,8 +50,12 @@ struct Bench: ParsableCommand {
                 printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@",
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head))
+                let pool0 = ThreadPool.shared.stats
                 let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv)
                 let rss = ProcessMemory.peakRSSBytes()
+                let pool1 = ThreadPool.shared.stats
+                printError("thread pool: \(pool1.parallelCalls - pool0.parallelCalls) parallel calls, \(pool1.serialCalls - pool0.serialCalls) "
+                           + "run serially by the oversubscription guard after \(pool1.fallbacks - pool0.fallbacks) slow calls")
                 var twin: InferenceBenchmark.Result?
                 if !noTwin && model == nil && config.arch.isQuantized {
                     var fc = config
@@ -64,7 +68,7 @@ struct Bench: ParsableCommand {
                 if json {
                     var obj: [String: Any] = [
                         "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "kv_cache": kvCache,
-                        "decode_tokens_per_s": a.decodeTokensPerSecond,
+                        "decode_tokens_per_s": a.decodeTokensPerSecond, "decode_median_tokens_per_s": a.decodeMedianTokensPerSecond,
                         "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),
                         "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
@@ -82,7 +86,8 @@ struct Bench: ParsableCommand {
                     return
                 }
                 func row(_ name: String, _ r: InferenceBenchmark.Result) {
-                    var line = String(format: "%-14@ decode %7.2f tok/s", name as NSString, r.decodeTokensPerSecond)
+                    var line = String(format: "%-14@ decode %7.2f tok/s (median step %.2f)", name as NSString, r.decodeTokensPerSecond,
+                                      r.decodeMedianTokensPerSecond)
                     for n in promptLengths.sorted() {
                         line += String(format: " | prefill %d: %6.1f tok/s, TTFT %.2fs", n, r.prefillTokensPerSecond[n] ?? 0, r.timeToFirstToken[n] ?? 0)
                     }
