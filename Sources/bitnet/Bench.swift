@@ -21,6 +21,8 @@ struct Bench: ParsableCommand {
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
         @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
         @Flag(help: "Print JSON.") var json = false
+        @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these chunks per thread (e.g. 4,16), 5 rounds, medians.")
+        var compareChunks: String?
 
         func run() throws {
             if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
@@ -50,6 +52,27 @@ struct Bench: ParsableCommand {
                 printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@",
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head))
+                if let compareChunks {
+                    let values = try compareChunks.split(separator: ",").map { s -> Int in
+                        guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer") }
+                        return v
+                    }
+                    var rates = [Int: [Double]]()
+                    for round in 0..<5 {
+                        for v in values {
+                            ThreadPool.chunksPerThread = v
+                            let r = try InferenceBenchmark.run(model: ternary, promptLengths: [], decodeTokens: decodeTokens, kvCache: kv)
+                            rates[v, default: []].append(r.decodeMedianTokensPerSecond)
+                            printError(String(format: "round %d, %d chunks per thread: %.2f tok/s (median step)", round + 1, v, r.decodeMedianTokensPerSecond))
+                        }
+                    }
+                    for v in values {
+                        let sorted = rates[v]!.sorted()
+                        print(String(format: "%3d chunks per thread: decode %.2f tok/s (median of 5 rounds of median steps; %.2fx the first)",
+                                     v, sorted[2], sorted[2] / rates[values[0]]!.sorted()[2]))
+                    }
+                    return
+                }
                 let pool0 = ThreadPool.shared.stats
                 let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv)
                 let rss = ProcessMemory.peakRSSBytes()
