@@ -1,4 +1,5 @@
 import Foundation
+import BitNetKernels
 
 /// One GGUF metadata value (the 13 value types of the GGUF spec; arrays hold values of one type).
 public enum GGUFValue: Equatable, Sendable {
@@ -145,6 +146,8 @@ public struct GGUFFile: @unchecked Sendable {
     public let alignment: Int
     let data: Data
     let dataStart: Int
+    /// The mapping `data` borrows (files opened with `read`; nil for bytes parsed from memory).
+    public private(set) var mapping: MappedFile?
     private let keyIndex: [String: Int]
     private let tensorIndex: [String: Int]
 
@@ -159,6 +162,18 @@ public struct GGUFFile: @unchecked Sendable {
     /// Runs `body` on the raw bytes of a tensor (bounds were checked when the file was read).
     public func withBytes<R>(_ t: GGUFTensorInfo, _ body: (UnsafeRawPointer) throws -> R) rethrows -> R {
         try data.withUnsafeBytes { raw in try body(raw.baseAddress! + dataStart + t.offset) }
+    }
+
+    /// `count` elements of E at `byteOffset` into tensor `t`, borrowed from the file mapping without a copy (they stay
+    /// valid while the buffer lives); nil when the file was parsed from memory or the address is misaligned for E.
+    /// The range must lie inside the tensor's bytes, whose bounds were checked against the file when it was read.
+    func mappedElements<E: BitwiseCopyable>(_ t: GGUFTensorInfo, as _: E.Type, byteOffset: Int = 0, count: Int) -> KernelBuffer<E>? {
+        precondition(tensor(t.name) == t && byteOffset >= 0 && count >= 0 && byteOffset + count * MemoryLayout<E>.stride <= t.byteCount,
+                     "mappedElements: \(count) \(E.self) at \(byteOffset) outside tensor \(t.name) (\(t.byteCount) bytes)")
+        guard let mapping, let base = mapping.base else { return nil }
+        let p = base + dataStart + t.offset + byteOffset
+        guard Int(bitPattern: p) % MemoryLayout<E>.alignment == 0 else { return nil }
+        return KernelBuffer(borrowing: p.bindMemory(to: E.self, capacity: count), count: count, owner: mapping)
     }
 
     /// The raw bytes of a tensor.
@@ -179,11 +194,10 @@ public struct GGUFFile: @unchecked Sendable {
     /// Parses and validates a GGUF file: magic, version, every count, string length, type, shape, offset and size
     /// against the file size. `maxMetadataBytes` bounds what metadata may allocate.
     public static func read(path: String) throws -> GGUFFile {
-        guard FileManager.default.fileExists(atPath: path) else { throw BitNetError.fileNotFound(path) }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
-        catch { throw BitNetError.unreadable(path, error.localizedDescription) }
-        return try parse(data, path: path)
+        let m = try MappedFile(path: path)
+        var f = try parse(m.data, path: path)
+        f.mapping = m
+        return f
     }
 
     /// Parses GGUF bytes held in memory (`path` names them in errors).
