@@ -66,10 +66,10 @@ extension GGUFModel {
     }
 
     /// A BitLinear served from the file mapping, or nil when it cannot be (the caller decodes it): the tensor must be
-    /// I2_S with whole 128-blocks per row, the layer b1.58 with one quantization group and signed activations, the
-    /// file mapped, and no 2-bit field may hold 3 (the decoder reads it as 0, the kernel could not). β is the f32 scale
-    /// that follows the codes times the optional `.scale` tensor, as `decode` applies them; q/k projections of
-    /// rotate_half files keep the file's row order and permute their outputs instead.
+    /// I2_S with whole 128-blocks per row, the layer b1.58 with one quantization group and signed activations, and the
+    /// file mapped. A 2-bit field of 3 is an error, as in `decode`. β is the f32 scale that follows the codes times the
+    /// optional `.scale` tensor, as `decode` applies them; q/k projections of rotate_half files keep the file's row
+    /// order and permute their outputs instead.
     static func mappedLinear(_ f: GGUFFile, slot s: TensorSlot, config c: ModelConfig, quant: LinearQuantization) throws -> InferenceLinear? {
         let name = ggufName(s.name)
         let t = f.tensor(name)!
@@ -78,7 +78,10 @@ extension GGUFModel {
         // I2_S: rows·cols/4 bytes of codes, then the f32 scale (the reader checked byteCount = that + 32 fits the file).
         let codeBytes = rows * cols / 4
         guard t.byteCount >= codeBytes + 4, let bytes = f.mappedElements(t, as: UInt8.self, count: codeBytes) else { return nil }
-        if bytes.withUnsafeBufferPointer(hasTwoBitField3) { return nil }
+        if bytes.withUnsafeBufferPointer(hasTwoBitField3) {
+            _ = try ternaryTensor(f, t)  // throws, naming the first bad element
+            throw f.bad(name, "2-bit code 3 is not a ternary value")
+        }
         let scale = f.withBytes(t) { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: codeBytes, as: UInt32.self))) }
         guard scale.isFinite, scale >= 0 else { throw f.bad(name, "scale \(scale) is not a finite non-negative number") }
         let beta = scale * (try extraScale(f, name))

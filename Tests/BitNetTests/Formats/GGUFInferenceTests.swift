@@ -107,20 +107,20 @@ final class GGUFInferenceTests: XCTestCase {
         XCTAssertEqual(order.map { Float($0) }, TernaryWeights.permuteRotary(fileRows, heads: heads, rows: rows, cols: 1))
     }
 
-    /// A 2-bit field of 3 is not a ternary code: the layer is decoded (as 0, like `GGUFModel.load`) instead of mapped.
-    func testFieldThreeFallsBackToTheDecoder() throws {
+    /// A 2-bit field of 3 is not a ternary code: both loaders name the tensor and the element.
+    func testFieldThreeIsRejectedByBothLoaders() throws {
         var data = try Data(contentsOf: URL(fileURLWithPath: Self.fixture))
         let f0 = try GGUFFile.parse(data, path: "x")
         let t = try XCTUnwrap(f0.tensor("blk.1.ffn_up.weight"))
-        data[f0.dataStart + t.offset + 5] |= 0b1100_0000
+        data[f0.dataStart + t.offset + 5] |= 0b1100_0000  // element 5 of the first block
         let url = TestPaths.tempDir().appendingPathComponent("three.gguf")
         try data.write(to: url)
-        let f = try GGUFFile.read(path: url.path)
-        let mapped = try InferenceModel(gguf: f)
-        XCTAssertEqual(mapped.fileBackedBytes, Self.mappableBytes(f, embedding: true) - t.count / 4)
-        let tokens = [5, 6, 7]
-        assertSameLogits(try Self.logits(mapped, tokens), try Self.logits(try Self.repacked(url.path, head: .f16), tokens), "field 3")
-        XCTAssertTrue([UInt8](repeating: 0x55, count: 17).withUnsafeBufferPointer(GGUFModel.hasTwoBitField3) == false)
+        for load in [{ _ = try InferenceModel(gguf: try GGUFFile.read(path: url.path)) }, { _ = try GGUFModel.load(path: url.path) }] {
+            XCTAssertThrowsError(try load()) { e in
+                XCTAssertTrue("\(e)".contains("blk.1.ffn_up.weight") && "\(e)".contains("code 3 at element 5"), "\(e)")
+            }
+        }
+        XCTAssertFalse([UInt8](repeating: 0x55, count: 17).withUnsafeBufferPointer(GGUFModel.hasTwoBitField3))
         XCTAssertTrue(([UInt8](repeating: 0x66, count: 16) + [0x30]).withUnsafeBufferPointer(GGUFModel.hasTwoBitField3))
         XCTAssertTrue(([UInt8](repeating: 0x00, count: 3) + [0x0C] + [UInt8](repeating: 0, count: 12)).withUnsafeBufferPointer(GGUFModel.hasTwoBitField3))
     }
