@@ -5,7 +5,7 @@ import Foundation
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a model (streams to standard output).")
 
-    @Option(help: "Model: a training output directory, a .safetensors file or a llama2.c .bin.") var model: String
+    @Option(help: "Model: a training output directory, a .safetensors, .gguf or llama2.c .bin file, or a Hugging Face directory.") var model: String
     @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json).") var tokenizer: String?
     @Option(help: "Prompt text (empty: start from BOS).") var prompt: String = ""
     @OptionGroup var sampling: SamplingOptions

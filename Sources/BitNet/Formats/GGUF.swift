@@ -1,5 +1,4 @@
 import Foundation
-import BitNetKernels
 
 /// One GGUF metadata value (the 13 value types of the GGUF spec; arrays hold values of one type).
 public enum GGUFValue: Equatable, Sendable {
@@ -162,18 +161,6 @@ public struct GGUFFile: @unchecked Sendable {
     /// Runs `body` on the raw bytes of a tensor (bounds were checked when the file was read).
     public func withBytes<R>(_ t: GGUFTensorInfo, _ body: (UnsafeRawPointer) throws -> R) rethrows -> R {
         try data.withUnsafeBytes { raw in try body(raw.baseAddress! + dataStart + t.offset) }
-    }
-
-    /// `count` elements of E at `byteOffset` into tensor `t`, borrowed from the file mapping without a copy (they stay
-    /// valid while the buffer lives); nil when the file was parsed from memory or the address is misaligned for E.
-    /// The range must lie inside the tensor's bytes, whose bounds were checked against the file when it was read.
-    func mappedElements<E: BitwiseCopyable>(_ t: GGUFTensorInfo, as _: E.Type, byteOffset: Int = 0, count: Int) -> KernelBuffer<E>? {
-        precondition(tensor(t.name) == t && byteOffset >= 0 && count >= 0 && byteOffset + count * MemoryLayout<E>.stride <= t.byteCount,
-                     "mappedElements: \(count) \(E.self) at \(byteOffset) outside tensor \(t.name) (\(t.byteCount) bytes)")
-        guard let mapping, let base = mapping.base else { return nil }
-        let p = base + dataStart + t.offset + byteOffset
-        guard Int(bitPattern: p) % MemoryLayout<E>.alignment == 0 else { return nil }
-        return KernelBuffer(borrowing: p.bindMemory(to: E.self, capacity: count), count: count, owner: mapping)
     }
 
     /// The raw bytes of a tensor.

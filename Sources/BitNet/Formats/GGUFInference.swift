@@ -56,6 +56,21 @@ extension InferenceModel {
     }
 }
 
+extension GGUFFile {
+    /// `count` elements of E at `byteOffset` into tensor `t`, borrowed from the file mapping without a copy (they stay
+    /// valid while the buffer lives); nil when the file was parsed from memory or the address is misaligned for E.
+    /// The range must lie inside the tensor's bytes, whose bounds were checked against the file when it was read.
+    func mappedElements<E: BitwiseCopyable>(_ t: GGUFTensorInfo, as _: E.Type, byteOffset: Int = 0, count: Int) -> KernelBuffer<E>? {
+        precondition(tensor(t.name) == t && byteOffset >= 0 && count >= 0 && byteOffset + count * MemoryLayout<E>.stride <= t.byteCount,
+                     "mappedElements: \(count) \(E.self) at \(byteOffset) outside tensor \(t.name) (\(t.byteCount) bytes)")
+        guard let mapping, let base = mapping.base else { return nil }
+        let p = base + dataStart + t.offset + byteOffset
+        guard Int(bitPattern: p) % MemoryLayout<E>.alignment == 0 else { return nil }
+        return KernelBuffer(borrowing: p.bindMemory(to: E.self, capacity: count), count: count, owner: mapping)
+    }
+
+}
+
 extension GGUFModel {
     /// Parameter `s` decoded to latent f32 weights (see `decode`).
     static func decoded(_ f: GGUFFile, slot s: TensorSlot, config c: ModelConfig, layout: ParameterLayout) throws -> [Float] {
