@@ -1,12 +1,12 @@
 import CBitNetKernels
 
-/// A block-quantized weight format of `bitnet_blockquant.h`: 32 weights per block, weight = d * q.
+/// A block-quantized weight format of `bitnet_blockquant.h`: one scale per block of 32 weights, weight = d * q.
 public enum BlockQuantFormat: String, Sendable, CaseIterable {
     /// f32 scale + 32 int8 codes in [-127, 127]: 36 bytes per block (9 bits per weight); the `Q8Matrix` layout.
     case q8
-    /// f16 scale + 32 six-bit codes in [-31, 31]: 26 bytes per block (6.5 bits per weight).
+    /// Groups of 128: 4 f16 scales + 128 six-bit codes in [-31, 31] (104 bytes, 6.5 bits per weight).
     case q6
-    /// f16 scale + 32 four-bit codes in [-7, 7]: 18 bytes per block (4.5 bits per weight).
+    /// Groups of 128: 4 f16 scales + 128 four-bit codes in [-7, 7] (72 bytes, 4.5 bits per weight).
     case q4
 
     /// The C format id (BITNET_BQ_*).
@@ -18,11 +18,14 @@ public enum BlockQuantFormat: String, Sendable, CaseIterable {
         }
     }
 
-    /// Weights per block.
+    /// Weights per scale block.
     public static let blockSize = 32
 
-    /// Bytes per 32-weight block.
-    public var blockBytes: Int { Int(bitnet_bq_block_bytes(raw)) }
+    /// Weights per storage unit: 32 (q8 block) or 128 (q6/q4 group of 4 blocks).
+    public var groupSize: Int { Int(bitnet_bq_group_size(raw)) }
+
+    /// Bytes per storage unit (36, 104 or 72).
+    public var groupBytes: Int { Int(bitnet_bq_group_bytes(raw)) }
 
     /// Largest code magnitude Q (127, 31 or 7).
     public var maxCode: Int {
@@ -33,11 +36,28 @@ public enum BlockQuantFormat: String, Sendable, CaseIterable {
         }
     }
 
-    /// Storage bits per weight, scale included (9, 6.5 or 4.5).
-    public var bitsPerWeight: Double { Double(blockBytes * 8) / Double(Self.blockSize) }
+    /// Storage bits per weight, scales included (9, 6.5 or 4.5).
+    public var bitsPerWeight: Double { Double(groupBytes * 8) / Double(groupSize) }
 
-    /// Bytes per row: ceil(cols / 32) * blockBytes.
+    /// Bytes per row: ceil(cols / groupSize) * groupBytes.
     public func rowStride(cols: Int) -> Int { Int(bitnet_bq_row_stride(raw, cols)) }
+
+    /// Whether the GEMV quantizes the activations to int8 per block of 32 and multiplies in integers (q6, q4).
+    public var integerProducts: Bool { self != .q8 }
+
+    /// The int8 activations the q6/q4 GEMV multiplies by: per block of 32, e = absmax / 127 and
+    /// q = round-half-even(x * 127 / absmax) (zero padded to whole groups of 128), and per 4 codes the correction
+    /// -offset * sum(q) that cancels the stored code offset.
+    public func quantizeActivations(_ x: [Float]) -> (q: [Int8], scales: [Float], correction: [Int32]) {
+        precondition(self != .q8, "q8 multiplies f32 activations")
+        let groups = (x.count + 127) / 128
+        var q = [Int8](repeating: 0, count: groups * 128), d = [Float](repeating: 0, count: groups * 4)
+        var corr = [Int32](repeating: 0, count: groups * 32)
+        x.withUnsafeBufferPointer { xp in
+            bitnet_bq_quantize_activations(raw, xp.baseAddress ?? DenseKernels.dummyF32, x.count, &q, &d, &corr)
+        }
+        return (q, d, corr)
+    }
 }
 
 /// A row-major [rows, cols] block-quantized matrix (output head / embedding): row r at bytes[r * rowStride].
@@ -102,7 +122,8 @@ public struct BlockQuantMatrix: Sendable, Equatable {
         bitnet_bq_dequantize_row(format.raw, row, cols, into)
     }
 
-    /// y = W x (x.count == cols), f32 activations.
+    /// y = W x (x.count == cols): f32 activations for q8; q6/q4 quantize x to int8 per block of 32 and multiply in
+    /// integers (see `quantizeActivations`).
     public func gemv(x: [Float], pool: ThreadPool? = .shared) -> [Float] {
         gemm(x: x, ldx: cols, tokens: 1, pool: pool, batched: false)
     }

@@ -176,6 +176,37 @@ public enum TernaryKernels {
         }
     }
 
+    /// Two or three GEMVs of the same input x (Wq/Wk/Wv or W1/W3 of one token) split over the pool as one row
+    /// space, so the threads meet once instead of once per matrix; each result equals `gemv` of that matrix.
+    public static func gemv(_ a: PackedTernary, y ya: UnsafeMutablePointer<Int32>, _ b: PackedTernary, y yb: UnsafeMutablePointer<Int32>,
+                            _ c: PackedTernary?, y yc: UnsafeMutablePointer<Int32>?, x: UnsafePointer<Int8>, pool: ThreadPool? = .shared) {
+        precondition(a.cols == b.cols && (c.map { $0.cols == a.cols } ?? true) && (c == nil) == (yc == nil),
+                     "gemv: fused matrices need the same columns (\(a.cols), \(b.cols), \(c?.cols ?? a.cols)) and one output each")
+        a.bytes.withUnsafeBufferPointer { wa in
+            b.bytes.withUnsafeBufferPointer { wb in
+                (c?.bytes ?? []).withUnsafeBufferPointer { wc in
+                    var args = (bitnet_t2_gemv_args(w: wa.baseAddress ?? dummyBytes, row_stride: a.rowStride, cols: a.cols, x: x, y: ya),
+                                bitnet_t2_gemv_args(w: wb.baseAddress ?? dummyBytes, row_stride: b.rowStride, cols: b.cols, x: x, y: yb),
+                                bitnet_t2_gemv_args(w: wc.baseAddress ?? dummyBytes, row_stride: c?.rowStride ?? 0, cols: a.cols, x: x,
+                                                    y: yc ?? ya))
+                    withUnsafePointer(to: &args) { ap in
+                        let base = UnsafeRawPointer(ap), stride = MemoryLayout<bitnet_t2_gemv_args>.stride
+                        var concat = bitnet_rows_concat()
+                        concat.count = c == nil ? 2 : 3
+                        concat.fn = (bitnet_t2_gemv_rows, bitnet_t2_gemv_rows, bitnet_t2_gemv_rows, nil)
+                        concat.args = (base, base + stride, base + 2 * stride, nil)
+                        concat.rows = (a.rows, b.rows, c?.rows ?? 0, 0)
+                        let total = a.rows + b.rows + (c?.rows ?? 0)
+                        withUnsafePointer(to: &concat) {
+                            ThreadPool.splitRows(0..<total, work: a.cols, granule: 8, threshold: parallelThreshold, pool: pool,
+                                                 kernel: bitnet_rows_concat_run, args: $0)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Y[t, r] for `tokens` rows of X (tokens x cols, row-major); returns [tokens, rows] row-major.
     public static func gemm(_ packed: PackedTernary, x: [Int8], tokens: Int, pool: ThreadPool? = .shared) -> [Int32] {
         precondition(tokens >= 0 && x.count == tokens * packed.cols, "gemm: x has \(x.count) values, want \(tokens)x\(packed.cols)")

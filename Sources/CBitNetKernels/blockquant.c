@@ -1,49 +1,70 @@
 // Block-quantized formats q8/q6/q4 and their GEMV / batched GEMV (see bitnet_blockquant.h).
 //
-// One generic kernel per ISA, specialised per format by always-inlined helpers with a constant `fmt`: a block is
-// decoded to f32 weights (int8 codes -> f32), dotted with 32 activations and scaled. The GEMV and the GEMM share
-// the block dot, so a GEMM token equals the GEMV of that token bit for bit.
+// q8 is decoded to f32 and dotted with f32 activations (one generic kernel per ISA). q6/q4 run integer products:
+// the activations are quantized to int8 per 32 values, each 128-weight group is unpacked to unsigned bytes with a
+// few shifts and masks, and vpdpbusd (AVX-512 VNNI) or vpmaddubsw (AVX2) sums code x activation in int32; one
+// float multiply-add per block of 32 applies both scales. The GEMV and the GEMM share the tile code, so a GEMM
+// token equals the GEMV of that token bit for bit.
 #include "bitnet_blockquant.h"
 #include "bitnet_dense.h"
 #include "dense_simd.h"
 #include <math.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define BQ BITNET_BQ_BLOCK
+#define GROUP BITNET_BQ_GROUP
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
 // MARK: - layout
 
-size_t bitnet_bq_block_bytes(int format) {
+size_t bitnet_bq_group_size(int format) {
     switch (format) {
-    case BITNET_BQ_Q8: return BITNET_Q8_BLOCK_BYTES;
-    case BITNET_BQ_Q6: return BITNET_Q6_BLOCK_BYTES;
-    case BITNET_BQ_Q4: return BITNET_Q4_BLOCK_BYTES;
+    case BITNET_BQ_Q8: return BQ;
+    case BITNET_BQ_Q6: case BITNET_BQ_Q4: return GROUP;
     default: return 0;
     }
 }
 
-size_t bitnet_bq_row_stride(int format, size_t cols) { return (cols + BQ - 1) / BQ * bitnet_bq_block_bytes(format); }
+size_t bitnet_bq_group_bytes(int format) {
+    switch (format) {
+    case BITNET_BQ_Q8: return BITNET_Q8_BLOCK_BYTES;
+    case BITNET_BQ_Q6: return BITNET_Q6_GROUP_BYTES;
+    case BITNET_BQ_Q4: return BITNET_Q4_GROUP_BYTES;
+    default: return 0;
+    }
+}
 
-static ALWAYS_INLINE float bq_scale(int fmt, const uint8_t *blk) {
-    if (fmt == BITNET_BQ_Q8) { float d; memcpy(&d, blk, 4); return d; }
+size_t bitnet_bq_row_stride(int format, size_t cols) {
+    size_t n = bitnet_bq_group_size(format);
+    return n ? (cols + n - 1) / n * bitnet_bq_group_bytes(format) : 0;
+}
+
+/// Code offset of the unsigned q6/q4 codes c = q + offset.
+static ALWAYS_INLINE int bq_offset(int fmt) { return fmt == BITNET_BQ_Q6 ? 32 : 8; }
+
+/// Scale of q8 block `blk` (f32) or of block b (< 4) of q6/q4 group `grp` (f16).
+static ALWAYS_INLINE float bq_q8_scale(const uint8_t *blk) { float d; memcpy(&d, blk, 4); return d; }
+static ALWAYS_INLINE float bq_group_scale(const uint8_t *grp, size_t b) {
     uint16_t h;
-    memcpy(&h, blk, 2);
+    memcpy(&h, grp + 2 * b, 2);
     return bitnet_f16_to_f32_scalar(h);
 }
 
-/// Code q of weight i (< 32) of a block.
-static ALWAYS_INLINE int bq_code(int fmt, const uint8_t *blk, size_t i) {
-    switch (fmt) {
-    case BITNET_BQ_Q8: return ((const int8_t *)(blk + 4))[i];
-    case BITNET_BQ_Q6: {
-        int lo = (blk[2 + (i & 15)] >> (4 * (i >> 4))) & 15;
-        int hi = (blk[18 + (i & 7)] >> (2 * (i >> 3))) & 3;
-        return (lo | hi << 4) - 32;
-    }
-    default: return ((blk[2 + (i & 15)] >> (4 * (i >> 4))) & 15) - 8;
-    }
+/// Code q of weight i (< 128) of a q6/q4 group.
+static ALWAYS_INLINE int bq_group_code(int fmt, const uint8_t *grp, size_t i) {
+    int c = (grp[8 + (i & 63)] >> (4 * (i >> 6))) & 15;
+    if (fmt == BITNET_BQ_Q6) c |= ((grp[72 + (i & 31)] >> (2 * (i >> 5))) & 3) << 4;
+    return c - bq_offset(fmt);
+}
+
+/// Packs the 128 unsigned codes c of a q6/q4 group into its ql (and qh) bytes.
+static void bq_group_pack(int fmt, const uint8_t c[GROUP], uint8_t *grp) {
+    for (size_t j = 0; j < 64; j++) grp[8 + j] = (uint8_t)((c[j] & 15u) | (c[j + 64] & 15u) << 4);
+    if (fmt == BITNET_BQ_Q6)
+        for (size_t j = 0; j < 32; j++)
+            grp[72 + j] = (uint8_t)((c[j] >> 4) | (c[j + 32] >> 4) << 2 | (c[j + 64] >> 4) << 4 | (c[j + 96] >> 4) << 6);
 }
 
 // MARK: - quantize / dequantize
@@ -56,50 +77,59 @@ static uint16_t f16_round_up(float d) {
     return h > 0x7bffu ? 0x7bffu : h;
 }
 
-/// One q6/q4 block of n <= 32 values.
-static void bq_quantize_block(int fmt, const float *x, size_t n, uint8_t *out) {
+/// Block b of a q6/q4 group from n <= 32 values: its f16 scale at bytes 2b, 2b + 1 and its unsigned codes in c.
+static void bq_quantize_block(int fmt, const float *x, size_t n, uint8_t *grp, size_t b, uint8_t *c) {
     const float qmax = fmt == BITNET_BQ_Q6 ? 31.0f : 7.0f;
     float amax = 0;
     for (size_t i = 0; i < n; i++) { float a = fabsf(x[i]); if (a > amax) amax = a; }   // NaN never compares >
     uint16_t h = amax > 0 ? f16_round_up(amax / qmax) : 0;
     float d = bitnet_f16_to_f32_scalar(h);
-    int q[BQ] = {0};
-    if (d > 0) {
-        for (size_t i = 0; i < n; i++) {
+    memcpy(grp + 2 * b, &h, 2);
+    for (size_t i = 0; i < n; i++) {
+        int q = 0;
+        if (d > 0) {
             float v = nearbyintf(x[i] / d);   // default rounding mode: ties to even
-            if (v != v) v = 0;                // NaN element
-            q[i] = (int)(v < -qmax ? -qmax : (v > qmax ? qmax : v));
+            if (v == v) q = (int)(v < -qmax ? -qmax : (v > qmax ? qmax : v));   // NaN element: 0
         }
+        c[i] = (uint8_t)(q + bq_offset(fmt));
     }
-    memcpy(out, &h, 2);
-    if (fmt == BITNET_BQ_Q6) {
-        int c[BQ];
-        for (int i = 0; i < BQ; i++) c[i] = q[i] + 32;
-        for (int k = 0; k < 16; k++) out[2 + k] = (uint8_t)((c[k] & 15) | (c[k + 16] & 15) << 4);
-        for (int k = 0; k < 8; k++)
-            out[18 + k] = (uint8_t)((c[k] >> 4) | (c[k + 8] >> 4) << 2 | (c[k + 16] >> 4) << 4 | (c[k + 24] >> 4) << 6);
-    } else {
-        for (int k = 0; k < 16; k++) out[2 + k] = (uint8_t)((q[k] + 8) | (q[k + 16] + 8) << 4);
+}
+
+/// One q6/q4 row of `cols` values into ceil(cols / 128) groups; missing blocks/weights are scale 0, code 0.
+static void bq_quantize_row(int fmt, const float *x, size_t cols, uint8_t *dst) {
+    const size_t gb = bitnet_bq_group_bytes(fmt);
+    for (size_t j0 = 0; j0 < cols; j0 += GROUP, dst += gb) {
+        uint8_t c[GROUP];
+        memset(c, bq_offset(fmt), sizeof c);
+        memset(dst, 0, 8);
+        for (size_t b = 0; b < GROUP / BQ && j0 + b * BQ < cols; b++) {
+            size_t n = cols - j0 - b * BQ;
+            bq_quantize_block(fmt, x + j0 + b * BQ, n < BQ ? n : BQ, dst, b, c + b * BQ);
+        }
+        bq_group_pack(fmt, c, dst);
     }
 }
 
 void bitnet_bq_quantize(int format, const float *src, size_t ld, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
     if (format == BITNET_BQ_Q8) { bitnet_q8_quantize(src, ld, cols, dst, r0, r1); return; }
-    size_t stride = bitnet_bq_row_stride(format, cols), bb = bitnet_bq_block_bytes(format);
-    if (bb == 0) return;
-    for (size_t r = r0; r < r1; r++)
-        for (size_t j0 = 0, o = 0; j0 < cols; j0 += BQ, o += bb)
-            bq_quantize_block(format, src + r * ld + j0, cols - j0 < BQ ? cols - j0 : BQ, dst + r * stride + o);
+    if (format != BITNET_BQ_Q6 && format != BITNET_BQ_Q4) return;
+    size_t stride = bitnet_bq_row_stride(format, cols);
+    for (size_t r = r0; r < r1; r++) bq_quantize_row(format, src + r * ld, cols, dst + r * stride);
 }
 
 void bitnet_bq_dequantize_row(int format, const uint8_t *row, size_t cols, float *dst) {
-    size_t bb = bitnet_bq_block_bytes(format);
-    if (bb == 0) return;
-    for (size_t j0 = 0; j0 < cols; j0 += BQ, row += bb) {
-        size_t n = cols - j0 < BQ ? cols - j0 : BQ;
-        float d = bq_scale(format, row);
-        for (size_t i = 0; i < n; i++) dst[j0 + i] = d * (float)bq_code(format, row, i);
+    if (format == BITNET_BQ_Q8) {
+        for (size_t j0 = 0; j0 < cols; j0 += BQ, row += BITNET_Q8_BLOCK_BYTES) {
+            float d = bq_q8_scale(row);
+            for (size_t i = 0; i < BQ && j0 + i < cols; i++) dst[j0 + i] = d * (float)((const int8_t *)(row + 4))[i];
+        }
+        return;
     }
+    if (format != BITNET_BQ_Q6 && format != BITNET_BQ_Q4) return;
+    const size_t gb = bitnet_bq_group_bytes(format);
+    for (size_t j0 = 0; j0 < cols; j0 += GROUP, row += gb)
+        for (size_t i = 0; i < GROUP && j0 + i < cols; i++)
+            dst[j0 + i] = bq_group_scale(row, i / BQ) * (float)bq_group_code(format, row, i);
 }
 
 void bitnet_bq_dequantize(int format, const uint8_t *src, size_t row_stride, size_t cols, float *dst, size_t ld,
@@ -107,35 +137,120 @@ void bitnet_bq_dequantize(int format, const uint8_t *src, size_t row_stride, siz
     for (size_t r = r0; r < r1; r++) bitnet_bq_dequantize_row(format, src + r * row_stride, cols, dst + r * ld);
 }
 
+// MARK: - activations of the integer kernels
+
+size_t bitnet_bq_act_bytes(size_t cols) { return (cols + GROUP - 1) / GROUP * (GROUP + 4 * sizeof(float) + 32 * sizeof(int32_t)); }
+
+/// One token's activations for the q6/q4 kernels, carved from bitnet_bq_act_bytes(cols) bytes (64-aligned):
+/// corr[groups * 32] int32, q[groups * 128] int8 (zero padded), d[groups * 4] f32.
+typedef struct { int32_t *corr; int8_t *q; float *d; } bq_act;
+
+static bq_act bq_act_carve(void *mem, size_t groups) {
+    bq_act a;
+    a.corr = (int32_t *)mem;
+    a.q = (int8_t *)(a.corr + groups * 32);
+    a.d = (float *)(a.q + groups * GROUP);
+    return a;
+}
+
+void bitnet_bq_quantize_activations(int format, const float *x, size_t cols, int8_t *q, float *d, int32_t *corr) {
+    const size_t groups = (cols + GROUP - 1) / GROUP;
+    const int off = format == BITNET_BQ_Q6 ? 32 : 8;
+    memset(q, 0, groups * GROUP);
+    for (size_t b = 0; b < groups * (GROUP / BQ); b++) {
+        const size_t j0 = b * BQ, n = j0 >= cols ? 0 : (cols - j0 < BQ ? cols - j0 : BQ);
+        float amax = 0;
+        for (size_t i = 0; i < n; i++) { float a = fabsf(x[j0 + i]); if (a > amax) amax = a; }   // NaN never compares >
+        // An inf element makes id 0: its block quantizes to 0 (it has no finite int8 image).
+        const float id = amax > 0 && amax <= 3.4028234663852886e38f ? 127.0f / amax : 0.0f;
+        d[b] = id > 0 ? amax / 127.0f : 0.0f;
+        for (size_t i = 0; i < n; i++) {
+            float v = nearbyintf(x[j0 + i] * id);   // |v| <= 127; NaN stays NaN
+            q[j0 + i] = (int8_t)(v == v ? (v > 127 ? 127 : (v < -127 ? -127 : v)) : 0);
+        }
+    }
+    for (size_t l = 0; l < groups * 32; l++)
+        corr[l] = -off * ((int32_t)q[4 * l] + q[4 * l + 1] + q[4 * l + 2] + q[4 * l + 3]);
+}
+
+static void bq_act_fill(int fmt, const float *x, size_t cols, bq_act *a) {
+    bitnet_bq_quantize_activations(fmt, x, cols, a->q, a->d, a->corr);
+}
+
 // MARK: - portable GEMV / GEMM
 
-/// One row dotted with x: per block s = sum_i q_i x_i in column order, acc += d * s.
-static ALWAYS_INLINE float bq_row_dot_ref(int fmt, size_t bb, const uint8_t *blk, size_t cols, const float *x) {
+/// q8: per block s = sum_i q_i x_i in column order, acc += d * s (f32 activations).
+static float bq_q8_dot_ref(const uint8_t *blk, size_t cols, const float *x) {
     float acc = 0;
-    for (size_t j0 = 0; j0 < cols; j0 += BQ, blk += bb) {
+    for (size_t j0 = 0; j0 < cols; j0 += BQ, blk += BITNET_Q8_BLOCK_BYTES) {
         size_t n = cols - j0 < BQ ? cols - j0 : BQ;
         float s = 0;
-        for (size_t i = 0; i < n; i++) s += (float)bq_code(fmt, blk, i) * x[j0 + i];
-        acc += bq_scale(fmt, blk) * s;
+        for (size_t i = 0; i < n; i++) s += (float)((const int8_t *)(blk + 4))[i] * x[j0 + i];
+        acc += bq_q8_scale(blk) * s;
     }
     return acc;
 }
 
-static ALWAYS_INLINE void bq_gemm_ref_fmt(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx,
-                                          size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
-    size_t bb = bitnet_bq_block_bytes(fmt);
+/// q6/q4: per block the exact int32 sum of q_w * q_x, then acc += (float)sum * (d_w * d_x), blocks in order.
+static float bq_int_dot_ref(int fmt, const uint8_t *row, size_t groups, const bq_act *a) {
+    const size_t gb = bitnet_bq_group_bytes(fmt);
+    float acc = 0;
+    for (size_t g = 0; g < groups; g++, row += gb)
+        for (size_t b = 0; b < GROUP / BQ; b++) {
+            int32_t s = 0;
+            for (size_t i = 0; i < BQ; i++) s += bq_group_code(fmt, row, b * BQ + i) * (int32_t)a->q[g * GROUP + b * BQ + i];
+            acc += (float)s * (bq_group_scale(row, b) * a->d[g * 4 + b]);
+        }
+    return acc;
+}
+
+/// Runs body(acts, tokens) with the quantized activations of `ntok` tokens: on the stack for one token of up to
+/// 16384 columns (the decode loop allocates nothing), else on the heap. Returns 0 if the heap allocation failed.
+#define BQ_STACK_ACT_BYTES (16384 / GROUP * (GROUP + 4 * 4 + 32 * 4))
+typedef void (*bq_int_body)(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts, size_t ntok,
+                            float *y, size_t ldy, size_t r0, size_t r1);
+static int bq_with_acts(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx, size_t ntok,
+                        float *y, size_t ldy, size_t r0, size_t r1, bq_int_body body) {
+    const size_t groups = (cols + GROUP - 1) / GROUP, per = bitnet_bq_act_bytes(cols);
+    _Alignas(64) uint8_t stack[BQ_STACK_ACT_BYTES];
+    bq_act one[1];
+    uint8_t *heap = NULL;
+    bq_act *acts = one;
+    if (ntok == 1 && per <= sizeof stack) {
+        one[0] = bq_act_carve(stack, groups);
+    } else {
+        heap = (uint8_t *)aligned_alloc(64, (ntok * (per + sizeof(bq_act)) + 63) / 64 * 64 + 64);
+        if (!heap) return 0;
+        acts = (bq_act *)(heap + ntok * per);
+        for (size_t t = 0; t < ntok; t++) acts[t] = bq_act_carve(heap + t * per, groups);
+    }
+    for (size_t t = 0; t < ntok; t++) bq_act_fill(fmt, x + t * ldx, cols, &acts[t]);
+    body(fmt, w, rs, groups, acts, ntok, y, ldy, r0, r1);
+    free(heap);
+    return 1;
+}
+
+static void bq_int_gemm_ref(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts, size_t ntok,
+                            float *y, size_t ldy, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++)
-        for (size_t t = 0; t < ntok; t++) y[t * ldy + r] = bq_row_dot_ref(fmt, bb, w + r * rs, cols, x + t * ldx);
+        for (size_t t = 0; t < ntok; t++) y[t * ldy + r] = bq_int_dot_ref(fmt, w + r * rs, groups, &acts[t]);
+}
+
+/// Outputs of a call that could not allocate its activation buffers: NaN, never garbage.
+static void bq_fill_nan(size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
+    for (size_t t = 0; t < ntok; t++)
+        for (size_t r = r0; r < r1; r++) y[t * ldy + r] = NAN;
 }
 
 void bitnet_bq_gemm_ref(int format, const uint8_t *w, size_t row_stride, size_t cols, const float *x, size_t ldx,
                         size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
-    switch (format) {
-    case BITNET_BQ_Q8: bq_gemm_ref_fmt(BITNET_BQ_Q8, w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1); break;
-    case BITNET_BQ_Q6: bq_gemm_ref_fmt(BITNET_BQ_Q6, w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1); break;
-    case BITNET_BQ_Q4: bq_gemm_ref_fmt(BITNET_BQ_Q4, w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1); break;
-    default: break;
+    if (format == BITNET_BQ_Q8) {
+        for (size_t r = r0; r < r1; r++)
+            for (size_t t = 0; t < ntok; t++) y[t * ldy + r] = bq_q8_dot_ref(w + r * row_stride, cols, x + t * ldx);
+        return;
     }
+    if (format != BITNET_BQ_Q6 && format != BITNET_BQ_Q4) return;
+    if (!bq_with_acts(format, w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1, bq_int_gemm_ref)) bq_fill_nan(ntok, y, ldy, r0, r1);
 }
 
 void bitnet_bq_gemv_ref(int format, const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y,
@@ -144,36 +259,14 @@ void bitnet_bq_gemv_ref(int format, const uint8_t *w, size_t row_stride, size_t 
 }
 
 #ifdef BITNET_X86
-// MARK: - SIMD decode
+// Software prefetch distance in bytes ahead in each row (about 8 rows of a 2560-wide head ahead of the 4-row tile):
+// the hardware prefetcher alone leaves the GEMVs well short of streaming speed on a DRAM-resident head. One thread
+// on the 2-core AVX-512 Xeon VM, 128256 x 2560 head, q6: 576 bytes 8.1-10.0 GB/s, 6-12 KiB 10.6-13.1 GB/s.
+#ifndef BQ_PREFETCH
+#define BQ_PREFETCH 8192
+#endif
 
-// Software prefetch distance in bytes ahead in each row: the hardware prefetcher alone leaves the q8 GEMV ~35%
-// short of streaming speed on a DRAM-resident head (measured on a Xeon with AVX-512).
-#define BQ_PREFETCH 576
-
-/// The 32 int8 codes of a q6/q4 block: c0 = codes 0-15, c1 = codes 16-31.
-AVX2_ATTR
-static ALWAYS_INLINE void bq_codes128(int fmt, const uint8_t *blk, __m128i *c0, __m128i *c1) {
-    const __m128i m4 = _mm_set1_epi8(15);
-    __m128i ql = _mm_loadu_si128((const __m128i *)(blk + 2));
-    __m128i lo = _mm_and_si128(ql, m4), hi = _mm_and_si128(_mm_srli_epi16(ql, 4), m4);
-    if (fmt == BITNET_BQ_Q6) {
-        int64_t qh64;
-        memcpy(&qh64, blk + 18, 8);
-        // Bytes 0-7 of qh shifted by 0 and 2 bits give the high bits of codes 0-7 and 8-15; by 4 and 6, of 16-31.
-        const __m128i qh = _mm_set1_epi64x(qh64), m2 = _mm_set1_epi8(3), k32 = _mm_set1_epi8(32);
-        __m128i h0 = _mm_and_si128(_mm_srlv_epi64(qh, _mm_set_epi64x(2, 0)), m2);
-        __m128i h1 = _mm_and_si128(_mm_srlv_epi64(qh, _mm_set_epi64x(6, 4)), m2);
-        *c0 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(h0, 4)), k32);
-        *c1 = _mm_sub_epi8(_mm_or_si128(hi, _mm_slli_epi16(h1, 4)), k32);
-    } else {
-        const __m128i k8 = _mm_set1_epi8(8);
-        *c0 = _mm_sub_epi8(lo, k8);
-        *c1 = _mm_sub_epi8(hi, k8);
-    }
-}
-
-// f32 value of every f16 (256 KiB, filled once): a scale lookup is two loads and no ALU uop, where F16C costs
-// insert + convert + broadcast on the two vector ports that bound the q6/q4 loops (the trick of ggml's
+// f32 value of every f16 (256 KiB, filled once): a scale lookup is two loads and no ALU uop (the trick of ggml's
 // table_f32_f16). Only the few entries of the scales in use stay cached.
 static float bq_f16_table[65536];
 static pthread_once_t bq_f16_table_once = PTHREAD_ONCE_INIT;
@@ -182,87 +275,73 @@ static void bq_fill_f16_table(void) {
     for (uint32_t h = 0; h < 65536; h++) bq_f16_table[h] = bitnet_f16_to_f32_scalar((uint16_t)h);
 }
 
-/// Block scale on the SIMD paths (equal to bq_scale; the table is filled by the dispatchers).
-static ALWAYS_INLINE float bq_scale_simd(int fmt, const uint8_t *blk) {
-    if (fmt == BITNET_BQ_Q8) { float d; memcpy(&d, blk, 4); return d; }
+static ALWAYS_INLINE float bq_group_scale_simd(const uint8_t *grp, size_t b) {
     uint16_t h;
-    memcpy(&h, blk, 2);
+    memcpy(&h, grp + 2 * b, 2);
     return bq_f16_table[h];
 }
 
 #define CVT8(v) _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+#define CVT16(v) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v))
 
-/// A block's 32 weights as f32 codes in four 8-lane vectors.
-AVX2_ATTR
-static ALWAYS_INLINE void bq_load_avx2(int fmt, const uint8_t *blk, __m256 w[4]) {
-    if (fmt == BITNET_BQ_Q8) {
-        for (int k = 0; k < 4; k++) w[k] = CVT8(_mm_loadl_epi64((const __m128i *)(blk + 4 + 8 * k)));
-        return;
-    }
-    __m128i c0, c1;
-    bq_codes128(fmt, blk, &c0, &c1);
-    w[0] = CVT8(c0); w[1] = CVT8(_mm_srli_si128(c0, 8));
-    w[2] = CVT8(c1); w[3] = CVT8(_mm_srli_si128(c1, 8));
-}
+// MARK: - q8 (f32 activations), AVX2 and AVX-512
 
-/// acc + d * (w . x) for one block; the products are paired (0+2, 1+3) as in the original q8 kernel.
+/// acc + d * (w . x) for one q8 block of 32 weights; the products are paired (0+2, 1+3).
 AVX2_ATTR
-static ALWAYS_INLINE __m256 bq_dot_avx2(const __m256 w[4], __m256 d, const __m256 xv[4], __m256 acc) {
+static ALWAYS_INLINE __m256 q8_block_avx2(const uint8_t *blk, const __m256 xv[4], __m256 acc) {
+    __m256 w[4];
+    for (int k = 0; k < 4; k++) w[k] = CVT8(_mm_loadl_epi64((const __m128i *)(blk + 4 + 8 * k)));
     __m256 p = _mm256_mul_ps(w[0], xv[0]), p2 = _mm256_mul_ps(w[1], xv[1]);
     p = _mm256_fmadd_ps(w[2], xv[2], p);
     p2 = _mm256_fmadd_ps(w[3], xv[3], p2);
-    return _mm256_fmadd_ps(d, _mm256_add_ps(p, p2), acc);
+    return _mm256_fmadd_ps(_mm256_set1_ps(bq_q8_scale(blk)), _mm256_add_ps(p, p2), acc);
 }
 
-/// The activations of block b; the tail block (cols % 32 values) is a zero-filled masked load.
+/// The activations of block j; the tail block (n < 32 values) is a zero-filled masked load.
 AVX2_ATTR
-static ALWAYS_INLINE void bq_x_avx2(const float *x, size_t j, size_t n, __m256 xv[4]) {
-    if (n == BQ) {
-        for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(x + j + 8 * k);
-        return;
-    }
+static ALWAYS_INLINE void q8_x_avx2(const float *x, size_t j, size_t n, __m256 xv[4]) {
     for (int k = 0; k < 4; k++) {
         int m = (int)n - 8 * k;
         m = m < 0 ? 0 : (m > 8 ? 8 : m);
+        if (m == 8) { xv[k] = _mm256_loadu_ps(x + j + 8 * k); continue; }
         __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         xv[k] = m ? _mm256_maskload_ps(x + j + 8 * k, mask) : _mm256_setzero_ps();
     }
 }
 
-#define CVT16(v) _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v))
-
-AVX512_ATTR
-static ALWAYS_INLINE void bq_load_avx512(int fmt, const uint8_t *blk, __m512 *lo, __m512 *hi) {
-    if (fmt == BITNET_BQ_Q8) {
-        *lo = CVT16(_mm_loadu_si128((const __m128i *)(blk + 4)));
-        *hi = CVT16(_mm_loadu_si128((const __m128i *)(blk + 20)));
-        return;
+/// R rows (R <= 4) x T tokens (R * T <= 4) of q8 into y[t * ldy + r]; `pf` (or NULL) prefetched alongside.
+AVX2_ATTR
+static ALWAYS_INLINE void q8_tile_avx2(const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
+                                       const float *x, size_t ldx, int T, float *y, size_t ldy) {
+    __m256 acc[4], xv[4];
+    for (int i = 0; i < R * T; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t j = 0, o = 0; j < cols; j += BQ, o += BITNET_Q8_BLOCK_BYTES) {
+        size_t n = cols - j < BQ ? cols - j : BQ;
+        for (int r = 0; r < R; r++)
+            if (pf) _mm_prefetch((const char *)(pf + r * rs + o), _MM_HINT_T0);
+        for (int t = 0; t < T; t++) {
+            q8_x_avx2(x + t * ldx, j, n, xv);
+            for (int r = 0; r < R; r++) acc[r * T + t] = q8_block_avx2(row + r * rs + o, xv, acc[r * T + t]);
+        }
     }
-    // Codes straight to f32 in 32-bit lanes: float bits 0x4B000000 | c are 2^23 + c, minus 2^23 + offset gives
-    // c - offset exactly, in fewer port-0/5 uops (the bottleneck of these loops) than unpack + sign-extend + convert.
-    // ternlog 0xEA = (A & B) | C.
-    const __m512i magic = _mm512_set1_epi32(0x4B000000);
-    __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(blk + 2)));   // ql / nibble pairs
-    __m512i l = _mm512_ternarylogic_epi32(v, _mm512_set1_epi32(15), magic, 0xEA);     // low nibble | magic
-    __m512i h = _mm512_or_si512(_mm512_srli_epi32(v, 4), magic);                      // high nibble | magic
-    if (fmt == BITNET_BQ_Q6) {
-        // qh bytes 0-7 twice, shifted left 4: shifting right by 2g puts the 2 high bits of code k + 8g at bits 4-5.
-        int64_t qh;
-        memcpy(&qh, blk + 18, 8);
-        __m512i u = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_set1_epi64x(qh)), 4);
-        const __m512i m = _mm512_set1_epi32(0x30);
-        const __m512i s01 = _mm512_set_epi32(2, 2, 2, 2, 2, 2, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0);
-        l = _mm512_ternarylogic_epi32(_mm512_srlv_epi32(u, s01), m, l, 0xEA);
-        h = _mm512_ternarylogic_epi32(_mm512_srlv_epi32(u, _mm512_add_epi32(s01, _mm512_set1_epi32(4))), m, h, 0xEA);
-    }
-    const __m512 bias = _mm512_set1_ps(fmt == BITNET_BQ_Q6 ? 8388640.0f : 8388616.0f);   // 2^23 + 32 / 2^23 + 8
-    *lo = _mm512_sub_ps(_mm512_castsi512_ps(l), bias);
-    *hi = _mm512_sub_ps(_mm512_castsi512_ps(h), bias);
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ldy + r] = hsum256(acc[r * T + t]);
 }
 
-AVX512_ATTR
-static ALWAYS_INLINE __m512 bq_dot_avx512(__m512 lo, __m512 hi, __m512 d, __m512 xa, __m512 xb, __m512 acc) {
-    return _mm512_fmadd_ps(d, _mm512_fmadd_ps(hi, xb, _mm512_mul_ps(lo, xa)), acc);
+AVX2_ATTR
+static void q8_gemm_avx2(const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx, size_t ntok, float *y,
+                         size_t ldy, size_t r0, size_t r1) {
+    size_t r = r0;
+    if (ntok == 1) {
+        for (; r + 4 <= r1; r += 4) q8_tile_avx2(w + r * rs, rs, w + r * rs + BQ_PREFETCH, 4, cols, x, 0, 1, y + r, 0);
+        for (; r < r1; r++) q8_tile_avx2(w + r * rs, rs, NULL, 1, cols, x, 0, 1, y + r, 0);
+        return;
+    }
+    for (; r < r1; r++) {
+        size_t t = 0;
+        for (; t + 4 <= ntok; t += 4) q8_tile_avx2(w + r * rs, rs, NULL, 1, cols, x + t * ldx, ldx, 4, y + t * ldy + r, ldy);
+        for (; t < ntok; t++) q8_tile_avx2(w + r * rs, rs, NULL, 1, cols, x + t * ldx, ldx, 1, y + t * ldy + r, ldy);
+    }
 }
 
 /// Masks of the tail block's two 16-lane halves (n = cols % 32 valid values).
@@ -271,33 +350,89 @@ static inline __mmask16 tail_mask(size_t n, size_t half) {
     return m >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << m) - 1u);
 }
 
-// MARK: - AVX2 GEMV / GEMM
-
-#define BQ_SCALE_AVX2(fmt, blk) _mm256_set1_ps(bq_scale_simd(fmt, blk))
-
-/// Rows row .. row + R - 1 against tokens x .. x + (T - 1) ldx (R <= 4, T <= 4, R * T <= 4; constants after
-/// inlining); Y[t, r] to y[t * ldy + r]; `pf` (or NULL) is prefetched at the same offsets. With one token the
-/// activations are loaded first and each row decoded just before its dot (GEMV); otherwise the R blocks are decoded
-/// once and applied to every token.
-AVX2_ATTR
-static ALWAYS_INLINE void bq_tile_avx2(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
-                                       const float *x, size_t ldx, int T, float *y, size_t ldy) {
-    size_t bb = bitnet_bq_block_bytes(fmt);
-    __m256 acc[4], w[4][4], d[4], xv[4];
-    for (int i = 0; i < R * T; i++) acc[i] = _mm256_setzero_ps();
-    for (size_t j = 0, o = 0; j < cols; j += BQ, o += bb) {
-        size_t n = cols - j < BQ ? cols - j : BQ;
-        if (T == 1) bq_x_avx2(x, j, n, xv);
+/// R rows x T tokens (R, T <= 4) of q8: each block decoded once per row and applied to every token.
+AVX512_ATTR
+static ALWAYS_INLINE void q8_tile_avx512(const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
+                                         const float *x, size_t ldx, int T, float *y, size_t ldy) {
+    __m512 acc[16];
+    for (int i = 0; i < R * T; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t j = 0, o = 0; j < cols; j += BQ, o += BITNET_Q8_BLOCK_BYTES) {
+        const size_t n = cols - j < BQ ? cols - j : BQ;
+        const __mmask16 ma = tail_mask(n, 0), mb = tail_mask(n, 1);
+        __m512 lo[4], hi[4], d[4];
         for (int r = 0; r < R; r++) {
+            const uint8_t *blk = row + r * rs + o;
             if (pf) _mm_prefetch((const char *)(pf + r * rs + o), _MM_HINT_T0);
-            bq_load_avx2(fmt, row + r * rs + o, w[r]);
-            d[r] = BQ_SCALE_AVX2(fmt, row + r * rs + o);
-            if (T == 1) acc[r] = bq_dot_avx2(w[r], d[r], xv, acc[r]);
+            lo[r] = CVT16(_mm_loadu_si128((const __m128i *)(blk + 4)));
+            hi[r] = CVT16(_mm_loadu_si128((const __m128i *)(blk + 20)));
+            d[r] = _mm512_set1_ps(bq_q8_scale(blk));
         }
-        if (T > 1) {
-            for (int t = 0; t < T; t++) {
-                bq_x_avx2(x + t * ldx, j, n, xv);
-                for (int r = 0; r < R; r++) acc[r * T + t] = bq_dot_avx2(w[r], d[r], xv, acc[r * T + t]);
+        for (int t = 0; t < T; t++) {
+            __m512 xa = _mm512_maskz_loadu_ps(ma, x + t * ldx + j), xb = _mm512_maskz_loadu_ps(mb, x + t * ldx + j + 16);
+            for (int r = 0; r < R; r++)
+                acc[r * T + t] = _mm512_fmadd_ps(d[r], _mm512_fmadd_ps(hi[r], xb, _mm512_mul_ps(lo[r], xa)), acc[r * T + t]);
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r * T + t]);
+}
+
+AVX512_ATTR
+static void q8_gemm_avx512(const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx, size_t ntok, float *y,
+                           size_t ldy, size_t r0, size_t r1) {
+    size_t r = r0;
+    for (; r + 4 <= r1; r += 4) {
+        const uint8_t *row = w + r * rs, *pf = ntok == 1 ? row + BQ_PREFETCH : (r + 8 <= r1 ? row + 4 * rs : NULL);
+        size_t t = 0;
+        for (; t + 4 <= ntok; t += 4, pf = NULL) q8_tile_avx512(row, rs, pf, 4, cols, x + t * ldx, ldx, 4, y + t * ldy + r, ldy);
+        for (; t < ntok; t++, pf = NULL) q8_tile_avx512(row, rs, pf, 4, cols, x + t * ldx, ldx, 1, y + t * ldy + r, ldy);
+    }
+    for (; r < r1; r++)
+        for (size_t t = 0; t < ntok; t++) q8_tile_avx512(w + r * rs, rs, NULL, 1, cols, x + t * ldx, ldx, 1, y + t * ldy + r, ldy);
+}
+
+// MARK: - q6/q4 integer kernels, AVX2 (vpmaddubsw)
+
+/// The 32 unsigned codes c = q + offset of block b of a group. Block b takes the low (b < 2) or high nibbles of
+/// ql bytes 32 (b & 1) .. + 31 and, for q6, bits 2b..2b+1 of qh moved to bits 4-5.
+AVX2_ATTR
+static ALWAYS_INLINE __m256i bq_codes_avx2(int fmt, const uint8_t *grp, int b) {
+    const __m256i m4 = _mm256_set1_epi8(15);
+    __m256i ql = _mm256_loadu_si256((const __m256i *)(grp + 8 + 32 * (b & 1)));
+    __m256i c = _mm256_and_si256(b >= 2 ? _mm256_srli_epi16(ql, 4) : ql, m4);
+    if (fmt == BITNET_BQ_Q6) {
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(grp + 72));
+        __m256i h = b == 0 ? _mm256_slli_epi16(qh, 4) : b == 1 ? _mm256_slli_epi16(qh, 2) : b == 2 ? qh : _mm256_srli_epi16(qh, 2);
+        c = _mm256_or_si256(c, _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
+    }
+    return c;
+}
+
+/// R rows x T tokens (R * T <= 4): per block, c . x_q by vpmaddubsw (|c x| pairs <= 2 * 63 * 127, no saturation)
+/// and vpmaddwd, plus the offset correction, in int32; then one FMA with d_w * d_x.
+AVX2_ATTR
+static ALWAYS_INLINE void bq_int_tile_avx2(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R,
+                                           size_t groups, const bq_act *acts, int T, float *y, size_t ldy) {
+    const size_t gb = bitnet_bq_group_bytes(fmt);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[4];
+    for (int i = 0; i < R * T; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t g = 0; g < groups; g++) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t *grp = row + r * rs + g * gb;
+            if (pf) {
+                _mm_prefetch((const char *)(pf + r * rs + g * gb), _MM_HINT_T0);
+                _mm_prefetch((const char *)(pf + r * rs + g * gb + 64), _MM_HINT_T0);
+            }
+            for (int b = 0; b < 4; b++) {
+                const __m256i c = bq_codes_avx2(fmt, grp, b);
+                const float dw = bq_group_scale_simd(grp, (size_t)b);
+                for (int t = 0; t < T; t++) {
+                    const bq_act *a = &acts[t];
+                    __m256i p = _mm256_maddubs_epi16(c, _mm256_loadu_si256((const __m256i *)(a->q + g * GROUP + 32 * b)));
+                    __m256i s = _mm256_add_epi32(_mm256_madd_epi16(p, ones), _mm256_loadu_si256((const __m256i *)(a->corr + g * 32 + 8 * b)));
+                    acc[r * T + t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(dw * a->d[g * 4 + b]), acc[r * T + t]);
+                }
             }
         }
     }
@@ -305,160 +440,161 @@ static ALWAYS_INLINE void bq_tile_avx2(int fmt, const uint8_t *row, size_t rs, c
         for (int t = 0; t < T; t++) y[t * ldy + r] = hsum256(acc[r * T + t]);
 }
 
-/// GEMV: four rows at a time sharing the activation loads, each row prefetched BQ_PREFETCH bytes ahead.
+/// GEMV: 4 rows at a time (each prefetched BQ_PREFETCH bytes ahead); GEMM: 1 row x 4 tokens tiles.
 AVX2_ATTR
-static ALWAYS_INLINE void bq_gemv_avx2(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, float *y,
-                                       size_t r0, size_t r1) {
+static ALWAYS_INLINE void bq_int_gemm_avx2_fmt(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts,
+                                               size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
     size_t r = r0;
-    for (; r + 4 <= r1; r += 4) bq_tile_avx2(fmt, w + r * rs, rs, w + r * rs + BQ_PREFETCH, 4, cols, x, 0, 1, y + r, 0);
-    for (; r < r1; r++) bq_tile_avx2(fmt, w + r * rs, rs, NULL, 1, cols, x, 0, 1, y + r, 0);
-}
-
-/// Tokens in tiles of T_MAX = 4 / R, then 2, then 1 for R rows; the next R rows (`pf`) are prefetched during the
-/// first tile.
-AVX2_ATTR
-static ALWAYS_INLINE void bq_rows_avx2(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
-                                       const float *x, size_t ldx, size_t ntok, float *y, size_t ldy) {
-    size_t t = 0;
-    if (R == 1)
-        for (; t + 4 <= ntok; t += 4, pf = NULL) bq_tile_avx2(fmt, row, rs, pf, 1, cols, x + t * ldx, ldx, 4, y + t * ldy, ldy);
-    for (; t + 2 <= ntok; t += 2, pf = NULL) bq_tile_avx2(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 2, y + t * ldy, ldy);
-    if (t < ntok) bq_tile_avx2(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 1, y + t * ldy, ldy);
-}
-
-/// GEMM: 2-row x 2-token register tiles (AVX2 has 16 vector registers), leftover row with 4-token tiles.
-AVX2_ATTR
-static ALWAYS_INLINE void bq_gemm_avx2(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx,
-                                       size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
-    size_t r = r0;
-    for (; r + 2 <= r1; r += 2)
-        bq_rows_avx2(fmt, w + r * rs, rs, r + 4 <= r1 ? w + (r + 2) * rs : NULL, 2, cols, x, ldx, ntok, y + r, ldy);
-    if (r < r1) bq_rows_avx2(fmt, w + r * rs, rs, NULL, 1, cols, x, ldx, ntok, y + r, ldy);
-}
-
-// MARK: - AVX-512 GEMV / GEMM
-
-#define BQ_SCALE_AVX512(fmt, blk) _mm512_set1_ps(bq_scale_simd(fmt, blk))
-
-/// One block column b of an R-row x T-token tile (R, T constant after inlining): the R weight blocks are decoded
-/// once, each activation load serves the R rows; acc[r * T + t] += d_r * (w_r . x_t) in the GEMV's order.
-AVX512_ATTR
-static ALWAYS_INLINE void bq_rt_block_avx512(int fmt, const uint8_t *blk, size_t rs, const uint8_t *pf, int R,
-                                             const float *x, size_t ldx, int T, __mmask16 ma, __mmask16 mb, __m512 *acc) {
-    __m512 lo[4], hi[4], d[4];
-    for (int r = 0; r < R; r++) {
-        if (pf) _mm_prefetch((const char *)(pf + r * rs), _MM_HINT_T0);
-        bq_load_avx512(fmt, blk + r * rs, &lo[r], &hi[r]);
-        d[r] = BQ_SCALE_AVX512(fmt, blk + r * rs);
+    if (ntok == 1) {
+        for (; r + 4 <= r1; r += 4) bq_int_tile_avx2(fmt, w + r * rs, rs, w + r * rs + BQ_PREFETCH, 4, groups, acts, 1, y + r, 0);
+        for (; r < r1; r++) bq_int_tile_avx2(fmt, w + r * rs, rs, NULL, 1, groups, acts, 1, y + r, 0);
+        return;
     }
-    for (int t = 0; t < T; t++) {
-        __m512 xa = _mm512_maskz_loadu_ps(ma, x + t * ldx), xb = _mm512_maskz_loadu_ps(mb, x + t * ldx + 16);
-        for (int r = 0; r < R; r++) acc[r * T + t] = bq_dot_avx512(lo[r], hi[r], d[r], xa, xb, acc[r * T + t]);
+    for (; r < r1; r++) {
+        size_t t = 0;
+        for (; t + 4 <= ntok; t += 4) bq_int_tile_avx2(fmt, w + r * rs, rs, NULL, 1, groups, acts + t, 4, y + t * ldy + r, ldy);
+        for (; t < ntok; t++) bq_int_tile_avx2(fmt, w + r * rs, rs, NULL, 1, groups, acts + t, 1, y + t * ldy + r, ldy);
     }
 }
 
-/// Rows row .. row + R - 1 against tokens x .. x + (T - 1) ldx; Y[t, r] to y[t * ldy + r]. `pf` (or NULL) is
-/// prefetched alongside, at the same offsets in the same R-row layout.
-AVX512_ATTR
-static ALWAYS_INLINE void bq_tile_avx512(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
-                                         const float *x, size_t ldx, int T, float *y, size_t ldy) {
-    size_t bb = bitnet_bq_block_bytes(fmt), nfull = cols / BQ, rem = cols % BQ;
+// MARK: - q6/q4 integer kernels, AVX-512 VNNI (vpdpbusd)
+
+#define VNNI_ATTR __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+
+/// A group's 128 unsigned codes: A = weights 0-63 (low nibbles of ql), B = 64-127 (high nibbles); for q6 the qh
+/// fields (weights j, j+32, j+64, j+96 in bits 0-1, 2-3, 4-5, 6-7 of byte j) are shifted to bits 4-5 (16-bit
+/// shifts; the bits they drag across bytes are masked off) and merged: ternlog 0xEA = (h & 0x30) | nibble.
+VNNI_ATTR
+static ALWAYS_INLINE void bq_codes_vnni(int fmt, const uint8_t *grp, __m512i *A, __m512i *B) {
+    const __m512i m4 = _mm512_set1_epi8(15);
+    const __m512i ql = _mm512_loadu_si512(grp + 8);
+    __m512i lo = _mm512_and_si512(ql, m4), hi = _mm512_and_si512(_mm512_srli_epi16(ql, 4), m4);
+    if (fmt == BITNET_BQ_Q6) {
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(grp + 72)));
+        const __m512i left = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);    // bytes 0-31: << 4, 32-63: << 2
+        const __m512i right = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);  // 64-95: in place, 96-127: >> 2
+        const __m512i m30 = _mm512_set1_epi8(0x30);
+        lo = _mm512_ternarylogic_epi32(_mm512_sllv_epi16(qh, left), m30, lo, 0xEA);
+        hi = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(qh, right), m30, hi, 0xEA);
+    }
+    *A = lo;
+    *B = hi;
+}
+
+/// R rows x T tokens (R, T <= 4). Per group and token: two vpdpbusd started from the offset correction give the
+/// exact int32 sums q_w . q_x of 4 weights per lane (lanes 0-7 block 0, 8-15 block 1 of each half-group), then
+/// acc += lanes * (d_w * d_x) with the block scales spread over the lanes.
+VNNI_ATTR
+static ALWAYS_INLINE void bq_int_tile_vnni(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R,
+                                           size_t groups, const bq_act *acts, int T, float *y, size_t ldy) {
+    const size_t gb = bitnet_bq_group_bytes(fmt);
+    const __m512i idx_a = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m512i idx_b = _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2);
     __m512 acc[16];
     for (int i = 0; i < R * T; i++) acc[i] = _mm512_setzero_ps();
-    for (size_t b = 0; b < nfull; b++)
-        bq_rt_block_avx512(fmt, row + b * bb, rs, pf ? pf + b * bb : NULL, R, x + b * BQ, ldx, T, 0xffff, 0xffff, acc);
-    if (rem)
-        bq_rt_block_avx512(fmt, row + nfull * bb, rs, NULL, R, x + nfull * BQ, ldx, T, tail_mask(rem, 0), tail_mask(rem, 1), acc);
+    for (size_t g = 0; g < groups; g++) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t *grp = row + r * rs + g * gb;
+            if (pf) {
+                _mm_prefetch((const char *)(pf + r * rs + g * gb), _MM_HINT_T0);
+                _mm_prefetch((const char *)(pf + r * rs + g * gb + 64), _MM_HINT_T0);
+            }
+            __m512i A, B;
+            bq_codes_vnni(fmt, grp, &A, &B);
+            const __m128 dw = _mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)grp));
+            for (int t = 0; t < T; t++) {
+                const bq_act *a = &acts[t];
+                __m512i ia = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->corr + g * 32), A, _mm512_loadu_si512(a->q + g * GROUP));
+                __m512i ib = _mm512_dpbusd_epi32(_mm512_loadu_si512(a->corr + g * 32 + 16), B, _mm512_loadu_si512(a->q + g * GROUP + 64));
+                __m512 s = _mm512_castps128_ps512(_mm_mul_ps(dw, _mm_loadu_ps(a->d + g * 4)));
+                __m512 v = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ia), _mm512_permutexvar_ps(idx_a, s), acc[r * T + t]);
+                acc[r * T + t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ib), _mm512_permutexvar_ps(idx_b, s), v);
+            }
+        }
+    }
     for (int r = 0; r < R; r++)
         for (int t = 0; t < T; t++) y[t * ldy + r] = _mm512_reduce_add_ps(acc[r * T + t]);
 }
 
-/// GEMV: four rows at a time sharing the activation loads, each row prefetched BQ_PREFETCH bytes ahead.
-AVX512_ATTR
-static ALWAYS_INLINE void bq_gemv_avx512(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, float *y,
-                                         size_t r0, size_t r1) {
+/// GEMV: 4 rows at a time, each prefetched BQ_PREFETCH bytes ahead; GEMM: 4 rows x 4 tokens register tiles (each
+/// decoded group serves 4 tokens), leftover tokens and rows one at a time.
+VNNI_ATTR
+static ALWAYS_INLINE void bq_int_gemm_vnni_fmt(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts,
+                                               size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
     size_t r = r0;
-    for (; r + 4 <= r1; r += 4) bq_tile_avx512(fmt, w + r * rs, rs, w + r * rs + BQ_PREFETCH, 4, cols, x, 0, 1, y + r, 0);
-    for (; r < r1; r++) bq_tile_avx512(fmt, w + r * rs, rs, NULL, 1, cols, x, 0, 1, y + r, 0);
-}
-
-/// Tokens in tiles of 4, then 2, then 1 for R rows; the next R rows (`pf`) are prefetched during the first tile.
-AVX512_ATTR
-static ALWAYS_INLINE void bq_rows_avx512(int fmt, const uint8_t *row, size_t rs, const uint8_t *pf, int R, size_t cols,
-                                         const float *x, size_t ldx, size_t ntok, float *y, size_t ldy) {
-    size_t t = 0;
-    for (; t + 4 <= ntok; t += 4, pf = NULL) bq_tile_avx512(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 4, y + t * ldy, ldy);
-    if (t + 2 <= ntok) { bq_tile_avx512(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 2, y + t * ldy, ldy); t += 2; pf = NULL; }
-    if (t < ntok) bq_tile_avx512(fmt, row, rs, pf, R, cols, x + t * ldx, ldx, 1, y + t * ldy, ldy);
-}
-
-/// GEMM: 4-row x 4-token register tiles (16 accumulators), so each decoded block and each activation load is
-/// reused 4 times; leftover rows one at a time.
-AVX512_ATTR
-static ALWAYS_INLINE void bq_gemm_avx512(int fmt, const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx,
-                                         size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
-    size_t r = r0;
-    for (; r + 4 <= r1; r += 4)
-        bq_rows_avx512(fmt, w + r * rs, rs, r + 8 <= r1 ? w + (r + 4) * rs : NULL, 4, cols, x, ldx, ntok, y + r, ldy);
-    for (; r < r1; r++) bq_rows_avx512(fmt, w + r * rs, rs, NULL, 1, cols, x, ldx, ntok, y + r, ldy);
-}
-
-// One non-inlined instance per (ISA, format): gemv_avx2_q8, gemm_avx2_q8, ...
-#define ATTR_avx2 AVX2_ATTR
-#define ATTR_avx512 AVX512_ATTR
-#define BQ_INSTANCES(isa, name, fmt)                                                                                   \
-    ATTR_##isa static void gemv_##isa##_##name(const uint8_t *w, size_t rs, size_t cols, const float *x, float *y,    \
-                                               size_t r0, size_t r1) { bq_gemv_##isa(fmt, w, rs, cols, x, y, r0, r1); } \
-    ATTR_##isa static void gemm_##isa##_##name(const uint8_t *w, size_t rs, size_t cols, const float *x, size_t ldx,  \
-                                               size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {              \
-        bq_gemm_##isa(fmt, w, rs, cols, x, ldx, ntok, y, ldy, r0, r1);                                                 \
+    for (; r + 4 <= r1; r += 4) {
+        const uint8_t *row = w + r * rs, *pf = ntok == 1 ? row + BQ_PREFETCH : (r + 8 <= r1 ? row + 4 * rs : NULL);
+        size_t t = 0;
+        for (; t + 4 <= ntok; t += 4, pf = NULL) bq_int_tile_vnni(fmt, row, rs, pf, 4, groups, acts + t, 4, y + t * ldy + r, ldy);
+        for (; t < ntok; t++) bq_int_tile_vnni(fmt, row, rs, ntok == 1 ? pf : NULL, 4, groups, acts + t, 1, y + t * ldy + r, ldy);
     }
-BQ_INSTANCES(avx2, q8, BITNET_BQ_Q8)
-BQ_INSTANCES(avx2, q6, BITNET_BQ_Q6)
-BQ_INSTANCES(avx2, q4, BITNET_BQ_Q4)
-BQ_INSTANCES(avx512, q8, BITNET_BQ_Q8)
-BQ_INSTANCES(avx512, q6, BITNET_BQ_Q6)
-BQ_INSTANCES(avx512, q4, BITNET_BQ_Q4)
+    for (; r < r1; r++)
+        for (size_t t = 0; t < ntok; t++) bq_int_tile_vnni(fmt, w + r * rs, rs, NULL, 1, groups, acts + t, 1, y + t * ldy + r, ldy);
+}
+
+// One non-inlined instance per (ISA, format).
+AVX2_ATTR static void bq_int_avx2_q6(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts, size_t ntok,
+                                     float *y, size_t ldy, size_t r0, size_t r1) {
+    (void)fmt; bq_int_gemm_avx2_fmt(BITNET_BQ_Q6, w, rs, groups, acts, ntok, y, ldy, r0, r1);
+}
+AVX2_ATTR static void bq_int_avx2_q4(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts, size_t ntok,
+                                     float *y, size_t ldy, size_t r0, size_t r1) {
+    (void)fmt; bq_int_gemm_avx2_fmt(BITNET_BQ_Q4, w, rs, groups, acts, ntok, y, ldy, r0, r1);
+}
+VNNI_ATTR static void bq_int_vnni_q6(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts, size_t ntok,
+                                     float *y, size_t ldy, size_t r0, size_t r1) {
+    (void)fmt; bq_int_gemm_vnni_fmt(BITNET_BQ_Q6, w, rs, groups, acts, ntok, y, ldy, r0, r1);
+}
+VNNI_ATTR static void bq_int_vnni_q4(int fmt, const uint8_t *w, size_t rs, size_t groups, const bq_act *acts, size_t ntok,
+                                     float *y, size_t ldy, size_t r0, size_t r1) {
+    (void)fmt; bq_int_gemm_vnni_fmt(BITNET_BQ_Q4, w, rs, groups, acts, ntok, y, ldy, r0, r1);
+}
+
+static int bq_cpu_has_vnni(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+}
 #endif
 
 // MARK: - dispatch
 
+/// The integer q6/q4 kernel of the active dense path: VNNI where the AVX-512 path runs on a CPU with VNNI, AVX2
+/// (vpmaddubsw) on the AVX2 path or an AVX-512 CPU without VNNI, the portable reference otherwise.
+static bq_int_body bq_int_kernel(int fmt) {
 #ifdef BITNET_X86
-typedef void (*bq_gemv_fn)(const uint8_t *, size_t, size_t, const float *, float *, size_t, size_t);
-typedef void (*bq_gemm_fn)(const uint8_t *, size_t, size_t, const float *, size_t, size_t, float *, size_t, size_t, size_t);
-// [isa - BITNET_DENSE_AVX2][format]
-static const bq_gemv_fn bq_gemv_table[2][3] = {{gemv_avx2_q8, gemv_avx2_q6, gemv_avx2_q4},
-                                               {gemv_avx512_q8, gemv_avx512_q6, gemv_avx512_q4}};
-static const bq_gemm_fn bq_gemm_table[2][3] = {{gemm_avx2_q8, gemm_avx2_q6, gemm_avx2_q4},
-                                               {gemm_avx512_q8, gemm_avx512_q6, gemm_avx512_q4}};
-#endif
-
-void bitnet_bq_gemm(int format, const uint8_t *w, size_t row_stride, size_t cols, const float *x, size_t ldx,
-                    size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
-    if (ntok == 0 || r0 >= r1 || format < 0 || format > BITNET_BQ_Q4) return;
-#ifdef BITNET_X86
+    static int vnni = -1;
     int isa = bitnet_dense_isa();
     if (isa >= BITNET_DENSE_AVX2) {
         pthread_once(&bq_f16_table_once, bq_fill_f16_table);
-        bq_gemm_table[isa - BITNET_DENSE_AVX2][format](w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1);
-        return;
+        if (vnni < 0) vnni = bq_cpu_has_vnni();
+        if (isa == BITNET_DENSE_AVX512 && vnni) return fmt == BITNET_BQ_Q6 ? bq_int_vnni_q6 : bq_int_vnni_q4;
+        return fmt == BITNET_BQ_Q6 ? bq_int_avx2_q6 : bq_int_avx2_q4;
     }
 #endif
-    bitnet_bq_gemm_ref(format, w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1);
+    (void)fmt;
+    return bq_int_gemm_ref;
+}
+
+void bitnet_bq_gemm(int format, const uint8_t *w, size_t row_stride, size_t cols, const float *x, size_t ldx,
+                    size_t ntok, float *y, size_t ldy, size_t r0, size_t r1) {
+    if (ntok == 0 || r0 >= r1) return;
+    if (format == BITNET_BQ_Q8) {
+#ifdef BITNET_X86
+        int isa = bitnet_dense_isa();
+        if (isa == BITNET_DENSE_AVX512) { q8_gemm_avx512(w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1); return; }
+        if (isa == BITNET_DENSE_AVX2) { q8_gemm_avx2(w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1); return; }
+#endif
+        bitnet_bq_gemm_ref(format, w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1);
+        return;
+    }
+    if (format != BITNET_BQ_Q6 && format != BITNET_BQ_Q4) return;
+    if (!bq_with_acts(format, w, row_stride, cols, x, ldx, ntok, y, ldy, r0, r1, bq_int_kernel(format)))
+        bq_fill_nan(ntok, y, ldy, r0, r1);
 }
 
 void bitnet_bq_gemv(int format, const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y,
                     size_t r0, size_t r1) {
-    if (r0 >= r1 || format < 0 || format > BITNET_BQ_Q4) return;
-#ifdef BITNET_X86
-    int isa = bitnet_dense_isa();
-    if (isa >= BITNET_DENSE_AVX2) {
-        pthread_once(&bq_f16_table_once, bq_fill_f16_table);
-        bq_gemv_table[isa - BITNET_DENSE_AVX2][format](w, row_stride, cols, x, y, r0, r1);
-        return;
-    }
-#endif
-    bitnet_bq_gemv_ref(format, w, row_stride, cols, x, y, r0, r1);
+    bitnet_bq_gemm(format, w, row_stride, cols, x, cols, 1, y, 0, r0, r1);
 }
 
 void bitnet_bq_gemv_rows(const void *args, size_t r0, size_t r1) {

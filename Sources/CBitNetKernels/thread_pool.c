@@ -329,3 +329,12 @@ void bitnet_pool_split_rows(bitnet_pool *p, size_t begin, size_t end, size_t chu
     split_ctx s = {fn, args, begin, end, chunk};
     bitnet_pool_parallel_for(p, (end - begin + chunk - 1) / chunk, split_task, &s);
 }
+
+void bitnet_rows_concat_run(const void *concat, size_t r0, size_t r1) {
+    const bitnet_rows_concat *c = (const bitnet_rows_concat *)concat;
+    size_t base = 0;
+    for (size_t i = 0; i < c->count && i < 4 && base < r1; base += c->rows[i], i++) {
+        size_t lo = r0 > base ? r0 : base, hi = r1 < base + c->rows[i] ? r1 : base + c->rows[i];
+        if (lo < hi) c->fn[i](c->args[i], lo - base, hi - base);
+    }
+}

@@ -18,7 +18,7 @@ func forEachDenseISA(_ body: (String) -> Void) {
 }
 
 final class BlockQuantTests: XCTestCase {
-    private let colsList = [1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100, 257]
+    private let colsList = [1, 3, 7, 8, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100, 127, 128, 129, 200, 257]
 
     // MARK: reference quantizer (the layout of bitnet_blockquant.h, written out independently)
 
@@ -38,43 +38,51 @@ final class BlockQuantTests: XCTestCase {
         #endif
     }
 
-    /// Expected bytes of one row (blocks packed as documented) and its per-block scales.
+    /// Codes and scale of one block of up to 32 values, as documented: q8 d = absmax / 127, q6/q4 d = smallest f16 >=
+    /// absmax / Q; q = round-half-even(v / d) clamped to [-Q, Q], NaN -> 0.
+    private func refBlock(_ blk: [Float], _ format: BlockQuantFormat) -> (q: [Int], d: Float, f16: UInt16) {
+        let qmax = Float(format.maxCode)
+        let amax = blk.reduce(Float(0)) { $1.magnitude > $0 ? $1.magnitude : $0 }   // NaN never wins
+        var q = [Int](repeating: 0, count: 32)
+        var d: Float = 0, h: UInt16 = 0
+        if format == .q8 { d = amax / 127 } else { (h, d) = refScale(amax, qmax) }
+        if d > 0 {
+            for (i, v) in blk.enumerated() {
+                let r = (v / d).rounded(.toNearestOrEven)
+                q[i] = r.isNaN ? 0 : Int(min(max(r, -qmax), qmax))
+            }
+        }
+        return (q, d, h)
+    }
+
+    /// Expected bytes of one row (q8 blocks / q6-q4 groups packed as documented) and its per-block scales.
     private func refRow(_ x: ArraySlice<Float>, _ format: BlockQuantFormat) -> (bytes: [UInt8], scales: [Float]) {
-        let xs = Array(x), qmax = Float(format.maxCode)
+        let xs = Array(x)
         var out: [UInt8] = [], scales: [Float] = []
-        for b in stride(from: 0, to: xs.count, by: 32) {
-            let blk = Array(xs[b..<min(b + 32, xs.count)])
-            let amax = blk.reduce(Float(0)) { $1.magnitude > $0 ? $1.magnitude : $0 }   // NaN never wins
-            var q = [Int](repeating: 0, count: 32)
-            let d: Float
-            switch format {
-            case .q8:
-                d = amax / 127
+        if format == .q8 {
+            for b in stride(from: 0, to: xs.count, by: 32) {
+                let (q, d, _) = refBlock(Array(xs[b..<min(b + 32, xs.count)]), format)
                 withUnsafeBytes(of: d.bitPattern.littleEndian) { out += $0 }
-            case .q6, .q4:
-                let (h, df) = refScale(amax, qmax)
-                d = df
-                out += [UInt8(h & 0xff), UInt8(h >> 8)]
+                out += q.map { UInt8(bitPattern: Int8($0)) }
+                scales.append(d)
             }
-            if d > 0 {
-                for (i, v) in blk.enumerated() {
-                    let r = (v / d).rounded(.toNearestOrEven)
-                    q[i] = r.isNaN ? 0 : Int(min(max(r, -qmax), qmax))
-                }
+            return (out, scales)
+        }
+        let offset = format == .q6 ? 32 : 8
+        for g in stride(from: 0, to: xs.count, by: 128) {
+            var c = [Int](repeating: offset, count: 128), head: [UInt8] = []
+            for b in 0..<4 {
+                let lo = g + 32 * b
+                guard lo < xs.count else { head += [0, 0]; continue }
+                let (q, d, h) = refBlock(Array(xs[lo..<min(lo + 32, xs.count)]), format)
+                head += [UInt8(h & 0xff), UInt8(h >> 8)]
+                scales.append(d)
+                for i in 0..<32 { c[32 * b + i] = q[i] + offset }
             }
-            scales.append(d > 0 ? d : 0)
-            switch format {
-            case .q8: out += q.map { UInt8(bitPattern: Int8($0)) }
-            case .q6:
-                let c = q.map { $0 + 32 }
-                out += (0..<16).map { k in UInt8((c[k] & 15) | (c[k + 16] & 15) << 4) }
-                for k in 0..<8 {
-                    var hi = 0
-                    for g in 0..<4 { hi |= (c[k + 8 * g] >> 4) << (2 * g) }
-                    out.append(UInt8(hi))
-                }
-            case .q4:
-                out += (0..<16).map { k in UInt8((q[k] + 8) | (q[k + 16] + 8) << 4) }
+            out += head
+            out += (0..<64).map { j in UInt8((c[j] & 15) | (c[j + 64] & 15) << 4) }
+            if format == .q6 {
+                out += (0..<32).map { j in UInt8((0..<4).reduce(0) { $0 | (c[j + 32 * $1] >> 4) << (2 * $1) }) }
             }
         }
         return (out, scales)
@@ -83,10 +91,12 @@ final class BlockQuantTests: XCTestCase {
     // MARK: quantization
 
     func testBlockBytesAndStrides() {
-        XCTAssertEqual(BlockQuantFormat.allCases.map(\.blockBytes), [36, 26, 18])
+        XCTAssertEqual(BlockQuantFormat.allCases.map(\.groupBytes), [36, 104, 72])
+        XCTAssertEqual(BlockQuantFormat.allCases.map(\.groupSize), [32, 128, 128])
         XCTAssertEqual(BlockQuantFormat.allCases.map(\.bitsPerWeight), [9, 6.5, 4.5])
-        XCTAssertEqual(BlockQuantFormat.q6.rowStride(cols: 2560), 80 * 26)
-        XCTAssertEqual(BlockQuantFormat.q4.rowStride(cols: 33), 2 * 18)
+        XCTAssertEqual(BlockQuantFormat.q6.rowStride(cols: 2560), 20 * 104)
+        XCTAssertEqual(BlockQuantFormat.q4.rowStride(cols: 33), 72)
+        XCTAssertEqual(BlockQuantFormat.q4.rowStride(cols: 129), 2 * 72)
         XCTAssertEqual(BlockQuantFormat.q8.rowStride(cols: 100), DenseKernels.q8RowStride(cols: 100))
     }
 
@@ -98,7 +108,7 @@ final class BlockQuantTests: XCTestCase {
                 var w = (0..<(rows * cols)).map { _ in rng.float() * Float(1 << Int(rng.next() % 8)) * 0.01 }
                 for j in 0..<cols { w[2 * cols + j] = 0 }   // an all-zero row
                 let m = BlockQuantMatrix.quantize(values: w, rows: rows, cols: cols, format: format, pool: nil)
-                XCTAssertEqual(m.bytes.count, rows * ((cols + 31) / 32) * format.blockBytes)
+                XCTAssertEqual(m.bytes.count, rows * ((cols + format.groupSize - 1) / format.groupSize) * format.groupBytes)
                 let dq = m.dequantize()
                 var row = [Float](repeating: .nan, count: cols)
                 for r in 0..<rows {
@@ -189,24 +199,104 @@ final class BlockQuantTests: XCTestCase {
         return (y, b)
     }
 
+    /// The documented q6/q4 activation quantization, written out independently: per block of 32 (groups of 128 zero
+    /// padded) e = absmax / 127 and q = round-half-even(x * (127 / absmax)); a block with no finite absmax > 0 is 0.
+    private func refActivations(_ x: [Float]) -> (q: [Int], e: [Float]) {
+        let groups = (x.count + 127) / 128
+        var q = [Int](repeating: 0, count: groups * 128), e = [Float](repeating: 0, count: groups * 4)
+        for b in 0..<(groups * 4) where 32 * b < x.count {
+            let blk = x[(32 * b)..<min(32 * b + 32, x.count)]
+            let amax = blk.reduce(Float(0)) { $1.magnitude > $0 ? $1.magnitude : $0 }
+            guard amax > 0, amax.isFinite else { continue }
+            let id = Float(127) / amax
+            e[b] = amax / 127
+            for (i, v) in blk.enumerated() {
+                let r = (v * id).rounded(.toNearestOrEven)
+                q[32 * b + i] = r.isNaN ? 0 : Int(min(max(r, -127), 127))
+            }
+        }
+        return (q, e)
+    }
+
+    /// q6/q4 products from the documented formula in double: y = sum_b d_b e_b S_b with S_b the exact integer
+    /// sum of weight codes x activation codes, and an f32 rounding bound of the kernels' float steps.
+    private func integerReference(_ w: [Float], rows: Int, cols: Int, _ format: BlockQuantFormat, _ x: [Float]) -> (y: [Double], bound: [Double]) {
+        let (xq, e) = refActivations(x)
+        var y = [Double](repeating: 0, count: rows), bound = y
+        for r in 0..<rows {
+            var a = 0.0
+            for b in stride(from: 0, to: cols, by: 32) {
+                let (q, d, _) = refBlock(Array(w[(r * cols + b)..<(r * cols + min(b + 32, cols))]), format)
+                let n = min(32, cols - b)
+                let s = (0..<n).reduce(0) { $0 + q[$1] * xq[b + $1] }
+                y[r] += Double(d) * Double(e[b / 32]) * Double(s)
+                // The SIMD paths scale int32 lanes of 4 products each before summing: bound by the lanes' magnitudes.
+                for l in stride(from: 0, to: n, by: 4) {
+                    a += abs(Double(d) * Double(e[b / 32]) * Double((l..<min(l + 4, n)).reduce(0) { $0 + q[$1] * xq[b + $1] }))
+                }
+            }
+            bound[r] = Double(cols / 32 + 40) * 0x1p-23 * a + 1e-30
+        }
+        return (y, bound)
+    }
+
+    func testActivationQuantizationMatchesFormula() {
+        var rng = KernelTestRNG(state: 19)
+        for format in [BlockQuantFormat.q6, .q4] {
+            let offset = format == .q6 ? 32 : 8
+            for cols in [1, 31, 32, 33, 127, 128, 129, 300] {
+                var x = (0..<cols).map { _ in rng.float() * Float(1 << Int(rng.next() % 6)) }
+                if cols > 40 { for j in 32..<40 { x[j] = 0 } }                      // an all-zero block... in part
+                if cols > 70 { x[65] = .nan; x[66] = 1e-30; x[67] = -2.5 }            // NaN becomes 0, others kept
+                let (q, d, corr) = format.quantizeActivations(x)
+                let (rq, re) = refActivations(x)
+                XCTAssertEqual(q.map(Int.init), rq, "\(format) \(cols)")
+                XCTAssertEqual(d, re, "\(format) \(cols)")
+                XCTAssertEqual(corr.map(Int.init), (0..<corr.count).map { l in -offset * (0..<4).reduce(0) { $0 + rq[4 * l + $1] } })
+                for j in 0..<cols where !x[j].isNaN {   // round-trip error <= e / 2
+                    XCTAssertLessThanOrEqual(abs(Float(q[j]) * d[j / 32] - x[j]), d[j / 32] / 2 * 1.0001 + 1e-37)
+                }
+            }
+        }
+        // The extreme values: +-absmax map to +-127 exactly; an inf makes its block 0 without touching the others.
+        let (q, d, _) = BlockQuantFormat.q6.quantizeActivations([4, -4, 1] + [Float](repeating: 0, count: 29) + [.infinity, 2])
+        XCTAssertEqual(Array(q[0..<3]), [127, -127, 32])
+        XCTAssertEqual(d[0], Float(4) / 127)
+        XCTAssertEqual(Array(q[32..<34]), [0, 0])
+        XCTAssertEqual(d[1], 0)
+    }
+
     func testGemvAllPathsMatchReferenceAndExact() {
         var rng = KernelTestRNG(state: 23)
         forEachDenseISA { isa in
             for format in BlockQuantFormat.allCases {
                 for cols in colsList {
                     for rows in [1, 3, 4, 5, 9] {
-                        let w = (0..<(rows * cols)).map { _ in rng.float() * 0.1 }
-                        let x = (0..<cols).map { _ in rng.float() * 4 }
+                        var w = (0..<(rows * cols)).map { _ in rng.float() * 0.1 }
+                        var x = (0..<cols).map { _ in rng.float() * 4 }
+                        if rows > 3 { for j in 0..<cols { w[3 * cols + j] = 0 } }             // an all-zero row
+                        if cols > 64 { x[cols - 1] = 127; x[0] = -1e6 }                           // extreme activations
                         let m = BlockQuantMatrix.quantize(values: w, rows: rows, cols: cols, format: format, pool: nil)
                         let y = m.gemv(x: x, pool: nil), ref = m.gemvReference(x: x)
                         if isa == "portable" { XCTAssertEqual(y, ref, "\(format) \(rows)x\(cols)") }
-                        let (ex, bound) = exact(m.dequantize(), rows: rows, cols: cols, x[...])
+                        // q8 multiplies f32 activations: the exact product of the dequantized weights; q6/q4 the
+                        // documented integer formula (activations quantized per 32), both within f32 rounding.
+                        let (ex, bound) = format == .q8 ? exact(m.dequantize(), rows: rows, cols: cols, x[...])
+                                                        : integerReference(w, rows: rows, cols: cols, format, x)
                         for r in 0..<rows {
                             XCTAssertLessThanOrEqual(abs(Double(y[r]) - ex[r]), bound[r], "\(isa) \(format) \(rows)x\(cols) row \(r)")
                             XCTAssertLessThanOrEqual(abs(Double(ref[r]) - ex[r]), bound[r], "ref \(format) \(rows)x\(cols) row \(r)")
                         }
                         if format == .q8 {   // the Q8Matrix API is the same kernel
                             XCTAssertEqual(DenseKernels.q8Gemv(Q8Matrix(bytes: m.bytes, rows: rows, cols: cols), x: x, pool: nil), y)
+                        } else {
+                            // The cost of int8 activations: within sum_j |w_j| e_j / 2 of the f32-activation product.
+                            let (fx, fb) = exact(m.dequantize(), rows: rows, cols: cols, x[...])
+                            let e = refActivations(x).e, dq = m.dequantize()
+                            for r in 0..<rows {
+                                let actBound = (0..<cols).reduce(0.0) { $0 + Double(abs(dq[r * cols + $1])) * Double(e[$1 / 32]) / 2 }
+                                XCTAssertLessThanOrEqual(abs(Double(y[r]) - fx[r]), actBound * 1.001 + fb[r] + bound[r], "\(isa) \(format) act row \(r)")
+                            }
                         }
                     }
                 }
@@ -289,7 +379,7 @@ final class BlockQuantTests: XCTestCase {
         let (bw, rows) = HeadBench.run(rows: 64, cols: 100, tokens: 3, repetitions: 1, bandwidthBytes: 1 << 20, pool: ThreadPool(threadCount: 2)) { lines.append($0) }
         XCTAssertTrue(bw > 0 && bw.isFinite)
         XCTAssertEqual(rows.map(\.format), ["f16", "q8", "q6", "q4"])
-        XCTAssertEqual(rows.map(\.bytes), [64 * 200, 64 * 4 * 36, 64 * 4 * 26, 64 * 4 * 18])
+        XCTAssertEqual(rows.map(\.bytes), [64 * 200, 64 * 4 * 36, 64 * 104, 64 * 72])
         XCTAssertTrue(rows.allSatisfy { $0.gemvSeconds > 0 && $0.gemmSeconds > 0 && $0.gemvLoopSeconds > 0 })
         XCTAssertEqual(lines.count, 5)
     }

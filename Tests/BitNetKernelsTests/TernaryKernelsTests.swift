@@ -3,7 +3,7 @@ import XCTest
 import CBitNetKernels
 
 final class TernaryKernelsTests: XCTestCase {
-    private let colsList = [1, 5, 127, 128, 129, 300, 1000]
+    private let colsList = [1, 5, 127, 128, 129, 256, 300, 640, 1000, 2560]
 
     /// Naive Int32 product of row-major codes W [rows, cols] with X [tokens, cols] -> [tokens, rows].
     private func naive(_ w: [Int8], rows: Int, cols: Int, x: [Int8], tokens: Int) -> [Int32] {
@@ -129,6 +129,36 @@ final class TernaryKernelsTests: XCTestCase {
         let x2 = x + x.reversed()
         let y2 = TernaryKernels.gemm(p, x: x2, tokens: 2, pool: ThreadPool(threadCount: 3))
         XCTAssertEqual(y2, naive(w, rows: rows, cols: cols, x: x2, tokens: 2))
+    }
+
+    /// Fused GEMVs (one split over the pool for 2-3 matrices of the same input) equal each matrix's own product, with
+    /// thread chunks that straddle the matrices' boundaries (rows 97 + 203 + 61, every pool size).
+    func testFusedGemvEqualsSeparateGemvs() {
+        var rng = KernelTestRNG(state: 5)
+        let cols = 1000, shapes = [97, 203, 61]
+        let ws = shapes.map { r in (0..<(r * cols)).map { _ in rng.ternary() } }
+        let ps = zip(ws, shapes).map { TernaryKernels.pack2bit(codes: $0, rows: $1, cols: cols) }
+        let x = (0..<cols).map { _ in rng.int8() }
+        let want = zip(ws, shapes).map { naive($0, rows: $1, cols: cols, x: x, tokens: 1) }
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool(threadCount: threads)
+            for three in [false, true] {
+                var ya = [Int32](repeating: -1, count: 97), yb = [Int32](repeating: -1, count: 203), yc = [Int32](repeating: -1, count: 61)
+                x.withUnsafeBufferPointer { xp in
+                    ya.withUnsafeMutableBufferPointer { a in
+                        yb.withUnsafeMutableBufferPointer { b in
+                            yc.withUnsafeMutableBufferPointer { c in
+                                TernaryKernels.gemv(ps[0], y: a.baseAddress!, ps[1], y: b.baseAddress!, three ? ps[2] : nil,
+                                                    y: three ? c.baseAddress! : nil, x: xp.baseAddress!, pool: pool)
+                            }
+                        }
+                    }
+                }
+                XCTAssertEqual(ya, want[0], "threads \(threads)")
+                XCTAssertEqual(yb, want[1], "threads \(threads)")
+                XCTAssertEqual(yc, three ? want[2] : [Int32](repeating: -1, count: 61), "threads \(threads) three \(three)")
+            }
+        }
     }
 
     private func gemmCases(_ isa: String) {

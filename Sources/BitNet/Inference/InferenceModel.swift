@@ -187,6 +187,11 @@ public struct InferenceLinear: @unchecked Sendable {
         guard let packed else { preconditionFailure("applyPacked on a layer without packed ternary weights") }
         if n == 1 { TernaryKernels.gemv(packed, x: codes, y: acc) }
         else { TernaryKernels.gemm(packed, x: codes, ldx: cols, tokens: n, y: acc, ldy: rows) }
+        scaleOutputs(acc: acc, scales: scales, tokens: n, y: y)
+    }
+
+    /// y = acc / s_t · β for n tokens of int32 sums [n, rows] (Eq. 9's final scale).
+    func scaleOutputs(acc: UnsafePointer<Int32>, scales: UnsafePointer<Float>, tokens n: Int, y: UnsafeMutablePointer<Float>) {
         let beta = betas[0]
         for t in 0..<n {
             let k = beta / scales[t], yt = y + t * rows, at = acc + t * rows

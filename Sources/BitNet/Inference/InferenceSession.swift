@@ -17,7 +17,9 @@ final class ForwardScratch: @unchecked Sendable {
         x = FloatBuffer(n * c.dim); a = FloatBuffer(n * wide); b = FloatBuffer(n * wide); q = FloatBuffer(n * qD)
         k = FloatBuffer(n * c.kvDim); v = FloatBuffer(n * c.kvDim); g = FloatBuffer(n * c.ffnDim); u = FloatBuffer(n * c.ffnDim)
         let widest = max(c.dim, c.ffnDim, qD)
-        codes = .allocate(capacity: n * widest); scales = .allocate(capacity: n); acc = .allocate(capacity: n * widest)
+        // acc also holds the fused Wq/Wk/Wv or W1/W3 sums of one token.
+        codes = .allocate(capacity: n * widest); scales = .allocate(capacity: n)
+        acc = .allocate(capacity: max(n * widest, qD + 2 * c.kvDim, 2 * c.ffnDim))
         deq = FloatBuffer(widest)
     }
 
@@ -179,6 +181,15 @@ public final class InferenceSession: @unchecked Sendable {
                                                  bits: bits, codes: s.codes, scales: s.scales)
             } else {
                 ActivationQuantizer.quantize(x, rows: n, cols: cols, bits: bits, codes: s.codes, scales: s.scales)
+            }
+            if n == 1, let b, let pa = a.0.packed, let pb = b.0.packed {
+                // One token: the 2-3 GEMVs run as one split over the pool (one meeting of the threads, not three).
+                let ra = a.0.rows, rb = b.0.rows
+                TernaryKernels.gemv(pa, y: s.acc, pb, y: s.acc + ra, c?.0.packed, y: c.map { _ in s.acc + ra + rb }, x: s.codes)
+                a.0.scaleOutputs(acc: s.acc, scales: s.scales, tokens: 1, y: a.1)
+                b.0.scaleOutputs(acc: s.acc + ra, scales: s.scales, tokens: 1, y: b.1)
+                if let c { c.0.scaleOutputs(acc: s.acc + ra + rb, scales: s.scales, tokens: 1, y: c.1) }
+                return
             }
             a.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: a.1, acc: s.acc)
             if let b { b.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: b.1, acc: s.acc) }

@@ -1,18 +1,19 @@
 // Block-quantized weight formats for the output head / embedding (q8, q6, q4) and batched GEMVs ("GEMM" for a
 // few tokens) over them and over f16 weights.
 //
-// Every format cuts each row into ceil(cols / 32) blocks of 32 weights, weight = d * q with one scale d per block;
-// rows are contiguous, row r at w + r * row_stride bytes (row_stride >= bitnet_bq_row_stride(format, cols)); no
-// alignment is required. The tail of a row's last block is padded with q = 0.
+// Weight = d * q with one scale d per block of 32 weights; rows are contiguous, row r at w + r * row_stride bytes
+// (row_stride >= bitnet_bq_row_stride(format, cols)); no alignment is required. The tail of a row is padded with
+// q = 0 (and scale 0 for blocks past the end).
 //
-//   q8 (BITNET_BQ_Q8, 36 bytes = 9 bits/weight): the q8 layout of bitnet_dense.h: f32 d (little endian), then
-//       32 int8 q in [-127, 127]; d = absmax / 127 (exact f32, not rounded further).
-//   q6 (BITNET_BQ_Q6, 26 bytes = 6.5 bits/weight): bytes 0-1 f16 d; with c_i = q_i + 32 in [1, 63]:
-//       bytes 2-17  ql[k] = (c_k & 15) | (c_{k+16} & 15) << 4                      (k < 16, low nibbles)
-//       bytes 18-25 qh[k] = sum_{g<4} (c_{k+8g} >> 4) << 2g                         (k < 8, high 2 bits)
-//       q in [-31, 31]; padding c = 32.
-//   q4 (BITNET_BQ_Q4, 18 bytes = 4.5 bits/weight): bytes 0-1 f16 d; bytes 2-17 b[k] = c_k | c_{k+16} << 4 with
-//       c_i = q_i + 8 in [1, 15]; q in [-7, 7]; padding c = 8.
+//   q8 (BITNET_BQ_Q8, 36 bytes per 32 weights = 9 bits/weight): the q8 layout of bitnet_dense.h: f32 d (little
+//       endian), then 32 int8 q in [-127, 127]; d = absmax / 127 (exact f32, not rounded further).
+//   q6 (BITNET_BQ_Q6) and q4 (BITNET_BQ_Q4): groups of BITNET_BQ_GROUP = 128 weights (4 blocks), laid out for
+//       64-byte vectors. Codes are stored unsigned, c = q + 32 (q6, q in [-31, 31]) or c = q + 8 (q4, q in [-7, 7]).
+//       bytes 0-7     four f16 scales d_0..d_3 (block b = weights 32b .. 32b + 31 of the group)
+//       bytes 8-71    ql[j] = (c_j & 15) | (c_{j+64} & 15) << 4                      (j < 64)
+//       q6 only: bytes 72-103  qh[j] = sum_{k<4} (c_{j+32k} >> 4) << 2k               (j < 32)
+//       A group takes 104 bytes (q6, 6.5 bits/weight) or 72 bytes (q4, 4.5 bits/weight); a row takes
+//       ceil(cols / 128) groups.
 //
 // Quantization of q6/q4 (Q = 31 or 7), per block: d = the smallest f16 >= absmax / Q (rounded UP, so
 // |x| / d <= Q and no code is clamped: every element's round-trip error is <= d / 2, subnormal scales included),
@@ -20,13 +21,16 @@
 // ignored by absmax); a block with absmax / Q > 65504 (the largest f16; e.g. an inf element) saturates to
 // d = 65504 with codes clamped to [-Q, Q].
 //
-// GEMV: y[r] = sum_b d_b * (sum_{i<32} q_{b,i} * x[32 b + i]), each block sum in f32, f32 activations (no
-// activation quantization). GEMM: the same for ntok tokens, X[t, j] at x + t * ldx + j, Y[t, r] at y + t * ldy + r;
-// register tiles of 4 rows x 4 tokens (AVX-512; each decoded block and each activation load serves 4 products) or
-// 1 row x 4 tokens (AVX2), so the weights stream from memory once for all tokens. For every path the GEMM's
-// Y[t, :] is bit-identical to the GEMV of X[t, :] on the same path (same summation order), and no result depends
-// on the row split [r0, r1). Paths (AVX-512, AVX2, portable) follow bitnet_dense_isa() and round differently from
-// each other.
+// q8 GEMV: y[r] = sum_b d_b * (sum_{i<32} q_{b,i} * x[32 b + i]), each block sum in f32, f32 activations.
+// q6/q4 GEMV (integer products, as llama.cpp runs its k-quants against q8 activations): the activations are first
+// quantized per block of 32 to int8 (bitnet_bq_quantize_activations: e = absmax / 127, x_q = round-half-even(x *
+// (127 / absmax)) in [-127, 127]); then y[r] = sum_b (d_b * e_b) * S_b where S_b = sum_i q_{b,i} * x_q[32 b + i]
+// is exact in int32. The float sums' order differs between paths (AVX-512 VNNI, AVX2, portable), the integer S_b
+// do not.
+// GEMM: the same for ntok tokens, X[t, j] at x + t * ldx + j, Y[t, r] at y + t * ldy + r; register tiles of up to
+// 4 rows x 4 tokens, so the weights stream from memory once for all tokens. For every path the GEMM's Y[t, :] is
+// bit-identical to the GEMV of X[t, :] on the same path (same operations per output), and no result depends on
+// the row split [r0, r1).
 #ifndef BITNET_BLOCKQUANT_H
 #define BITNET_BLOCKQUANT_H
 
@@ -41,16 +45,28 @@ extern "C" {
 #define BITNET_BQ_Q6 1
 #define BITNET_BQ_Q4 2
 
-/// Weights per block (all formats).
+/// Weights per scale block (all formats).
 #define BITNET_BQ_BLOCK 32
-#define BITNET_Q6_BLOCK_BYTES 26
-#define BITNET_Q4_BLOCK_BYTES 18
+/// Weights per q6/q4 group (4 blocks).
+#define BITNET_BQ_GROUP 128
+#define BITNET_Q6_GROUP_BYTES 104
+#define BITNET_Q4_GROUP_BYTES 72
 
-/// Bytes per block of `format` (36, 26 or 18); 0 for an unknown format.
-size_t bitnet_bq_block_bytes(int format);
+/// Weights per storage unit: 32 (a q8 block) or 128 (a q6/q4 group); 0 for an unknown format.
+size_t bitnet_bq_group_size(int format);
 
-/// Bytes per row: ceil(cols / 32) * bitnet_bq_block_bytes(format).
+/// Bytes per storage unit: 36 (q8), 104 (q6) or 72 (q4); 0 for an unknown format.
+size_t bitnet_bq_group_bytes(int format);
+
+/// Bytes per row: ceil(cols / group size) * group bytes.
 size_t bitnet_bq_row_stride(int format, size_t cols);
+
+/// Bytes of one token's quantized activations for the q6/q4 kernels (ceil(cols / 128) * 272).
+size_t bitnet_bq_act_bytes(size_t cols);
+
+/// The activation quantization of the q6/q4 GEMV, exposed for tests: q[ceil(cols / 128) * 128] int8 (zero padded),
+/// d[ceil(cols / 32) rounded up to groups] f32 scales e_b, corr[groups * 32] = -offset * (sum of 4 consecutive q).
+void bitnet_bq_quantize_activations(int format, const float *x, size_t cols, int8_t *q, float *d, int32_t *corr);
 
 /// Quantizes row-major f32 (row r at src + r * ld, ld >= cols) into rows [r0, r1) of dst (row r at
 /// dst + r * bitnet_bq_row_stride(format, cols)).

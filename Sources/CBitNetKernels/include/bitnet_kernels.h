@@ -40,6 +40,18 @@ typedef void (*bitnet_rows_fn)(const void *args, size_t r0, size_t r1);
 /// chunk 0 or >= the range runs once on the caller. Unlike a Swift closure per call, this allocates nothing.
 void bitnet_pool_split_rows(bitnet_pool *pool, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args);
 
+/// Up to 4 row kernels over one concatenated row space (rows[0] rows of fn[0], then rows[1] of fn[1], ...), so
+/// that several independent GEMVs sharing an input (Wq/Wk/Wv, W1/W3) are split over the pool in one call.
+typedef struct {
+    size_t count;
+    bitnet_rows_fn fn[4];
+    const void *args[4];
+    size_t rows[4];
+} bitnet_rows_concat;
+
+/// bitnet_rows_fn over a bitnet_rows_concat: runs each part's kernel on its share of [r0, r1) (part-local rows).
+void bitnet_rows_concat_run(const void *concat, size_t r0, size_t r1);
+
 /// Nonzero on a thread that is running parallel_for tasks (a worker, or a caller inside its call):
 /// a parallel_for made there would run serially.
 int bitnet_pool_in_task(void);
