@@ -182,9 +182,9 @@ public enum TernaryKernels {
                             _ c: PackedTernary?, y yc: UnsafeMutablePointer<Int32>?, x: UnsafePointer<Int8>, pool: ThreadPool? = .shared) {
         precondition(a.cols == b.cols && (c.map { $0.cols == a.cols } ?? true) && (c == nil) == (yc == nil),
                      "gemv: fused matrices need the same columns (\(a.cols), \(b.cols), \(c?.cols ?? a.cols)) and one output each")
-        a.bytes.withUnsafeBufferPointer { wa in
-            b.bytes.withUnsafeBufferPointer { wb in
-                (c?.bytes ?? []).withUnsafeBufferPointer { wc in
+        a.storage.withUnsafeBufferPointer { wa in
+            b.storage.withUnsafeBufferPointer { wb in
+                (c?.storage ?? KernelBuffer([])).withUnsafeBufferPointer { wc in
                     var args = (bitnet_t2_gemv_args(w: wa.baseAddress ?? dummyBytes, row_stride: a.rowStride, cols: a.cols, x: x, y: ya),
                                 bitnet_t2_gemv_args(w: wb.baseAddress ?? dummyBytes, row_stride: b.rowStride, cols: b.cols, x: x, y: yb),
                                 bitnet_t2_gemv_args(w: wc.baseAddress ?? dummyBytes, row_stride: c?.rowStride ?? 0, cols: a.cols, x: x,
