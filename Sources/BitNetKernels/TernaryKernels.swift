@@ -2,18 +2,29 @@ import CBitNetKernels
 
 /// A ternary matrix in the 2-bit layout of `bitnet_ternary.h`: blocks of 128 weights per 32 bytes (byte j of a
 /// block holds elements j, j+32, j+64, j+96 in bits 7-6, 5-4, 3-2, 1-0, each as code + 1), row r at r * rowStride.
+/// The bytes are owned or borrowed from a memory-mapped file (bitnet.cpp's I2_S tensors have this layout when
+/// cols % 128 == 0, so they are served without a copy).
 public struct PackedTernary: Sendable, Equatable {
-    public let bytes: [UInt8]
+    /// The packed bytes, owned or in a file mapping; the kernels read them in place.
+    public let storage: KernelBuffer<UInt8>
     public let rows: Int
     public let cols: Int
     /// Bytes per row: ceil(cols / 128) * 32.
     public let rowStride: Int
 
+    /// The packed bytes as an array (a copy when they live in a file mapping).
+    public var bytes: [UInt8] { storage.array }
+
     public init(bytes: [UInt8], rows: Int, cols: Int) {
+        self.init(storage: KernelBuffer(bytes), rows: rows, cols: cols)
+    }
+
+    /// A matrix over existing storage (e.g. a mapped I2_S tensor), `rows * rowStride2bit(cols)` bytes.
+    public init(storage: KernelBuffer<UInt8>, rows: Int, cols: Int) {
         let stride = TernaryKernels.rowStride2bit(cols: cols)
-        precondition(rows >= 0 && cols >= 0 && bytes.count == rows * stride,
-                     "PackedTernary: \(bytes.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
-        self.bytes = bytes; self.rows = rows; self.cols = cols; self.rowStride = stride
+        precondition(rows >= 0 && cols >= 0 && storage.count == rows * stride,
+                     "PackedTernary: \(storage.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
+        self.storage = storage; self.rows = rows; self.cols = cols; self.rowStride = stride
     }
 }
 
@@ -84,7 +95,7 @@ public enum TernaryKernels {
         let n = packed.rows * packed.cols
         var bad = 0
         let codes = [Int8](unsafeUninitializedCapacity: n) { buf, count in
-            if n > 0 { bad = Int(bitnet_t2_unpack(packed.bytes, packed.rows, packed.cols, buf.baseAddress!)) }
+            if n > 0 { bad = packed.storage.withUnsafeBufferPointer { Int(bitnet_t2_unpack($0.baseAddress!, packed.rows, packed.cols, buf.baseAddress!)) } }
             count = n
         }
         precondition(bad == 0, "unpack: \(bad) invalid 2-bit fields (value 3)")
@@ -130,7 +141,7 @@ public enum TernaryKernels {
     public static func gemv(_ packed: PackedTernary, x: [Int8], pool: ThreadPool? = .shared) -> [Int32] {
         precondition(x.count == packed.cols, "gemv: x has \(x.count) values, matrix has \(packed.cols) columns")
         return [Int32](unsafeUninitializedCapacity: packed.rows) { y, n in
-            packed.bytes.withUnsafeBufferPointer { w in
+            packed.storage.withUnsafeBufferPointer { w in
                 x.withUnsafeBufferPointer { xp in
                     if packed.rows > 0 {
                         gemv(weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols,
@@ -146,7 +157,7 @@ public enum TernaryKernels {
     /// at least rowRange.upperBound elements). x holds `packed.cols` values.
     public static func gemv(_ packed: PackedTernary, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        packed.bytes.withUnsafeBufferPointer { w in
+        packed.storage.withUnsafeBufferPointer { w in
             gemv(weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols, x: x, y: y,
                  rowRange: rowRange, pool: pool)
         }
@@ -171,9 +182,9 @@ public enum TernaryKernels {
                             _ c: PackedTernary?, y yc: UnsafeMutablePointer<Int32>?, x: UnsafePointer<Int8>, pool: ThreadPool? = .shared) {
         precondition(a.cols == b.cols && (c.map { $0.cols == a.cols } ?? true) && (c == nil) == (yc == nil),
                      "gemv: fused matrices need the same columns (\(a.cols), \(b.cols), \(c?.cols ?? a.cols)) and one output each")
-        a.bytes.withUnsafeBufferPointer { wa in
-            b.bytes.withUnsafeBufferPointer { wb in
-                (c?.bytes ?? []).withUnsafeBufferPointer { wc in
+        a.storage.withUnsafeBufferPointer { wa in
+            b.storage.withUnsafeBufferPointer { wb in
+                (c?.storage ?? KernelBuffer([])).withUnsafeBufferPointer { wc in
                     var args = (bitnet_t2_gemv_args(w: wa.baseAddress ?? dummyBytes, row_stride: a.rowStride, cols: a.cols, x: x, y: ya),
                                 bitnet_t2_gemv_args(w: wb.baseAddress ?? dummyBytes, row_stride: b.rowStride, cols: b.cols, x: x, y: yb),
                                 bitnet_t2_gemv_args(w: wc.baseAddress ?? dummyBytes, row_stride: c?.rowStride ?? 0, cols: a.cols, x: x,
@@ -219,7 +230,7 @@ public enum TernaryKernels {
         precondition(range.lowerBound >= 0 && range.upperBound <= packed.rows, "gemm: row range \(range) outside 0..<\(packed.rows)")
         precondition(ldx >= packed.cols && ldy >= range.upperBound && tokens >= 0, "gemm: bad ldx \(ldx) / ldy \(ldy) / tokens \(tokens)")
         if tokens == 0 || range.isEmpty { return }
-        packed.bytes.withUnsafeBufferPointer { w in
+        packed.storage.withUnsafeBufferPointer { w in
             let base = w.baseAddress ?? dummyBytes
             ThreadPool.splitRows(range, work: packed.cols * tokens, granule: 8, threshold: parallelThreshold, pool: pool) { r0, r1 in
                 bitnet_t2_gemm(base, packed.rowStride, packed.cols, x, ldx, tokens, y, ldy, r0, r1)
@@ -231,7 +242,7 @@ public enum TernaryKernels {
     public static func gemvReference(_ packed: PackedTernary, x: [Int8]) -> [Int32] {
         precondition(x.count == packed.cols)
         var y = [Int32](repeating: 0, count: packed.rows)
-        if packed.rows > 0 { bitnet_t2_gemv_ref(packed.bytes, packed.rowStride, packed.cols, x, &y, 0, packed.rows) }
+        if packed.rows > 0 { packed.storage.withUnsafeBufferPointer { bitnet_t2_gemv_ref($0.baseAddress!, packed.rowStride, packed.cols, x, &y, 0, packed.rows) } }
         return y
     }
 
@@ -239,7 +250,7 @@ public enum TernaryKernels {
         precondition(x.count == tokens * packed.cols)
         var y = [Int32](repeating: 0, count: tokens * packed.rows)
         if packed.rows > 0 && tokens > 0 {
-            bitnet_t2_gemm_ref(packed.bytes, packed.rowStride, packed.cols, x, packed.cols, tokens, &y, packed.rows, 0, packed.rows)
+            packed.storage.withUnsafeBufferPointer { bitnet_t2_gemm_ref($0.baseAddress!, packed.rowStride, packed.cols, x, packed.cols, tokens, &y, packed.rows, 0, packed.rows) }
         }
         return y
     }

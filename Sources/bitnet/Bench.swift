@@ -40,9 +40,8 @@ struct Bench: ParsableCommand {
                 var ternary: InferenceModel
                 let t0 = Clock.now()
                 if let model {
-                    let loaded = try ModelFile.load(path: model)
-                    config = loaded.weights.config
-                    ternary = InferenceModel(weights: loaded.weights)
+                    ternary = try ModelFile.loadInference(path: model, headFormat: headFormat).model
+                    config = ternary.config
                 } else {
                     config = try presetConfig(preset)
                     config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2)
