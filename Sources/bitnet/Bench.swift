@@ -34,7 +34,8 @@ struct Bench: ParsableCommand {
                 }
                 guard decodeTokens > 0 else { throw BitNetError.invalidArgument("--decode-tokens must be positive") }
                 let kv = try parseKVCacheFormat(kvCache)
-                let bandwidth = MemoryBandwidth.measure(bytes: 512 << 20)
+                // The roofline: the best read rate of probes before and after the decode (this VM's varies by run).
+                let bandwidthBefore = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5)
                 // The model under test: a trained file, or a synthetic ternary model of the preset's shape.
                 var config: ModelConfig
                 var ternary: InferenceModel
@@ -75,6 +76,7 @@ struct Bench: ParsableCommand {
                 let pool0 = ThreadPool.shared.stats
                 let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv)
                 let rss = ProcessMemory.peakRSSBytes()
+                let bandwidth = max(bandwidthBefore, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))
                 let pool1 = ThreadPool.shared.stats
                 printError("thread pool: \(pool1.parallelCalls - pool0.parallelCalls) parallel calls, \(pool1.serialCalls - pool0.serialCalls) "
                            + "run serially by the oversubscription guard after \(pool1.fallbacks - pool0.fallbacks) slow calls")
