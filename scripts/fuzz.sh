@@ -13,6 +13,7 @@ cp Tests/BitNetTests/Fixtures/formats/fuzz-corpus/* $OUT/corpus/ 2>/dev/null || 
 F=Sources/BitNet/Formats
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BitNet \
   $F/GGUF.swift $F/GGMLQuants.swift $F/Safetensors.swift Sources/BitNet/Util/Errors.swift Sources/BitNet/Util/FileIO.swift \
+  Sources/BitNet/Util/MappedFile.swift \
   fuzz/FuzzParsers.swift -o $OUT/fuzz-parsers
 # Seeds: a GGUF (prefix byte 0) and a safetensors file (prefix byte 1).
 for f in Tests/BitNetTests/Fixtures/formats/vocab/*.gguf Tests/BitNetTests/Fixtures/formats/codecs.gguf; do

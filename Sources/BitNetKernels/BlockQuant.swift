@@ -227,7 +227,7 @@ extension DenseKernels {
                      "f16Gemm: x has \(x.count) values for \(tokens) tokens of \(w.cols) (ldx \(ldx))")
         return [Float](unsafeUninitializedCapacity: tokens * w.rows) { y, n in
             if w.rows > 0 && tokens > 0 {
-                w.bits.withUnsafeBufferPointer { wp in
+                w.storage.withUnsafeBufferPointer { wp in
                     x.withUnsafeBufferPointer { xp in
                         f16Gemm(weights: wp.baseAddress ?? dummyF16, ld: w.cols, rows: w.rows, cols: w.cols, x: xp.baseAddress ?? dummyF32,
                                 ldx: ldx, tokens: tokens, y: y.baseAddress!, ldy: w.rows, pool: pool)

@@ -6,14 +6,24 @@ import Darwin
 #endif
 
 /// A row-major [rows, cols] matrix of IEEE half weights (bit patterns), row r at bits[r * cols].
+/// The bits are owned or borrowed from a memory-mapped file (a GGUF F16 tensor has this layout).
 public struct F16Matrix: Sendable, Equatable {
-    public let bits: [UInt16]
+    /// The half bit patterns, owned or in a file mapping; the kernels read them in place.
+    public let storage: KernelBuffer<UInt16>
     public let rows: Int
     public let cols: Int
 
+    /// The bit patterns as an array (a copy when they live in a file mapping).
+    public var bits: [UInt16] { storage.array }
+
     public init(bits: [UInt16], rows: Int, cols: Int) {
-        precondition(rows >= 0 && cols >= 0 && bits.count == rows * cols, "F16Matrix: \(bits.count) values for \(rows)x\(cols)")
-        self.bits = bits; self.rows = rows; self.cols = cols
+        self.init(storage: KernelBuffer(bits), rows: rows, cols: cols)
+    }
+
+    /// A matrix over existing storage (e.g. a mapped F16 tensor) of rows * cols values.
+    public init(storage: KernelBuffer<UInt16>, rows: Int, cols: Int) {
+        precondition(rows >= 0 && cols >= 0 && storage.count == rows * cols, "F16Matrix: \(storage.count) values for \(rows)x\(cols)")
+        self.storage = storage; self.rows = rows; self.cols = cols
     }
 
     /// Rounds row-major f32 weights to half (nearest even).
@@ -93,7 +103,7 @@ public enum DenseKernels {
         precondition(x.count == w.cols, "f16Gemv: x has \(x.count) values, matrix has \(w.cols) columns")
         return [Float](unsafeUninitializedCapacity: w.rows) { y, n in
             if w.rows > 0 {
-                w.bits.withUnsafeBufferPointer { wp in
+                w.storage.withUnsafeBufferPointer { wp in
                     x.withUnsafeBufferPointer { xp in
                         f16Gemv(weights: wp.baseAddress ?? dummyF16, ld: w.cols, rows: w.rows, cols: w.cols,
                                 x: xp.baseAddress ?? dummyF32, y: y.baseAddress!, pool: pool)
@@ -123,7 +133,7 @@ public enum DenseKernels {
         precondition(x.count == w.cols)
         let range = rowRange ?? 0..<w.rows
         var y = [Float](repeating: 0, count: w.rows)
-        if !range.isEmpty { bitnet_f16_gemv_ref(w.bits, w.cols, w.cols, x, &y, range.lowerBound, range.upperBound) }
+        if !range.isEmpty { w.storage.withUnsafeBufferPointer { bitnet_f16_gemv_ref($0.baseAddress!, w.cols, w.cols, x, &y, range.lowerBound, range.upperBound) } }
         return y
     }
 

@@ -2,18 +2,29 @@ import CBitNetKernels
 
 /// A ternary matrix in the 2-bit layout of `bitnet_ternary.h`: blocks of 128 weights per 32 bytes (byte j of a
 /// block holds elements j, j+32, j+64, j+96 in bits 7-6, 5-4, 3-2, 1-0, each as code + 1), row r at r * rowStride.
+/// The bytes are owned or borrowed from a memory-mapped file (bitnet.cpp's I2_S tensors have this layout when
+/// cols % 128 == 0, so they are served without a copy).
 public struct PackedTernary: Sendable, Equatable {
-    public let bytes: [UInt8]
+    /// The packed bytes, owned or in a file mapping; the kernels read them in place.
+    public let storage: KernelBuffer<UInt8>
     public let rows: Int
     public let cols: Int
     /// Bytes per row: ceil(cols / 128) * 32.
     public let rowStride: Int
 
+    /// The packed bytes as an array (a copy when they live in a file mapping).
+    public var bytes: [UInt8] { storage.array }
+
     public init(bytes: [UInt8], rows: Int, cols: Int) {
+        self.init(storage: KernelBuffer(bytes), rows: rows, cols: cols)
+    }
+
+    /// A matrix over existing storage (e.g. a mapped I2_S tensor), `rows * rowStride2bit(cols)` bytes.
+    public init(storage: KernelBuffer<UInt8>, rows: Int, cols: Int) {
         let stride = TernaryKernels.rowStride2bit(cols: cols)
-        precondition(rows >= 0 && cols >= 0 && bytes.count == rows * stride,
-                     "PackedTernary: \(bytes.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
-        self.bytes = bytes; self.rows = rows; self.cols = cols; self.rowStride = stride
+        precondition(rows >= 0 && cols >= 0 && storage.count == rows * stride,
+                     "PackedTernary: \(storage.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
+        self.storage = storage; self.rows = rows; self.cols = cols; self.rowStride = stride
     }
 }
 
@@ -85,7 +96,7 @@ public enum TernaryKernels {
         let n = packed.rows * packed.cols
         var bad = 0
         let codes = [Int8](unsafeUninitializedCapacity: n) { buf, count in
-            if n > 0 { bad = Int(bitnet_t2_unpack(packed.bytes, packed.rows, packed.cols, buf.baseAddress!)) }
+            if n > 0 { bad = packed.storage.withUnsafeBufferPointer { Int(bitnet_t2_unpack($0.baseAddress!, packed.rows, packed.cols, buf.baseAddress!)) } }
             count = n
         }
         precondition(bad == 0, "unpack: \(bad) invalid 2-bit fields (value 3)")
@@ -131,7 +142,7 @@ public enum TernaryKernels {
     public static func gemv(_ packed: PackedTernary, x: [Int8], pool: ThreadPool? = .shared) -> [Int32] {
         precondition(x.count == packed.cols, "gemv: x has \(x.count) values, matrix has \(packed.cols) columns")
         return [Int32](unsafeUninitializedCapacity: packed.rows) { y, n in
-            packed.bytes.withUnsafeBufferPointer { w in
+            packed.storage.withUnsafeBufferPointer { w in
                 x.withUnsafeBufferPointer { xp in
                     if packed.rows > 0 {
                         gemv(weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols,
@@ -147,7 +158,7 @@ public enum TernaryKernels {
     /// at least rowRange.upperBound elements). x holds `packed.cols` values.
     public static func gemv(_ packed: PackedTernary, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        packed.bytes.withUnsafeBufferPointer { w in
+        packed.storage.withUnsafeBufferPointer { w in
             gemv(weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols, x: x, y: y,
                  rowRange: rowRange, pool: pool)
         }
@@ -167,9 +178,9 @@ public enum TernaryKernels {
                             _ c: PackedTernary?, y yc: UnsafeMutablePointer<Int32>?, x: UnsafePointer<Int8>, pool: ThreadPool? = .shared) {
         precondition(a.cols == b.cols && (c.map { $0.cols == a.cols } ?? true) && (c == nil) == (yc == nil),
                      "gemv: fused matrices need the same columns (\(a.cols), \(b.cols), \(c?.cols ?? a.cols)) and one output each")
-        a.bytes.withUnsafeBufferPointer { wa in
-            b.bytes.withUnsafeBufferPointer { wb in
-                (c?.bytes ?? []).withUnsafeBufferPointer { wc in
+        a.storage.withUnsafeBufferPointer { wa in
+            b.storage.withUnsafeBufferPointer { wb in
+                (c?.storage ?? KernelBuffer([])).withUnsafeBufferPointer { wc in
                     fusedGemv(kernel: bitnet_t2_gemv_rows, cols: a.cols, x: x, pool: pool,
                               (wa.baseAddress ?? dummyBytes, a.rowStride, a.rows, ya), (wb.baseAddress ?? dummyBytes, b.rowStride, b.rows, yb),
                               c.map { (wc.baseAddress ?? dummyBytes, $0.rowStride, $0.rows, yc!) })
@@ -197,7 +208,7 @@ public enum TernaryKernels {
     public static func gemm(_ packed: PackedTernary, x: UnsafePointer<Int8>, ldx: Int, tokens: Int,
                             y: UnsafeMutablePointer<Int32>, ldy: Int, rowRange: Range<Int>? = nil,
                             pool: ThreadPool? = .shared) {
-        packed.bytes.withUnsafeBufferPointer { w in
+        packed.storage.withUnsafeBufferPointer { w in
             splitGemm(kernel: bitnet_t2_gemm, weights: w.baseAddress ?? dummyBytes, rowStride: packed.rowStride, rows: packed.rows,
                       cols: packed.cols, x: x, ldx: ldx, tokens: tokens, y: y, ldy: ldy, rowRange: rowRange, pool: pool)
         }
@@ -207,7 +218,7 @@ public enum TernaryKernels {
     public static func gemvReference(_ packed: PackedTernary, x: [Int8]) -> [Int32] {
         precondition(x.count == packed.cols)
         var y = [Int32](repeating: 0, count: packed.rows)
-        if packed.rows > 0 { bitnet_t2_gemv_ref(packed.bytes, packed.rowStride, packed.cols, x, &y, 0, packed.rows) }
+        if packed.rows > 0 { packed.storage.withUnsafeBufferPointer { bitnet_t2_gemv_ref($0.baseAddress!, packed.rowStride, packed.cols, x, &y, 0, packed.rows) } }
         return y
     }
 
@@ -215,7 +226,7 @@ public enum TernaryKernels {
         precondition(x.count == tokens * packed.cols)
         var y = [Int32](repeating: 0, count: tokens * packed.rows)
         if packed.rows > 0 && tokens > 0 {
-            bitnet_t2_gemm_ref(packed.bytes, packed.rowStride, packed.cols, x, packed.cols, tokens, &y, packed.rows, 0, packed.rows)
+            packed.storage.withUnsafeBufferPointer { bitnet_t2_gemm_ref($0.baseAddress!, packed.rowStride, packed.cols, x, packed.cols, tokens, &y, packed.rows, 0, packed.rows) }
         }
         return y
     }

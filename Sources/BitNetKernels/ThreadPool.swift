@@ -13,7 +13,9 @@ public final class ThreadPool: @unchecked Sendable {
     public static let shared: ThreadPool = {
         let env = ProcessInfo.processInfo.environment["BITNET_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
         let count = env.flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
-        return ThreadPool(threadCount: count)
+        // BITNET_POOL_GUARD=0 turns the oversubscription guard off (every call parallel), for experiments.
+        let guardOff = ProcessInfo.processInfo.environment["BITNET_POOL_GUARD"] == "0"
+        return ThreadPool(threadCount: count, oversubscriptionGuard: !guardOff)
     }()
 
     /// The C pool; immutable after init, and the C side is thread-safe.
@@ -105,11 +107,19 @@ extension ThreadPool {
         bitnet_pool_split_rows(pool?.raw, range.lowerBound, range.upperBound, chunk, kernel, args)
     }
 
-    /// Rows per chunk (whole granules, about 4 chunks per thread), or nil to run on the caller: one thread, fewer
-    /// than 2 granules of rows, or less work (rows × `perRow`) than `threshold`.
+    /// Chunks per thread of a split (BITNET_CHUNKS_PER_THREAD, default 16; set it before, not during, parallel work). More chunks shrink the wait for the
+    /// last one at the end of each call (the threads meet ~150 times per decoded token) at the price of the
+    /// per-chunk setup of the kernels (activation copies).
+    public nonisolated(unsafe) static var chunksPerThread: Int = {
+        let env = ProcessInfo.processInfo.environment["BITNET_CHUNKS_PER_THREAD"].flatMap { Int($0) }
+        return min(max(env ?? 16, 1), 256)
+    }()
+
+    /// Rows per chunk (whole granules, about `chunksPerThread` chunks per thread), or nil to run on the caller: one
+    /// thread, fewer than 2 granules of rows, or less work (rows × `perRow`) than `threshold`.
     private static func rowChunk(_ rows: Int, work perRow: Int, granule: Int, threshold: Int, threads: Int) -> Int? {
         guard threads > 1, rows >= 2 * granule, rows * max(perRow, 1) >= threshold else { return nil }
-        let target = min(threads * 4, rows / granule)
+        let target = min(threads * min(max(chunksPerThread, 1), 256), rows / granule)
         return ((rows + target - 1) / target + granule - 1) / granule * granule
     }
 }

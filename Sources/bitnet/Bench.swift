@@ -22,6 +22,8 @@ struct Bench: ParsableCommand {
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
         @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
         @Flag(help: "Print JSON.") var json = false
+        @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these chunks per thread (e.g. 4,16), 5 rounds, medians.")
+        var compareChunks: String?
 
         func run() throws {
             if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
@@ -33,15 +35,15 @@ struct Bench: ParsableCommand {
                 }
                 guard decodeTokens > 0 else { throw BitNetError.invalidArgument("--decode-tokens must be positive") }
                 let kv = try parseKVCacheFormat(kvCache)
-                let bandwidth = MemoryBandwidth.measure(bytes: 512 << 20)
+                // The roofline: the best read rate of probes before and after the decode (this VM's varies by run).
+                let bandwidthBefore = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5)
                 // The model under test: a trained file, or a synthetic ternary model of the preset's shape.
                 var config: ModelConfig
                 var ternary: InferenceModel
                 let t0 = Clock.now()
                 if let model {
-                    let loaded = try ModelFile.load(path: model)
-                    config = loaded.weights.config
-                    ternary = InferenceModel(weights: loaded.weights)
+                    ternary = try ModelFile.loadInference(path: model, headFormat: headFormat).model
+                    config = ternary.config
                 } else {
                     config = try presetConfig(preset)
                     config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2)
@@ -52,8 +54,34 @@ struct Bench: ParsableCommand {
                 printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@, linears %@",
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, ternaryLayout))
+                if let compareChunks {
+                    let values = try compareChunks.split(separator: ",").map { s -> Int in
+                        guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer") }
+                        return v
+                    }
+                    var rates = [Int: [Double]]()
+                    for round in 0..<5 {
+                        for v in values {
+                            ThreadPool.chunksPerThread = v
+                            let r = try InferenceBenchmark.run(model: ternary, promptLengths: [], decodeTokens: decodeTokens, kvCache: kv)
+                            rates[v, default: []].append(r.decodeMedianTokensPerSecond)
+                            printError(String(format: "round %d, %d chunks per thread: %.2f tok/s (median step)", round + 1, v, r.decodeMedianTokensPerSecond))
+                        }
+                    }
+                    for v in values {
+                        let sorted = rates[v]!.sorted()
+                        print(String(format: "%3d chunks per thread: decode %.2f tok/s (median of 5 rounds of median steps; %.2fx the first)",
+                                     v, sorted[2], sorted[2] / rates[values[0]]!.sorted()[2]))
+                    }
+                    return
+                }
+                let pool0 = ThreadPool.shared.stats
                 let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv)
                 let rss = ProcessMemory.peakRSSBytes()
+                let bandwidth = max(bandwidthBefore, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))
+                let pool1 = ThreadPool.shared.stats
+                printError("thread pool: \(pool1.parallelCalls - pool0.parallelCalls) parallel calls, \(pool1.serialCalls - pool0.serialCalls) "
+                           + "run serially by the oversubscription guard after \(pool1.fallbacks - pool0.fallbacks) slow calls")
                 var twin: InferenceBenchmark.Result?
                 if !noTwin && model == nil && config.arch.isQuantized {
                     var fc = config
@@ -66,7 +94,7 @@ struct Bench: ParsableCommand {
                 if json {
                     var obj: [String: Any] = [
                         "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "ternary_layout": ternaryLayout, "kv_cache": kvCache,
-                        "decode_tokens_per_s": a.decodeTokensPerSecond,
+                        "decode_tokens_per_s": a.decodeTokensPerSecond, "decode_median_tokens_per_s": a.decodeMedianTokensPerSecond,
                         "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),
                         "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
@@ -84,7 +112,8 @@ struct Bench: ParsableCommand {
                     return
                 }
                 func row(_ name: String, _ r: InferenceBenchmark.Result) {
-                    var line = String(format: "%-14@ decode %7.2f tok/s", name as NSString, r.decodeTokensPerSecond)
+                    var line = String(format: "%-14@ decode %7.2f tok/s (median step %.2f)", name as NSString, r.decodeTokensPerSecond,
+                                      r.decodeMedianTokensPerSecond)
                     for n in promptLengths.sorted() {
                         line += String(format: " | prefill %d: %6.1f tok/s, TTFT %.2fs", n, r.prefillTokensPerSecond[n] ?? 0, r.timeToFirstToken[n] ?? 0)
                     }

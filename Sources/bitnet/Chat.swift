@@ -17,18 +17,18 @@ struct ChatCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
+            let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer)
             guard let tok = loaded.tokenizer as? ByteLevelBPE else {
                 throw BitNetError.invalidArgument("\(model): chat needs a byte-level BPE tokenizer with <|eot_id|> (LLaMA 3 / 2B4T vocabulary)")
             }
             let kind: ChatTemplate
             if template == "auto" {
-                kind = ChatTemplate.detect(try ModelFile.chatTemplate(path: model) ?? "") ?? (loaded.weights.config.ffn == .relu2 ? .bitnet : .llama3)
+                kind = ChatTemplate.detect(try ModelFile.chatTemplate(path: model) ?? "") ?? (loaded.model.config.ffn == .relu2 ? .bitnet : .llama3)
             } else {
                 guard let k = ChatTemplate(rawValue: template) else { throw BitNetError.invalidArgument("--template must be auto, llama3 or bitnet") }
                 kind = k
             }
-            let im = InferenceModel(weights: loaded.weights)
+            let im = loaded.model
             im.setTernaryLayout(try parseTernaryLayout(ternaryLayout))
             var chat = try Chat(model: im, tokenizer: tok, template: kind, system: system)
             let o = sampling.generationOptions()

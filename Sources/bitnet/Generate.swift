@@ -6,28 +6,31 @@ import Foundation
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a model (streams to standard output).")
 
-    @Option(help: "Model: a training output directory, a .safetensors file or a llama2.c .bin.") var model: String
+    @Option(help: "Model: a training output directory, a .safetensors, .gguf or llama2.c .bin file, or a Hugging Face directory.") var model: String
     @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json).") var tokenizer: String?
     @Option(help: "Prompt text (empty: start from BOS).") var prompt: String = ""
     @OptionGroup var sampling: SamplingOptions
     @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
-    @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32).") var head: String = "f32"
+    @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32); default f32, or f16 read in place from a GGUF F16 embedding.")
+    var head: String?
     @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
 
     func run() throws {
         try runReportingErrors {
             let kv = try parseKVCacheFormat(kvCache)
-            let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
+            let headFormat = try head.map { h in
+                guard let f = HeadFormat(rawValue: h) else {
+                    throw BitNetError.invalidArgument("unknown head format '\(h)' (use \(HeadFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
+                }
+                return f
+            }
+            let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer, headFormat: headFormat)
             guard let tok = loaded.tokenizer else {
                 throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE")
             }
             var o = sampling.generationOptions()
             o.kvCache = kv
-            guard let headFormat = HeadFormat(rawValue: head) else {
-                throw BitNetError.invalidArgument("unknown head format '\(head)' (use \(HeadFormat.allCases.map(\.rawValue).joined(separator: ", ")))")
-            }
-            let im = InferenceModel(weights: loaded.weights)
-            try im.setHeadFormat(headFormat)
+            let im = loaded.model
             im.setTernaryLayout(try parseTernaryLayout(ternaryLayout))
             let t0 = Clock.now()
             let stdout = FileHandle.standardOutput

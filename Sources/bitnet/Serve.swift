@@ -30,9 +30,9 @@ struct ServedModelOptions: ParsableArguments {
         if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
         switch (model, preset) {
         case (let path?, nil):
-            let loaded = try ModelFile.load(path: path, tokenizerPath: tokenizer)
+            let loaded = try ModelFile.loadInference(path: path, tokenizerPath: tokenizer)
             guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(path) has no tokenizer; pass --tokenizer FILE") }
-            return (InferenceModel(weights: loaded.weights), tok, URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
+            return (loaded.model, tok, URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
         case (nil, let name?):
             guard let tokenizer else { throw BitNetError.invalidArgument("--preset needs --tokenizer FILE (its size sets the vocabulary)") }
             let tok = try ModelFile.loadTokenizer(path: tokenizer, vocabSize: vocabSize)

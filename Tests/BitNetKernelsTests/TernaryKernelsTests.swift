@@ -3,7 +3,7 @@ import XCTest
 import CBitNetKernels
 
 final class TernaryKernelsTests: XCTestCase {
-    private let colsList = [1, 5, 127, 128, 129, 300, 1000]
+    private let colsList = [1, 5, 127, 128, 129, 256, 300, 640, 1000, 2560]
 
     /// Naive Int32 product of row-major codes W [rows, cols] with X [tokens, cols] -> [tokens, rows].
     private func naive(_ w: [Int8], rows: Int, cols: Int, x: [Int8], tokens: Int) -> [Int32] {

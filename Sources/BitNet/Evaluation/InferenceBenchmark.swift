@@ -6,6 +6,8 @@ import BitNetKernels
 public enum InferenceBenchmark {
     public struct Result: Sendable {
         public let decodeTokensPerSecond: Double
+        /// 1 / the median time of one decode step: robust to a noisy neighbour stalling a few steps.
+        public let decodeMedianTokensPerSecond: Double
         /// Prompt length → prefill tokens/s.
         public let prefillTokensPerSecond: [Int: Double]
         /// Prompt length → seconds until the first generated token's logits.
@@ -33,11 +35,17 @@ public enum InferenceBenchmark {
         // Decode: one warm-up token, then greedy steps.
         var token = rng.nextInt(below: c.vocabSize)
         _ = try session.step(token: token)
+        var stepSeconds = [Double](repeating: 0, count: decodeTokens)
         let t0 = Clock.now()
-        for _ in 0..<decodeTokens {
+        for i in 0..<decodeTokens {
+            let s0 = Clock.now()
             token = Sampler.argmax(try session.step(token: token))
+            stepSeconds[i] = Clock.now() - s0
         }
         let decodeTPS = Double(decodeTokens) / max(Clock.now() - t0, 1e-9)
+        stepSeconds.sort()
+        let median = decodeTokens % 2 == 1 ? stepSeconds[decodeTokens / 2]
+            : (stepSeconds[decodeTokens / 2 - 1] + stepSeconds[decodeTokens / 2]) / 2
         var prefill: [Int: Double] = [:], ttft: [Int: Double] = [:]
         for n in promptLengths {
             session.reset()
@@ -48,7 +56,7 @@ public enum InferenceBenchmark {
             prefill[n] = Double(n) / max(dt, 1e-9)
             ttft[n] = dt
         }
-        return Result(decodeTokensPerSecond: decodeTPS, prefillTokensPerSecond: prefill, timeToFirstToken: ttft,
+        return Result(decodeTokensPerSecond: decodeTPS, decodeMedianTokensPerSecond: 1 / max(median, 1e-9), prefillTokensPerSecond: prefill, timeToFirstToken: ttft,
                       weightBytes: model.inferenceBytes, bytesPerToken: model.bytesPerToken)
     }
 }

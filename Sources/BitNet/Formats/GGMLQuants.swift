@@ -107,10 +107,10 @@ public enum GGMLQuants {
     }
 
     /// Code of element j of I2_S block b: byte j%32 holds elements j, j+32, j+64, j+96 in bits 7-6, 5-4, 3-2, 1-0; 0/1/2 = -1/0/+1.
+    /// A field of 3 gives 2, which is no ternary code: the model loaders reject it (as for TQ2_0).
     @inline(__always) static func i2sCode(_ p: UnsafeRawPointer, block b: Int, _ j: Int) -> Int8 {
         let byte = p.load(fromByteOffset: b * 32 + j % 32, as: UInt8.self)
-        let q = (byte >> (6 - 2 * UInt8(j / 32))) & 3
-        return q == 3 ? 0 : Int8(q) - 1
+        return Int8((byte >> (6 - 2 * UInt8(j / 32))) & 3) - 1
     }
 
     /// Ternary codes and one scale per block (TQ1_0, TQ2_0: 256 elements; I2_S: one scale for the tensor).

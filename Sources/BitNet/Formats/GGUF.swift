@@ -145,6 +145,8 @@ public struct GGUFFile: @unchecked Sendable {
     public let alignment: Int
     let data: Data
     let dataStart: Int
+    /// The mapping `data` borrows (files opened with `read`; nil for bytes parsed from memory).
+    public private(set) var mapping: MappedFile?
     private let keyIndex: [String: Int]
     private let tensorIndex: [String: Int]
 
@@ -179,11 +181,10 @@ public struct GGUFFile: @unchecked Sendable {
     /// Parses and validates a GGUF file: magic, version, every count, string length, type, shape, offset and size
     /// against the file size. `maxMetadataBytes` bounds what metadata may allocate.
     public static func read(path: String) throws -> GGUFFile {
-        guard FileManager.default.fileExists(atPath: path) else { throw BitNetError.fileNotFound(path) }
-        let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
-        catch { throw BitNetError.unreadable(path, error.localizedDescription) }
-        return try parse(data, path: path)
+        let m = try MappedFile(path: path)
+        var f = try parse(m.data, path: path)
+        f.mapping = m
+        return f
     }
 
     /// Parses GGUF bytes held in memory (`path` names them in errors).

@@ -94,8 +94,20 @@ public enum GGUFModel {
     /// Loads weights and the embedded tokenizer (if any) of a GGUF model file (`showProgress`: a line per tensor).
     public static func load(path: String, showProgress: Bool = false) throws -> LoadedModel {
         let f = try GGUFFile.read(path: path)
+        let (c, layout) = try checkedLayout(f)
+        let w = ModelWeights(config: c)
+        var progress = showProgress ? ProgressLine(total: layout.slots.count, unit: "tensors") : nil
+        for (n, s) in layout.slots.enumerated() {
+            defer { progress?.update(done: n + 1, extra: "reading \(URL(fileURLWithPath: path).lastPathComponent)") }
+            try decode(f, slot: s, config: c, layout: layout, into: w.ptr + s.offset)
+        }
+        return LoadedModel(weights: w, tokenizer: try tokenizer(of: f, config: c))
+    }
+
+    /// The config of a GGUF model and its parameter layout, after checking that every tensor is present with its
+    /// shape (so the file really holds the parameters) before anything is allocated.
+    static func checkedLayout(_ f: GGUFFile) throws -> (ModelConfig, ParameterLayout) {
         let c = try config(of: f)
-        // Every tensor is present with its shape (so the file really holds the parameters) before anything is allocated.
         let layout = ParameterLayout(config: c)
         for s in layout.slots {
             let gname = ggufName(s.name)
@@ -104,42 +116,51 @@ public enum GGUFModel {
                 throw f.bad(gname, "shape \(t.shape), the config needs \(s.shape)")
             }
         }
-        let w = ModelWeights(config: c)
-        let neox = usesRotateHalf(f["general.architecture"]?.string ?? "")
-        var progress = showProgress ? ProgressLine(total: w.layout.slots.count, unit: "tensors") : nil
-        for (n, s) in w.layout.slots.enumerated() {
-            defer { progress?.update(done: n + 1, extra: "reading \(URL(fileURLWithPath: path).lastPathComponent)") }
-            let gname = ggufName(s.name)
-            let t = f.tensor(gname)!
-            let heads = neox ? HFModel.rotaryHeads(s.name, c) : nil
-            let dst = w.ptr + s.offset
-            let isLinear = c.arch.isQuantized && s.shape.count == 2 && s.offset != w.layout.embedding && s.offset != w.layout.output
-            if isLinear, let found = try ternaryTensor(f, t) {
-                var codes = found.codes
-                let beta = found.scale
-                if let h = heads { codes = TernaryWeights.permuteRotary(codes, heads: h, rows: s.shape[0], cols: s.shape[1]) }
-                let scaleName = gname.replacingOccurrences(of: ".weight", with: ".scale")
-                var b = beta
-                // llama.cpp's optional per-tensor scale multiplies the layer's output.
-                if let st = f.tensor(scaleName) {
-                    guard st.count == 1 else { throw f.bad(scaleName, "has \(st.count) values, expected 1") }
-                    b *= try f.floats(scaleName)[0]
-                }
-                TernaryWeights.latent(codes: codes, scales: [b], into: dst)
-            } else {
-                var v = try f.floats(gname)
-                if let h = heads { v = TernaryWeights.permuteRotary(v, heads: h, rows: s.shape[0], cols: s.shape[1]) }
-                v.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: s.count) }
-            }
-            for i in 0..<s.count where !dst[i].isFinite {
-                throw f.bad(gname, "non-finite value at index \(i)")
-            }
+        return (c, layout)
+    }
+
+    /// Rotary heads of a q/k projection whose rows the file keeps in rotate_half order (nil for other tensors).
+    static func rotateHalfHeads(_ f: GGUFFile, _ s: TensorSlot, _ c: ModelConfig) -> Int? {
+        usesRotateHalf(f["general.architecture"]?.string ?? "") ? HFModel.rotaryHeads(s.name, c) : nil
+    }
+
+    /// Decodes parameter `s` (checked by `checkedLayout`) into s.count latent f32 weights at `dst`: ternary linears
+    /// losslessly through `TernaryWeights.latent`, q/k rows permuted to consecutive pairs; a non-finite value is an error.
+    static func decode(_ f: GGUFFile, slot s: TensorSlot, config c: ModelConfig, layout: ParameterLayout,
+                       into dst: UnsafeMutablePointer<Float>) throws {
+        let gname = ggufName(s.name)
+        let t = f.tensor(gname)!
+        let heads = rotateHalfHeads(f, s, c)
+        let isLinear = c.arch.isQuantized && s.shape.count == 2 && s.offset != layout.embedding && s.offset != layout.output
+        if isLinear, let found = try ternaryTensor(f, t) {
+            var codes = found.codes
+            if let h = heads { codes = TernaryWeights.permuteRotary(codes, heads: h, rows: s.shape[0], cols: s.shape[1]) }
+            TernaryWeights.latent(codes: codes, scales: [found.scale * (try extraScale(f, gname))], into: dst)
+        } else {
+            var v = try f.floats(gname)
+            if let h = heads { v = TernaryWeights.permuteRotary(v, heads: h, rows: s.shape[0], cols: s.shape[1]) }
+            v.withUnsafeBufferPointer { dst.update(from: $0.baseAddress!, count: s.count) }
         }
+        for i in 0..<s.count where !dst[i].isFinite {
+            throw f.bad(gname, "non-finite value at index \(i)")
+        }
+    }
+
+    /// llama.cpp's optional per-tensor scale `<name>.scale` that multiplies a linear's output (1 when absent).
+    static func extraScale(_ f: GGUFFile, _ weightName: String) throws -> Float {
+        let scaleName = weightName.replacingOccurrences(of: ".weight", with: ".scale")
+        guard let st = f.tensor(scaleName) else { return 1 }
+        guard st.count == 1 else { throw f.bad(scaleName, "has \(st.count) values, expected 1") }
+        return try f.floats(scaleName)[0]
+    }
+
+    /// The tokenizer a GGUF file embeds (nil when none), checked against the vocabulary size.
+    static func tokenizer(of f: GGUFFile, config c: ModelConfig) throws -> (any Tokenizer)? {
         let tokenizer = try GGUFVocabulary.tokenizer(from: f)
         if let t = tokenizer, t.vocabSize != c.vocabSize {
             throw f.bad("tokenizer.ggml.tokens", "\(t.vocabSize) tokens, token_embd has \(c.vocabSize) rows")
         }
-        return LoadedModel(weights: w, tokenizer: tokenizer)
+        return tokenizer
     }
 
     /// Codes and one scale of a ternary tensor, nil when the tensor is not ternary (then it is used as latent weights).

@@ -6,6 +6,12 @@ public struct LoadedModel {
     public let tokenizer: (any Tokenizer)?
 }
 
+/// A model prepared for inference with the tokenizer stored beside it (if any).
+public struct LoadedInferenceModel {
+    public let model: InferenceModel
+    public let tokenizer: (any Tokenizer)?
+}
+
 /// The project's own model file: safetensors with every parameter as F32 under the names of docs/MODEL.md,
 /// and metadata `bitnet.config` (JSON) and `bitnet.tokenizer` (a Hugging Face tokenizer.json).
 public enum ModelFile {
@@ -92,11 +98,37 @@ public enum ModelFile {
     /// A loaded model with its tokenizer replaced by the one at `tokenizerPath` (if given), sizes checked.
     static func withTokenizer(_ m: LoadedModel, _ tokenizerPath: String?) throws -> LoadedModel {
         guard let tokenizerPath else { return m }
-        let t = try loadTokenizer(path: tokenizerPath, vocabSize: m.weights.config.vocabSize)
-        guard t.vocabSize <= m.weights.config.vocabSize else {
-            throw BitNetError.shapeMismatch("tokenizer has \(t.vocabSize) tokens, the model's vocabulary is \(m.weights.config.vocabSize)")
+        return LoadedModel(weights: m.weights, tokenizer: try replacementTokenizer(tokenizerPath, vocabSize: m.weights.config.vocabSize))
+    }
+
+    /// The tokenizer at `path` for a model of `vocabSize` tokens (it may use fewer).
+    static func replacementTokenizer(_ path: String, vocabSize: Int) throws -> any Tokenizer {
+        let t = try loadTokenizer(path: path, vocabSize: vocabSize)
+        guard t.vocabSize <= vocabSize else {
+            throw BitNetError.shapeMismatch("tokenizer has \(t.vocabSize) tokens, the model's vocabulary is \(vocabSize)")
         }
-        return LoadedModel(weights: m.weights, tokenizer: t)
+        return t
+    }
+
+    /// Loads a model for inference (`bitnet generate`, `chat`, `serve`, `bench inference`): a GGUF file through
+    /// `InferenceModel(gguf:)`, which serves I2_S linears and an F16 embedding/head from the file mapping without a
+    /// copy; other formats through latent weights and `InferenceModel(weights:)`. `headFormat` nil: f32, or f16 read in
+    /// place for a GGUF F16 embedding.
+    public static func loadInference(path: String, tokenizerPath: String? = nil, headFormat: HeadFormat? = nil,
+                                     showProgress: Bool = false) throws -> LoadedInferenceModel {
+        if !HFModel.isHFDirectory(path) {
+            let file = try resolve(path)
+            if GGUFModel.isGGUF(path: file) {
+                let f = try GGUFFile.read(path: file)
+                let c = try GGUFModel.config(of: f)
+                let tok = try tokenizerPath.map { try replacementTokenizer($0, vocabSize: c.vocabSize) } ?? GGUFModel.tokenizer(of: f, config: c)
+                return LoadedInferenceModel(model: try InferenceModel(gguf: f, headFormat: headFormat, showProgress: showProgress), tokenizer: tok)
+            }
+        }
+        let loaded = try load(path: path, tokenizerPath: tokenizerPath, showProgress: showProgress)
+        let model = InferenceModel(weights: loaded.weights)
+        try model.setHeadFormat(headFormat ?? .f32)
+        return LoadedInferenceModel(model: model, tokenizer: loaded.tokenizer)
     }
 
     /// Loads a tokenizer file: a tokenizer.json (byte-level BPE) or a llama2.c tokenizer.bin.

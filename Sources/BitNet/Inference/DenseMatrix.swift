@@ -31,6 +31,17 @@ final class DenseMatrix: @unchecked Sendable {
         }
     }
 
+    /// Wraps half weights as they are (a GGUF F16 tensor served from the file mapping).
+    init(f16 m: F16Matrix) {
+        rows = m.rows; cols = m.cols; storage = .f16(m)
+    }
+
+    /// True when the weights are read from a file mapping, not owned.
+    var isFileBacked: Bool {
+        if case .f16(let m) = storage { return m.storage.isBorrowed }
+        return false
+    }
+
     var format: HeadFormat {
         switch storage {
         case .f32: .f32
@@ -43,7 +54,7 @@ final class DenseMatrix: @unchecked Sendable {
     var bytes: Int {
         switch storage {
         case .f32(let v): v.count * 4
-        case .f16(let m): m.bits.count * 2
+        case .f16(let m): m.storage.count * 2
         case .block(let m): m.bytes.count
         }
     }
@@ -63,7 +74,7 @@ final class DenseMatrix: @unchecked Sendable {
         case .f32(let v):
             v.withUnsafeBufferPointer { GEMM.sgemm(transA: false, transB: true, m: 1, n: rows, k: cols, a: x, lda: cols, b: $0.baseAddress!, ldb: cols, beta: 0, c: y, ldc: rows) }
         case .f16(let m):
-            m.bits.withUnsafeBufferPointer { DenseKernels.f16Gemv(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, y: y) }
+            m.storage.withUnsafeBufferPointer { DenseKernels.f16Gemv(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, y: y) }
         case .block(let m):
             m.gemv(x: x, y: y)
         }
@@ -77,7 +88,7 @@ final class DenseMatrix: @unchecked Sendable {
         case .f32(let v):
             v.withUnsafeBufferPointer { GEMM.sgemm(transA: false, transB: true, m: tokens, n: rows, k: cols, a: x, lda: cols, b: $0.baseAddress!, ldb: cols, beta: 0, c: y, ldc: rows) }
         case .f16(let m):
-            m.bits.withUnsafeBufferPointer {
+            m.storage.withUnsafeBufferPointer {
                 DenseKernels.f16Gemm(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, ldx: cols, tokens: tokens, y: y, ldy: rows)
             }
         case .block(let m):
@@ -91,7 +102,7 @@ final class DenseMatrix: @unchecked Sendable {
         case .f32(let v):
             v.withUnsafeBufferPointer { out.update(from: $0.baseAddress! + r * cols, count: cols) }
         case .f16(let m):
-            m.bits.withUnsafeBufferPointer { bitnet_f16_to_f32($0.baseAddress! + r * cols, out, cols) }
+            m.storage.withUnsafeBufferPointer { bitnet_f16_to_f32($0.baseAddress! + r * cols, out, cols) }
         case .block(let m):
             m.dequantizeRow(r, into: out)
         }

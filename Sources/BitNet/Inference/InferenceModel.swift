@@ -12,6 +12,9 @@ public struct InferenceLinear: @unchecked Sendable {
     private(set) var base3: PackedTernaryBase3? = nil
     /// Half-precision weights (the fp twin in `bitnet bench`, as the paper's FP16 baseline).
     var half: F16Matrix? = nil
+    /// Output r comes from packed row rowOrder[r] (a mapped GGUF q/k projection keeps the file's rotate_half row
+    /// order); nil: row r.
+    var rowOrder: [Int32]? = nil
     /// β per group of rows/G rows.
     let betas: [Float]
     /// Full-precision weight (fp) or dequantized weight (used by the unsigned-activation path).
@@ -44,6 +47,19 @@ public struct InferenceLinear: @unchecked Sendable {
         }
     }
 
+    /// A ternary layer over codes already packed in the kernel layout (e.g. borrowed from a mapped I2_S tensor) with
+    /// one β; `rowOrder[r]` is the packed row holding output r (nil: the identity).
+    init(packed p: PackedTernary, beta: Float, quant: LinearQuantization, rowOrder: [Int32]? = nil) {
+        precondition(quant.arch.isQuantized && quant.groups == 1 && !quant.unsigned, "packed layers take one group and signed activations")
+        precondition(rowOrder.map { $0.count == p.rows && $0.allSatisfy { $0 >= 0 && Int($0) < p.rows } } ?? true, "rowOrder must index the rows")
+        rows = p.rows; cols = p.cols; self.quant = quant
+        packed = p; codes = []; betas = [beta]; dense = []
+        self.rowOrder = rowOrder
+    }
+
+    /// Bytes of this layer's weights read in place from a file mapping (0 when owned).
+    var fileBackedBytes: Int { packed.map { $0.storage.isBorrowed ? $0.storage.count : 0 } ?? 0 }
+
     /// A random ternary layer (codes uniform over {-1, 0, +1}, β = 0.02) for benchmarks of any shape, packed directly.
     init(randomTernaryRows rows: Int, cols: Int, quant: LinearQuantization, rng: inout SeededRNG) {
         self.rows = rows; self.cols = cols; self.quant = quant
@@ -71,7 +87,7 @@ public struct InferenceLinear: @unchecked Sendable {
 
     /// Bytes this layer's weights take in memory: packed ternary (2 bits), f16 or f32.
     public var packedBytes: Int {
-        if let packed { return packed.bytes.count + betas.count * 4 }
+        if let packed { return packed.storage.count + betas.count * 4 }
         if let base3 { return base3.bytes.count + betas.count * 4 }
         if half != nil { return rows * cols * 2 }
         return quant.arch == .fp ? rows * cols * 4 : (rows * cols * (quant.arch == .b1 ? 1 : 2) + 7) / 8 + betas.count * 4
@@ -83,7 +99,7 @@ public struct InferenceLinear: @unchecked Sendable {
                acc: UnsafeMutablePointer<Int32>) {
         let (rows, cols) = (self.rows, self.cols)
         if let half {
-            half.bits.withUnsafeBufferPointer { wp in
+            half.storage.withUnsafeBufferPointer { wp in
                 DenseKernels.f16Gemv(weights: wp.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, y: y)
             }
             return
@@ -145,7 +161,7 @@ public struct InferenceLinear: @unchecked Sendable {
     func applyBatch(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, tokens n: Int) {
         if let half, n > 1 {
             // The f16 twin: each weight row is read once for all tokens, as the ternary GEMM does.
-            half.bits.withUnsafeBufferPointer {
+            half.storage.withUnsafeBufferPointer {
                 DenseKernels.f16Gemm(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols, x: x, ldx: cols, tokens: n, y: y, ldy: rows)
             }
             return
@@ -216,7 +232,11 @@ public struct InferenceLinear: @unchecked Sendable {
         let beta = betas[0]
         for t in 0..<n {
             let k = beta / scales[t], yt = y + t * rows, at = acc + t * rows
-            for r in 0..<rows { yt[r] = Float(at[r]) * k }
+            if let rowOrder {
+                rowOrder.withUnsafeBufferPointer { o in for r in 0..<rows { yt[r] = Float(at[Int(o[r])]) * k } }
+            } else {
+                for r in 0..<rows { yt[r] = Float(at[r]) * k }
+            }
         }
     }
 
@@ -282,6 +302,15 @@ public final class InferenceModel: @unchecked Sendable {
         }
         layers = built
         finalNorm = keep(L.finalNorm, c.dim)
+        norms = FloatBuffer(normValues.count)
+        normValues.withUnsafeBufferPointer { norms.ptr.update(from: $0.baseAddress!, count: $0.count) }
+    }
+
+    /// A model from prepared parts (the GGUF loader that serves tensors from the file mapping).
+    init(config c: ModelConfig, layers: [Layer], embedding: DenseMatrix, head: DenseMatrix, norms normValues: [Float], finalNorm: Int) {
+        config = c
+        rope = Rope(headDim: c.headDim, maxSeqLen: c.maxSeqLen, theta: c.ropeTheta)
+        self.layers = layers; self.embedding = embedding; self.head = head; self.finalNorm = finalNorm
         norms = FloatBuffer(normValues.count)
         normValues.withUnsafeBufferPointer { norms.ptr.update(from: $0.baseAddress!, count: $0.count) }
     }
@@ -362,6 +391,14 @@ public final class InferenceModel: @unchecked Sendable {
     public var inferenceBytes: Int {
         let linear = layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } }
         return linear + embedding.bytes + (head === embedding ? 0 : head.bytes) + norms.count * 4
+    }
+
+    /// Bytes of the weights read in place from a memory-mapped file (mapped I2_S linears and F16 embedding/head);
+    /// 0 for a model that owns all its weights.
+    public var fileBackedBytes: Int {
+        let linear = layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.fileBackedBytes } }
+        let emb = embedding.isFileBacked ? embedding.bytes : 0
+        return linear + emb + (head !== embedding && head.isFileBacked ? head.bytes : 0)
     }
 
     /// Bytes read from memory per decoded token: every linear plus the head (the embedding row is negligible).

@@ -1,0 +1,44 @@
+/// The elements a kernel reads: an owned array, or `count` elements at a pointer into memory that `owner` keeps
+/// alive (a tensor in a memory-mapped model file, served without a copy).
+public struct KernelBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
+    private let owned: [Element]
+    private let borrowed: UnsafePointer<Element>?
+    /// Keeps the borrowed memory valid (e.g. the file mapping); nil for an owned array.
+    private let owner: AnyObject?
+    public let count: Int
+
+    /// Owns `array`.
+    public init(_ array: [Element]) {
+        owned = array; borrowed = nil; owner = nil; count = array.count
+    }
+
+    /// Reads `count` elements at `base`, valid as long as `owner` lives (the buffer holds it); `base` must be
+    /// aligned for `Element` and the memory must never change.
+    public init(borrowing base: UnsafePointer<Element>, count: Int, owner: AnyObject) {
+        precondition(count >= 0 && Int(bitPattern: base) % MemoryLayout<Element>.alignment == 0,
+                     "KernelBuffer: \(count) elements at a pointer misaligned for \(Element.self)")
+        owned = []; borrowed = base; self.owner = owner; self.count = count
+    }
+
+    /// True when the elements live in memory the buffer does not own (a file mapping).
+    public var isBorrowed: Bool { borrowed != nil }
+
+    /// Runs `body` on the elements (no copy in either case).
+    public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
+        guard let borrowed else { return try owned.withUnsafeBufferPointer(body) }
+        return try withExtendedLifetime(owner) { try body(UnsafeBufferPointer(start: borrowed, count: count)) }
+    }
+
+    /// The elements as an array (the owned array itself, or a copy of borrowed memory).
+    public var array: [Element] {
+        guard borrowed != nil else { return owned }
+        return withUnsafeBufferPointer { Array($0) }
+    }
+}
+
+extension KernelBuffer: Equatable where Element: Equatable {
+    /// Equal contents, wherever they live.
+    public static func == (a: KernelBuffer, b: KernelBuffer) -> Bool {
+        a.count == b.count && a.withUnsafeBufferPointer { pa in b.withUnsafeBufferPointer { pb in pa.elementsEqual(pb) } }
+    }
+}
