@@ -112,7 +112,7 @@ extension ThreadPool {
     /// per-chunk setup of the kernels (activation copies).
     public nonisolated(unsafe) static var chunksPerThread: Int = {
         let env = ProcessInfo.processInfo.environment["BITNET_CHUNKS_PER_THREAD"].flatMap { Int($0) }
-        return min(max(env ?? 16, 1), 256)
+        return env ?? 16
     }()
 
     /// Rows per chunk (whole granules, about `chunksPerThread` chunks per thread), or nil to run on the caller: one

@@ -269,10 +269,13 @@ void bitnet_bq_gemv_ref(int format, const uint8_t *w, size_t row_stride, size_t 
 // f32 value of every f16 (256 KiB, filled once): a scale lookup is two loads and no ALU uop (the trick of ggml's
 // table_f32_f16). Only the few entries of the scales in use stay cached.
 static float bq_f16_table[65536];
-static pthread_once_t bq_f16_table_once = PTHREAD_ONCE_INIT;
+static int bq_vnni;   // the CPU has AVX-512 VNNI (+ VL, BW); set with the table
+static pthread_once_t bq_init_once = PTHREAD_ONCE_INIT;
 
-static void bq_fill_f16_table(void) {
+static int bq_cpu_has_vnni(void);
+static void bq_init(void) {
     for (uint32_t h = 0; h < 65536; h++) bq_f16_table[h] = bitnet_f16_to_f32_scalar((uint16_t)h);
+    bq_vnni = bq_cpu_has_vnni();
 }
 
 static ALWAYS_INLINE float bq_group_scale_simd(const uint8_t *grp, size_t b) {
@@ -562,12 +565,10 @@ static int bq_cpu_has_vnni(void) {
 /// (vpmaddubsw) on the AVX2 path or an AVX-512 CPU without VNNI, the portable reference otherwise.
 static bq_int_body bq_int_kernel(int fmt) {
 #ifdef BITNET_X86
-    static int vnni = -1;
     int isa = bitnet_dense_isa();
     if (isa >= BITNET_DENSE_AVX2) {
-        pthread_once(&bq_f16_table_once, bq_fill_f16_table);
-        if (vnni < 0) vnni = bq_cpu_has_vnni();
-        if (isa == BITNET_DENSE_AVX512 && vnni) return fmt == BITNET_BQ_Q6 ? bq_int_vnni_q6 : bq_int_vnni_q4;
+        pthread_once(&bq_init_once, bq_init);
+        if (isa == BITNET_DENSE_AVX512 && bq_vnni) return fmt == BITNET_BQ_Q6 ? bq_int_vnni_q6 : bq_int_vnni_q4;
         return fmt == BITNET_BQ_Q6 ? bq_int_avx2_q6 : bq_int_avx2_q4;
     }
 #endif

@@ -257,8 +257,15 @@ public final class InferenceModel: @unchecked Sendable {
         let wq, wk, wv, wo, w1, w3, w2: InferenceLinear
         /// Offsets into `norms` (-1: absent).
         let attnNorm, attnSubNorm, ffnNorm, ffnSubNorm: Int
+        /// The seven linears, for sums over them (sizes, not the forward pass).
+        var linears: [InferenceLinear] { [wq, wk, wv, wo, w1, w3, w2] }
     }
     private(set) var layers: [Layer]
+
+    /// Σ over every linear of every layer.
+    private func sumOverLinears(_ value: (InferenceLinear) -> Int) -> Int {
+        layers.reduce(0) { $0 + $1.linears.reduce(0) { $0 + value($1) } }
+    }
     let rope: Rope
     /// Token embedding [vocab, dim] and output head [vocab, dim]: one shared matrix when tied (stored once).
     private(set) var embedding: DenseMatrix
@@ -389,21 +396,19 @@ public final class InferenceModel: @unchecked Sendable {
 
     /// Size of the inference weights: packed linears plus f32 embedding/head and norms.
     public var inferenceBytes: Int {
-        let linear = layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } }
-        return linear + embedding.bytes + (head === embedding ? 0 : head.bytes) + norms.count * 4
+        sumOverLinears(\.packedBytes) + embedding.bytes + (head === embedding ? 0 : head.bytes) + norms.count * 4
     }
 
     /// Bytes of the weights read in place from a memory-mapped file (mapped I2_S linears and F16 embedding/head);
     /// 0 for a model that owns all its weights.
     public var fileBackedBytes: Int {
-        let linear = layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.fileBackedBytes } }
         let emb = embedding.isFileBacked ? embedding.bytes : 0
-        return linear + emb + (head !== embedding && head.isFileBacked ? head.bytes : 0)
+        return sumOverLinears(\.fileBackedBytes) + emb + (head !== embedding && head.isFileBacked ? head.bytes : 0)
     }
 
     /// Bytes read from memory per decoded token: every linear plus the head (the embedding row is negligible).
     public var bytesPerToken: Int {
-        layers.reduce(0) { $0 + [$1.wq, $1.wk, $1.wv, $1.wo, $1.w1, $1.w3, $1.w2].reduce(0) { $0 + $1.packedBytes } } + head.bytes
+        sumOverLinears(\.packedBytes) + head.bytes
     }
 
     func norm(_ offset: Int) -> UnsafePointer<Float> { UnsafePointer(norms.ptr + offset) }
