@@ -80,8 +80,10 @@ struct Bench: ParsableCommand {
                 let rss = ProcessMemory.peakRSSBytes()
                 let bandwidth = max(bandwidthBefore, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))
                 let pool1 = ThreadPool.shared.stats
-                printError("thread pool: \(pool1.parallelCalls - pool0.parallelCalls) parallel calls, \(pool1.serialCalls - pool0.serialCalls) "
-                           + "run serially by the oversubscription guard after \(pool1.fallbacks - pool0.fallbacks) slow calls")
+                // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
+                // count, or scripts/check_decode_allocs.sh would see it.
+                printError(String(format: "thread pool: %9d parallel calls, %9d run serially by the oversubscription guard after %6d slow calls",
+                                  pool1.parallelCalls - pool0.parallelCalls, pool1.serialCalls - pool0.serialCalls, pool1.fallbacks - pool0.fallbacks))
                 var twin: InferenceBenchmark.Result?
                 if !noTwin && model == nil && config.arch.isQuantized {
                     var fc = config
@@ -112,7 +114,7 @@ struct Bench: ParsableCommand {
                     return
                 }
                 func row(_ name: String, _ r: InferenceBenchmark.Result) {
-                    var line = String(format: "%-14@ decode %7.2f tok/s (median step %.2f)", name as NSString, r.decodeTokensPerSecond,
+                    var line = String(format: "%-14@ decode %7.2f tok/s (median step %7.2f)", name as NSString, r.decodeTokensPerSecond,
                                       r.decodeMedianTokensPerSecond)
                     for n in promptLengths.sorted() {
                         line += String(format: " | prefill %d: %6.1f tok/s, TTFT %.2fs", n, r.prefillTokensPerSecond[n] ?? 0, r.timeToFirstToken[n] ?? 0)
