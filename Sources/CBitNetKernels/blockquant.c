@@ -259,12 +259,25 @@ void bitnet_bq_gemv_ref(int format, const uint8_t *w, size_t row_stride, size_t 
 }
 
 #ifdef BITNET_X86
-// Software prefetch distance in bytes ahead in each row (about 8 rows of a 2560-wide head ahead of the 4-row tile):
-// the hardware prefetcher alone leaves the GEMVs well short of streaming speed on a DRAM-resident head. One thread
-// on the 2-core AVX-512 Xeon VM, 128256 x 2560 head, q6: 576 bytes 8.1-10.0 GB/s, 6-12 KiB 10.6-13.1 GB/s.
+// Software prefetch distances in bytes ahead in each row of a GEMV, as in the ternary GEMVs (ternary.c): a T0
+// prefetch of the lines the tile will read soon (about 4 rows of a 2560-wide head ahead of the 4-row tile) and a
+// T2 prefetch far ahead, which starts the DRAM reads early without holding L1 fill buffers. One thread on the
+// 2-core AVX-512 Xeon VM, 128256 x 2560 head, q6, near prefetch only: 576 bytes 8.1-10.0 GB/s, 6-12 KiB
+// 10.6-13.1 GB/s.
 #ifndef BQ_PREFETCH
 #define BQ_PREFETCH 8192
 #endif
+#ifndef BQ_PREFETCH_FAR
+#define BQ_PREFETCH_FAR 40960
+#endif
+// Both prefetches of the 104-byte q6 (72-byte q4) group at offset `off` of row r (pf: the near target's row base).
+#define BQ_PF_GROUP(pf, off)                                                                               \
+    do {                                                                                                   \
+        _mm_prefetch((const char *)((pf) + (off)), _MM_HINT_T0);                                           \
+        _mm_prefetch((const char *)((pf) + (off) + 64), _MM_HINT_T0);                                      \
+        _mm_prefetch((const char *)((pf) + (off) + (BQ_PREFETCH_FAR - BQ_PREFETCH)), _MM_HINT_T2);         \
+        _mm_prefetch((const char *)((pf) + (off) + (BQ_PREFETCH_FAR - BQ_PREFETCH) + 64), _MM_HINT_T2);    \
+    } while (0)
 
 // f32 value of every f16 (256 KiB, filled once): a scale lookup is two loads and no ALU uop (the trick of ggml's
 // table_f32_f16). Only the few entries of the scales in use stay cached.
@@ -320,8 +333,12 @@ static ALWAYS_INLINE void q8_tile_avx2(const uint8_t *row, size_t rs, const uint
     for (int i = 0; i < R * T; i++) acc[i] = _mm256_setzero_ps();
     for (size_t j = 0, o = 0; j < cols; j += BQ, o += BITNET_Q8_BLOCK_BYTES) {
         size_t n = cols - j < BQ ? cols - j : BQ;
-        for (int r = 0; r < R; r++)
-            if (pf) _mm_prefetch((const char *)(pf + r * rs + o), _MM_HINT_T0);
+        for (int r = 0; r < R; r++) {
+            if (pf) {
+                _mm_prefetch((const char *)(pf + r * rs + o), _MM_HINT_T0);
+                if (T == 1) _mm_prefetch((const char *)(pf + r * rs + o + (BQ_PREFETCH_FAR - BQ_PREFETCH)), _MM_HINT_T2);
+            }
+        }
         for (int t = 0; t < T; t++) {
             q8_x_avx2(x + t * ldx, j, n, xv);
             for (int r = 0; r < R; r++) acc[r * T + t] = q8_block_avx2(row + r * rs + o, xv, acc[r * T + t]);
@@ -365,7 +382,10 @@ static ALWAYS_INLINE void q8_tile_avx512(const uint8_t *row, size_t rs, const ui
         __m512 lo[4], hi[4], d[4];
         for (int r = 0; r < R; r++) {
             const uint8_t *blk = row + r * rs + o;
-            if (pf) _mm_prefetch((const char *)(pf + r * rs + o), _MM_HINT_T0);
+            if (pf) {
+                _mm_prefetch((const char *)(pf + r * rs + o), _MM_HINT_T0);
+                if (T == 1) _mm_prefetch((const char *)(pf + r * rs + o + (BQ_PREFETCH_FAR - BQ_PREFETCH)), _MM_HINT_T2);
+            }
             lo[r] = CVT16(_mm_loadu_si128((const __m128i *)(blk + 4)));
             hi[r] = CVT16(_mm_loadu_si128((const __m128i *)(blk + 20)));
             d[r] = _mm512_set1_ps(bq_q8_scale(blk));
@@ -423,7 +443,8 @@ static ALWAYS_INLINE void bq_int_tile_avx2(int fmt, const uint8_t *row, size_t r
     for (size_t g = 0; g < groups; g++) {
         for (int r = 0; r < R; r++) {
             const uint8_t *grp = row + r * rs + g * gb;
-            if (pf) {
+            if (pf && T == 1) BQ_PF_GROUP(pf + r * rs, g * gb);   // a GEMV: near and far
+            else if (pf) {                                        // a GEMM: the next row tile
                 _mm_prefetch((const char *)(pf + r * rs + g * gb), _MM_HINT_T0);
                 _mm_prefetch((const char *)(pf + r * rs + g * gb + 64), _MM_HINT_T0);
             }
@@ -498,7 +519,8 @@ static ALWAYS_INLINE void bq_int_tile_vnni(int fmt, const uint8_t *row, size_t r
     for (size_t g = 0; g < groups; g++) {
         for (int r = 0; r < R; r++) {
             const uint8_t *grp = row + r * rs + g * gb;
-            if (pf) {
+            if (pf && T == 1) BQ_PF_GROUP(pf + r * rs, g * gb);   // a GEMV: near and far
+            else if (pf) {                                        // a GEMM: the next row tile
                 _mm_prefetch((const char *)(pf + r * rs + g * gb), _MM_HINT_T0);
                 _mm_prefetch((const char *)(pf + r * rs + g * gb + 64), _MM_HINT_T0);
             }

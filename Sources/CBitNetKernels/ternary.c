@@ -223,27 +223,35 @@ static inline __m256i t2_block_dot(__m256i packed, const int8_t *x) {
     return _mm256_madd_epi16(s, ones);
 }
 
-// Software prefetch for the GEMV weight streams. Decoding reads every packed row exactly once from DRAM and the
-// hardware prefetchers alone keep too few lines in flight for several interleaved row streams (measured ~5 GB/s
-// on one core, ~10 GB/s with this). While a group of 4 rows is read, each of its rows also prefetches the same
-// column position pf bytes further on (pf = a whole number of groups, at least T2_PF_BYTES), i.e. the rows of
-// a group to come, one line per row per 64 bytes read. A group ahead rather than a fixed distance within the
-// row, so the start of every row is already in flight when it is reached. Prefetches past the matrix (or the
-// caller's row range) are harmless: they never fault and only touch memory near the weights.
+// Software prefetch for the GEMV weight streams, at two distances. Decoding reads every packed row exactly once
+// from DRAM, and with the products interleaved the hardware prefetchers keep too few lines in flight: on the
+// 2-core Xeon VM, loads alone in this access pattern stream 27 GB/s, the same loads with 4 vpdpbusd per 64 bytes
+// 22 GB/s with one T0 prefetch 4 KB ahead, and 26 GB/s with a T0 prefetch ~2 KB ahead (the lines the loop will
+// load next, into L1) plus a T2 prefetch ~32 KB ahead (early DRAM requests into the outer caches, which do not
+// hold a fill buffer for long). Each is a whole number of 4-row groups ahead, at the same column: the rows of a
+// group to come, one line per row per 64 bytes read, so the start of every row is already in flight when it is
+// reached. Prefetches past the matrix (or the caller's row range) are harmless: they never fault.
 #ifndef T2_PF_BYTES
-#define T2_PF_BYTES 4096
+#define T2_PF_BYTES 2048
 #endif
-#ifndef T2_PF_HINT
-#define T2_PF_HINT _MM_HINT_T0
+#ifndef T2_PF_FAR_BYTES
+#define T2_PF_FAR_BYTES 32768
 #endif
-// Address arithmetic in uintptr_t: the target may lie past the end of the weights.
-#define T2_PF(base, off) _mm_prefetch((const char *)((uintptr_t)(base) + (off)), T2_PF_HINT)
+// Both prefetches of one line, `off` bytes into the row at `base` (the caller's `pf` holds the two distances).
+// Address arithmetic in uintptr_t: the targets may lie past the end of the weights.
+#define T2_PF(base, off)                                                                              \
+    do {                                                                                             \
+        _mm_prefetch((const char *)((uintptr_t)(base) + pf.near + (off)), _MM_HINT_T0);              \
+        _mm_prefetch((const char *)((uintptr_t)(base) + pf.far + (off)), _MM_HINT_T2);               \
+    } while (0)
 
-// Prefetch offset: a whole number of 4-row groups, at least T2_PF_BYTES.
-static inline size_t t2_pf_offset(size_t row_stride) {
+typedef struct { size_t near, far; } t2_prefetch;
+
+// Prefetch offsets: whole numbers of 4-row groups, at least T2_PF_BYTES and T2_PF_FAR_BYTES.
+static inline t2_prefetch t2_pf_offsets(size_t row_stride) {
     const size_t group = 4 * row_stride;
-    if (group == 0) return 0;
-    return (T2_PF_BYTES + group - 1) / group * group;
+    if (group == 0) return (t2_prefetch){0, 0};
+    return (t2_prefetch){(T2_PF_BYTES + group - 1) / group * group, (T2_PF_FAR_BYTES + group - 1) / group * group};
 }
 
 // Four rows at once sharing the activation loads (then two, then one); one prefetch per row per 64 bytes.
@@ -255,14 +263,14 @@ static void t2_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const
     memset(xt, 0, sizeof xt);
     if (tail) memcpy(xt, x + nfull * 128, tail);
     const int32_t sx = sum_i8(x, cols);
-    const size_t pf = t2_pf_offset(row_stride);
+    const t2_prefetch pf = t2_pf_offsets(row_stride);
     size_t r = r0;
     for (; r + 4 <= r1; r += 4) {
         const uint8_t *a = w + r * row_stride, *b = a + row_stride, *c = b + row_stride, *d = c + row_stride;
         __m256i acc_a = _mm256_setzero_si256(), acc_b = acc_a, acc_c = acc_a, acc_d = acc_a;
         for (size_t k = 0; k < nfull; k++) {
             if (!(k & 1)) {
-                T2_PF(a, pf + k * 32); T2_PF(b, pf + k * 32); T2_PF(c, pf + k * 32); T2_PF(d, pf + k * 32);
+                T2_PF(a, k * 32); T2_PF(b, k * 32); T2_PF(c, k * 32); T2_PF(d, k * 32);
             }
             const int8_t *xk = x + k * 128;
             acc_a = _mm256_add_epi32(acc_a, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + k * 32)), xk));
@@ -285,7 +293,7 @@ static void t2_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const
         const uint8_t *a = w + r * row_stride, *b = a + row_stride;
         __m256i acc_a = _mm256_setzero_si256(), acc_b = _mm256_setzero_si256();
         for (size_t k = 0; k < nfull; k++) {
-            if (!(k & 1)) { T2_PF(a, pf + k * 32); T2_PF(b, pf + k * 32); }
+            if (!(k & 1)) { T2_PF(a, k * 32); T2_PF(b, k * 32); }
             const int8_t *xk = x + k * 128;
             acc_a = _mm256_add_epi32(acc_a, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + k * 32)), xk));
             acc_b = _mm256_add_epi32(acc_b, t2_block_dot(_mm256_loadu_si256((const __m256i *)(b + k * 32)), xk));
@@ -301,7 +309,7 @@ static void t2_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const
         const uint8_t *a = w + r * row_stride;
         __m256i acc = _mm256_setzero_si256();
         for (size_t k = 0; k < nfull; k++) {
-            if (!(k & 1)) T2_PF(a, pf + k * 32);
+            if (!(k & 1)) T2_PF(a, k * 32);
             acc = _mm256_add_epi32(acc, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + k * 32)), x + k * 128));
         }
         if (tail) acc = _mm256_add_epi32(acc, t2_block_dot(_mm256_loadu_si256((const __m256i *)(a + nfull * 32)), xt));
@@ -393,7 +401,7 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
     memset(xt, 0, sizeof xt);
     if (tail) memcpy(xt, x + nfull * 128, tail);
     const int32_t sx = sum_i8(x, cols);
-    const size_t pf = t2_pf_offset(row_stride);
+    const t2_prefetch pf = t2_pf_offsets(row_stride);
     const __m256i m3 = _mm256_set1_epi8(3);
     size_t r = r0;
     for (; r + 4 <= r1; r += 4) {
@@ -402,7 +410,7 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
         __m256i c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
         for (size_t k = 0; k < nblk; k++) {
             if (!(k & 1)) {
-                T2_PF(a, pf + k * 32); T2_PF(b, pf + k * 32); T2_PF(c, pf + k * 32); T2_PF(d, pf + k * 32);
+                T2_PF(a, k * 32); T2_PF(b, k * 32); T2_PF(c, k * 32); T2_PF(d, k * 32);
             }
             const int8_t *xk = k < nfull ? x + k * 128 : xt;
             __m256i x0 = _mm256_loadu_si256((const __m256i *)(xk)), x1 = _mm256_loadu_si256((const __m256i *)(xk + 32));
@@ -425,7 +433,7 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
         const uint8_t *a = w + r * row_stride, *b = a + row_stride;
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
         for (size_t k = 0; k < nblk; k++) {
-            if (!(k & 1)) { T2_PF(a, pf + k * 32); T2_PF(b, pf + k * 32); }
+            if (!(k & 1)) { T2_PF(a, k * 32); T2_PF(b, k * 32); }
             const int8_t *xk = k < nfull ? x + k * 128 : xt;
             __m256i x0 = _mm256_loadu_si256((const __m256i *)(xk)), x1 = _mm256_loadu_si256((const __m256i *)(xk + 32));
             __m256i x2 = _mm256_loadu_si256((const __m256i *)(xk + 64)), x3 = _mm256_loadu_si256((const __m256i *)(xk + 96));
@@ -446,14 +454,20 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
 // for t2_gemv_vnni on 2560x2560 (one thread, one run). Rows whose block count is odd, or with a tail, finish their
 // last columns with t2_gemv_vnni; rows longer than T2_ZMM_MAX_COLS use it for everything.
 #define T2_ZMM_MAX_COLS 16384
-#define T2_ZMM_ROW(P, S0, S1)                                                                   \
+// Shift-free unpacking: field f of each byte is masked in place (p & (3 << 2f)), so the products come out
+// 4^f times too large and land in accumulator S_f of their own; the sums are scaled back exactly at the end
+// (every lane of S_f is a multiple of 4^f). Masks run on two ports, shifts on one shared with vpdpbusd.
+#define T2_ZMM_ROW(P, S0, S1, S2, S3)                                                          \
     do {                                                                                       \
         const __m512i p = _mm512_loadu_si512((P) + m * 64);                                    \
-        S0 = _mm512_dpbusd_epi32(S0, _mm512_and_si512(_mm512_srli_epi16(p, 6), m3), x0);       \
-        S1 = _mm512_dpbusd_epi32(S1, _mm512_and_si512(_mm512_srli_epi16(p, 4), m3), x1);       \
-        S0 = _mm512_dpbusd_epi32(S0, _mm512_and_si512(_mm512_srli_epi16(p, 2), m3), x2);       \
-        S1 = _mm512_dpbusd_epi32(S1, _mm512_and_si512(p, m3), x3);                             \
+        S0 = _mm512_dpbusd_epi32(S0, _mm512_and_si512(p, mc0), x0);                            \
+        S1 = _mm512_dpbusd_epi32(S1, _mm512_and_si512(p, mc1), x1);                            \
+        S2 = _mm512_dpbusd_epi32(S2, _mm512_and_si512(p, mc2), x2);                            \
+        S3 = _mm512_dpbusd_epi32(S3, _mm512_and_si512(p, mc3), x3);                            \
     } while (0)
+#define T2_ZMM_SUM(S0, S1, S2, S3)                                                             \
+    _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(_mm512_srai_epi32(S0, 6), _mm512_srai_epi32(S1, 4)), \
+                                             _mm512_add_epi32(_mm512_srai_epi32(S2, 2), S3)))
 #define T2_ZMM_X                                                                                \
     const int8_t *xm = xp + m * 256;                                                           \
     const __m512i x0 = _mm512_load_si512(xm), x1 = _mm512_load_si512(xm + 64);                 \
@@ -471,22 +485,25 @@ static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const 
             memcpy(xp + m * 256 + seg * 64 + 32, x + (2 * m + 1) * 128 + seg * 32, 32);
         }
     const int32_t sx = sum_i8(x, np * 256);
-    const size_t pf = t2_pf_offset(row_stride);
-    const __m512i m3 = _mm512_set1_epi8(3);
+    const t2_prefetch pf = t2_pf_offsets(row_stride);
+    const __m512i mc0 = _mm512_set1_epi8((char)0xc0), mc1 = _mm512_set1_epi8(0x30);
+    const __m512i mc2 = _mm512_set1_epi8(0x0c), mc3 = _mm512_set1_epi8(0x03);
     int32_t part[4];
     size_t r = r0;
     for (; r + 4 <= r1; r += 4) {
         const uint8_t *a = w + r * row_stride, *b = a + row_stride, *c = b + row_stride, *d = c + row_stride;
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0, b0 = a0, b1 = a0, c0 = a0, c1 = a0, d0 = a0, d1 = a0;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        __m512i c0 = a0, c1 = a0, c2 = a0, c3 = a0, d0 = a0, d1 = a0, d2 = a0, d3 = a0;
         for (size_t m = 0; m < np; m++) {
-            T2_PF(a, pf + m * 64); T2_PF(b, pf + m * 64); T2_PF(c, pf + m * 64); T2_PF(d, pf + m * 64);
+            T2_PF(a, m * 64); T2_PF(b, m * 64); T2_PF(c, m * 64); T2_PF(d, m * 64);
             T2_ZMM_X;
-            T2_ZMM_ROW(a, a0, a1); T2_ZMM_ROW(b, b0, b1); T2_ZMM_ROW(c, c0, c1); T2_ZMM_ROW(d, d0, d1);
+            T2_ZMM_ROW(a, a0, a1, a2, a3); T2_ZMM_ROW(b, b0, b1, b2, b3);
+            T2_ZMM_ROW(c, c0, c1, c2, c3); T2_ZMM_ROW(d, d0, d1, d2, d3);
         }
-        y[r] = _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1)) - sx;
-        y[r + 1] = _mm512_reduce_add_epi32(_mm512_add_epi32(b0, b1)) - sx;
-        y[r + 2] = _mm512_reduce_add_epi32(_mm512_add_epi32(c0, c1)) - sx;
-        y[r + 3] = _mm512_reduce_add_epi32(_mm512_add_epi32(d0, d1)) - sx;
+        y[r] = T2_ZMM_SUM(a0, a1, a2, a3) - sx;
+        y[r + 1] = T2_ZMM_SUM(b0, b1, b2, b3) - sx;
+        y[r + 2] = T2_ZMM_SUM(c0, c1, c2, c3) - sx;
+        y[r + 3] = T2_ZMM_SUM(d0, d1, d2, d3) - sx;
         if (rest) {   // the last columns as a matrix of their own (part is indexed by absolute row)
             t2_gemv_vnni(w + np * 64, row_stride, rest, x + np * 256, part - r, r, r + 4);
             for (int i = 0; i < 4; i++) y[r + i] += part[i];
@@ -494,12 +511,12 @@ static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const 
     }
     for (; r < r1; r++) {
         const uint8_t *a = w + r * row_stride;
-        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
         for (size_t m = 0; m < np; m++) {
             T2_ZMM_X;
-            T2_ZMM_ROW(a, a0, a1);
+            T2_ZMM_ROW(a, a0, a1, a2, a3);
         }
-        y[r] = _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1)) - sx;
+        y[r] = T2_ZMM_SUM(a0, a1, a2, a3) - sx;
         if (rest) {
             t2_gemv_vnni(w + np * 64, row_stride, rest, x + np * 256, part - r, r, r + 1);
             y[r] += part[0];
@@ -751,12 +768,12 @@ static void t3_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const
                          size_t r0, size_t r1) {
     t3_acts xa;
     t3_acts_init(&xa, x, cols);
-    const size_t pf = t2_pf_offset(row_stride);
+    const t2_prefetch pf = t2_pf_offsets(row_stride);
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *a = w + r * row_stride;
         __m256i acc = _mm256_setzero_si256();
         for (size_t k = 0; k < xa.nblk; k++) {
-            T2_PF(a, pf + k * 64);
+            T2_PF(a, k * 64);
             const int8_t *xk = t3_acts_block(&xa, k);
             acc = _mm256_add_epi32(acc, t3_half_dot_avx2(_mm256_loadu_si256((const __m256i *)(a + k * 64)), xk));
             acc = _mm256_add_epi32(acc, t3_half_dot_avx2(_mm256_loadu_si256((const __m256i *)(a + k * 64 + 32)), xk + 32));
@@ -847,22 +864,43 @@ static inline void t3_digits_vbmi(__m512i b, const t3_consts *c, __m512i u[5]) {
 #define T3_ROWS 4
 #define T3_LOAD(p, k) _mm512_loadu_si512((const void *)((p) + (k) * 64))
 
-// R rows at once (R <= 4: independent accumulator chains, R prefetch streams; one prefetch per row per 64 bytes).
+// The GEMV's digit split: u_4 and the table byte (u_0..u_3 in bit pairs), whose pairs are masked in place rather
+// than moved down (t3_digits_vbmi's GF(2) moves share a port with vpdpbusd): digit f's products come out 4^f times
+// too large and go to accumulator f, scaled back exactly at the end (every lane of it is a multiple of 4^f; at
+// most 4 * 192 * 128 per lane per block, so int32 holds rows of over a million weights).
 __attribute__((target(T3_VBMI_TARGET), always_inline))
-static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_acts *xa, size_t pf, const t3_consts *c,
+static inline __m512i t3_fields_vbmi(__m512i b, const t3_consts *c, __m512i *u4) {
+    const __mmask64 k1 = _mm512_cmpge_epu8_mask(b, c->c81), k2 = _mm512_cmpge_epu8_mask(b, c->c162);
+    *u4 = _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(k1, c->one), k2, c->two);
+    const __m512i r1 = _mm512_mask_sub_epi8(b, k1, b, c->c81), r = _mm512_mask_sub_epi8(r1, k2, r1, c->c81);
+    return _mm512_permutex2var_epi8(c->lo, r, c->hi);
+}
+
+// R rows at once (R <= 4: 4 accumulators per row, R prefetch streams; one prefetch per row per 64 bytes).
+__attribute__((target(T3_VBMI_TARGET), always_inline))
+static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_acts *xa, t2_prefetch pf, const t3_consts *c,
                                 int32_t *y, size_t R) {
-    __m512i acc[T3_ROWS];
-    for (size_t r = 0; r < R; r++) acc[r] = _mm512_setzero_si512();
+    const __m512i mf1 = _mm512_set1_epi8(0x0c), mf2 = _mm512_set1_epi8(0x30), mf3 = _mm512_set1_epi8((char)0xc0);
+    __m512i a0[T3_ROWS], a1[T3_ROWS], a2[T3_ROWS], a3[T3_ROWS];
+    for (size_t r = 0; r < R; r++) a0[r] = a1[r] = a2[r] = a3[r] = _mm512_setzero_si512();
     for (size_t k = 0; k < xa->nblk; k++) {
         const int8_t *xk = t3_acts_block(xa, k);
         for (size_t r = 0; r < R; r++) {
-            T2_PF(w + r * row_stride, pf + k * 64);
-            __m512i u[5];
-            t3_digits_vbmi(T3_LOAD(w + r * row_stride, k), c, u);
-            for (size_t i = 0; i < 5; i++) acc[r] = _mm512_dpbusd_epi32(acc[r], u[i], _mm512_loadu_si512((const void *)(xk + 64 * i)));
+            T2_PF(w + r * row_stride, k * 64);
+            __m512i u4;
+            const __m512i f = t3_fields_vbmi(T3_LOAD(w + r * row_stride, k), c, &u4);
+            a0[r] = _mm512_dpbusd_epi32(a0[r], _mm512_and_si512(f, c->m3), _mm512_loadu_si512((const void *)xk));
+            a1[r] = _mm512_dpbusd_epi32(a1[r], _mm512_and_si512(f, mf1), _mm512_loadu_si512((const void *)(xk + 64)));
+            a2[r] = _mm512_dpbusd_epi32(a2[r], _mm512_and_si512(f, mf2), _mm512_loadu_si512((const void *)(xk + 128)));
+            a3[r] = _mm512_dpbusd_epi32(a3[r], _mm512_and_si512(f, mf3), _mm512_loadu_si512((const void *)(xk + 192)));
+            a0[r] = _mm512_dpbusd_epi32(a0[r], u4, _mm512_loadu_si512((const void *)(xk + 256)));
         }
     }
-    for (size_t r = 0; r < R; r++) y[r] = _mm512_reduce_add_epi32(acc[r]) - xa->sx;
+    for (size_t r = 0; r < R; r++) {
+        const __m512i s = _mm512_add_epi32(_mm512_add_epi32(a0[r], _mm512_srai_epi32(a1[r], 2)),
+                                           _mm512_add_epi32(_mm512_srai_epi32(a2[r], 4), _mm512_srai_epi32(a3[r], 6)));
+        y[r] = _mm512_reduce_add_epi32(s) - xa->sx;
+    }
 }
 
 __attribute__((target(T3_VBMI_TARGET)))
@@ -872,7 +910,7 @@ static void t3_gemv_vbmi(const uint8_t *w, size_t row_stride, size_t cols, const
     t3_consts_init(&c);
     t3_acts xa;
     t3_acts_init(&xa, x, cols);
-    const size_t pf = t2_pf_offset(row_stride);
+    const t2_prefetch pf = t2_pf_offsets(row_stride);
     size_t r = r0;
     for (; r + T3_ROWS <= r1; r += T3_ROWS) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, T3_ROWS);
     for (; r < r1; r++) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, 1);
