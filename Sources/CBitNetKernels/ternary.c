@@ -832,7 +832,7 @@ static int t3_cpu_vbmi(void) {
 #define T3_VBMI_TARGET "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni"
 
 // Constants of the digit split, loaded once per call.
-typedef struct { __m512i lo, hi, c81, c162, one, two, m3, sel1, sel2, sel3; } t3_consts;
+typedef struct { __m512i lo, hi, c81, c162, one, two, m3, sel1, sel2, sel3, u4_of; } t3_consts;
 
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline void t3_consts_init(t3_consts *c) {
@@ -840,6 +840,9 @@ static inline void t3_consts_init(t3_consts *c) {
     c->lo = _mm512_load_si512((const void *)t3_table);
     c->hi = _mm512_load_si512((const void *)(t3_table + 64));
     c->c81 = _mm512_set1_epi8(81); c->c162 = _mm512_set1_epi8((char)162);
+    // u_4 from 81 u_4 by vpermb, which reads the low 6 bits of each index: 0 -> 0, 81 -> 17, 162 -> 34.
+    c->u4_of = _mm512_maskz_mov_epi8((1ull << 17) | (1ull << 34), _mm512_set1_epi8(1));
+    c->u4_of = _mm512_mask_mov_epi8(c->u4_of, 1ull << 34, _mm512_set1_epi8(2));
     c->one = _mm512_set1_epi8(1); c->two = _mm512_set1_epi8(2); c->m3 = _mm512_set1_epi8(3);
     // GF(2) affine matrices moving bits 2s, 2s+1 of each byte to bits 0, 1 (row of output bit i in byte 7 - i).
     for (int sh = 1; sh <= 3; sh++) {
@@ -864,19 +867,21 @@ static inline void t3_digits_vbmi(__m512i b, const t3_consts *c, __m512i u[5]) {
 #define T3_ROWS 4
 #define T3_LOAD(p, k) _mm512_loadu_si512((const void *)((p) + (k) * 64))
 
-// The GEMV's digit split: u_4 and the table byte (u_0..u_3 in bit pairs), whose pairs are masked in place rather
-// than moved down (t3_digits_vbmi's GF(2) moves share a port with vpdpbusd): digit f's products come out 4^f times
-// too large and go to accumulator f, scaled back exactly at the end (every lane of it is a multiple of 4^f; at
-// most 4 * 192 * 128 per lane per block, so int32 holds rows of over a million weights).
+// The GEMV's digit split, all of it on two ports: r = b mod 81 by two wrapping subtractions of 81 kept only where
+// they do not wrap (min_epu8(v, v - 81)), then the table byte of r (u_0..u_3 in bit pairs), whose pairs are masked in
+// place rather than moved down: digit f's products come out 4^f times too large and go to accumulator f, scaled
+// back exactly at the end (every lane of it is a multiple of 4^f). u_4 is never formed: b - r = 81 u_4 is
+// multiplied as it is into a fifth accumulator, whose horizontal sum is a multiple of 81 divided exactly. Per lane
+// and block at most 4 * 192 * 128, so int32 holds rows of over a million weights.
 __attribute__((target(T3_VBMI_TARGET), always_inline))
-static inline __m512i t3_fields_vbmi(__m512i b, const t3_consts *c, __m512i *u4) {
-    const __mmask64 k1 = _mm512_cmpge_epu8_mask(b, c->c81), k2 = _mm512_cmpge_epu8_mask(b, c->c162);
-    *u4 = _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(k1, c->one), k2, c->two);
-    const __m512i r1 = _mm512_mask_sub_epi8(b, k1, b, c->c81), r = _mm512_mask_sub_epi8(r1, k2, r1, c->c81);
+static inline __m512i t3_fields_vbmi(__m512i b, const t3_consts *c, __m512i *u4x81) {
+    const __m512i r1 = _mm512_min_epu8(b, _mm512_sub_epi8(b, c->c81));
+    const __m512i r = _mm512_min_epu8(r1, _mm512_sub_epi8(r1, c->c81));
+    *u4x81 = _mm512_permutexvar_epi8(_mm512_sub_epi8(b, r), c->u4_of);   // 81 u_4 -> u_4
     return _mm512_permutex2var_epi8(c->lo, r, c->hi);
 }
 
-// R rows at once (R <= 4: 4 accumulators per row, R prefetch streams; one prefetch per row per 64 bytes).
+// R rows at once (R <= 4: 5 accumulators per row, R prefetch streams; one prefetch pair per row per 64 bytes).
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_acts *xa, t2_prefetch pf, const t3_consts *c,
                                 int32_t *y, size_t R) {
@@ -887,13 +892,13 @@ static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_ac
         const int8_t *xk = t3_acts_block(xa, k);
         for (size_t r = 0; r < R; r++) {
             T2_PF(w + r * row_stride, k * 64);
-            __m512i u4;
-            const __m512i f = t3_fields_vbmi(T3_LOAD(w + r * row_stride, k), c, &u4);
+            __m512i u4x81;
+            const __m512i f = t3_fields_vbmi(T3_LOAD(w + r * row_stride, k), c, &u4x81);
             a0[r] = _mm512_dpbusd_epi32(a0[r], _mm512_and_si512(f, c->m3), _mm512_loadu_si512((const void *)xk));
             a1[r] = _mm512_dpbusd_epi32(a1[r], _mm512_and_si512(f, mf1), _mm512_loadu_si512((const void *)(xk + 64)));
             a2[r] = _mm512_dpbusd_epi32(a2[r], _mm512_and_si512(f, mf2), _mm512_loadu_si512((const void *)(xk + 128)));
             a3[r] = _mm512_dpbusd_epi32(a3[r], _mm512_and_si512(f, mf3), _mm512_loadu_si512((const void *)(xk + 192)));
-            a0[r] = _mm512_dpbusd_epi32(a0[r], u4, _mm512_loadu_si512((const void *)(xk + 256)));
+            a0[r] = _mm512_dpbusd_epi32(a0[r], u4x81, _mm512_loadu_si512((const void *)(xk + 256)));
         }
     }
     for (size_t r = 0; r < R; r++) {
@@ -990,6 +995,14 @@ static void t3_gemm_simd(t3_decode_fn decode, t3_dot4_fn dot4, const uint8_t *w,
     free(u);
 }
 #endif
+
+int bitnet_t3_is_fast(void) {
+#ifdef BITNET_X86
+    return bitnet_ternary_isa() == BITNET_TERNARY_AVX512VNNI && t3_cpu_vbmi();
+#else
+    return 0;
+#endif
+}
 
 void bitnet_t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
                     size_t r0, size_t r1) {

@@ -16,12 +16,13 @@ struct Bench: ParsableCommand {
         @Option(help: "Synthetic shape preset: 2b4t (BitNet b1.58 2B4T) or a training size preset (tiny, small, 10m, ...).") var preset: String = "2b4t"
         @Option(help: "Threads (default: all cores; same as BITNET_THREADS).") var threads: Int?
         @Option(help: "Output head and embedding format for the ternary model: f32, f16, q8, q6 or q4.") var head: String = "q8"
-        @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
+        @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
         @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
         @Flag(help: "Print JSON.") var json = false
+        @Flag(help: "Also print where a decode step's time goes: ms/token and weight GB/s per phase of the forward pass.") var profile = false
         @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these chunks per thread (e.g. 4,16), 5 rounds, medians.")
         var compareChunks: String?
 
@@ -50,10 +51,10 @@ struct Bench: ParsableCommand {
                     ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
                 }
                 try ternary.setHeadFormat(headFormat)
-                ternary.setTernaryLayout(try parseTernaryLayout(ternaryLayout))
+                let layout = try applyTernaryLayout(ternaryLayout, to: ternary)
                 printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@, linears %@",
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
-                                  config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, ternaryLayout))
+                                  config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, layout.rawValue))
                 if let compareChunks {
                     let values = try compareChunks.split(separator: ",").map { s -> Int in
                         guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer") }
@@ -76,7 +77,9 @@ struct Bench: ParsableCommand {
                     return
                 }
                 let pool0 = ThreadPool.shared.stats
-                let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv)
+                let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv,
+                                                   profile: profile)
+                let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = ProcessMemory.peakRSSBytes()
                 let bandwidth = max(bandwidthBefore, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))
                 let pool1 = ThreadPool.shared.stats
@@ -95,13 +98,17 @@ struct Bench: ParsableCommand {
                 let roofline = a.achievedBandwidth / bandwidth
                 if json {
                     var obj: [String: Any] = [
-                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "ternary_layout": ternaryLayout, "kv_cache": kvCache,
+                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "ternary_layout": layout.rawValue, "kv_cache": kvCache,
                         "decode_tokens_per_s": a.decodeTokensPerSecond, "decode_median_tokens_per_s": a.decodeMedianTokensPerSecond,
                         "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),
                         "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
                         "read_bandwidth_bytes_per_s": bandwidth, "achieved_bandwidth_bytes_per_s": a.achievedBandwidth,
                         "roofline_fraction": roofline]
+                    if let phases {
+                        obj["decode_profile"] = Dictionary(uniqueKeysWithValues: phases.map { phase, sec, bytes in
+                            ("\(phase)", ["seconds_per_token": sec, "weight_bytes_per_token": bytes] as [String: Any]) })
+                    }
                     if let t = twin {
                         obj["f16_decode_tokens_per_s"] = t.decodeTokensPerSecond
                         obj["f16_weight_bytes"] = t.weightBytes
@@ -127,6 +134,14 @@ struct Bench: ParsableCommand {
                 if let t = twin { row("fp (f16)", t) }
                 print(String(format: "peak RSS %.0f MB | read bandwidth %.1f GB/s | weights streamed %.1f GB/s = %.0f %% of roofline",
                              Double(rss) / 1e6, bandwidth / 1e9, a.achievedBandwidth / 1e9, 100 * roofline))
+                if let phases, let p = a.profile {
+                    print(String(format: "decode profile (%d steps, %.2f ms/token):", p.tokens, 1e3 * p.totalSecondsPerToken))
+                    for (phase, sec, bytes) in phases {
+                        var line = "  " + phase.name.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: " %7.3f ms/token %5.1f %%", 1e3 * sec, 100 * sec / max(p.totalSecondsPerToken, 1e-12))
+                        if bytes > 0 { line += String(format: "  %6.1f MB at %5.1f GB/s = %3.0f %% of read bandwidth", Double(bytes) / 1e6, Double(bytes) / max(sec, 1e-12) / 1e9, 100 * Double(bytes) / max(sec, 1e-12) / bandwidth) }
+                        print(line)
+                    }
+                }
                 if let t = twin {
                     print(String(format: "ternary / f16: decode %.2fx faster, weights %.2fx smaller", a.decodeTokensPerSecond / t.decodeTokensPerSecond,
                                  Double(t.weightBytes) / Double(a.weightBytes)))

@@ -13,7 +13,7 @@ struct ChatCommand: ParsableCommand {
     @Option(help: "System message.") var system: String?
     @Option(help: "A single user message: answer it and exit instead of reading standard input.") var message: String?
     @OptionGroup var sampling: SamplingOptions
-    @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
+    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
 
     func run() throws {
         try runReportingErrors {
@@ -29,7 +29,7 @@ struct ChatCommand: ParsableCommand {
                 kind = k
             }
             let im = loaded.model
-            im.setTernaryLayout(try parseTernaryLayout(ternaryLayout))
+            try applyTernaryLayout(ternaryLayout, to: im)
             var chat = try Chat(model: im, tokenizer: tok, template: kind, system: system)
             let o = sampling.generationOptions()
             let out = FileHandle.standardOutput

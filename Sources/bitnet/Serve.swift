@@ -16,13 +16,12 @@ struct ServedModelOptions: ParsableArguments {
     @Option(name: .customLong("kv-cache"), help: "KV cache storage of every slot: f32, f16, q8 or q4 (answers equal `generate --kv-cache` with the same format).")
     var kvCache: String = "f32"
     @Option(help: "Threads for the model (default: all cores; same as BITNET_THREADS).") var threads: Int?
-    @Option(name: .customLong("ternary-layout"), help: "Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits).") var ternaryLayout: String = "t2"
+    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
 
     /// The inference model (linears in --ternary-layout), its tokenizer and the name `/v1/models` lists.
     func load() throws -> (InferenceModel, any Tokenizer, String) {
-        let layout = try parseTernaryLayout(ternaryLayout)
         let (model, tok, name) = try loadModel()
-        model.setTernaryLayout(layout)
+        try applyTernaryLayout(ternaryLayout, to: model)
         return (model, tok, name)
     }
 

@@ -14,6 +14,8 @@ public enum InferenceBenchmark {
         public let timeToFirstToken: [Int: Double]
         public let weightBytes: Int
         public let bytesPerToken: Int
+        /// Per-phase decode time, when the run was asked to profile.
+        public let profile: DecodeProfile?
         /// Weight bytes streamed per second while decoding.
         public var achievedBandwidth: Double { Double(bytesPerToken) * decodeTokensPerSecond }
     }
@@ -24,9 +26,10 @@ public enum InferenceBenchmark {
                     maxSeqLen: 4096, ffn: .relu2, subNorm: true, ropeTheta: 500000, tieEmbeddings: true)
     }
 
-    /// Decodes `decodeTokens` tokens after a short prompt, then times prefill for each prompt length.
+    /// Decodes `decodeTokens` tokens after a short prompt, then times prefill for each prompt length; `profile`
+    /// also records where the decode steps spend their time (`Result.profile`).
     public static func run(model: InferenceModel, promptLengths: [Int], decodeTokens: Int, kvCache: KVCacheFormat = .f32,
-                           seed: UInt64 = 7) throws -> Result {
+                           seed: UInt64 = 7, profile: Bool = false) throws -> Result {
         let c = model.config
         var rng = SeededRNG(seed: seed)
         let maxLen = max((promptLengths.max() ?? 0) + 1, decodeTokens + 2)
@@ -36,6 +39,9 @@ public enum InferenceBenchmark {
         var token = rng.nextInt(below: c.vocabSize)
         _ = try session.step(token: token)
         var stepSeconds = [Double](repeating: 0, count: decodeTokens)
+        let recorder = profile ? DecodeProfile() : nil
+        DecodeProfile.active = recorder
+        defer { DecodeProfile.active = nil }
         let t0 = Clock.now()
         for i in 0..<decodeTokens {
             let s0 = Clock.now()
@@ -43,6 +49,7 @@ public enum InferenceBenchmark {
             stepSeconds[i] = Clock.now() - s0
         }
         let decodeTPS = Double(decodeTokens) / max(Clock.now() - t0, 1e-9)
+        DecodeProfile.active = nil
         stepSeconds.sort()
         let median = decodeTokens % 2 == 1 ? stepSeconds[decodeTokens / 2]
             : (stepSeconds[decodeTokens / 2 - 1] + stepSeconds[decodeTokens / 2]) / 2
@@ -57,6 +64,6 @@ public enum InferenceBenchmark {
             ttft[n] = dt
         }
         return Result(decodeTokensPerSecond: decodeTPS, decodeMedianTokensPerSecond: 1 / max(median, 1e-9), prefillTokensPerSecond: prefill, timeToFirstToken: ttft,
-                      weightBytes: model.inferenceBytes, bytesPerToken: model.bytesPerToken)
+                      weightBytes: model.inferenceBytes, bytesPerToken: model.bytesPerToken, profile: recorder)
     }
 }

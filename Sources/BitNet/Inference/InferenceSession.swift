@@ -215,29 +215,41 @@ public final class InferenceSession: @unchecked Sendable {
         let model = session(0).model, c = model.config
         let d = c.dim, qD = c.nHeads * c.headDim, kvD = c.kvDim, f = c.ffnDim, eps = c.normEps, ng = c.normGroups
         let X = s.x.ptr, A = s.a.ptr, B = s.b.ptr, Q = s.q.ptr, K = s.k.ptr, V = s.v.ptr, G = s.g.ptr, U = s.u.ptr
+        let profile = n == 1 ? DecodeProfile.active : nil   // per-phase decode time (bench --profile)
+        profile?.begin()
         for i in 0..<n { model.embedding.row(token(i), into: X + i * d) }
+        profile?.mark(.embedding)
         for l in 0..<model.layers.count {
             let L = model.layers[l]
             // Attention block: x += Wo·SubLN(Attention(RoPE(Wq·h), RoPE(Wk·h), Wv·h)), h = RMSNorm(x).
             project(model, x: X, normed: A, norm: L.attnNorm, rows: n, cols: d, s, (L.wq, Q), (L.wk, K), (L.wv, V))
+            profile?.mark(.qkv)
             for i in 0..<n {
                 let pos = position(i)
                 model.rope.apply(Q + i * qD, heads: c.nHeads, pos: pos)
                 model.rope.apply(K + i * kvD, heads: c.nKVHeads, pos: pos)
                 session(i).cache.store(layer: l, pos: pos, key: K + i * kvD, value: V + i * kvD)
             }
+            profile?.mark(.ropeAndCache)
             if let pos0 = promptStart, n >= 8 {
                 session(0).cache.attendPrompt(layer: l, pos0: pos0, rows: n, query: Q, heads: c.nHeads, out: B)
             } else {
                 attendRows(layer: l, rows: n, session: session, position: position, q: Q, out: B)
             }
+            profile?.mark(.attention)
             project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A))
+            profile?.mark(.wo)
             addInPlace(X, A, n * d)
+            profile?.mark(.residual)
             // FFN block: x += W2·SubLN(act(W1·h) ⊙ W3·h), h = RMSNorm(x) (SwiGLU, or ReLU² for 2B4T).
             project(model, x: X, normed: A, norm: L.ffnNorm, rows: n, cols: d, s, (L.w1, G), (L.w3, U))
+            profile?.mark(.ffnUp)
             GatedActivation.forward(h: G, gate: G, up: U, count: n * f, kind: c.ffn)
+            profile?.mark(.activation)
             project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A))
+            profile?.mark(.ffnDown)
             addInPlace(X, A, n * d)
+            profile?.mark(.residual)
         }
         if n == 1 {
             // Decoding: one row, no allocation.
@@ -245,6 +257,7 @@ public final class InferenceSession: @unchecked Sendable {
                 RMSNorm.forward(out: A, rstd: nil, x: X, weight: model.norm(model.finalNorm), rows: 1, dim: d, groups: ng, eps: eps)
                 model.applyHead(x: A, logits: out)
             }
+            profile?.mark(.head)
             return
         }
         // Several rows: normalize the wanted ones side by side in A and read the head once for all of them.

@@ -1,5 +1,6 @@
 import XCTest
 @testable import BitNet
+import BitNetKernels
 
 /// The `bitnet` executable on bad input: a named error on standard error and a non-zero exit, never a crash.
 final class CLITests: XCTestCase {
@@ -48,6 +49,21 @@ final class CLITests: XCTestCase {
         try expectFailure(["generate", "--model", corrupt.path, "--prompt", "hi"], mentions: corrupt.path)
         try expectFailure(["generate", "--model", dir.appendingPathComponent("missing").path], mentions: "not found")
         try expectFailure(["logits", "--model", corrupt.path, "--tokens", "1,2", "--out", dir.appendingPathComponent("l.bin").path], mentions: "corrupt.safetensors")
+    }
+
+    /// `bench --profile --json` on a small synthetic model: the per-phase profile is in the JSON, its weight bytes add
+    /// up to bytes_per_token, `auto` resolves as the library says, and a bad layout is a named error.
+    func testBenchProfileJSONAndTernaryLayoutAuto() throws {
+        let r = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--head", "q6",
+                         "--profile", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        let profile = try XCTUnwrap(obj["decode_profile"] as? [String: [String: Double]])
+        XCTAssertEqual(Set(profile.keys), Set(DecodeProfile.Phase.allCases.map { "\($0)" }))
+        XCTAssertEqual(profile.values.reduce(0) { $0 + ($1["weight_bytes_per_token"] ?? 0) }, obj["bytes_per_token"] as? Double)
+        XCTAssertGreaterThan(profile["head"]?["seconds_per_token"] ?? 0, 0)
+        XCTAssertEqual(obj["ternary_layout"] as? String, TernaryKernels.base3IsFast ? "t3" : "t2")
+        try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--ternary-layout", "t9"], mentions: "t9")
     }
 
     func testLogitsCommandWritesTheReferenceLogits() throws {

@@ -161,4 +161,37 @@ final class InferenceFormatsTests: XCTestCase {
             XCTAssertLessThan(maxAbsDiff(stepped, Array(try b.prefill(tokens: prompt))), 1e-5)
         }
     }
+
+    /// `bench --profile`: every decode step is recorded once, phases with weights take time, the phases' weight bytes
+    /// add up to the model's bytes per token, prompts (several rows) and inactive steps record nothing, and the
+    /// profiled steps return the same logits.
+    func testDecodeProfileRecordsEveryStepAndPhase() throws {
+        var c = tinyConfig(.b158, vocab: 50, seq: 40)
+        c.tieEmbeddings = true
+        let model = try InferenceModel(synthetic: c, headFormat: .q6)
+        let phases = DecodeProfile.Phase.allCases
+        XCTAssertEqual(phases.reduce(0) { $0 + model.bytesPerToken(in: $1) }, model.bytesPerToken)
+        let plain = InferenceSession(model: model), profiled = InferenceSession(model: model)
+        let expected = Array(try plain.prefill(tokens: [1, 2, 3])) + Array(try plain.step(token: 4)) + Array(try plain.step(token: 5))
+        let profile = DecodeProfile()
+        DecodeProfile.active = profile
+        defer { DecodeProfile.active = nil }
+        var got = Array(try profiled.prefill(tokens: [1, 2, 3]))
+        XCTAssertEqual(profile.tokens, 0, "a prompt of several rows is not a decode step")
+        got += Array(try profiled.step(token: 4)) + Array(try profiled.step(token: 5))
+        XCTAssertEqual(got, expected)
+        XCTAssertEqual(profile.tokens, 2)
+        for phase in [DecodeProfile.Phase.qkv, .wo, .ffnUp, .ffnDown, .head] {
+            XCTAssertGreaterThan(profile.secondsPerToken(phase), 0, phase.name)
+            XCTAssertGreaterThan(model.bytesPerToken(in: phase), 0, phase.name)
+        }
+        XCTAssertEqual(profile.totalSecondsPerToken, phases.reduce(0) { $0 + profile.secondsPerToken($1) }, accuracy: 1e-12)
+        DecodeProfile.active = nil
+        _ = try profiled.step(token: 6)
+        XCTAssertEqual(profile.tokens, 2)
+        // Through the benchmark: one record per timed decode step (not the warm-up step, not the prefill runs).
+        let r = try InferenceBenchmark.run(model: model, promptLengths: [8], decodeTokens: 3, profile: true)
+        XCTAssertEqual(r.profile?.tokens, 3)
+        XCTAssertNil(try InferenceBenchmark.run(model: model, promptLengths: [], decodeTokens: 2).profile)
+    }
 }
