@@ -82,7 +82,7 @@ public final class ThreadPool: @unchecked Sendable {
 }
 
 extension ThreadPool {
-    /// Runs `body(r0, r1)` over `range` split into chunks of whole `granule`-row groups, about 4 per thread, on `pool`;
+    /// Runs `body(r0, r1)` over `range` split into chunks of whole `granule`-row groups, about `chunksPerThread` per thread, on `pool`;
     /// runs it once on the caller when there is no pool or one thread, fewer than 2 granules of rows, or less work
     /// (rows × `perRow`) than `threshold`. Shared by the row-parallel GEMV kernels.
     static func splitRows(_ range: Range<Int>, work perRow: Int, granule: Int, threshold: Int, pool: ThreadPool?,
@@ -99,13 +99,25 @@ extension ThreadPool {
     }
 
     /// `splitRows` for a C kernel taking its arguments as a struct: no Swift closure, so no allocation per call
-    /// (the decode loop's GEMVs).
+    /// (the decode loop's GEMVs). Guided: one big chunk per thread first (~3/4 of the rows; long contiguous weight
+    /// streams), then the chunks of `splitRows` for the rest (see bitnet_pool_split_rows).
     static func splitRows(_ range: Range<Int>, work perRow: Int, granule: Int, threshold: Int, pool: ThreadPool?,
                           kernel: bitnet_rows_fn, args: UnsafeRawPointer) {
         guard !range.isEmpty else { return }
         let chunk = pool.flatMap { rowChunk(range.count, work: perRow, granule: granule, threshold: threshold, threads: $0.threadCount) } ?? 0
+        _ = guidedSplitFromEnvironment
         bitnet_pool_split_rows(pool?.raw, range.lowerBound, range.upperBound, chunk, kernel, args)
     }
+
+    /// Whether the decode GEMVs' splits start with one big chunk per thread (default true; BITNET_GUIDED_SPLIT=0 turns
+    /// it off at start-up); false gives `chunksPerThread` equal chunks, for A/B measurements (`bench --compare-chunks 16,16u`).
+    public static var guidedSplit: Bool {
+        get { _ = guidedSplitFromEnvironment; return bitnet_guided_split() != 0 }
+        set { _ = guidedSplitFromEnvironment; bitnet_set_guided_split(newValue ? 1 : 0) }
+    }
+    private static let guidedSplitFromEnvironment: Void = {
+        if ProcessInfo.processInfo.environment["BITNET_GUIDED_SPLIT"] == "0" { bitnet_set_guided_split(0) }
+    }()
 
     /// Chunks per thread of a split (BITNET_CHUNKS_PER_THREAD, default 16; set it before, not during, parallel work). More chunks shrink the wait for the
     /// last one at the end of each call (the threads meet ~150 times per decoded token) at the price of the

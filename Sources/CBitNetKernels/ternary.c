@@ -247,6 +247,15 @@ static inline __m256i t2_block_dot(__m256i packed, const int8_t *x) {
 
 typedef struct { size_t near, far; } t2_prefetch;
 
+// The start of a call's rows [r0, r1): the in-loop prefetches reach only lines pf.near and pf.far ahead of the
+// reads, so the first pf.far bytes of a row range (a thread's chunk: 50-140 KB at 2B4T shapes) would be read
+// with the near prefetch alone. Request them all at once, into the outer caches.
+static inline void t2_prefetch_start(const uint8_t *w, size_t row_stride, size_t r0, size_t r1, t2_prefetch pf) {
+    const size_t n = (r1 - r0) * row_stride, span = n < pf.far ? n : pf.far;
+    const uint8_t *base = w + r0 * row_stride;
+    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)(base + o), _MM_HINT_T2);
+}
+
 // Prefetch offsets: whole numbers of 4-row groups, at least T2_PF_BYTES and T2_PF_FAR_BYTES.
 static inline t2_prefetch t2_pf_offsets(size_t row_stride) {
     const size_t group = 4 * row_stride;
@@ -486,6 +495,7 @@ static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const 
         }
     const int32_t sx = sum_i8(x, np * 256);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
+    t2_prefetch_start(w, row_stride, r0, r1, pf);
     const __m512i mc0 = _mm512_set1_epi8((char)0xc0), mc1 = _mm512_set1_epi8(0x30);
     const __m512i mc2 = _mm512_set1_epi8(0x0c), mc3 = _mm512_set1_epi8(0x03);
     int32_t part[4];
@@ -916,6 +926,7 @@ static void t3_gemv_vbmi(const uint8_t *w, size_t row_stride, size_t cols, const
     t3_acts xa;
     t3_acts_init(&xa, x, cols);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
+    t2_prefetch_start(w, row_stride, r0, r1, pf);
     size_t r = r0;
     for (; r + T3_ROWS <= r1; r += T3_ROWS) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, T3_ROWS);
     for (; r < r1; r++) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, 1);

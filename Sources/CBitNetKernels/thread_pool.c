@@ -314,20 +314,43 @@ void bitnet_pool_stats(bitnet_pool *p, long *parallel_calls, long *serial_calls,
 typedef struct {
     bitnet_rows_fn fn;
     const void *args;
-    size_t begin, end, chunk;
+    size_t begin, end, chunk, big, nbig;
 } split_ctx;
 
 static void split_task(void *ctx, size_t i) {
     const split_ctx *s = (const split_ctx *)ctx;
-    size_t r0 = s->begin + i * s->chunk, r1 = r0 + s->chunk < s->end ? r0 + s->chunk : s->end;
-    s->fn(s->args, r0, r1);
+    size_t r0, r1;
+    if (i < s->nbig) {
+        r0 = s->begin + i * s->big;
+        r1 = r0 + s->big;
+    } else {
+        r0 = s->begin + s->nbig * s->big + (i - s->nbig) * s->chunk;
+        r1 = r0 + s->chunk;
+    }
+    if (r1 > s->end) r1 = s->end;
+    if (r0 < r1) s->fn(s->args, r0, r1);
 }
+
+// Guided split: one big chunk per thread covering ~3/4 of the rows, then the rest in `chunk`-row pieces claimed
+// dynamically. A thread then streams one long contiguous run of weights, which the prefetchers keep fed (GEMVs
+// streamed 17-19 GB/s with 32 interleaved chunks, 22-25 with 2 halves on the 2-core VM), while the small pieces
+// still even out a thread that falls behind. The big chunks are whole multiples of `chunk`.
+static _Atomic int split_guided = 1;
+
+void bitnet_set_guided_split(int enabled) { atomic_store_explicit(&split_guided, enabled != 0, memory_order_relaxed); }
+int bitnet_guided_split(void) { return atomic_load_explicit(&split_guided, memory_order_relaxed); }
 
 void bitnet_pool_split_rows(bitnet_pool *p, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args) {
     if (end <= begin) return;
     if (chunk == 0 || chunk >= end - begin) { fn(args, begin, end); return; }
-    split_ctx s = {fn, args, begin, end, chunk};
-    bitnet_pool_parallel_for(p, (end - begin + chunk - 1) / chunk, split_task, &s);
+    const size_t rows = end - begin, threads = (size_t)bitnet_pool_thread_count(p);
+    split_ctx s = {fn, args, begin, end, chunk, 0, 0};
+    if (threads > 1 && bitnet_guided_split()) {
+        const size_t big = rows * 3 / (4 * threads) / chunk * chunk;
+        if (big > chunk) { s.big = big; s.nbig = threads; }
+    }
+    const size_t rest = rows - s.nbig * s.big;
+    bitnet_pool_parallel_for(p, s.nbig + (rest + chunk - 1) / chunk, split_task, &s);
 }
 
 void bitnet_rows_concat_run(const void *concat, size_t r0, size_t r1) {

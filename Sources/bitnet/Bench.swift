@@ -23,7 +23,7 @@ struct Bench: ParsableCommand {
         @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
         @Flag(help: "Print JSON.") var json = false
         @Flag(help: "Also print where a decode step's time goes: ms/token and weight GB/s per phase of the forward pass.") var profile = false
-        @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these chunks per thread (e.g. 4,16), 5 rounds, medians.")
+        @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these row splits (e.g. 16,16u,4: chunks per thread, u = no big first chunks), 5 rounds, medians.")
         var compareChunks: String?
 
         func run() throws {
@@ -56,23 +56,28 @@ struct Bench: ParsableCommand {
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, layout.rawValue))
                 if let compareChunks {
-                    let values = try compareChunks.split(separator: ",").map { s -> Int in
-                        guard let v = Int(s), v > 0 else { throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer") }
-                        return v
+                    // "16" = 16 chunks per thread after the big guided chunks; "16u" = 16 equal chunks per thread.
+                    let values = try compareChunks.split(separator: ",").map { s -> (label: String, chunks: Int, guided: Bool) in
+                        let uniform = s.hasSuffix("u")
+                        guard let v = Int(uniform ? s.dropLast() : s), v > 0 else {
+                            throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer (optionally followed by u)")
+                        }
+                        return (String(s), v, !uniform)
                     }
-                    var rates = [Int: [Double]]()
+                    var rates = [String: [Double]]()
                     for round in 0..<5 {
                         for v in values {
-                            ThreadPool.chunksPerThread = v
+                            ThreadPool.chunksPerThread = v.chunks
+                            ThreadPool.guidedSplit = v.guided
                             let r = try InferenceBenchmark.run(model: ternary, promptLengths: [], decodeTokens: decodeTokens, kvCache: kv)
-                            rates[v, default: []].append(r.decodeMedianTokensPerSecond)
-                            printError(String(format: "round %d, %d chunks per thread: %.2f tok/s (median step)", round + 1, v, r.decodeMedianTokensPerSecond))
+                            rates[v.label, default: []].append(r.decodeMedianTokensPerSecond)
+                            printError(String(format: "round %d, split %@: %.2f tok/s (median step)", round + 1, v.label, r.decodeMedianTokensPerSecond))
                         }
                     }
                     for v in values {
-                        let sorted = rates[v]!.sorted()
-                        print(String(format: "%3d chunks per thread: decode %.2f tok/s (median of 5 rounds of median steps; %.2fx the first)",
-                                     v, sorted[2], sorted[2] / rates[values[0]]!.sorted()[2]))
+                        let sorted = rates[v.label]!.sorted()
+                        print(String(format: "split %-5@ (%@, %d chunks per thread): decode %.2f tok/s (median of 5 rounds of median steps; %.2fx the first)",
+                                     v.label as NSString, v.guided ? "guided" : "uniform", v.chunks, sorted[2], sorted[2] / rates[values[0].label]!.sorted()[2]))
                     }
                     return
                 }

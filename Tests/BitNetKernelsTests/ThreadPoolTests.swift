@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
-import BitNetKernels
+@testable import BitNetKernels
+import CBitNetKernels
 
 final class ThreadPoolTests: XCTestCase {
     /// Per-index hit counters; each task writes only its own slot, so no two threads touch one element.
@@ -135,6 +136,40 @@ final class ThreadPoolTests: XCTestCase {
             } else {
                 XCTAssertEqual(pool.stats.fallbacks, 0)
                 XCTAssertEqual(pool.stats.serialCalls, 0)
+            }
+        }
+    }
+
+    /// The decode GEMVs' guided split (bitnet_pool_split_rows): every row of [begin, end) exactly once, chunks starting
+    /// at whole multiples of `chunk` from `begin`, and with several threads one big chunk per thread (~3/4 of the
+    /// rows in all) before the small ones.
+    func testGuidedSplitCoversEveryRowOnce() {
+        struct Record { var hits: UnsafeMutablePointer<Int32>; var starts: UnsafeMutablePointer<Int>; var lengths: UnsafeMutablePointer<Int>; var begin: Int }
+        let kernel: bitnet_rows_fn = { args, r0, r1 in
+            let rec = args!.assumingMemoryBound(to: Record.self).pointee
+            for r in r0..<r1 { rec.hits[r] += 1 }
+            rec.starts[r0] = 1
+            rec.lengths[r0] = r1 - r0
+        }
+        for threads in [1, 2, 3] {
+            let pool = ThreadPool(threadCount: threads)
+            for (begin, end, chunk) in [(0, 2560, 80), (7, 1000, 12), (0, 97, 4), (5, 6, 1), (0, 40, 40), (3, 50, 0)] {
+                let hits = UnsafeMutablePointer<Int32>.allocate(capacity: end), starts = UnsafeMutablePointer<Int>.allocate(capacity: end)
+                let lengths = UnsafeMutablePointer<Int>.allocate(capacity: end)
+                hits.initialize(repeating: 0, count: end); starts.initialize(repeating: 0, count: end); lengths.initialize(repeating: 0, count: end)
+                defer { hits.deallocate(); starts.deallocate(); lengths.deallocate() }
+                var rec = Record(hits: hits, starts: starts, lengths: lengths, begin: begin)
+                withUnsafePointer(to: &rec) { bitnet_pool_split_rows(pool.raw, begin, end, chunk, kernel, $0) }
+                let tag = "threads \(threads), [\(begin), \(end)) chunk \(chunk)"
+                XCTAssertEqual((0..<end).map { hits[$0] }, (0..<end).map { $0 < begin ? 0 : 1 }, tag)
+                let runs = (begin..<end).filter { starts[$0] == 1 }
+                if chunk > 0 { XCTAssertTrue(runs.allSatisfy { ($0 - begin) % chunk == 0 }, tag) }
+                if threads > 1 && chunk > 0 && (end - begin) * 3 / (4 * threads) / chunk > 1 {
+                    let big = (end - begin) * 3 / (4 * threads) / chunk * chunk
+                    XCTAssertEqual(Array(runs.prefix(threads)), (0..<threads).map { begin + $0 * big }, tag)
+                    XCTAssertEqual((0..<threads).map { lengths[begin + $0 * big] }, [Int](repeating: big, count: threads), tag)
+                    XCTAssertTrue(runs.dropFirst(threads).allSatisfy { lengths[$0] <= chunk }, tag)
+                }
             }
         }
     }

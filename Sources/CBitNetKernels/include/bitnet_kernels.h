@@ -36,9 +36,15 @@ void bitnet_pool_parallel_for(bitnet_pool *pool, size_t n_tasks, bitnet_task_fn 
 /// A kernel over rows [r0, r1) with its arguments in a struct (see bitnet_pool_split_rows).
 typedef void (*bitnet_rows_fn)(const void *args, size_t r0, size_t r1);
 
-/// Runs fn(args, r0, r1) over [begin, end) cut into chunks of `chunk` rows (the last one shorter) on the pool;
+/// Runs fn(args, r0, r1) over [begin, end) on the pool, cut into one big chunk per thread (~3/4 of the rows in all,
+/// a whole number of `chunk`s each) and then chunks of `chunk` rows (the last one shorter); every row exactly once.
 /// chunk 0 or >= the range runs once on the caller. Unlike a Swift closure per call, this allocates nothing.
 void bitnet_pool_split_rows(bitnet_pool *pool, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args);
+
+/// Turns the big first chunks of bitnet_pool_split_rows off (0: chunks of `chunk` rows only) or on (the default),
+/// process-wide, for A/B measurements; set it between, not during, parallel calls.
+void bitnet_set_guided_split(int enabled);
+int bitnet_guided_split(void);
 
 /// Up to 4 row kernels over one concatenated row space (rows[0] rows of fn[0], then rows[1] of fn[1], ...), so
 /// that several independent GEMVs sharing an input (Wq/Wk/Wv, W1/W3) are split over the pool in one call.
