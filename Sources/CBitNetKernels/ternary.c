@@ -1007,14 +1007,6 @@ static void t3_gemm_simd(t3_decode_fn decode, t3_dot4_fn dot4, const uint8_t *w,
 }
 #endif
 
-int bitnet_t3_is_fast(void) {
-#ifdef BITNET_X86
-    return bitnet_ternary_isa() == BITNET_TERNARY_AVX512VNNI && t3_cpu_vbmi();
-#else
-    return 0;
-#endif
-}
-
 void bitnet_t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
                     size_t r0, size_t r1) {
     if (r0 >= r1) return;

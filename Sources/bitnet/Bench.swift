@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Synthetic shape preset: 2b4t (BitNet b1.58 2B4T) or a training size preset (tiny, small, 10m, ...).") var preset: String = "2b4t"
         @Option(help: "Threads (default: all cores; same as BITNET_THREADS).") var threads: Int?
         @Option(help: "Output head and embedding format for the ternary model: f32, f16, q8, q6 or q4.") var head: String = "q8"
-        @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
+        @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "t2"
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false

@@ -381,13 +381,6 @@ public final class InferenceModel: @unchecked Sendable {
         }
     }
 
-    /// The layout `auto` picks for this model on this CPU: t3 when its fast kernels run here (fewer bytes per token
-    /// at a similar streaming rate), except when linears are read in place from a mapped file (I2_S is the t2 layout:
-    /// converting would copy them all into memory and take seconds); t2 otherwise.
-    public var preferredTernaryLayout: TernaryLayout {
-        TernaryKernels.base3IsFast && sumOverLinears(\.fileBackedBytes) == 0 ? .t3 : .t2
-    }
-
     /// The layout of the ternary linears (t2 unless set; also t2 for models without integer-kernel linears).
     public var ternaryLayout: TernaryLayout { layers.first?.wq.ternaryLayout ?? .t2 }
 

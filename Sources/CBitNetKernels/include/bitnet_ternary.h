@@ -106,10 +106,6 @@ int bitnet_ternary_isa(void);
 /// "avx512vnni", "avx2" or "portable".
 const char *bitnet_ternary_isa_name(void);
 
-/// 1 when the t3 kernels take their AVX512-VBMI+GFNI path (then they stream fewer bytes than t2 at a similar
-/// rate); 0 when they fall back to AVX2 or portable code, where t2 is faster.
-int bitnet_t3_is_fast(void);
-
 /// Selects a path (tests, comparisons), capped at what the CPU supports; returns the path now in effect.
 /// Not meant to be called while the kernels run on other threads.
 int bitnet_ternary_set_isa(int isa);
