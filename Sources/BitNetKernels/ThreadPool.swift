@@ -15,6 +15,8 @@ public final class ThreadPool: @unchecked Sendable {
         let count = env.flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
         // BITNET_POOL_GUARD=0 turns the oversubscription guard off (every call parallel), for experiments.
         let guardOff = ProcessInfo.processInfo.environment["BITNET_POOL_GUARD"] == "0"
+        // BITNET_GUIDED_SPLIT=0: the decode GEMVs' row splits without big first chunks (see `guidedSplit`).
+        if ProcessInfo.processInfo.environment["BITNET_GUIDED_SPLIT"] == "0" { bitnet_set_guided_split(0) }
         return ThreadPool(threadCount: count, oversubscriptionGuard: !guardOff)
     }()
 
@@ -105,19 +107,16 @@ extension ThreadPool {
                           kernel: bitnet_rows_fn, args: UnsafeRawPointer) {
         guard !range.isEmpty else { return }
         let chunk = pool.flatMap { rowChunk(range.count, work: perRow, granule: granule, threshold: threshold, threads: $0.threadCount) } ?? 0
-        _ = guidedSplitFromEnvironment
         bitnet_pool_split_rows(pool?.raw, range.lowerBound, range.upperBound, chunk, kernel, args)
     }
 
     /// Whether the decode GEMVs' splits start with one big chunk per thread (default true; BITNET_GUIDED_SPLIT=0 turns
-    /// it off at start-up); false gives `chunksPerThread` equal chunks, for A/B measurements (`bench --compare-chunks 16,16u`).
+    /// it off when `shared` starts); false gives `chunksPerThread` equal chunks, for A/B measurements
+    /// (`bench --compare-chunks 16,16u`).
     public static var guidedSplit: Bool {
-        get { _ = guidedSplitFromEnvironment; return bitnet_guided_split() != 0 }
-        set { _ = guidedSplitFromEnvironment; bitnet_set_guided_split(newValue ? 1 : 0) }
+        get { bitnet_guided_split() != 0 }
+        set { bitnet_set_guided_split(newValue ? 1 : 0) }
     }
-    private static let guidedSplitFromEnvironment: Void = {
-        if ProcessInfo.processInfo.environment["BITNET_GUIDED_SPLIT"] == "0" { bitnet_set_guided_split(0) }
-    }()
 
     /// Chunks per thread of a split (BITNET_CHUNKS_PER_THREAD, default 16; set it before, not during, parallel work). More chunks shrink the wait for the
     /// last one at the end of each call (the threads meet ~150 times per decoded token) at the price of the

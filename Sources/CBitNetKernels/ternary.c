@@ -247,15 +247,6 @@ static inline __m256i t2_block_dot(__m256i packed, const int8_t *x) {
 
 typedef struct { size_t near, far; } t2_prefetch;
 
-// The start of a call's rows [r0, r1): the in-loop prefetches reach only lines pf.near and pf.far ahead of the
-// reads, so the first pf.far bytes of a row range (a thread's chunk: 50-140 KB at 2B4T shapes) would be read
-// with the near prefetch alone. Request them all at once, into the outer caches.
-static inline void t2_prefetch_start(const uint8_t *w, size_t row_stride, size_t r0, size_t r1, t2_prefetch pf) {
-    const size_t n = (r1 - r0) * row_stride, span = n < pf.far ? n : pf.far;
-    const uint8_t *base = w + r0 * row_stride;
-    for (size_t o = 0; o < span; o += 64) _mm_prefetch((const char *)(base + o), _MM_HINT_T2);
-}
-
 // Prefetch offsets: whole numbers of 4-row groups, at least T2_PF_BYTES and T2_PF_FAR_BYTES.
 static inline t2_prefetch t2_pf_offsets(size_t row_stride) {
     const size_t group = 4 * row_stride;
@@ -495,7 +486,6 @@ static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const 
         }
     const int32_t sx = sum_i8(x, np * 256);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
-    t2_prefetch_start(w, row_stride, r0, r1, pf);
     const __m512i mc0 = _mm512_set1_epi8((char)0xc0), mc1 = _mm512_set1_epi8(0x30);
     const __m512i mc2 = _mm512_set1_epi8(0x0c), mc3 = _mm512_set1_epi8(0x03);
     int32_t part[4];
@@ -880,9 +870,9 @@ static inline void t3_digits_vbmi(__m512i b, const t3_consts *c, __m512i u[5]) {
 // The GEMV's digit split, all of it on two ports: r = b mod 81 by two wrapping subtractions of 81 kept only where
 // they do not wrap (min_epu8(v, v - 81)), then the table byte of r (u_0..u_3 in bit pairs), whose pairs are masked in
 // place rather than moved down: digit f's products come out 4^f times too large and go to accumulator f, scaled
-// back exactly at the end (every lane of it is a multiple of 4^f). u_4 is never formed: b - r = 81 u_4 is
-// multiplied as it is into a fifth accumulator, whose horizontal sum is a multiple of 81 divided exactly. Per lane
-// and block at most 4 * 192 * 128, so int32 holds rows of over a million weights.
+// back exactly at the end (every lane of it is a multiple of 4^f). u_4 comes from b - r = 81 u_4 by one vpermb and
+// shares accumulator 0 with u_0. Per lane and block at most 4 * 192 * 128, so int32 holds rows of over a million
+// weights.
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline __m512i t3_fields_vbmi(__m512i b, const t3_consts *c, __m512i *u4x81) {
     const __m512i r1 = _mm512_min_epu8(b, _mm512_sub_epi8(b, c->c81));
@@ -891,7 +881,7 @@ static inline __m512i t3_fields_vbmi(__m512i b, const t3_consts *c, __m512i *u4x
     return _mm512_permutex2var_epi8(c->lo, r, c->hi);
 }
 
-// R rows at once (R <= 4: 5 accumulators per row, R prefetch streams; one prefetch pair per row per 64 bytes).
+// R rows at once (R <= 4: 4 accumulators per row, R prefetch streams; one prefetch pair per row per 64 bytes).
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_acts *xa, t2_prefetch pf, const t3_consts *c,
                                 int32_t *y, size_t R) {
@@ -926,7 +916,6 @@ static void t3_gemv_vbmi(const uint8_t *w, size_t row_stride, size_t cols, const
     t3_acts xa;
     t3_acts_init(&xa, x, cols);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
-    t2_prefetch_start(w, row_stride, r0, r1, pf);
     size_t r = r0;
     for (; r + T3_ROWS <= r1; r += T3_ROWS) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, T3_ROWS);
     for (; r < r1; r++) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, 1);
