@@ -3,8 +3,8 @@ import Foundation
 
 /// A fixed set of worker threads (threadCount - 1 of them, plus the calling thread) for data-parallel loops.
 ///
-/// Idle workers spin ~20 µs (with pause) and then sleep on a condvar, so back-to-back calls start fast and an
-/// idle or oversubscribed process does not burn CPU. A call that the workers made slower than the caller alone
+/// Idle workers spin ~2 ms (with pause, yielding after 50 µs) and then sleep on a condvar, so the calls of a decode
+/// step start without a wake-up and an idle process does not burn CPU. A call that the workers made slower than the caller alone
 /// would have been (a descheduled worker holding a task) makes the following calls run serially for a while,
 /// so an oversubscribed machine degrades to single-thread speed rather than below it. Calls from inside a task run serially (no deadlock);
 /// calls from different threads are serialized.
@@ -20,6 +20,12 @@ public final class ThreadPool: @unchecked Sendable {
         return ThreadPool(threadCount: count, oversubscriptionGuard: !guardOff)
     }()
 
+    /// Default busy-wait of new pools before an idle thread blocks: `BITNET_SPIN_US` microseconds when set, else 2000.
+    public static let defaultSpinMicroseconds: Int = {
+        ProcessInfo.processInfo.environment["BITNET_SPIN_US"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            .flatMap { $0 >= 0 ? $0 : nil } ?? 2000
+    }()
+
     /// The C pool; immutable after init, and the C side is thread-safe.
     let raw: OpaquePointer
     /// The body of the running call (read by the tasks) and the lock that gives it to one caller at a time.
@@ -28,10 +34,12 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Creates a pool running tasks on `threadCount` threads, the caller included (values below 1 mean 1);
     /// `oversubscriptionGuard: false` keeps every call parallel even when that is slower (for benchmarks).
-    public init(threadCount: Int, oversubscriptionGuard: Bool = true) {
+    public init(threadCount: Int, oversubscriptionGuard: Bool = true, spinMicroseconds: Int = ThreadPool.defaultSpinMicroseconds) {
         let n = Int32(clamping: max(1, threadCount))
         guard let p = bitnet_pool_create(n) else { fatalError("ThreadPool: cannot allocate a pool of \(n) threads") }
         raw = p
+        self.spinMicroseconds = max(0, spinMicroseconds)
+        bitnet_pool_set_spin_ns(p, self.spinMicroseconds * 1000)
         callLock = .allocate(capacity: 1)
         pthread_mutex_init(callLock, nil)
         if !oversubscriptionGuard { bitnet_pool_set_guard(p, 0) }
@@ -43,12 +51,20 @@ public final class ThreadPool: @unchecked Sendable {
         callLock.deallocate()
     }
 
-    /// Calls run in parallel, calls run on the caller alone while backing off from an oversubscribed machine, and
-    /// the parallel calls that were slower than the caller alone would have been (each starts a back-off).
-    public var stats: (parallelCalls: Int, serialCalls: Int, fallbacks: Int) {
-        var p = 0, s = 0, f = 0
-        bitnet_pool_stats(raw, &p, &s, &f)
-        return (p, s, f)
+    /// Calls run in parallel, calls run on the caller alone while backing off from an oversubscribed machine,
+    /// the parallel calls that were slower than the caller alone would have been (each starts a back-off), and the
+    /// parallel calls that found a worker blocked and had to wake it (slow on a VM; see `spinMicroseconds`).
+    public var stats: (parallelCalls: Int, serialCalls: Int, fallbacks: Int, wakeups: Int) {
+        var p = 0, s = 0, f = 0, w = 0
+        bitnet_pool_stats(raw, &p, &s, &f, &w)
+        return (p, s, f, w)
+    }
+
+    /// How long an idle thread busy-waits for the next call (or the caller for the last task) before blocking; it
+    /// yields the core after the first 50 µs. Waking a blocked worker cost 0.25-1 ms on the 2-vCPU VM, more than the
+    /// serial gaps of a decode step, so 20 µs (the old default) decoded 2B4T about 1.4x slower than 1000-2000 µs.
+    public var spinMicroseconds: Int {
+        didSet { bitnet_pool_set_spin_ns(raw, max(0, spinMicroseconds) * 1000) }
     }
 
     /// Threads that run tasks, the caller included (fewer than requested only if threads could not be spawned).

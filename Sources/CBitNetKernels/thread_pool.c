@@ -56,6 +56,7 @@ struct bitnet_pool {
     int serial_left;
     int backoff;
     long serial_calls, parallel_calls, fallbacks;
+    long wakeups;                           // parallel calls that found a worker asleep and had to wake it
 };
 
 // Set on worker threads for their lifetime and on a caller while it runs a job: nested calls go serial.
@@ -67,8 +68,14 @@ static inline uint64_t now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+// After this long a spinning thread also yields at each clock check: a thread of another process that
+// wants the core gets it (an oversubscribed machine), while on an idle core sched_yield returns at once.
+#define SPIN_YIELD_AFTER_NS 50000
+
 // Busy-waits (with pause) for ready(arg) up to spin_ns; returns 0 if the caller should block instead.
-// Blocking (not sched_yield spinning) is what lets the scheduler put a woken thread on an idle core.
+// Long spins pay off on a VM: waking a blocked thread took 0.25-1 ms on the 2-vCPU test machine (its vCPU
+// halts), against a ~30-120 us gap between a worker's last task and the next call. The eventual block
+// (not endless sched_yield spinning) is what lets the scheduler put a woken thread on an idle core.
 static int spin_wait(const bitnet_pool *p, int (*ready)(const void *), const void *arg) {
     long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
     uint64_t start = 0;
@@ -79,6 +86,7 @@ static int spin_wait(const bitnet_pool *p, int (*ready)(const void *), const voi
             uint64_t t = now_ns();
             if (start == 0) start = t;
             else if ((long)(t - start) > spin) return 0;
+            else if (t - start > SPIN_YIELD_AFTER_NS) sched_yield();
         }
     }
 }
@@ -170,7 +178,7 @@ bitnet_pool *bitnet_pool_create(int thread_count) {
     if (posix_memalign((void **)&p, 64, sizeof(bitnet_pool)) != 0) return NULL;
     p->thread_count = 1;
     p->worker_count = 0;
-    atomic_init(&p->spin_ns, 20000);
+    atomic_init(&p->spin_ns, 2000000);
     atomic_init(&p->ticket, 0);
     for (int i = 0; i < 2; ++i) {
         atomic_init(&p->slots[i].fn, NULL);
@@ -189,7 +197,7 @@ bitnet_pool *bitnet_pool_create(int thread_count) {
     p->guard_enabled = 1;
     p->serial_left = 0;
     p->backoff = 16;
-    p->serial_calls = p->parallel_calls = p->fallbacks = 0;
+    p->serial_calls = p->parallel_calls = p->fallbacks = p->wakeups = 0;
     if (thread_count > 1) {
         p->threads = (pthread_t *)calloc((size_t)thread_count - 1, sizeof(pthread_t));
         if (p->threads) {
@@ -256,6 +264,7 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
     uint64_t t0 = now_ns();
     atomic_store_explicit(&p->ticket, (uint64_t)gen << 32, memory_order_seq_cst);  // publish
     if (atomic_load_explicit(&p->sleepers, memory_order_seq_cst) > 0) {
+        p->wakeups++;
         pthread_mutex_lock(&p->mutex);
         pthread_cond_broadcast(&p->work_cv);
         pthread_mutex_unlock(&p->mutex);
@@ -302,12 +311,13 @@ void bitnet_pool_set_guard(bitnet_pool *p, int enabled) {
     pthread_mutex_unlock(&p->call_mutex);
 }
 
-void bitnet_pool_stats(bitnet_pool *p, long *parallel_calls, long *serial_calls, long *fallbacks) {
-    if (!p) { *parallel_calls = *serial_calls = *fallbacks = 0; return; }
+void bitnet_pool_stats(bitnet_pool *p, long *parallel_calls, long *serial_calls, long *fallbacks, long *wakeups) {
+    if (!p) { *parallel_calls = *serial_calls = *fallbacks = *wakeups = 0; return; }
     pthread_mutex_lock(&p->call_mutex);
     *parallel_calls = p->parallel_calls;
     *serial_calls = p->serial_calls;
     *fallbacks = p->fallbacks;
+    *wakeups = p->wakeups;
     pthread_mutex_unlock(&p->call_mutex);
 }
 

@@ -25,6 +25,26 @@ struct Bench: ParsableCommand {
         @Flag(help: "Also print where a decode step's time goes: ms/token and weight GB/s per phase of the forward pass.") var profile = false
         @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these row splits (e.g. 16,16u,4: chunks per thread, u = no big first chunks), 5 rounds, medians.")
         var compareChunks: String?
+        @Option(name: .customLong("compare-spin"), help: "A/B test: decode alternately with the pool's idle threads spinning these many microseconds before sleeping (e.g. 20,1000), 5 rounds, medians.")
+        var compareSpin: String?
+
+        /// Decodes alternately under each variant's setting (5 rounds, in one process: this VM's speed drifts between
+        /// runs) and prints the median of each variant's median-step rates against the first variant's.
+        private func alternateDecode(_ model: InferenceModel, _ variants: [(label: String, apply: () -> Void)], kvCache: KVCacheFormat) throws {
+            var rates = [[Double]](repeating: [], count: variants.count)
+            for round in 0..<5 {
+                for (i, v) in variants.enumerated() {
+                    v.apply()
+                    let r = try InferenceBenchmark.run(model: model, promptLengths: [], decodeTokens: decodeTokens, kvCache: kvCache)
+                    rates[i].append(r.decodeMedianTokensPerSecond)
+                    printError(String(format: "round %d, %@: %.2f tok/s (median step)", round + 1, v.label, r.decodeMedianTokensPerSecond))
+                }
+            }
+            let medians = rates.map { $0.sorted()[2] }
+            for (v, m) in zip(variants, medians) {
+                print(String(format: "%@: decode %.2f tok/s (median of 5 rounds of median steps; %.2fx the first)", v.label, m, m / medians[0]))
+            }
+        }
 
         func run() throws {
             if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
@@ -57,28 +77,23 @@ struct Bench: ParsableCommand {
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, layout.rawValue))
                 if let compareChunks {
                     // "16" = 16 chunks per thread after the big guided chunks; "16u" = 16 equal chunks per thread.
-                    let values = try compareChunks.split(separator: ",").map { s -> (label: String, chunks: Int, guided: Bool) in
+                    let variants = try compareChunks.split(separator: ",").map { s -> (String, () -> Void) in
                         let uniform = s.hasSuffix("u")
                         guard let v = Int(uniform ? s.dropLast() : s), v > 0 else {
                             throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer (optionally followed by u)")
                         }
-                        return (String(s), v, !uniform)
+                        return ("split \(s) (\(uniform ? "uniform" : "guided"), \(v) chunks per thread)",
+                                { ThreadPool.chunksPerThread = v; ThreadPool.guidedSplit = !uniform })
                     }
-                    var rates = [String: [Double]]()
-                    for round in 0..<5 {
-                        for v in values {
-                            ThreadPool.chunksPerThread = v.chunks
-                            ThreadPool.guidedSplit = v.guided
-                            let r = try InferenceBenchmark.run(model: ternary, promptLengths: [], decodeTokens: decodeTokens, kvCache: kv)
-                            rates[v.label, default: []].append(r.decodeMedianTokensPerSecond)
-                            printError(String(format: "round %d, split %@: %.2f tok/s (median step)", round + 1, v.label, r.decodeMedianTokensPerSecond))
-                        }
+                    try alternateDecode(ternary, variants, kvCache: kv)
+                    return
+                }
+                if let compareSpin {
+                    let variants = try compareSpin.split(separator: ",").map { s -> (String, () -> Void) in
+                        guard let us = Int(s), us >= 0 else { throw BitNetError.invalidArgument("--compare-spin: '\(s)' is not a whole number of microseconds") }
+                        return ("spin \(us) us", { ThreadPool.shared.spinMicroseconds = us })
                     }
-                    for v in values {
-                        let sorted = rates[v.label]!.sorted()
-                        print(String(format: "split %-5@ (%@, %d chunks per thread): decode %.2f tok/s (median of 5 rounds of median steps; %.2fx the first)",
-                                     v.label as NSString, v.guided ? "guided" : "uniform", v.chunks, sorted[2], sorted[2] / rates[values[0].label]!.sorted()[2]))
-                    }
+                    try alternateDecode(ternary, variants, kvCache: kv)
                     return
                 }
                 let pool0 = ThreadPool.shared.stats
@@ -90,8 +105,9 @@ struct Bench: ParsableCommand {
                 let pool1 = ThreadPool.shared.stats
                 // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
                 // count, or scripts/check_decode_allocs.sh would see it.
-                printError(String(format: "thread pool: %9d parallel calls, %9d run serially by the oversubscription guard after %6d slow calls",
-                                  pool1.parallelCalls - pool0.parallelCalls, pool1.serialCalls - pool0.serialCalls, pool1.fallbacks - pool0.fallbacks))
+                printError(String(format: "thread pool: %9d parallel calls (%9d woke a blocked worker), %9d run serially by the oversubscription guard after %6d slow calls",
+                                  pool1.parallelCalls - pool0.parallelCalls, pool1.wakeups - pool0.wakeups,
+                                  pool1.serialCalls - pool0.serialCalls, pool1.fallbacks - pool0.fallbacks))
                 var twin: InferenceBenchmark.Result?
                 if !noTwin && model == nil && config.arch.isQuantized {
                     var fc = config

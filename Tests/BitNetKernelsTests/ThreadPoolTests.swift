@@ -140,6 +140,30 @@ final class ThreadPoolTests: XCTestCase {
         }
     }
 
+    /// With no spin an idle worker blocks right after its tasks, so calls 3 ms apart each find it blocked and wake it;
+    /// spinning longer than the gap (as the default 2 ms spin covers a decode step's serial gaps) it never blocks.
+    func testSpinKeepsWorkersAwakeAcrossGaps() {
+        for (spin, expectWakeups) in [(0, true), (1_000_000, false)] {
+            let pool = ThreadPool(threadCount: 2, spinMicroseconds: spin)
+            XCTAssertEqual(pool.spinMicroseconds, spin)
+            let counts = Counts(64)
+            pool.parallelFor(64) { counts.p[$0] += 1 }   // the worker has started and run once
+            let before = pool.stats
+            for _ in 0..<20 {
+                usleep(3_000)
+                counts.reset()
+                pool.parallelFor(64) { counts.p[$0] += 1 }
+                XCTAssertTrue(counts.allOnce(64))
+            }
+            let wakeups = pool.stats.wakeups - before.wakeups
+            if expectWakeups {
+                XCTAssertGreaterThanOrEqual(wakeups, 10, "spin 0: the worker should block between calls")
+            } else {
+                XCTAssertEqual(wakeups, 0, "spin 1 s: the worker should still be spinning 3 ms later")
+            }
+        }
+    }
+
     /// The decode GEMVs' guided split (bitnet_pool_split_rows): every row of [begin, end) exactly once, chunks starting
     /// at whole multiples of `chunk` from `begin`, and with several threads one big chunk per thread (~3/4 of the
     /// rows in all) before the small ones.

@@ -63,12 +63,13 @@ void bitnet_rows_concat_run(const void *concat, size_t r0, size_t r1);
 int bitnet_pool_in_task(void);
 
 /// Nanoseconds an idle thread (a worker awaiting work, the caller awaiting the last task) spins with
-/// pause before it blocks on a condvar; default 20000. Blocked threads take ~10-100 us to wake on a VM.
+/// pause (yielding after the first 50 us) before it blocks on a condvar; default 2000000 (2 ms). Blocked threads
+/// took 0.25-1 ms to wake on the 2-vCPU test VM, so a worker must not block between the calls of a decode step.
 void bitnet_pool_set_spin_ns(bitnet_pool *pool, long spin_ns);
 
-/// Counters of the oversubscription guard: calls run in parallel, calls run serially while backing off, and
-/// parallel calls that took longer than the caller alone would have (each starts a serial back-off window).
-void bitnet_pool_stats(bitnet_pool *pool, long *parallel_calls, long *serial_calls, long *fallbacks);
+/// Counters: calls run in parallel, calls run serially while backing off, parallel calls that took longer than the
+/// caller alone would have (each starts a serial back-off window), and parallel calls that had to wake a blocked worker.
+void bitnet_pool_stats(bitnet_pool *pool, long *parallel_calls, long *serial_calls, long *fallbacks, long *wakeups);
 
 /// Turns the oversubscription guard on (the default) or off (every call parallel; for benchmarks).
 void bitnet_pool_set_guard(bitnet_pool *pool, int enabled);
