@@ -49,14 +49,16 @@ struct bitnet_pool {
     pthread_cond_t done_cv;
     pthread_mutex_t call_mutex;             // serializes parallel_for calls from different threads
 
-    // Oversubscription guard (touched only under call_mutex): when a parallel call took longer than the caller
-    // alone would have (a worker was descheduled holding a task), the next `serial_left` calls run on the caller
-    // only; the window doubles on each repeated failure (up to 4096 calls) and the pool then probes again.
+    // Oversubscription guard (touched only under call_mutex): when two parallel calls in a row took longer than the
+    // caller alone would have (a worker was descheduled holding a task), the next `serial_left` calls run on the
+    // caller only; the window doubles on each repeated failure (up to 4096 calls) and the pool then probes again.
     int guard_enabled;
     int serial_left;
+    int strikes;                            // consecutive slow parallel calls
     int backoff;
     long serial_calls, parallel_calls, fallbacks;
     long wakeups;                           // parallel calls that found a worker asleep and had to wake it
+    long wait_ns;                           // time callers waited for other threads' last tasks
 };
 
 // Set on worker threads for their lifetime and on a caller while it runs a job: nested calls go serial.
@@ -196,8 +198,9 @@ bitnet_pool *bitnet_pool_create(int thread_count) {
     p->threads = NULL;
     p->guard_enabled = 1;
     p->serial_left = 0;
+    p->strikes = 0;
     p->backoff = 16;
-    p->serial_calls = p->parallel_calls = p->fallbacks = p->wakeups = 0;
+    p->serial_calls = p->parallel_calls = p->fallbacks = p->wakeups = p->wait_ns = 0;
     if (thread_count > 1) {
         p->threads = (pthread_t *)calloc((size_t)thread_count - 1, sizeof(pthread_t));
         if (p->threads) {
@@ -284,17 +287,24 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
         pthread_mutex_unlock(&p->mutex);
     }
     uint64_t t2 = now_ns();
+    p->wait_ns += (long)(t2 - t1);
 
     // The caller's own rate estimates the serial time; a call 1.5x slower than that (plus 20 us) means
     // the workers hurt, typically because the machine is oversubscribed: fall back to serial for a while.
     if (mine > 0 && p->guard_enabled) {
         double serial_estimate = (double)(t1 - t0) * (double)n / (double)mine;
         if ((double)(t2 - t0) > 1.5 * serial_estimate + 20000.0) {
+            // One slow call alone is a hiccup (the hypervisor took a vCPU away for a moment: 9-13 per 32-token
+            // 2B4T decode on the idle test VM, each costing 16 serial GEMVs); two in a row mean oversubscription.
             p->fallbacks++;
-            p->serial_left = p->backoff;
-            p->backoff = p->backoff < 4096 ? p->backoff * 2 : 4096;
-        } else if (p->backoff > 16) {
-            p->backoff /= 2;
+            if (++p->strikes >= 2) {
+                p->strikes = 0;
+                p->serial_left = p->backoff;
+                p->backoff = p->backoff < 4096 ? p->backoff * 2 : 4096;
+            }
+        } else {
+            p->strikes = 0;
+            if (p->backoff > 16) p->backoff /= 2;
         }
     }
 
@@ -307,17 +317,19 @@ void bitnet_pool_set_guard(bitnet_pool *p, int enabled) {
     pthread_mutex_lock(&p->call_mutex);
     p->guard_enabled = enabled != 0;
     p->serial_left = 0;
+    p->strikes = 0;
     p->backoff = 16;
     pthread_mutex_unlock(&p->call_mutex);
 }
 
-void bitnet_pool_stats(bitnet_pool *p, long *parallel_calls, long *serial_calls, long *fallbacks, long *wakeups) {
-    if (!p) { *parallel_calls = *serial_calls = *fallbacks = *wakeups = 0; return; }
+void bitnet_pool_stats(bitnet_pool *p, long *parallel_calls, long *serial_calls, long *fallbacks, long *wakeups, long *wait_ns) {
+    if (!p) { *parallel_calls = *serial_calls = *fallbacks = *wakeups = *wait_ns = 0; return; }
     pthread_mutex_lock(&p->call_mutex);
     *parallel_calls = p->parallel_calls;
     *serial_calls = p->serial_calls;
     *fallbacks = p->fallbacks;
     *wakeups = p->wakeups;
+    *wait_ns = p->wait_ns;
     pthread_mutex_unlock(&p->call_mutex);
 }
 

@@ -105,8 +105,8 @@ struct Bench: ParsableCommand {
                 let pool1 = ThreadPool.shared.stats
                 // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
                 // count, or scripts/check_decode_allocs.sh would see it.
-                printError(String(format: "thread pool: %9d parallel calls (%9d woke a blocked worker), %9d run serially by the oversubscription guard after %6d slow calls",
-                                  pool1.parallelCalls - pool0.parallelCalls, pool1.wakeups - pool0.wakeups,
+                printError(String(format: "thread pool: %9d parallel calls (%9d woke a blocked worker; caller waited %8.1f ms for the last tasks), %9d run serially by the oversubscription guard after %6d slow calls",
+                                  pool1.parallelCalls - pool0.parallelCalls, pool1.wakeups - pool0.wakeups, (pool1.waitSeconds - pool0.waitSeconds) * 1e3,
                                   pool1.serialCalls - pool0.serialCalls, pool1.fallbacks - pool0.fallbacks))
                 var twin: InferenceBenchmark.Result?
                 if !noTwin && model == nil && config.arch.isQuantized {

@@ -102,41 +102,64 @@ final class ThreadPoolTests: XCTestCase {
     }
 
     /// A worker that holds a task far longer than the caller's share (as when it is descheduled on an oversubscribed
-    /// machine) makes the pool back off to serial calls; every task still runs exactly once; without the guard it never does.
+    /// machine) in two calls in a row makes the guarded pool back off to serial calls; a single slow call (a hiccup)
+    /// does not; every task still runs exactly once; without the guard the pool never backs off.
     func testOversubscriptionGuardFallsBackToSerial() {
         for guarded in [true, false] {
             let pool = ThreadPool(threadCount: 2, oversubscriptionGuard: guarded)
             let caller = pthread_self()
             let counts = Counts(8)
             let workerRan = Counts(1)   // written by the one worker thread only, read by the caller
-            // Until a worker takes part in a call (it may be asleep and lose the race for the first ones).
-            for _ in 0..<200 where workerRan.p[0] == 0 {
-                counts.reset()
-                pool.parallelFor(8) { i in
-                    if pthread_equal(pthread_self(), caller) == 0 {
-                        workerRan.p[0] = 1
-                        usleep(200_000)   // far longer than the caller's share, even on a loaded machine
-                    } else {
-                        // Hold the caller until the worker has a task (or 1 s passed), so a worker does take part.
-                        let t0 = DispatchTime.now().uptimeNanoseconds
-                        while workerRan.p[0] == 0 && DispatchTime.now().uptimeNanoseconds - t0 < 1_000_000_000 { sched_yield() }
+            /// Calls until the worker takes part in one and holds its task 200 ms (it may be asleep and lose the race for
+            /// the first calls); returns the number of calls made.
+            func slowCall() -> Int {
+                workerRan.p[0] = 0
+                var calls = 0
+                while workerRan.p[0] == 0 && calls < 200 {
+                    calls += 1
+                    counts.reset()
+                    var callerWaited = false   // touched by the caller only
+                    pool.parallelFor(8) { i in
+                        if pthread_equal(pthread_self(), caller) == 0 {
+                            workerRan.p[0] = 1
+                            usleep(200_000)   // far longer than the caller's share, even on a loaded machine
+                        } else if !callerWaited {
+                            // Hold the caller until the worker has a task (or 1 s passed), so a worker does take part.
+                            callerWaited = true
+                            let t0 = DispatchTime.now().uptimeNanoseconds
+                            while workerRan.p[0] == 0 && DispatchTime.now().uptimeNanoseconds - t0 < 1_000_000_000 { sched_yield() }
+                        }
+                        counts.p[i] += 1
                     }
-                    counts.p[i] += 1
+                    XCTAssertTrue(counts.allOnce(8))
                 }
+                XCTAssertEqual(workerRan.p[0], 1, "a worker never took a task")
+                return calls
+            }
+            /// Serial calls made by one plain call (1 while backing off, else 0).
+            func serialCallsOfPlainCall() -> Int {
+                let before = pool.stats.serialCalls
+                counts.reset()
+                pool.parallelFor(8) { counts.p[$0] += 1 }
                 XCTAssertTrue(counts.allOnce(8))
+                return pool.stats.serialCalls - before
             }
-            XCTAssertEqual(workerRan.p[0], 1, "a worker never took a task")
-            let before = pool.stats
-            counts.reset()
-            pool.parallelFor(8) { counts.p[$0] += 1 }
-            XCTAssertTrue(counts.allOnce(8))
-            if guarded {
-                XCTAssertGreaterThan(before.fallbacks, 0)
-                XCTAssertEqual(pool.stats.serialCalls, before.serialCalls + 1, "the call after a fallback runs serially")
-            } else {
-                XCTAssertEqual(pool.stats.fallbacks, 0)
-                XCTAssertEqual(pool.stats.serialCalls, 0)
+            // One slow call: a hiccup, no back-off (setting the guard again clears its state).
+            bitnet_pool_set_guard(pool.raw, guarded ? 1 : 0)
+            _ = slowCall()
+            XCTAssertEqual(serialCallsOfPlainCall(), 0, "one slow call must not start a back-off")
+            if guarded { XCTAssertEqual(pool.stats.fallbacks, 1, "the slow call is counted") }
+            // Two slow calls in a row (the fast calls while waiting for the worker would clear the first one's count).
+            var checked = false
+            for _ in 0..<20 where !checked {
+                bitnet_pool_set_guard(pool.raw, guarded ? 1 : 0)
+                _ = slowCall()
+                guard slowCall() == 1 else { continue }
+                checked = true
+                XCTAssertEqual(serialCallsOfPlainCall(), guarded ? 1 : 0, "two slow calls in a row back off, when guarded")
             }
+            XCTAssertTrue(checked, "the worker never took part in two calls in a row")
+            if !guarded { XCTAssertEqual(pool.stats.fallbacks, 0) }
         }
     }
 

@@ -68,8 +68,9 @@ int bitnet_pool_in_task(void);
 void bitnet_pool_set_spin_ns(bitnet_pool *pool, long spin_ns);
 
 /// Counters: calls run in parallel, calls run serially while backing off, parallel calls that took longer than the
-/// caller alone would have (each starts a serial back-off window), and parallel calls that had to wake a blocked worker.
-void bitnet_pool_stats(bitnet_pool *pool, long *parallel_calls, long *serial_calls, long *fallbacks, long *wakeups);
+/// caller alone would have (two in a row start a serial back-off window), parallel calls that had to wake a blocked worker, and
+/// the nanoseconds callers spent waiting for the last task of other threads (the imbalance at the end of the calls).
+void bitnet_pool_stats(bitnet_pool *pool, long *parallel_calls, long *serial_calls, long *fallbacks, long *wakeups, long *wait_ns);
 
 /// Turns the oversubscription guard on (the default) or off (every call parallel; for benchmarks).
 void bitnet_pool_set_guard(bitnet_pool *pool, int enabled);
