@@ -145,21 +145,21 @@ public final class InferenceSession: @unchecked Sendable {
         if n == 1 { w.apply(x: x, y: y, xCodes: s.codes, xDequant: s.deq.ptr, acc: s.acc) } else { w.applyBatch(x: x, y: y, tokens: n) }
     }
 
-    /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]: (row, head)
-    /// pairs spread over the pool once the total work pays for it (long contexts, prompts, batches).
+    /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]: one job per
+    /// (row, KV head), covering the query heads that share that KV head (each cached row is read once for them),
+    /// spread over the pool once the total work pays for it (long contexts, prompts, batches).
     private static func attendRows(layer l: Int, rows n: Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
                                    q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
-        let c = session(0).model.config, heads = c.nHeads, hd = c.headDim, qD = heads * hd, group = heads / c.nKVHeads
-        let jobs = n * heads
+        let c = session(0).model.config, kvHeads = c.nKVHeads, hd = c.headDim, qD = c.nHeads * hd, group = c.nHeads / kvHeads
+        let jobs = n * kvHeads
         var contexts = 0
         for i in 0..<n { contexts += position(i) + 1 }
-        let work = contexts * heads * hd
+        let work = contexts * c.nHeads * hd
         let tasks = work >= 64 * 20 * 128 ? min(jobs, 8 * ThreadPool.shared.threadCount) : 1
         ThreadPool.shared.parallelFor(tasks) { task in
             for job in stride(from: task, to: jobs, by: tasks) {
-                let i = job / heads, h = job % heads
-                session(i).cache.attendHead(layer: l, pos: position(i), query: q + i * qD + h * hd, kvHead: h / group,
-                                            out: out + i * qD + h * hd)
+                let i = job / kvHeads, kvh = job % kvHeads, offset = i * qD + kvh * group * hd
+                session(i).cache.attendGroup(layer: l, pos: position(i), queries: q + offset, group: group, kvHead: kvh, out: out + offset)
             }
         }
     }

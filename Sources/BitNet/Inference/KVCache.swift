@@ -129,23 +129,26 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
-    /// Causal attention of one query head `qh` [headDim] at `pos` over cached positions 0...pos of `layer`, KV head
-    /// `kvh`, into `out` [headDim]. Scores live in stack scratch, so heads and rows can run on any thread.
-    func attendHead(layer l: Int, pos: Int, query qh: UnsafePointer<Float>, kvHead kvh: Int, out o: UnsafeMutablePointer<Float>) {
-        let hd = headDim, scale = 1 / Float(hd).squareRoot(), f32 = format == .f32
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: pos + 1 + hd) { buf in
-            let a = buf.baseAddress!, tmp = a + pos + 1
-            for t in 0...pos {
+    /// Causal attention of the `group` query heads that share KV head `kvh` (grouped-query attention; their queries
+    /// `q` [group, headDim] side by side) at `pos` over cached positions 0...pos of `layer`, into `out` [group, headDim].
+    /// Each cached key and value row is read (and dequantized) once for the whole group. Scores live in stack
+    /// scratch, so KV heads and rows can run on any thread.
+    func attendGroup(layer l: Int, pos: Int, queries q: UnsafePointer<Float>, group g: Int, kvHead kvh: Int,
+                     out o: UnsafeMutablePointer<Float>) {
+        let hd = headDim, n = pos + 1, scale = 1 / Float(hd).squareRoot(), f32 = format == .f32
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: g * n + hd) { buf in
+            let scores = buf.baseAddress!, tmp = scores + g * n   // scores [group, n], one dequantized row [headDim]
+            for t in 0..<n {
                 let kt: UnsafePointer<Float>
                 if f32 { kt = f32Head(keys, layer: l, pos: t, head: kvh) } else { loadKey(layer: l, pos: t, head: kvh, into: tmp); kt = UnsafePointer(tmp) }
-                a[t] = simdDot(qh, kt, hd) * scale
+                for j in 0..<g { scores[j * n + t] = simdDot(q + j * hd, kt, hd) * scale }
             }
-            CausalAttention.causalSoftmaxRow(a, valid: pos + 1, width: pos + 1)
-            o.update(repeating: 0, count: hd)
-            for t in 0...pos {
+            for j in 0..<g { CausalAttention.causalSoftmaxRow(scores + j * n, valid: n, width: n) }
+            o.update(repeating: 0, count: g * hd)
+            for t in 0..<n {
                 let vt: UnsafePointer<Float>
                 if f32 { vt = f32Head(values, layer: l, pos: t, head: kvh) } else { loadValue(layer: l, pos: t, head: kvh, into: tmp); vt = UnsafePointer(tmp) }
-                simdAxpy(a[t], vt, o, hd)
+                for j in 0..<g { simdAxpy(scores[j * n + t], vt, o + j * hd, hd) }
             }
         }
     }

@@ -49,10 +49,10 @@ final class KVCacheTests: XCTestCase {
         }
     }
 
-    /// Attention over a quantized cache equals exact attention over the dequantized keys and values.
+    /// Attention over a cache (each format; 2 query heads per KV head) equals exact attention over the dequantized keys and values.
     func testAttentionUsesDequantizedValues() throws {
-        let heads = 4, kvHeads = 2, hd = 6, T = 70   // T > 64 takes the head-parallel path
-        for format in [KVCacheFormat.q4, .q8, .f16] {
+        let heads = 4, kvHeads = 2, hd = 6, T = 70
+        for format in [KVCacheFormat.q4, .q8, .f16, .f32] {
             let cache = try KVCache(format: format, layers: 1, maxSeqLen: T, kvHeads: kvHeads, headDim: hd)
             var keys: [[Float]] = [], values: [[Float]] = []
             for t in 0..<T {
@@ -63,7 +63,11 @@ final class KVCacheTests: XCTestCase {
             func deq(_ rows: [[Float]]) -> [[Float]] {
                 rows.map { row in (0..<kvHeads).flatMap { h -> [Float] in
                     let x = Array(row[(h * hd)..<((h + 1) * hd)])
-                    return format == .f16 ? x.map { Float(Float16($0)) } : referenceDequant(x, bits: format.bits)
+                    switch format {
+                    case .f32: return x
+                    case .f16: return x.map { Float(Float16($0)) }
+                    default: return referenceDequant(x, bits: format.bits)
+                    }
                 } }
             }
             let dk = deq(keys), dv = deq(values)
@@ -72,9 +76,11 @@ final class KVCacheTests: XCTestCase {
                 var out = [Float](repeating: 0, count: heads * hd)
                 q.withUnsafeBufferPointer { qp in
                     out.withUnsafeMutableBufferPointer { op in
-                        for h in 0..<heads {
-                            cache.attendHead(layer: 0, pos: pos, query: qp.baseAddress! + h * hd, kvHead: h / (heads / kvHeads),
-                                             out: op.baseAddress! + h * hd)
+                        // The query heads of each KV head together (grouped-query attention).
+                        let group = heads / kvHeads
+                        for kvh in 0..<kvHeads {
+                            cache.attendGroup(layer: 0, pos: pos, queries: qp.baseAddress! + kvh * group * hd, group: group, kvHead: kvh,
+                                              out: op.baseAddress! + kvh * group * hd)
                         }
                     }
                 }
