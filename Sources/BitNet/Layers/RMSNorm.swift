@@ -21,8 +21,9 @@ public enum RMSNorm {
         let gs = d / groups
         for g in 0..<groups {
             let xp = x + g * gs, op = out + g * gs, wp = weight + g * gs
-            var ss: Float = 0
-            for i in 0..<gs { ss += xp[i] * xp[i] }
+            // 16 partial sums: a single running sum is one dependent add per value (~3 µs for 2560 of them), paid
+            // before every GEMV of a decode step.
+            let ss = simdDot(xp, xp, gs)
             let rs = 1 / (ss / Float(gs) + eps).squareRoot()
             rstd?[g] = rs
             for i in 0..<gs { op[i] = xp[i] * rs * wp[i] }
