@@ -51,10 +51,10 @@ public final class ThreadPool: @unchecked Sendable {
         callLock.deallocate()
     }
 
-    /// Calls run in parallel, calls run on the caller alone while backing off from an oversubscribed machine,
-    /// the parallel calls that were slower than the caller alone would have been (two in a row start a back-off), and the
-    /// parallel calls that found a worker blocked and had to wake it (slow on a VM; see `spinMicroseconds`), and the
-    /// seconds the caller waited for the other threads' last tasks after running out of its own.
+    /// Calls run in parallel; calls run on the caller alone while backing off from an oversubscribed machine; parallel
+    /// calls slower than the caller alone would have been (two in a row start a back-off); parallel calls that found a
+    /// worker blocked and had to wake it (slow on a VM; see `spinMicroseconds`); and the seconds the caller waited for
+    /// the other threads' last tasks after running out of its own.
     public var stats: (parallelCalls: Int, serialCalls: Int, fallbacks: Int, wakeups: Int, waitSeconds: Double) {
         var p = 0, s = 0, f = 0, w = 0, ns = 0
         bitnet_pool_stats(raw, &p, &s, &f, &w, &ns)

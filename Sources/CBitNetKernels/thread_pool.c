@@ -76,7 +76,7 @@ static inline uint64_t now_ns(void) {
 
 // Busy-waits (with pause) for ready(arg) up to spin_ns; returns 0 if the caller should block instead.
 // Long spins pay off on a VM: waking a blocked thread took 0.25-1 ms on the 2-vCPU test machine (its vCPU
-// halts), against a ~30-120 us gap between a worker's last task and the next call. The eventual block
+// halts), longer than the serial work between two GEMVs of a decode step (norm, RoPE, attention). The eventual block
 // (not endless sched_yield spinning) is what lets the scheduler put a woken thread on an idle core.
 static int spin_wait(const bitnet_pool *p, int (*ready)(const void *), const void *arg) {
     long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);

@@ -190,20 +190,6 @@ public final class KVCache: @unchecked Sendable {
     }
 }
 
-/// Σ a[i]·b[i] with 16-wide partial sums (the attention scores).
-@inline(__always)
-func simdDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-    var acc = SIMD16<Float>.zero
-    var i = 0
-    while i + 16 <= n {
-        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
-        i += 16
-    }
-    var s = acc.sum()
-    while i < n { s += a[i] * b[i]; i += 1 }
-    return s
-}
-
 /// y[i] += alpha·x[i], 16 lanes at a time (the attention-weighted sum of values).
 @inline(__always)
 func simdAxpy(_ alpha: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {

@@ -32,3 +32,17 @@ func parallelRows(_ n: Int, minRowsPerTask: Int = 16, _ body: (Range<Int>) -> Vo
         if lo < hi { body(lo..<hi) }
     }
 }
+
+/// Σ a[i]·b[i] with 16-wide partial sums (attention scores, RMSNorm's sum of squares).
+@inline(__always)
+func simdDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+    var acc = SIMD16<Float>.zero
+    var i = 0
+    while i + 16 <= n {
+        acc += UnsafeRawPointer(a + i).loadUnaligned(as: SIMD16<Float>.self) * UnsafeRawPointer(b + i).loadUnaligned(as: SIMD16<Float>.self)
+        i += 16
+    }
+    var s = acc.sum()
+    while i < n { s += a[i] * b[i]; i += 1 }
+    return s
+}
