@@ -156,6 +156,13 @@ public struct BlockQuantMatrix: Sendable, Equatable {
         }
     }
 
+    /// Tells the pool's idle workers that `gemv` over this matrix comes next (`ThreadPool.idlePrefetchBytes`).
+    public func announceGemv(pool: ThreadPool? = .shared) {
+        guard rows > 0 else { return }
+        let span: ThreadPool.RowSpan = bytes.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress!), rowStride, rows) }
+        ThreadPool.prefetchSplit(work: cols, granule: 4, threshold: DenseKernels.parallelThreshold, pool: pool, span, nil, nil)
+    }
+
     /// Hot-path batched GEMV into caller memory: X[t, j] at x[t * ldx + j], Y[t, r] at y[t * ldy + r].
     public func gemm(x: UnsafePointer<Float>, ldx: Int, tokens: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                      rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {

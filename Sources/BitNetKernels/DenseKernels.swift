@@ -114,6 +114,11 @@ public enum DenseKernels {
         }
     }
 
+    /// Tells the pool's idle workers that `f16Gemv` over these rows comes next (`ThreadPool.idlePrefetchBytes`).
+    public static func announceF16Gemv(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int, pool: ThreadPool? = .shared) {
+        ThreadPool.prefetchSplit(work: cols, granule: 4, threshold: parallelThreshold, pool: pool, (UnsafeRawPointer(weights), ld * 2, rows), nil, nil)
+    }
+
     /// Raw version (e.g. a memory-mapped model file): row r at weights + r * ld (ld >= cols, in elements);
     /// computes y[r] for r in `rowRange` (default all rows; y indexed by absolute row).
     public static func f16Gemv(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int,

@@ -59,6 +59,15 @@ extension TernaryKernels {
         }
     }
 
+    /// `announceGemv` for base-3 matrices: idle workers pull the next GEMV's first weights into cache.
+    public static func announceGemv(_ a: PackedTernaryBase3, _ b: PackedTernaryBase3? = nil, _ c: PackedTernaryBase3? = nil,
+                                    pool: ThreadPool? = .shared) {
+        func span(_ m: PackedTernaryBase3) -> ThreadPool.RowSpan {
+            m.bytes.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress ?? emptyBytes), m.rowStride, m.rows) }
+        }
+        ThreadPool.prefetchSplit(work: a.cols, granule: 8, threshold: parallelThreshold, pool: pool, span(a), b.map(span), c.map(span))
+    }
+
     /// Fused GEMVs of one input x over base-3 matrices (Wq/Wk/Wv or W1/W3 of one token): one split over the pool,
     /// each result equal to `gemv` of that matrix (see the 2-bit version).
     public static func gemv(_ a: PackedTernaryBase3, y ya: UnsafeMutablePointer<Int32>, _ b: PackedTernaryBase3, y yb: UnsafeMutablePointer<Int32>,

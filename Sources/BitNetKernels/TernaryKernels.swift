@@ -189,6 +189,16 @@ public enum TernaryKernels {
         }
     }
 
+    /// Tells the pool's idle workers that a GEMV over `a` (fused with b, c when given) comes next, so they pull its
+    /// first weights into cache during the serial work before it (`ThreadPool.idlePrefetchBytes`). Returns at once.
+    public static func announceGemv(_ a: PackedTernary, _ b: PackedTernary? = nil, _ c: PackedTernary? = nil, pool: ThreadPool? = .shared) {
+        // The packed storage never moves (immutable arrays or file mappings the model keeps alive).
+        func span(_ m: PackedTernary) -> ThreadPool.RowSpan {
+            m.storage.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress ?? dummyBytes), m.rowStride, m.rows) }
+        }
+        ThreadPool.prefetchSplit(work: a.cols, granule: 8, threshold: parallelThreshold, pool: pool, span(a), b.map(span), c.map(span))
+    }
+
     /// Y[t, r] for `tokens` rows of X (tokens x cols, row-major); returns [tokens, rows] row-major.
     public static func gemm(_ packed: PackedTernary, x: [Int8], tokens: Int, pool: ThreadPool? = .shared) -> [Int32] {
         precondition(tokens >= 0 && x.count == tokens * packed.cols, "gemm: x has \(x.count) values, want \(tokens)x\(packed.cols)")

@@ -20,6 +20,13 @@ public final class ThreadPool: @unchecked Sendable {
         return ThreadPool(threadCount: count, oversubscriptionGuard: !guardOff)
     }()
 
+    /// Default idle-time prefetch of new pools (see `idlePrefetchBytes`): `BITNET_IDLE_PREFETCH_KB` kibibytes when
+    /// set (0 turns it off), else 256 KiB.
+    public static let defaultIdlePrefetchBytes: Int = {
+        (ProcessInfo.processInfo.environment["BITNET_IDLE_PREFETCH_KB"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+            .flatMap { $0 >= 0 ? $0 : nil } ?? 256) * 1024
+    }()
+
     /// Default busy-wait of new pools before an idle thread blocks: `BITNET_SPIN_US` microseconds when set, else 2000.
     public static let defaultSpinMicroseconds: Int = {
         ProcessInfo.processInfo.environment["BITNET_SPIN_US"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -43,6 +50,8 @@ public final class ThreadPool: @unchecked Sendable {
         callLock = .allocate(capacity: 1)
         pthread_mutex_init(callLock, nil)
         if !oversubscriptionGuard { bitnet_pool_set_guard(p, 0) }
+        idlePrefetchBytes = ThreadPool.defaultIdlePrefetchBytes
+        bitnet_pool_set_idle_prefetch(p, idlePrefetchBytes)
     }
 
     deinit {
@@ -67,6 +76,19 @@ public final class ThreadPool: @unchecked Sendable {
     public var spinMicroseconds: Int {
         didSet { bitnet_pool_set_spin_ns(raw, max(0, spinMicroseconds) * 1000) }
     }
+
+    /// Bytes of each thread's first rows that a `prefetchSplit` hint lets idle workers pull into cache before the
+    /// split starts (0: off). A decode step leaves the memory bus idle during its serial work between GEMVs
+    /// (norms, quantization, RoPE); a waiting worker fills that time with the next GEMV's first weights.
+    public var idlePrefetchBytes: Int {
+        didSet { bitnet_pool_set_idle_prefetch(raw, max(0, idlePrefetchBytes)) }
+    }
+
+    /// Bytes that idle workers have prefetched on hints so far.
+    public var idlePrefetchedBytes: Int { bitnet_pool_prefetched_bytes(raw) }
+
+    /// Prefetch hints published so far (`prefetchSplit`, `prefetch`).
+    public var idlePrefetchHints: Int { bitnet_pool_prefetch_hints(raw) }
 
     /// Threads that run tasks, the caller included (fewer than requested only if threads could not be spawned).
     public var threadCount: Int { Int(bitnet_pool_thread_count(raw)) }
@@ -98,6 +120,12 @@ public final class ThreadPool: @unchecked Sendable {
             pthread_mutex_unlock(callLock)
         }
     }
+    /// Runs task(context, i) for i in 0..<count across the workers and the caller: the allocation-free form of
+    /// `parallelFor` for hot loops (a C function pointer and a context the caller keeps alive for the call).
+    public func parallelFor(_ count: Int, context: UnsafeMutableRawPointer, task: bitnet_task_fn) {
+        precondition(count >= 0, "ThreadPool.parallelFor: count must be >= 0, got \(count)")
+        bitnet_pool_parallel_for(raw, count, task, context)
+    }
 }
 
 extension ThreadPool {
@@ -125,6 +153,42 @@ extension ThreadPool {
         guard !range.isEmpty else { return }
         let chunk = pool.flatMap { rowChunk(range.count, work: perRow, granule: granule, threshold: threshold, threads: $0.threadCount) } ?? 0
         bitnet_pool_split_rows(pool?.raw, range.lowerBound, range.upperBound, chunk, kernel, args)
+    }
+
+    /// One matrix of a split's row space in memory, for `prefetchSplit`: row r at base + r × rowStride bytes.
+    public typealias RowSpan = (base: UnsafeRawPointer, rowStride: Int, rows: Int)
+
+    /// Hint for the next `splitRows(_:work:granule:threshold:pool:kernel:args:)` over the rows of a, b, c (in that
+    /// order, as one row space): idle workers start pulling each thread's first rows into cache now (see
+    /// `idlePrefetchBytes`). Same work/granule/threshold as the call it announces; allocates nothing. The memory must
+    /// stay valid until that call.
+    static func prefetchSplit(work perRow: Int, granule: Int, threshold: Int, pool: ThreadPool?, _ a: RowSpan, _ b: RowSpan?, _ c: RowSpan?) {
+        guard let pool, pool.threadCount > 1, pool.idlePrefetchBytes > 0 else { return }
+        let rows = a.rows + (b?.rows ?? 0) + (c?.rows ?? 0)
+        guard let chunk = rowChunk(rows, work: perRow, granule: granule, threshold: threshold, threads: pool.threadCount) else { return }
+        withUnsafeTemporaryAllocation(of: bitnet_rows_span.self, capacity: 3) { spans in
+            var n = 0
+            func add(_ p: RowSpan) { spans[n] = bitnet_rows_span(base: p.base, row_stride: p.rowStride, rows: p.rows); n += 1 }
+            add(a)
+            if let b { add(b) }
+            if let c { add(c) }
+            bitnet_pool_prefetch_rows(pool.raw, spans.baseAddress!, n, chunk)
+        }
+    }
+
+    /// Hint: idle workers pull these two byte ranges into cache, in order (e.g. the keys and values the next attention
+    /// reads). Off when `idlePrefetchBytes` is 0; the memory must stay valid until the work that reads it.
+    public func prefetch(_ a: UnsafeRawPointer, bytes aBytes: Int, then b: UnsafeRawPointer, bytes bBytes: Int) {
+        guard threadCount > 1, idlePrefetchBytes > 0 else { return }
+        var addr: (UnsafeRawPointer?, UnsafeRawPointer?) = (a, b)
+        var len = (aBytes, bBytes)
+        withUnsafePointer(to: &addr) { ap in
+            withUnsafePointer(to: &len) { lp in
+                ap.withMemoryRebound(to: UnsafeRawPointer?.self, capacity: 2) { a2 in
+                    lp.withMemoryRebound(to: Int.self, capacity: 2) { l2 in bitnet_pool_prefetch_ranges(raw, a2, l2, 2) }
+                }
+            }
+        }
     }
 
     /// Whether the decode GEMVs' splits start with one big chunk per thread (default true; BITNET_GUIDED_SPLIT=0 turns

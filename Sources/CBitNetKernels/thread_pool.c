@@ -24,6 +24,9 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
+#define PF_MAX 16      // pieces of one prefetch hint
+#define PF_SLICE 2048  // bytes a waiting worker prefetches between two looks at the ticket
+
 typedef struct {
     _Atomic(bitnet_task_fn) fn;
     _Atomic(void *) ctx;
@@ -59,6 +62,16 @@ struct bitnet_pool {
     long serial_calls, parallel_calls, fallbacks;
     long wakeups;                           // parallel calls that found a worker asleep and had to wake it
     long wait_ns;                           // time callers waited for other threads' last tasks
+
+    // Idle-time prefetch hint (bitnet_pool_prefetch_rows), a seqlock: odd pf_seq while a caller rewrites it.
+    _Alignas(64) _Atomic(uint64_t) pf_seq;
+    _Atomic int pf_count;
+    _Atomic(uintptr_t) pf_addr[PF_MAX];
+    _Atomic(size_t) pf_len[PF_MAX];
+    _Atomic(size_t) pf_bytes;               // bytes per thread a hint asks for (0: off)
+    _Atomic long pf_done;                   // bytes prefetched by idle workers
+    _Atomic long pf_hints;                  // hints published
+    pthread_mutex_t pf_mutex;               // one hint writer at a time
 };
 
 // Set on worker threads for their lifetime and on a caller while it runs a job: nested calls go serial.
@@ -78,11 +91,13 @@ static inline uint64_t now_ns(void) {
 // Long spins pay off on a VM: waking a blocked thread took 0.25-1 ms on the 2-vCPU test machine (its vCPU
 // halts), longer than the serial work between two GEMVs of a decode step (norm, RoPE, attention). The eventual block
 // (not endless sched_yield spinning) is what lets the scheduler put a woken thread on an idle core.
-static int spin_wait(const bitnet_pool *p, int (*ready)(const void *), const void *arg) {
+// `idle` (may be NULL) runs between the checks: a worker's prefetch of the next GEMV's weights.
+static int spin_wait(const bitnet_pool *p, int (*ready)(const void *), const void *arg, void (*idle)(void *), void *idle_arg) {
     long spin = atomic_load_explicit(&p->spin_ns, memory_order_relaxed);
     uint64_t start = 0;
     for (unsigned it = 0;; ++it) {
         if (ready(arg)) return 1;
+        if (idle) idle(idle_arg);
         CPU_RELAX();
         if ((it & 15) == 15) {
             uint64_t t = now_ns();
@@ -143,16 +158,79 @@ static uint64_t run_tasks(bitnet_pool *p, uint32_t gen) {
     }
 }
 
+// A worker's progress through the current prefetch hint (its own copy, taken under the seqlock).
+typedef struct {
+    bitnet_pool *p;
+    uint64_t seq;
+    int count, idx;
+    size_t off;
+    uintptr_t addr[PF_MAX];
+    size_t len[PF_MAX];
+} idle_prefetch;
+
+// Prefetches the next PF_SLICE bytes of the hint into L2 (T1: the worker's own first rows land where it will read
+// them; the caller's are fetched from this core's L2, on chip, instead of DRAM). Cheap when there is nothing to do.
+static void idle_prefetch_step(void *arg) {
+    idle_prefetch *st = (idle_prefetch *)arg;
+    bitnet_pool *p = st->p;
+    uint64_t s = atomic_load_explicit(&p->pf_seq, memory_order_acquire);
+    if (s != st->seq) {
+        if (s & 1) return;  // being rewritten
+        int c = atomic_load_explicit(&p->pf_count, memory_order_relaxed);
+        if (c > PF_MAX) c = PF_MAX;
+        for (int i = 0; i < c; i++) {
+            st->addr[i] = atomic_load_explicit(&p->pf_addr[i], memory_order_relaxed);
+            st->len[i] = atomic_load_explicit(&p->pf_len[i], memory_order_relaxed);
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&p->pf_seq, memory_order_relaxed) != s) return;  // torn: retry at the next step
+        st->seq = s;
+        st->count = c;
+        st->idx = 0;
+        st->off = 0;
+    }
+    if (st->idx >= st->count) return;
+    const char *a = (const char *)st->addr[st->idx] + st->off;
+    size_t n = st->len[st->idx] - st->off;
+    if (n > PF_SLICE) n = PF_SLICE;
+#if defined(__x86_64__) || defined(__i386__)
+    for (size_t i = 0; i < n; i += 64) _mm_prefetch(a + i, _MM_HINT_T1);
+#else
+    for (size_t i = 0; i < n; i += 64) __builtin_prefetch(a + i, 0, 2);
+#endif
+    atomic_fetch_add_explicit(&p->pf_done, (long)n, memory_order_relaxed);
+    st->off += n;
+    if (st->off >= st->len[st->idx]) { st->idx++; st->off = 0; }
+}
+
+// Publishes a hint of `count` pieces (0 clears it).
+static void pf_publish(bitnet_pool *p, const uintptr_t *addr, const size_t *len, int count) {
+    pthread_mutex_lock(&p->pf_mutex);
+    uint64_t s = atomic_load_explicit(&p->pf_seq, memory_order_relaxed);
+    atomic_store_explicit(&p->pf_seq, s + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    for (int i = 0; i < count; i++) {
+        atomic_store_explicit(&p->pf_addr[i], addr[i], memory_order_relaxed);
+        atomic_store_explicit(&p->pf_len[i], len[i], memory_order_relaxed);
+    }
+    atomic_store_explicit(&p->pf_count, count, memory_order_relaxed);
+    atomic_store_explicit(&p->pf_seq, s + 2, memory_order_release);
+    if (count > 0) atomic_fetch_add_explicit(&p->pf_hints, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&p->pf_mutex);
+}
+
 static void *worker_main(void *arg) {
     bitnet_pool *p = (bitnet_pool *)arg;
     tls_in_pool = 1;
     // Generation 0 is the pool's initial state, never a job: a worker that starts after the first job was published
     // must still see that job as new (reading the ticket here would make it skip the job).
     uint32_t seen = 0;
+    idle_prefetch pf = {.p = p};
     for (;;) {
-        // Spin briefly for the next job: back-to-back jobs then start without a wake-up syscall.
+        // Spin briefly for the next job: back-to-back jobs then start without a wake-up syscall. Meanwhile pull
+        // in the weights the caller said the next GEMV starts with.
         worker_wait w = {p, seen};
-        spin_wait(p, worker_ready, &w);
+        spin_wait(p, worker_ready, &w, idle_prefetch_step, &pf);
         uint32_t gen = (uint32_t)(atomic_load_explicit(&p->ticket, memory_order_acquire) >> 32);
         if (gen == seen) {
             // Sleep; an oversubscribed machine then loses nothing to idle spinning.
@@ -195,6 +273,16 @@ bitnet_pool *bitnet_pool_create(int thread_count) {
     pthread_cond_init(&p->work_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
     pthread_mutex_init(&p->call_mutex, NULL);
+    atomic_init(&p->pf_seq, 0);
+    atomic_init(&p->pf_count, 0);
+    for (int i = 0; i < PF_MAX; i++) {
+        atomic_init(&p->pf_addr[i], 0);
+        atomic_init(&p->pf_len[i], 0);
+    }
+    atomic_init(&p->pf_bytes, 262144);
+    atomic_init(&p->pf_done, 0);
+    atomic_init(&p->pf_hints, 0);
+    pthread_mutex_init(&p->pf_mutex, NULL);
     p->threads = NULL;
     p->guard_enabled = 1;
     p->serial_left = 0;
@@ -226,6 +314,7 @@ void bitnet_pool_destroy(bitnet_pool *p) {
     pthread_cond_destroy(&p->work_cv);
     pthread_cond_destroy(&p->done_cv);
     pthread_mutex_destroy(&p->call_mutex);
+    pthread_mutex_destroy(&p->pf_mutex);
     free(p);
 }
 
@@ -278,7 +367,7 @@ void bitnet_pool_parallel_for(bitnet_pool *p, size_t n, bitnet_task_fn fn, void 
 
     // Wait for tasks still running on workers: spin a little, then sleep until the last one signals.
     caller_wait w = {s, (uint64_t)n};
-    if (!spin_wait(p, caller_ready, &w)) {
+    if (!spin_wait(p, caller_ready, &w, NULL, NULL)) {
         pthread_mutex_lock(&p->mutex);
         atomic_store_explicit(&p->caller_sleeping, 1, memory_order_seq_cst);
         while (atomic_load_explicit(&s->done, memory_order_seq_cst) != n)
@@ -362,15 +451,22 @@ static _Atomic int split_guided = 1;
 void bitnet_set_guided_split(int enabled) { atomic_store_explicit(&split_guided, enabled != 0, memory_order_relaxed); }
 int bitnet_guided_split(void) { return atomic_load_explicit(&split_guided, memory_order_relaxed); }
 
+// Rows of each thread's big first chunk of a guided split of `rows` (0: no big chunks).
+static size_t split_big(size_t rows, size_t chunk, size_t threads) {
+    if (threads < 2 || !bitnet_guided_split()) return 0;
+    const size_t big = rows * 3 / (4 * threads) / chunk * chunk;
+    return big > chunk ? big : 0;
+}
+
 void bitnet_pool_split_rows(bitnet_pool *p, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args) {
     if (end <= begin) return;
+    // This split is what a pending hint was about: workers must not prefetch it again after their tasks.
+    if (p && atomic_load_explicit(&p->pf_count, memory_order_relaxed) != 0) pf_publish(p, NULL, NULL, 0);
     if (chunk == 0 || chunk >= end - begin) { fn(args, begin, end); return; }
     const size_t rows = end - begin, threads = (size_t)bitnet_pool_thread_count(p);
     split_ctx s = {fn, args, begin, end, chunk, 0, 0};
-    if (threads > 1 && bitnet_guided_split()) {
-        const size_t big = rows * 3 / (4 * threads) / chunk * chunk;
-        if (big > chunk) { s.big = big; s.nbig = threads; }
-    }
+    s.big = split_big(rows, chunk, threads);
+    s.nbig = s.big ? threads : 0;
     const size_t rest = rows - s.nbig * s.big;
     bitnet_pool_parallel_for(p, s.nbig + (rest + chunk - 1) / chunk, split_task, &s);
 }
@@ -382,4 +478,73 @@ void bitnet_rows_concat_run(const void *concat, size_t r0, size_t r1) {
         size_t lo = r0 > base ? r0 : base, hi = r1 < base + c->rows[i] ? r1 : base + c->rows[i];
         if (lo < hi) c->fn[i](c->args[i], lo - base, hi - base);
     }
+}
+
+void bitnet_pool_set_idle_prefetch(bitnet_pool *p, size_t bytes) {
+    if (p) atomic_store_explicit(&p->pf_bytes, bytes, memory_order_relaxed);
+}
+
+long bitnet_pool_prefetched_bytes(bitnet_pool *p) { return p ? atomic_load_explicit(&p->pf_done, memory_order_relaxed) : 0; }
+
+long bitnet_pool_prefetch_hints(bitnet_pool *p) { return p ? atomic_load_explicit(&p->pf_hints, memory_order_relaxed) : 0; }
+
+// Appends the memory of concatenated rows [r0, r0 + rows) of `spans` to the hint, at most `budget` bytes.
+static int pf_add_rows(const bitnet_rows_span *spans, size_t count, size_t r0, size_t rows, size_t budget,
+                       uintptr_t *addr, size_t *len, int n) {
+    size_t base = 0;
+    for (size_t i = 0; i < count && rows > 0 && budget > 0 && n < PF_MAX; base += spans[i].rows, i++) {
+        if (r0 >= base + spans[i].rows) continue;
+        const size_t lo = r0 - base, take = spans[i].rows - lo < rows ? spans[i].rows - lo : rows;
+        size_t bytes = take * spans[i].row_stride;
+        if (bytes > budget) bytes = budget;
+        if (bytes > 0) {
+            addr[n] = (uintptr_t)spans[i].base + lo * spans[i].row_stride;
+            len[n++] = bytes;
+        }
+        budget -= bytes;
+        r0 += take;
+        rows -= take;
+    }
+    return n;
+}
+
+void bitnet_pool_prefetch_rows(bitnet_pool *p, const bitnet_rows_span *spans, size_t count, size_t chunk) {
+    if (!p || p->worker_count == 0 || !spans) return;
+    const size_t budget = atomic_load_explicit(&p->pf_bytes, memory_order_relaxed);
+    size_t rows = 0;
+    for (size_t i = 0; i < count; i++) rows += spans[i].rows;
+    if (budget == 0 || chunk == 0 || chunk >= rows) return;  // off, or the split runs on the caller alone
+    const size_t threads = (size_t)p->thread_count, big = split_big(rows, chunk, threads);
+    const size_t first = big ? big : chunk;  // rows of each thread's first chunk (thread t's starts at t * first)
+    uintptr_t addr[PF_MAX];
+    size_t len[PF_MAX];
+    int n = 0;
+    // The workers' own first chunks, then the caller's (the caller claims task 0 as it publishes the job).
+    for (size_t t = 1; t <= threads; t++) {
+        const size_t start = (t % threads) * first;
+        if (start < rows) n = pf_add_rows(spans, count, start, first, budget, addr, len, n);
+    }
+    pf_publish(p, addr, len, n);
+}
+
+void bitnet_pool_prefetch_ranges(bitnet_pool *p, const void *const *addr, const size_t *len, size_t count) {
+    if (!p || p->worker_count == 0 || !addr || !len || atomic_load_explicit(&p->pf_bytes, memory_order_relaxed) == 0) return;
+    uintptr_t a[PF_MAX];
+    size_t l[PF_MAX];
+    int n = 0;
+    for (size_t i = 0; i < count && n < PF_MAX; i++)
+        if (len[i] > 0) { a[n] = (uintptr_t)addr[i]; l[n++] = len[i]; }
+    pf_publish(p, a, l, n);
+}
+
+int bitnet_pool_pending_prefetch(bitnet_pool *p, uintptr_t *addr, size_t *len, int max) {
+    if (!p) return 0;
+    pthread_mutex_lock(&p->pf_mutex);
+    int n = atomic_load_explicit(&p->pf_count, memory_order_relaxed);
+    for (int i = 0; i < n && i < max; i++) {
+        addr[i] = atomic_load_explicit(&p->pf_addr[i], memory_order_relaxed);
+        len[i] = atomic_load_explicit(&p->pf_len[i], memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&p->pf_mutex);
+    return n;
 }

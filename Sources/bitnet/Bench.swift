@@ -27,23 +27,38 @@ struct Bench: ParsableCommand {
         var compareChunks: String?
         @Option(name: .customLong("compare-spin"), help: "A/B test: decode alternately with the pool's idle threads spinning these many microseconds before sleeping (e.g. 20,1000), 5 rounds, medians.")
         var compareSpin: String?
+        @Option(name: .customLong("compare-prefetch"), help: "A/B test: decode alternately with idle pool threads prefetching this many KiB of the next GEMV's first weights per thread (e.g. 0,256; 0 = off), 5 rounds, medians.")
+        var comparePrefetch: String?
 
-        /// Decodes alternately under each variant's setting (5 rounds, in one process: this VM's speed drifts between
-        /// runs) and prints the median of each variant's median-step rates against the first variant's.
+        /// Decodes with the variants' settings taking turns step by step (5 sessions of `decode-tokens` steps per
+        /// variant, in one process: this VM's speed drifts within seconds, so the variants share every drift) and
+        /// prints each variant's median step rate against the first variant's.
         private func alternateDecode(_ model: InferenceModel, _ variants: [(label: String, apply: () -> Void)], kvCache: KVCacheFormat) throws {
-            var rates = [[Double]](repeating: [], count: variants.count)
+            var seconds = [[Double]](repeating: [], count: variants.count)
+            let vocab = model.config.vocabSize
             for round in 0..<5 {
-                for (i, v) in variants.enumerated() {
-                    v.apply()
-                    let r = try InferenceBenchmark.run(model: model, promptLengths: [], decodeTokens: decodeTokens, kvCache: kvCache)
-                    rates[i].append(r.decodeMedianTokensPerSecond)
-                    printError(String(format: "round %d, %@: %.2f tok/s (median step)", round + 1, v.label, r.decodeMedianTokensPerSecond))
+                let session = try InferenceSession(model: model, maxSeqLen: decodeTokens * variants.count + 2, kvCache: kvCache)
+                var token = (round * 7919) % vocab
+                token = Sampler.argmax(try session.step(token: token))   // warm-up
+                for i in 0..<decodeTokens * variants.count {
+                    let v = i % variants.count
+                    variants[v].apply()
+                    let t0 = Clock.now()
+                    token = Sampler.argmax(try session.step(token: token))
+                    seconds[v].append(Clock.now() - t0)
                 }
+                let line = zip(variants, seconds).map { String(format: "%@ %.2f", $0.label, 1 / median(Array($1.suffix(decodeTokens)))) }
+                printError("round \(round + 1) (tok/s, median step): " + line.joined(separator: ", "))
             }
-            let medians = rates.map { $0.sorted()[2] }
-            for (v, m) in zip(variants, medians) {
-                print(String(format: "%@: decode %.2f tok/s (median of 5 rounds of median steps; %.2fx the first)", v.label, m, m / medians[0]))
+            let rates = seconds.map { 1 / median($0) }
+            for (v, r) in zip(variants, rates) {
+                print(String(format: "%@: decode %.2f tok/s (median of %d interleaved steps; %.2fx the first)", v.label, r, 5 * decodeTokens, r / rates[0]))
             }
+        }
+
+        private func median(_ v: [Double]) -> Double {
+            let s = v.sorted()
+            return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         }
 
         func run() throws {
@@ -96,18 +111,26 @@ struct Bench: ParsableCommand {
                     try alternateDecode(ternary, variants, kvCache: kv)
                     return
                 }
-                let pool0 = ThreadPool.shared.stats
+                if let comparePrefetch {
+                    let variants = try comparePrefetch.split(separator: ",").map { s -> (String, () -> Void) in
+                        guard let kb = Int(s), kb >= 0 else { throw BitNetError.invalidArgument("--compare-prefetch: '\(s)' is not a whole number of KiB") }
+                        return (kb == 0 ? "idle prefetch off" : "idle prefetch \(kb) KiB", { ThreadPool.shared.idlePrefetchBytes = kb * 1024 })
+                    }
+                    try alternateDecode(ternary, variants, kvCache: kv)
+                    return
+                }
+                let pool0 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
                 let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv,
                                                    profile: profile)
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = ProcessMemory.peakRSSBytes()
                 let bandwidth = max(bandwidthBefore, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))
-                let pool1 = ThreadPool.shared.stats
+                let pool1 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
                 // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
                 // count, or scripts/check_decode_allocs.sh would see it.
-                printError(String(format: "thread pool: %9d parallel calls (%9d woke a blocked worker; caller waited %8.1f ms for the last tasks), %9d run serially by the oversubscription guard after %6d slow calls",
-                                  pool1.parallelCalls - pool0.parallelCalls, pool1.wakeups - pool0.wakeups, (pool1.waitSeconds - pool0.waitSeconds) * 1e3,
-                                  pool1.serialCalls - pool0.serialCalls, pool1.fallbacks - pool0.fallbacks))
+                printError(String(format: "thread pool: %9d parallel calls (%9d woke a blocked worker; caller waited %8.1f ms for the last tasks), %9d run serially by the oversubscription guard after %6d slow calls; idle workers prefetched %8.1f MB",
+                                  pool1.0.parallelCalls - pool0.0.parallelCalls, pool1.0.wakeups - pool0.0.wakeups, (pool1.0.waitSeconds - pool0.0.waitSeconds) * 1e3,
+                                  pool1.0.serialCalls - pool0.0.serialCalls, pool1.0.fallbacks - pool0.0.fallbacks, Double(pool1.prefetched - pool0.prefetched) / 1e6))
                 var twin: InferenceBenchmark.Result?
                 if !noTwin && model == nil && config.arch.isQuantized {
                     var fc = config

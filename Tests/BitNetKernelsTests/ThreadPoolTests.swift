@@ -220,4 +220,73 @@ final class ThreadPoolTests: XCTestCase {
             }
         }
     }
+
+    /// Idle-time prefetch hints (bitnet_pool_prefetch_rows): the pieces are each thread's first rows of the guided split
+    /// (the worker's first, then the caller's), mapped onto the right matrix of a fused row space, cut at the byte
+    /// budget; an idle worker prefetches exactly those bytes; the split itself clears the hint; budget 0 is off.
+    func testIdlePrefetchHintCoversEachThreadsFirstRows() {
+        let pool = ThreadPool(threadCount: 2, spinMicroseconds: 1_000_000)
+        pool.idlePrefetchBytes = 64 * 1024
+        // Three matrices of one row space: 1000 rows × 640 B, 200 × 640 B, 2000 × 640 B (a fused Wq/Wk/Wv-like split).
+        let strides = [640, 640, 640], rows = [1000, 200, 2000]
+        let buffers = zip(rows, strides).map { UnsafeMutableRawPointer.allocate(byteCount: $0 * $1, alignment: 64) }
+        defer { buffers.forEach { $0.deallocate() } }
+        let chunk = 96, total = rows.reduce(0, +)
+        let big = total * 3 / (4 * 2) / chunk * chunk   // 1200: thread 1's chunk starts at row 1200 = matrix 2, row 0
+        func expectedPieces(budget: Int) -> [(UInt, Int)] {
+            // Independent walk: thread 1's rows [big, 2 big), then thread 0's [0, big), each cut at `budget` bytes.
+            var out: [(UInt, Int)] = []
+            for start in [big, 0] {
+                var r = start, left = budget, need = big
+                var base = 0
+                for (i, n) in rows.enumerated() {
+                    defer { base += n }
+                    guard r < base + n, need > 0, left > 0 else { continue }
+                    let take = min(base + n - r, need), bytes = min(take * strides[i], left)
+                    out.append((UInt(bitPattern: buffers[i] + (r - base) * strides[i]), bytes))
+                    left -= bytes; need -= take; r += take
+                }
+            }
+            return out
+        }
+        func pending() -> [(UInt, Int)] {
+            var addr = [UInt](repeating: 0, count: 16), len = [Int](repeating: 0, count: 16)
+            let n = Int(bitnet_pool_pending_prefetch(pool.raw, &addr, &len, 16))
+            return (0..<n).map { (addr[$0], len[$0]) }
+        }
+        var spans = zip(buffers, zip(strides, rows)).map { bitnet_rows_span(base: $0, row_stride: $1.0, rows: $1.1) }
+        for budget in [64 * 1024, 700_000] {
+            pool.idlePrefetchBytes = budget
+            pool.parallelFor(2) { _ in }   // the worker is awake and starts a fresh 1 s spin
+            let before = pool.idlePrefetchedBytes
+            bitnet_pool_prefetch_rows(pool.raw, &spans, 3, chunk)
+            let want = expectedPieces(budget: budget)
+            let got = pending()
+            XCTAssertEqual(got.map(\.0), want.map(\.0), "budget \(budget): piece addresses")
+            XCTAssertEqual(got.map(\.1), want.map(\.1), "budget \(budget): piece lengths")
+            // The spinning worker prefetches all of it, then stops.
+            let wanted = want.reduce(0) { $0 + $1.1 }
+            let deadline = Date().addingTimeInterval(2)
+            while pool.idlePrefetchedBytes - before < wanted && Date() < deadline { usleep(200) }
+            XCTAssertEqual(pool.idlePrefetchedBytes - before, wanted, "budget \(budget): bytes prefetched by the idle worker")
+        }
+        // A split clears the pending hint.
+        bitnet_pool_prefetch_rows(pool.raw, &spans, 3, chunk)
+        XCTAssertFalse(pending().isEmpty)
+        let kernel: bitnet_rows_fn = { _, _, _ in }
+        var dummy = 0
+        withUnsafePointer(to: &dummy) { bitnet_pool_split_rows(pool.raw, 0, total, chunk, kernel, $0) }
+        XCTAssertTrue(pending().isEmpty, "the split the hint announced clears it")
+        // Budget 0: no hint at all.
+        pool.idlePrefetchBytes = 0
+        bitnet_pool_prefetch_rows(pool.raw, &spans, 3, chunk)
+        XCTAssertTrue(pending().isEmpty)
+        pool.prefetch(buffers[0], bytes: 4096, then: buffers[1], bytes: 4096)
+        XCTAssertTrue(pending().isEmpty)
+        // Whole ranges (the KV cache rows before an attention), in order.
+        pool.idlePrefetchBytes = 1
+        pool.prefetch(buffers[0], bytes: 5000, then: buffers[2], bytes: 7000)
+        XCTAssertEqual(pending().map(\.0), [UInt(bitPattern: buffers[0]), UInt(bitPattern: buffers[2])])
+        XCTAssertEqual(pending().map(\.1), [5000, 7000])
+    }
 }

@@ -68,6 +68,17 @@ final class DenseMatrix: @unchecked Sendable {
         }
     }
 
+    /// Tells the pool's idle workers that `gemv` comes next, so they pull its first rows into cache (f16 and block
+    /// formats; the f32 head runs through sgemm, which splits differently).
+    func announceGemv() {
+        switch storage {
+        case .f32: break
+        case .f16(let m):
+            m.storage.withUnsafeBufferPointer { DenseKernels.announceF16Gemv(weights: $0.baseAddress!, ld: cols, rows: rows, cols: cols) }
+        case .block(let m): m.announceGemv()
+        }
+    }
+
     /// y[rows] = W · x[cols].
     func gemv(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
         switch storage {

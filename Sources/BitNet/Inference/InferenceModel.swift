@@ -212,6 +212,22 @@ public struct InferenceLinear: @unchecked Sendable {
         return false
     }
 
+    /// Tells the pool's idle workers that a one-token GEMV over a (fused with b, c when they share its layout) comes
+    /// next, so they pull its first weights into cache during the serial work before it.
+    static func announceGemv(_ a: InferenceLinear, _ b: InferenceLinear? = nil, _ c: InferenceLinear? = nil) {
+        if let pa = a.packed {
+            let pb = b?.packed, pc = c?.packed
+            let fused = (b == nil || pb != nil) && (c == nil || pc != nil)
+            TernaryKernels.announceGemv(pa, fused ? pb : nil, fused ? pc : nil)
+        } else if let pa = a.base3 {
+            let pb = b?.base3, pc = c?.base3
+            let fused = (b == nil || pb != nil) && (c == nil || pc != nil)
+            TernaryKernels.announceGemv(pa, fused ? pb : nil, fused ? pc : nil)
+        } else if let half = a.half {
+            half.storage.withUnsafeBufferPointer { DenseKernels.announceF16Gemv(weights: $0.baseAddress!, ld: a.cols, rows: a.rows, cols: a.cols) }
+        }
+    }
+
     /// y [n, rows] from activations already quantized per token (codes [n, cols], scales s_t = Q_p/(γ_t+ε)):
     /// acc = W̃·x̃ in int32 (exact), y = acc / s_t · β (Eq. 9). `acc` is scratch of n·rows Int32.
     func applyPacked(codes: UnsafePointer<Int8>, scales: UnsafePointer<Float>, tokens n: Int, y: UnsafeMutablePointer<Float>,
@@ -225,6 +241,13 @@ public struct InferenceLinear: @unchecked Sendable {
             else { TernaryKernels.gemm(packed, x: codes, ldx: cols, tokens: n, y: acc, ldy: rows) }
         }
         scaleOutputs(acc: acc, scales: scales, tokens: n, y: y)
+    }
+
+    /// acc = W̃·x̃ for one token's codes (int32, exact): the GEMV of `applyPacked` without the final scale.
+    func gemvPacked(codes: UnsafePointer<Int8>, acc: UnsafeMutablePointer<Int32>) {
+        if let base3 { TernaryKernels.gemv(base3, x: codes, y: acc) }
+        else if let packed { TernaryKernels.gemv(packed, x: codes, y: acc) }
+        else { preconditionFailure("gemvPacked on a layer without packed ternary weights") }
     }
 
     /// y = acc / s_t · β for n tokens of int32 sums [n, rows] (Eq. 9's final scale).

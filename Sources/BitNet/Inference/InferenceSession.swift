@@ -1,5 +1,6 @@
 import Foundation
 import BitNetKernels
+import CBitNetKernels
 
 /// Activation buffers for a forward pass over `rows` tokens (decoding: 1 row; prompts and batched decoding: many).
 final class ForwardScratch: @unchecked Sendable {
@@ -24,6 +25,21 @@ final class ForwardScratch: @unchecked Sendable {
     }
 
     deinit { codes.deallocate(); scales.deallocate(); acc.deallocate() }
+}
+
+/// One decode step's attention of one layer, as the context of a C pool task per KV head (allocation-free).
+private struct DecodeAttention {
+    let cache: Unmanaged<KVCache>
+    let layer, pos, group, headDim: Int
+    let q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
+
+    /// Task `kvHead`: the query heads of that KV head attend over the cache.
+    static let run: bitnet_task_fn = { ctx, kvHead in
+        let j = ctx!.assumingMemoryBound(to: DecodeAttention.self).pointee
+        let offset = Int(kvHead) * j.group * j.headDim
+        j.cache.takeUnretainedValue().attendGroup(layer: j.layer, pos: j.pos, queries: j.q + offset, group: j.group, kvHead: Int(kvHead),
+                                                  out: j.out + offset)
+    }
 }
 
 /// Per-sequence decoding state: the KV cache, attention scratch and logits. A single-token step allocates nothing.
@@ -147,7 +163,9 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]: one job per
     /// (row, KV head), covering the query heads that share that KV head (each cached row is read once for them),
-    /// spread over the pool once the total work pays for it (long contexts, prompts, batches).
+    /// spread over the pool once the total work pays for it. At 2B4T shapes that is from the first position: the weight
+    /// stream evicts the cache rows, so even a short context is ~30 µs of memory stalls per layer on one thread (parallel
+    /// attention over 1-33 positions: 0.94-0.99 → 0.77-0.88 ms per token); a tiny model's short contexts stay serial.
     private static func attendRows(layer l: Int, rows n: Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
                                    q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         let c = session(0).model.config, kvHeads = c.nKVHeads, hd = c.headDim, qD = c.nHeads * hd, group = c.nHeads / kvHeads
@@ -155,7 +173,15 @@ public final class InferenceSession: @unchecked Sendable {
         var contexts = 0
         for i in 0..<n { contexts += position(i) + 1 }
         let work = contexts * c.nHeads * hd
-        let tasks = work >= 64 * 20 * 128 ? min(jobs, 8 * ThreadPool.shared.threadCount) : 1
+        let tasks = work >= 4096 ? min(jobs, 8 * ThreadPool.shared.threadCount) : 1
+        if n == 1 && tasks > 1 {
+            // Decoding: one pool task per KV head through a C task function, so the step allocates nothing (a Swift
+            // closure capturing the session would cost a heap context per layer).
+            var job = DecodeAttention(cache: Unmanaged.passUnretained(session(0).cache), layer: l, pos: position(0), group: group,
+                                      headDim: hd, q: q, out: out)
+            withUnsafeMutablePointer(to: &job) { ThreadPool.shared.parallelFor(kvHeads, context: $0, task: DecodeAttention.run) }
+            return
+        }
         ThreadPool.shared.parallelFor(tasks) { task in
             for job in stride(from: task, to: jobs, by: tasks) {
                 let i = job / kvHeads, kvh = job % kvHeads, offset = i * qD + kvh * group * hd
@@ -171,7 +197,7 @@ public final class InferenceSession: @unchecked Sendable {
                                 rows n: Int, cols: Int, _ s: ForwardScratch,
                                 _ a: (InferenceLinear, UnsafeMutablePointer<Float>),
                                 _ b: (InferenceLinear, UnsafeMutablePointer<Float>)? = nil,
-                                _ c: (InferenceLinear, UnsafeMutablePointer<Float>)? = nil) {
+                                _ c: (InferenceLinear, UnsafeMutablePointer<Float>)? = nil, then announceNext: () -> Void = {}) {
         let cfg = model.config, bits = a.0.quant.bits
         let shared = a.0.takesCodes && (b.map { $0.0.takesCodes && $0.0.quant.bits == bits } ?? true)
             && (c.map { $0.0.takesCodes && $0.0.quant.bits == bits } ?? true)
@@ -184,15 +210,24 @@ public final class InferenceSession: @unchecked Sendable {
             }
             // One token: the 2-3 GEMVs run as one split over the pool (one meeting of the threads, not three).
             if n == 1, let b, InferenceLinear.fusedGemv(a.0, b.0, c?.0, codes: s.codes, acc: s.acc) {
+                announceNext()
                 let ra = a.0.rows, rb = b.0.rows
                 a.0.scaleOutputs(acc: s.acc, scales: s.scales, tokens: 1, y: a.1)
                 b.0.scaleOutputs(acc: s.acc + ra, scales: s.scales, tokens: 1, y: b.1)
                 if let c { c.0.scaleOutputs(acc: s.acc + ra + rb, scales: s.scales, tokens: 1, y: c.1) }
                 return
             }
+            if n == 1 && b == nil {
+                // One GEMV: announce the next one before scaling (the scaling pass is serial work too).
+                a.0.gemvPacked(codes: s.codes, acc: s.acc)
+                announceNext()
+                a.0.scaleOutputs(acc: s.acc, scales: s.scales, tokens: 1, y: a.1)
+                return
+            }
             a.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: a.1, acc: s.acc)
             if let b { b.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: b.1, acc: s.acc) }
             if let c { c.0.applyPacked(codes: s.codes, scales: s.scales, tokens: n, y: c.1, acc: s.acc) }
+            announceNext()
             return
         }
         var input = x
@@ -203,6 +238,7 @@ public final class InferenceSession: @unchecked Sendable {
         linear(a.0, input, a.1, rows: n, s)
         if let b { linear(b.0, input, b.1, rows: n, s) }
         if let c { linear(c.0, input, c.1, rows: n, s) }
+        announceNext()
     }
 
     /// The forward pass over `n` rows: row i is token `token(i)` of `session(i)` at `position(i)` (one session for a
@@ -217,12 +253,29 @@ public final class InferenceSession: @unchecked Sendable {
         let X = s.x.ptr, A = s.a.ptr, B = s.b.ptr, Q = s.q.ptr, K = s.k.ptr, V = s.v.ptr, G = s.g.ptr, U = s.u.ptr
         let profile = n == 1 ? DecodeProfile.active : nil   // per-phase decode time (bench --profile)
         profile?.begin()
+        // Decoding: each GEMV announces the next one to the pool's idle workers, which pull its first weights into
+        // cache while this thread does the serial work in between (ThreadPool.idlePrefetchBytes).
+        let decoding = n == 1, layerCount = model.layers.count
+        func announce(_ l: Int, _ which: Int) {
+            guard decoding else { return }
+            if l == layerCount { model.head.announceGemv(); return }
+            let L = model.layers[l]
+            switch which {
+            case 0: InferenceLinear.announceGemv(L.wq, L.wk, L.wv)
+            case 1: InferenceLinear.announceGemv(L.wo)
+            case 2: InferenceLinear.announceGemv(L.w1, L.w3)
+            default: InferenceLinear.announceGemv(L.w2)
+            }
+        }
+        announce(0, 0)
         for i in 0..<n { model.embedding.row(token(i), into: X + i * d) }
         profile?.mark(.embedding)
-        for l in 0..<model.layers.count {
+        for l in 0..<layerCount {
             let L = model.layers[l]
             // Attention block: x += Wo·SubLN(Attention(RoPE(Wq·h), RoPE(Wk·h), Wv·h)), h = RMSNorm(x).
-            project(model, x: X, normed: A, norm: L.attnNorm, rows: n, cols: d, s, (L.wq, Q), (L.wk, K), (L.wv, V))
+            project(model, x: X, normed: A, norm: L.attnNorm, rows: n, cols: d, s, (L.wq, Q), (L.wk, K), (L.wv, V)) {
+                if decoding { session(0).cache.announceRows(layer: l, count: position(0)) }
+            }
             profile?.mark(.qkv)
             for i in 0..<n {
                 let pos = position(i)
@@ -236,17 +289,18 @@ public final class InferenceSession: @unchecked Sendable {
             } else {
                 attendRows(layer: l, rows: n, session: session, position: position, q: Q, out: B)
             }
+            announce(l, 1)
             profile?.mark(.attention)
-            project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A))
+            project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A)) { announce(l, 2) }
             profile?.mark(.wo)
             addInPlace(X, A, n * d)
             profile?.mark(.residual)
             // FFN block: x += W2·SubLN(act(W1·h) ⊙ W3·h), h = RMSNorm(x) (SwiGLU, or ReLU² for 2B4T).
-            project(model, x: X, normed: A, norm: L.ffnNorm, rows: n, cols: d, s, (L.w1, G), (L.w3, U))
+            project(model, x: X, normed: A, norm: L.ffnNorm, rows: n, cols: d, s, (L.w1, G), (L.w3, U)) { announce(l, 3) }
             profile?.mark(.ffnUp)
             GatedActivation.forward(h: G, gate: G, up: U, count: n * f, kind: c.ffn)
             profile?.mark(.activation)
-            project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A))
+            project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A)) { announce(l + 1, 0) }
             profile?.mark(.ffnDown)
             addInPlace(X, A, n * d)
             profile?.mark(.residual)
@@ -276,3 +330,4 @@ public final class InferenceSession: @unchecked Sendable {
         }
     }
 }
+

@@ -153,6 +153,14 @@ public final class KVCache: @unchecked Sendable {
         }
     }
 
+    /// Tells the pool's idle workers to pull the keys and values of `layer`'s positions 0..<count into cache: the weight
+    /// stream of a decode step evicts them, and the next attention reads them all.
+    func announceRows(layer l: Int, count: Int) {
+        guard count > 0 else { return }
+        let offset = l * maxSeqLen * rowBytes
+        ThreadPool.shared.prefetch(keys + offset, bytes: count * rowBytes, then: values + offset, bytes: count * rowBytes)
+    }
+
     /// Causal attention of a prompt's `n` queries [n, nHeads·headDim] at positions pos0..<pos0+n (their keys and
     /// values already stored) as matrix products per head: S = Q_h·K_hᵀ/√d, causal softmax, O_h = S·V_h. The
     /// quantized formats are dequantized once per layer for this.

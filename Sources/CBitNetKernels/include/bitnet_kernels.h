@@ -4,6 +4,7 @@
 #define BITNET_KERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -57,6 +58,37 @@ typedef struct {
 
 /// bitnet_rows_fn over a bitnet_rows_concat: runs each part's kernel on its share of [r0, r1) (part-local rows).
 void bitnet_rows_concat_run(const void *concat, size_t r0, size_t r1);
+
+/// One matrix of a row split's weights in memory: row r of it at base + r * row_stride (a GEMV's packed rows).
+typedef struct {
+    const void *base;
+    size_t row_stride;
+    size_t rows;
+} bitnet_rows_span;
+
+/// Idle-time prefetch: asks the pool's idle workers to pull into their cache (L2) the first bytes (see
+/// bitnet_pool_set_idle_prefetch) of each thread's first chunk of the split that bitnet_pool_split_rows(pool, 0, rows,
+/// chunk, ...) will make over these matrices' concatenated rows (the worker's own chunk first, then the caller's).
+/// Returns at once. Call it right after the previous GEMV: the serial work in between (norms, quantization,
+/// scaling, RoPE) otherwise leaves the memory bus idle. The hint holds until the next bitnet_pool_split_rows or
+/// hint; a worker stops prefetching the moment a job arrives. At most 16 pieces are kept.
+void bitnet_pool_prefetch_rows(bitnet_pool *pool, const bitnet_rows_span *spans, size_t count, size_t chunk);
+
+/// Idle-time prefetch of `count` (at most 16) whole byte ranges, in order (e.g. the KV cache rows the next
+/// attention reads); same lifetime rules as bitnet_pool_prefetch_rows. Off when the idle prefetch is set to 0.
+void bitnet_pool_prefetch_ranges(bitnet_pool *pool, const void *const *addr, const size_t *len, size_t count);
+
+/// Bytes per thread that bitnet_pool_prefetch_rows asks for (0 turns idle-time prefetch off); default 262144.
+void bitnet_pool_set_idle_prefetch(bitnet_pool *pool, size_t bytes);
+
+/// The pending hint's pieces (at most `max` written to addr/len); returns their count (0: none pending). For tests.
+int bitnet_pool_pending_prefetch(bitnet_pool *pool, uintptr_t *addr, size_t *len, int max);
+
+/// Hint bytes that idle workers have prefetched so far (the counter behind `bench`'s pool line).
+long bitnet_pool_prefetched_bytes(bitnet_pool *pool);
+
+/// Hints published so far (cleared ones not counted).
+long bitnet_pool_prefetch_hints(bitnet_pool *pool);
 
 /// Nonzero on a thread that is running parallel_for tasks (a worker, or a caller inside its call):
 /// a parallel_for made there would run serially.

@@ -194,4 +194,36 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertEqual(r.profile?.tokens, 3)
         XCTAssertNil(try InferenceBenchmark.run(model: model, promptLengths: [], decodeTokens: 2).profile)
     }
+
+    /// Idle-time prefetch (ThreadPool.idlePrefetchBytes): on a model whose GEMVs run on the pool, each decode step
+    /// announces every GEMV and attention to the idle workers (the head here is too small to split), the prompt
+    /// announces nothing, and the logits are the same with the prefetch on and off. (Whether the worker gets to
+    /// prefetch depends on scheduling; ThreadPoolTests checks that it prefetches what a hint asks.)
+    func testIdlePrefetchKeepsLogitsAndAnnouncesEveryGemv() throws {
+        let pool = ThreadPool.shared
+        try XCTSkipIf(pool.threadCount < 2, "needs a pool with a worker")
+        let c = ModelConfig(arch: .b158, vocabSize: 300, dim: 512, nLayers: 2, nHeads: 8, nKVHeads: 4, ffnDim: 1024, maxSeqLen: 16,
+                            ffn: .relu2, tieEmbeddings: true)
+        let model = try InferenceModel(synthetic: c, headFormat: .q6)
+        let saved = pool.idlePrefetchBytes
+        defer { pool.idlePrefetchBytes = saved }
+        let steps = 10
+        func decode() throws -> (logits: [Float], promptHints: Int, stepHints: Int) {
+            let session = InferenceSession(model: model)
+            let h0 = pool.idlePrefetchHints
+            var out = Array(try session.prefill(tokens: [1, 2, 3]))
+            let h1 = pool.idlePrefetchHints
+            for t in 0..<steps { out += Array(try session.step(token: 4 + t)) }
+            return (out, h1 - h0, pool.idlePrefetchHints - h1)
+        }
+        pool.idlePrefetchBytes = 0
+        let off = try decode()
+        XCTAssertEqual(off.promptHints + off.stepHints, 0, "off: no hints")
+        pool.idlePrefetchBytes = 256 * 1024
+        let on = try decode()
+        XCTAssertEqual(on.logits, off.logits)
+        XCTAssertEqual(on.promptHints, 0, "a prompt of several rows announces nothing")
+        // Per step: the first Wq/Wk/Wv, then per layer the KV rows, Wo, W1/W3, W2 and the next layer's Wq/Wk/Wv.
+        XCTAssertEqual(on.stepHints, steps * (1 + 4 * c.nLayers + (c.nLayers - 1)))
+    }
 }
