@@ -22,6 +22,8 @@ struct Bench: ParsableCommand {
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
         @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
         @Flag(help: "Print JSON.") var json = false
+        @Option(name: .customLong("repeat"), help: "Run the ternary model's benchmark this many times in one process (bandwidth probes around each run) and report every run and the medians; the rest of the report uses the run with the median decode rate.")
+        var repeatCount: Int = 1
         @Flag(help: "Also print where a decode step's time goes: ms/token and weight GB/s per phase of the forward pass.") var profile = false
         @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these row splits (e.g. 16,16u,4: chunks per thread, u = no big first chunks), 5 rounds, medians.")
         var compareChunks: String?
@@ -70,6 +72,7 @@ struct Bench: ParsableCommand {
                     return v
                 }
                 guard decodeTokens > 0 else { throw BitNetError.invalidArgument("--decode-tokens must be positive") }
+                guard (1...100).contains(repeatCount) else { throw BitNetError.invalidArgument("--repeat must be between 1 and 100") }
                 let kv = try parseKVCacheFormat(kvCache)
                 // The roofline: the best read rate of probes before and after the decode (this VM's varies by run).
                 let bandwidthBefore = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5)
@@ -120,11 +123,20 @@ struct Bench: ParsableCommand {
                     return
                 }
                 let pool0 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
-                let a = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv,
-                                                   profile: profile)
+                // Each run: the benchmark between two bandwidth probes (its roofline uses the better one).
+                var runs: [(result: InferenceBenchmark.Result, bandwidth: Double)] = []
+                var probe = bandwidthBefore
+                for i in 0..<repeatCount {
+                    if i > 0 { probe = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5) }
+                    let r = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv,
+                                                       profile: profile)
+                    runs.append((r, max(probe, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))))
+                }
+                let repeats = RepeatSummary(runs: runs.map { ($0.result.decodeTokensPerSecond, $0.result.decodeMedianTokensPerSecond,
+                                                              $0.result.prefillTokensPerSecond, $0.result.achievedBandwidth / $0.bandwidth) })
+                let (a, bandwidth) = runs[repeats.medianRun]
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = ProcessMemory.peakRSSBytes()
-                let bandwidth = max(bandwidthBefore, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))
                 let pool1 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
                 // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
                 // count, or scripts/check_decode_allocs.sh would see it.
@@ -149,6 +161,16 @@ struct Bench: ParsableCommand {
                         "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
                         "read_bandwidth_bytes_per_s": bandwidth, "achieved_bandwidth_bytes_per_s": a.achievedBandwidth,
                         "roofline_fraction": roofline]
+                    if repeatCount > 1 {
+                        obj["runs"] = repeats.runs.map { r -> [String: Any] in
+                            ["decode_tokens_per_s": r.decode, "decode_median_tokens_per_s": r.medianStep, "roofline_fraction": r.roofline,
+                             "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: r.prefill.map { ("\($0.key)", $0.value) })]
+                        }
+                        obj["median_decode_tokens_per_s"] = repeats.median(\.decode)
+                        obj["median_roofline_fraction"] = repeats.median(\.roofline)
+                        obj["median_prefill_tokens_per_s"] = Dictionary(uniqueKeysWithValues: promptLengths.map { n in
+                            ("\(n)", repeats.median { $0.prefill[n] ?? 0 }) })
+                    }
                     if let phases {
                         obj["decode_profile"] = Dictionary(uniqueKeysWithValues: phases.map { phase, sec, bytes in
                             ("\(phase)", ["seconds_per_token": sec, "weight_bytes_per_token": bytes] as [String: Any]) })
@@ -174,6 +196,17 @@ struct Bench: ParsableCommand {
                     print(line)
                 }
                 print("threads \(ThreadPool.shared.threadCount), GEMM \(GEMM.activeISA), ternary \(TernaryKernels.activeISA), dense \(DenseKernels.activeISA)")
+                if repeatCount > 1 {
+                    func line(_ label: String, _ decode: Double, _ step: Double?, _ prefill: (Int) -> Double, _ roofline: Double) -> String {
+                        var l = label.padding(toLength: 7, withPad: " ", startingAt: 0) + String(format: " decode %7.2f tok/s", decode)
+                        if let step { l += String(format: " (median step %7.2f)", step) }
+                        for n in promptLengths.sorted() { l += String(format: " | prefill %d: %6.1f tok/s", n, prefill(n)) }
+                        return l + String(format: " | roofline %3.0f %%", 100 * roofline)
+                    }
+                    for (i, r) in repeats.runs.enumerated() { print(line("run \(i + 1)", r.decode, r.medianStep, { r.prefill[$0] ?? 0 }, r.roofline)) }
+                    print(line("median", repeats.median(\.decode), repeats.median(\.medianStep), { n in repeats.median { $0.prefill[n] ?? 0 } },
+                               repeats.median(\.roofline)) + "   (each a median over the runs on its own; rows below: run \(repeats.medianRun + 1))")
+                }
                 row(config.arch.rawValue, a)
                 if let t = twin { row("fp (f16)", t) }
                 print(String(format: "peak RSS %.0f MB | read bandwidth %.1f GB/s | weights streamed %.1f GB/s = %.0f %% of roofline",
@@ -247,7 +280,7 @@ struct Bench: ParsableCommand {
                 let py = python ?? ".venv-oracle/bin/python"
                 let useTorch = !noTorch && FileManager.default.fileExists(atPath: py)
                 var torchNote = noTorch ? "skipped" : "no \(py); run scripts/setup_oracle.sh"
-                // Alternate the two engines `repeat` times so machine noise hits both alike; report medians.
+                // Alternate the two engines repeatCount times so machine noise hits both alike; report medians.
                 var oursRuns: [TrainingBenchmark.Result] = [], torchRuns: [Double] = [], ratios: [Double] = []
                 for r in 0..<max(repeats, 1) {
                     printError("[\(r + 1)/\(repeats)] bitnet-swift: \(a.rawValue) \(size) (\(c.parameterCount) params), batch \(batch)x\(context), \(steps) steps, \(threads) threads")
@@ -345,5 +378,23 @@ struct Bench: ParsableCommand {
             print("isa: \(DenseKernels.activeISA), threads: \(pool.threadCount), \(rows)x\(cols)")
             _ = HeadBench.run(rows: rows, cols: cols, tokens: tokens, repetitions: repetitions, formats: names, pool: pool) { print($0) }
         }
+    }
+}
+
+/// The runs of `bench --repeat`: per-run decode rate, median-step rate, prefill rates and roofline fraction.
+struct RepeatSummary {
+    typealias Run = (decode: Double, medianStep: Double, prefill: [Int: Double], roofline: Double)
+    let runs: [Run]
+
+    /// The median over the runs of one value (the lower middle one for an even count).
+    func median(_ value: (Run) -> Double) -> Double {
+        let v = runs.map(value).sorted()
+        return v[(v.count - 1) / 2]
+    }
+
+    /// Index of the run whose decode rate is the median (the lower middle one for an even count).
+    var medianRun: Int {
+        let order = runs.indices.sorted { runs[$0].decode < runs[$1].decode }
+        return order[(order.count - 1) / 2]
     }
 }

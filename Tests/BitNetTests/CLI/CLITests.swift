@@ -66,6 +66,26 @@ final class CLITests: XCTestCase {
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--ternary-layout", "t9"], mentions: "t9")
     }
 
+    /// `bench --repeat 3 --json`: three runs, each with its decode rate and roofline; the medians are the middle
+    /// values of the runs (computed here from the runs), the report's own decode rate is the median run's, and a
+    /// repeat count of 0 is a named error.
+    func testBenchRepeatReportsRunsAndMedians() throws {
+        let r = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--repeat", "3", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        let runs = try XCTUnwrap(obj["runs"] as? [[String: Any]])
+        XCTAssertEqual(runs.count, 3)
+        let decode = runs.compactMap { $0["decode_tokens_per_s"] as? Double }, roofline = runs.compactMap { $0["roofline_fraction"] as? Double }
+        let prefill = runs.compactMap { ($0["prefill_tokens_per_s"] as? [String: Double])?["8"] }
+        XCTAssertEqual(decode.count, 3); XCTAssertEqual(roofline.count, 3); XCTAssertEqual(prefill.count, 3)
+        XCTAssertTrue(decode.allSatisfy { $0 > 0 } && roofline.allSatisfy { $0 > 0 })
+        XCTAssertEqual(obj["median_decode_tokens_per_s"] as? Double, decode.sorted()[1])
+        XCTAssertEqual(obj["median_roofline_fraction"] as? Double, roofline.sorted()[1])
+        XCTAssertEqual((obj["median_prefill_tokens_per_s"] as? [String: Double])?["8"], prefill.sorted()[1])
+        XCTAssertEqual(obj["decode_tokens_per_s"] as? Double, decode.sorted()[1], "the report's rows are the median run's")
+        try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--repeat", "0"], mentions: "--repeat")
+    }
+
     func testLogitsCommandWritesTheReferenceLogits() throws {
         let dir = TestPaths.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
