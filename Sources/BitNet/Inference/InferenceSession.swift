@@ -27,6 +27,9 @@ final class ForwardScratch: @unchecked Sendable {
     deinit { codes.deallocate(); scales.deallocate(); acc.deallocate() }
 }
 
+/// The GEMVs of a decoder layer, in the order a decode step runs them.
+private enum LayerGemv { case qkv, wo, ffnUp, ffnDown }
+
 /// One decode step's attention of one layer, as the context of a C pool task per KV head (allocation-free).
 private struct DecodeAttention {
     let cache: Unmanaged<KVCache>
@@ -256,18 +259,18 @@ public final class InferenceSession: @unchecked Sendable {
         // Decoding: each GEMV announces the next one to the pool's idle workers, which pull its first weights into
         // cache while this thread does the serial work in between (ThreadPool.idlePrefetchBytes).
         let decoding = n == 1, layerCount = model.layers.count
-        func announce(_ l: Int, _ which: Int) {
+        func announce(_ l: Int, _ gemv: LayerGemv) {
             guard decoding else { return }
-            if l == layerCount { model.head.announceGemv(); return }
+            if l == layerCount { model.head.announceGemv(); return }   // after the last layer: the head
             let L = model.layers[l]
-            switch which {
-            case 0: InferenceLinear.announceGemv(L.wq, L.wk, L.wv)
-            case 1: InferenceLinear.announceGemv(L.wo)
-            case 2: InferenceLinear.announceGemv(L.w1, L.w3)
-            default: InferenceLinear.announceGemv(L.w2)
+            switch gemv {
+            case .qkv: InferenceLinear.announceGemv(L.wq, L.wk, L.wv)
+            case .wo: InferenceLinear.announceGemv(L.wo)
+            case .ffnUp: InferenceLinear.announceGemv(L.w1, L.w3)
+            case .ffnDown: InferenceLinear.announceGemv(L.w2)
             }
         }
-        announce(0, 0)
+        announce(0, .qkv)
         for i in 0..<n { model.embedding.row(token(i), into: X + i * d) }
         profile?.mark(.embedding)
         for l in 0..<layerCount {
@@ -289,18 +292,18 @@ public final class InferenceSession: @unchecked Sendable {
             } else {
                 attendRows(layer: l, rows: n, session: session, position: position, q: Q, out: B)
             }
-            announce(l, 1)
+            announce(l, .wo)
             profile?.mark(.attention)
-            project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A)) { announce(l, 2) }
+            project(model, x: B, normed: B, norm: L.attnSubNorm, rows: n, cols: qD, s, (L.wo, A)) { announce(l, .ffnUp) }
             profile?.mark(.wo)
             addInPlace(X, A, n * d)
             profile?.mark(.residual)
             // FFN block: x += W2·SubLN(act(W1·h) ⊙ W3·h), h = RMSNorm(x) (SwiGLU, or ReLU² for 2B4T).
-            project(model, x: X, normed: A, norm: L.ffnNorm, rows: n, cols: d, s, (L.w1, G), (L.w3, U)) { announce(l, 3) }
+            project(model, x: X, normed: A, norm: L.ffnNorm, rows: n, cols: d, s, (L.w1, G), (L.w3, U)) { announce(l, .ffnDown) }
             profile?.mark(.ffnUp)
             GatedActivation.forward(h: G, gate: G, up: U, count: n * f, kind: c.ffn)
             profile?.mark(.activation)
-            project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A)) { announce(l + 1, 0) }
+            project(model, x: G, normed: G, norm: L.ffnSubNorm, rows: n, cols: f, s, (L.w2, A)) { announce(l + 1, .qkv) }
             profile?.mark(.ffnDown)
             addInPlace(X, A, n * d)
             profile?.mark(.residual)
