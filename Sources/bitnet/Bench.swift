@@ -36,10 +36,14 @@ struct Bench: ParsableCommand {
         /// variant, in one process: this VM's speed drifts within seconds, so the variants share every drift) and
         /// prints each variant's median step rate against the first variant's.
         private func alternateDecode(_ model: InferenceModel, _ variants: [(label: String, apply: () -> Void)], kvCache: KVCacheFormat) throws {
+            let positions = decodeTokens * variants.count + 2
+            guard positions <= model.config.maxSeqLen else {
+                throw BitNetError.invalidArgument("\(variants.count) variants of --decode-tokens \(decodeTokens) need \(positions) positions; the model has \(model.config.maxSeqLen)")
+            }
             var seconds = [[Double]](repeating: [], count: variants.count)
             let vocab = model.config.vocabSize
             for round in 0..<5 {
-                let session = try InferenceSession(model: model, maxSeqLen: decodeTokens * variants.count + 2, kvCache: kvCache)
+                let session = try InferenceSession(model: model, maxSeqLen: positions, kvCache: kvCache)
                 var token = (round * 7919) % vocab
                 token = Sampler.argmax(try session.step(token: token))   // warm-up
                 for i in 0..<decodeTokens * variants.count {
@@ -85,7 +89,9 @@ struct Bench: ParsableCommand {
                     config = ternary.config
                 } else {
                     config = try presetConfig(preset)
-                    config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2)
+                    // Room for the prompts, or for every --compare-* variant's steps in one session.
+                    let variants = [compareChunks, compareSpin, comparePrefetch].compactMap { $0?.split(separator: ",").count }.max() ?? 1
+                    config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2, decodeTokens * variants + 2)
                     ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
                 }
                 try ternary.setHeadFormat(headFormat)

@@ -84,6 +84,13 @@ final class CLITests: XCTestCase {
         XCTAssertEqual((obj["median_prefill_tokens_per_s"] as? [String: Double])?["8"], prefill.sorted()[1])
         XCTAssertEqual(obj["decode_tokens_per_s"] as? Double, decode.sorted()[1], "the report's rows are the median run's")
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--repeat", "0"], mentions: "--repeat")
+        // An A/B of two variants interleaves their steps in one session: a preset gets the room, a model file names its limit.
+        let ab = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "520", "--compare-spin", "20,2000"])
+        XCTAssertEqual(ab.status, 0, ab.stderr)   // 2 × 520 steps + 2 > the preset's 1024 positions
+        XCTAssertTrue(ab.stdout.contains("spin 2000 us: decode"), ab.stdout)
+        let stories = try TestPaths.sharedFile("stories260K/stories260K.bin")
+        try expectFailure(["bench", "--model", stories, "--no-twin", "--decode-tokens", "300", "--compare-spin", "20,2000"],
+                          mentions: "602 positions; the model has 512")
     }
 
     func testLogitsCommandWritesTheReferenceLogits() throws {
