@@ -11,8 +11,7 @@ import Foundation
 public final class ThreadPool: @unchecked Sendable {
     /// Process-wide pool: `ProcessInfo.activeProcessorCount` threads, or `BITNET_THREADS` when set to a positive integer.
     public static let shared: ThreadPool = {
-        let env = ProcessInfo.processInfo.environment["BITNET_THREADS"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let count = env.flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
+        let count = environmentInt("BITNET_THREADS").flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
         // BITNET_POOL_GUARD=0 turns the oversubscription guard off (every call parallel), for experiments.
         let guardOff = ProcessInfo.processInfo.environment["BITNET_POOL_GUARD"] == "0"
         // BITNET_GUIDED_SPLIT=0: the decode GEMVs' row splits without big first chunks (see `guidedSplit`).
@@ -22,16 +21,15 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Default idle-time prefetch of new pools (see `idlePrefetchBytes`): `BITNET_IDLE_PREFETCH_KB` kibibytes when
     /// set (0 turns it off), else 256 KiB.
-    public static let defaultIdlePrefetchBytes: Int = {
-        (ProcessInfo.processInfo.environment["BITNET_IDLE_PREFETCH_KB"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            .flatMap { $0 >= 0 ? $0 : nil } ?? 256) * 1024
-    }()
+    public static let defaultIdlePrefetchBytes = (environmentInt("BITNET_IDLE_PREFETCH_KB") ?? 256) * 1024
 
     /// Default busy-wait of new pools before an idle thread blocks: `BITNET_SPIN_US` microseconds when set, else 2000.
-    public static let defaultSpinMicroseconds: Int = {
-        ProcessInfo.processInfo.environment["BITNET_SPIN_US"].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-            .flatMap { $0 >= 0 ? $0 : nil } ?? 2000
-    }()
+    public static let defaultSpinMicroseconds = environmentInt("BITNET_SPIN_US") ?? 2000
+
+    /// The whole number ≥ 0 in environment variable `name` (spaces around it ignored); nil when unset or not one.
+    private static func environmentInt(_ name: String) -> Int? {
+        ProcessInfo.processInfo.environment[name].flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.flatMap { $0 >= 0 ? $0 : nil }
+    }
 
     /// The C pool; immutable after init, and the C side is thread-safe.
     let raw: OpaquePointer
@@ -120,6 +118,7 @@ public final class ThreadPool: @unchecked Sendable {
             pthread_mutex_unlock(callLock)
         }
     }
+
     /// Runs task(context, i) for i in 0..<count across the workers and the caller: the allocation-free form of
     /// `parallelFor` for hot loops (a C function pointer and a context the caller keeps alive for the call).
     public func parallelFor(_ count: Int, context: UnsafeMutableRawPointer, task: bitnet_task_fn) {

@@ -62,6 +62,15 @@ struct Bench: ParsableCommand {
             }
         }
 
+        /// The A/B variants of a --compare-* option listing whole numbers ≥ 0 (e.g. "20,2000"), each made by `make`.
+        private func wholeNumberVariants(_ list: String, option: String, unit: String,
+                                         _ make: (Int) -> (String, () -> Void)) throws -> [(label: String, apply: () -> Void)] {
+            try list.split(separator: ",").map { s in
+                guard let v = Int(s), v >= 0 else { throw BitNetError.invalidArgument("\(option): '\(s)' is not a whole number of \(unit)") }
+                return make(v)
+            }
+        }
+
         private func median(_ v: [Double]) -> Double {
             let s = v.sorted()
             return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
@@ -113,17 +122,15 @@ struct Bench: ParsableCommand {
                     return
                 }
                 if let compareSpin {
-                    let variants = try compareSpin.split(separator: ",").map { s -> (String, () -> Void) in
-                        guard let us = Int(s), us >= 0 else { throw BitNetError.invalidArgument("--compare-spin: '\(s)' is not a whole number of microseconds") }
-                        return ("spin \(us) us", { ThreadPool.shared.spinMicroseconds = us })
+                    let variants = try wholeNumberVariants(compareSpin, option: "--compare-spin", unit: "microseconds") { us in
+                        ("spin \(us) us", { ThreadPool.shared.spinMicroseconds = us })
                     }
                     try alternateDecode(ternary, variants, kvCache: kv)
                     return
                 }
                 if let comparePrefetch {
-                    let variants = try comparePrefetch.split(separator: ",").map { s -> (String, () -> Void) in
-                        guard let kb = Int(s), kb >= 0 else { throw BitNetError.invalidArgument("--compare-prefetch: '\(s)' is not a whole number of KiB") }
-                        return (kb == 0 ? "idle prefetch off" : "idle prefetch \(kb) KiB", { ThreadPool.shared.idlePrefetchBytes = kb * 1024 })
+                    let variants = try wholeNumberVariants(comparePrefetch, option: "--compare-prefetch", unit: "KiB") { kb in
+                        (kb == 0 ? "idle prefetch off" : "idle prefetch \(kb) KiB", { ThreadPool.shared.idlePrefetchBytes = kb * 1024 })
                     }
                     try alternateDecode(ternary, variants, kvCache: kv)
                     return
