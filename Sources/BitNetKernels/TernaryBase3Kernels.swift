@@ -10,6 +10,10 @@ public enum TernaryLayout: String, Sendable, CaseIterable {
 /// same Int32 results. The AVX512 path needs AVX512-VBMI and GFNI besides VNNI (else it takes the AVX2 path);
 /// `activeISA` / `selectISA` pick the path for both layouts.
 extension TernaryKernels {
+    /// Whether the t3 kernels run their AVX512-VBMI+GFNI path on this CPU (with the current ISA cap); elsewhere they
+    /// decode more slowly than t2 streams.
+    public static var base3IsFast: Bool { bitnet_t3_is_fast() != 0 }
+
     /// Base of an empty buffer (cols == 0): never dereferenced.
     private static var emptyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
 

@@ -128,9 +128,27 @@ public enum TernaryKernels {
         return codes
     }
 
-    /// Converts between the layouts (lossless).
-    public static func toBase3(_ packed: PackedTernary) -> PackedTernaryBase3 {
-        packBase3(codes: unpack(packed), rows: packed.rows, cols: packed.cols)
+    /// Converts between the layouts (lossless). To base 3: row by row on the pool's threads, without the codes of the
+    /// whole matrix in between (a 2B-parameter model's linears convert in well under a second).
+    public static func toBase3(_ packed: PackedTernary, pool: ThreadPool? = .shared) -> PackedTernaryBase3 {
+        let stride = rowStrideBase3(cols: packed.cols), rows = packed.rows
+        var bad = 0
+        let bytes = [UInt8](unsafeUninitializedCapacity: rows * stride) { buf, n in
+            if rows * stride > 0 {
+                packed.storage.withUnsafeBufferPointer { src in
+                    withUnsafeMutablePointer(to: &bad) { badCount in
+                        var args = bitnet_t2_to_t3_args(src: src.baseAddress!, cols: packed.cols, dst: buf.baseAddress!, bad: badCount)
+                        withUnsafePointer(to: &args) { a in
+                            ThreadPool.splitRows(0..<rows, work: stride, granule: 1, threshold: 1 << 20, pool: pool,
+                                                 kernel: bitnet_t2_to_t3_rows, args: a)
+                        }
+                    }
+                }
+            }
+            n = rows * stride
+        }
+        precondition(bad == 0, "toBase3: \(bad) invalid 2-bit fields (value 3)")
+        return PackedTernaryBase3(bytes: bytes, rows: rows, cols: packed.cols)
     }
     public static func from(base3 packed: PackedTernaryBase3) -> PackedTernary {
         pack2bit(codes: unpackBase3(packed), rows: packed.rows, cols: packed.cols)

@@ -139,6 +139,50 @@ size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *ds
     return bad;
 }
 
+size_t bitnet_t2_to_t3(const uint8_t *src, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
+    enum { SEG = 640 };   // lcm of the t2 block (128) and the t3 block (320)
+    const size_t s2 = bitnet_t2_row_stride(cols), s3 = bitnet_t3_row_stride(cols);
+    size_t bad = 0;
+    int8_t c[SEG];
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *s = src + r * s2;
+        uint8_t *d = dst + r * s3;
+        for (size_t j0 = 0; j0 < s3 / 64 * BITNET_T3_BLOCK; j0 += SEG) {
+            // Codes j0 .. j0 + SEG - 1 from whole t2 blocks (fields u - 1; u = 3 is invalid, taken as code 0), then
+            // zeros past the last column.
+            const size_t n = cols - j0 < SEG ? cols - j0 : SEG;
+            for (size_t b = 0; b < (n + 127) / 128; b++) {
+                const uint8_t *sb = s + (j0 / 128 + b) * 32;
+                int8_t *cb = c + b * 128;
+                for (size_t j = 0; j < 32; j++) {
+                    const unsigned v = sb[j];
+                    const unsigned u[4] = {v >> 6, (v >> 4) & 3u, (v >> 2) & 3u, v & 3u};
+                    for (size_t f = 0; f < 4; f++) {
+                        bad += u[f] == 3 && b * 128 + f * 32 + j < n;
+                        cb[f * 32 + j] = (int8_t)(u[f] == 3 ? 0 : (int)u[f] - 1);
+                    }
+                }
+            }
+            memset(c + n, 0, SEG - n);
+            // Byte p of a block = sum_i (code(64 i + p) + 1) * 3^i, as bitnet_t3_pack.
+            for (size_t k = 0; k < SEG / BITNET_T3_BLOCK && j0 + k * BITNET_T3_BLOCK < s3 / 64 * BITNET_T3_BLOCK; k++) {
+                const int8_t *ck = c + k * BITNET_T3_BLOCK;
+                uint8_t *dk = d + (j0 / BITNET_T3_BLOCK + k) * 64;
+                for (size_t p = 0; p < 64; p++)
+                    dk[p] = (uint8_t)((ck[p] + 1) + 3 * (ck[64 + p] + 1) + 9 * (ck[128 + p] + 1) + 27 * (ck[192 + p] + 1) +
+                                      81 * (ck[256 + p] + 1));
+            }
+        }
+    }
+    return bad;
+}
+
+void bitnet_t2_to_t3_rows(const void *args, size_t r0, size_t r1) {
+    const bitnet_t2_to_t3_args *a = (const bitnet_t2_to_t3_args *)args;
+    const size_t bad = bitnet_t2_to_t3(a->src, a->cols, a->dst, r0, r1);
+    if (bad) __atomic_fetch_add(a->bad, bad, __ATOMIC_RELAXED);
+}
+
 size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *codes) {
     size_t stride = bitnet_t3_row_stride(cols), bad = 0;
     for (size_t r = 0; r < rows; r++) {
@@ -995,6 +1039,14 @@ static void t3_gemm_simd(t3_decode_fn decode, t3_dot4_fn dot4, const uint8_t *w,
     free(u);
 }
 #endif
+
+int bitnet_t3_is_fast(void) {
+#ifdef BITNET_X86
+    return bitnet_ternary_isa() == BITNET_TERNARY_AVX512VNNI && t3_cpu_vbmi();
+#else
+    return 0;
+#endif
+}
 
 void bitnet_t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
                     size_t r0, size_t r1) {

@@ -16,7 +16,7 @@ struct Bench: ParsableCommand {
         @Option(help: "Synthetic shape preset: 2b4t (BitNet b1.58 2B4T) or a training size preset (tiny, small, 10m, ...).") var preset: String = "2b4t"
         @Option(help: "Threads (default: all cores; same as BITNET_THREADS).") var threads: Int?
         @Option(help: "Output head and embedding format for the ternary model: f32, f16, q8, q6 or q4.") var head: String = "q8"
-        @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "t2"
+        @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
@@ -31,19 +31,35 @@ struct Bench: ParsableCommand {
         var compareSpin: String?
         @Option(name: .customLong("compare-prefetch"), help: "A/B test: decode alternately with idle pool threads prefetching this many KiB of the next GEMV's first weights per thread (e.g. 0,256; 0 = off), 5 rounds, medians.")
         var comparePrefetch: String?
+        @Option(name: .customLong("compare-layout"), help: "A/B test: decode alternately with the ternary linears in these layouts (e.g. t2,t3; both kept in memory), 5 rounds, medians.")
+        var compareLayout: String?
 
         /// Decodes with the variants' settings taking turns step by step (5 sessions of `decode-tokens` steps per
         /// variant, in one process: this VM's speed drifts within seconds, so the variants share every drift) and
         /// prints each variant's median step rate against the first variant's.
-        private func alternateDecode(_ model: InferenceModel, _ variants: [(label: String, apply: () -> Void)], kvCache: KVCacheFormat) throws {
-            let positions = decodeTokens * variants.count + 2
+        /// With `prefillTokens`, each round also prefills a prompt of that many tokens once per variant, in turn.
+        private func alternateDecode(_ model: InferenceModel, _ variants: [(label: String, apply: () -> Void)], kvCache: KVCacheFormat,
+                                     prefillTokens: Int? = nil) throws {
+            let positions = max(decodeTokens * variants.count + 2, prefillTokens ?? 0)
             guard positions <= model.config.maxSeqLen else {
                 throw BitNetError.invalidArgument("\(variants.count) variants of --decode-tokens \(decodeTokens) need \(positions) positions; the model has \(model.config.maxSeqLen)")
             }
             var seconds = [[Double]](repeating: [], count: variants.count)
+            var prefillSeconds = [[Double]](repeating: [], count: variants.count)
             let vocab = model.config.vocabSize
             for round in 0..<5 {
                 let session = try InferenceSession(model: model, maxSeqLen: positions, kvCache: kvCache)
+                if let prefillTokens {
+                    let prompt = (0..<prefillTokens).map { (round * 7919 + $0 * 104729) % vocab }
+                    for v in variants.indices {
+                        variants[v].apply()
+                        session.reset()
+                        let t0 = Clock.now()
+                        _ = try session.prefill(tokens: prompt)
+                        prefillSeconds[v].append(Clock.now() - t0)
+                    }
+                    session.reset()
+                }
                 var token = (round * 7919) % vocab
                 token = Sampler.argmax(try session.step(token: token))   // warm-up
                 for i in 0..<decodeTokens * variants.count {
@@ -59,6 +75,12 @@ struct Bench: ParsableCommand {
             let rates = seconds.map { 1 / median($0) }
             for (v, r) in zip(variants, rates) {
                 print(String(format: "%@: decode %.2f tok/s (median of %d interleaved steps; %.2fx the first)", v.label, r, 5 * decodeTokens, r / rates[0]))
+            }
+            if let prefillTokens {
+                let rates = prefillSeconds.map { Double(prefillTokens) / median($0) }
+                for (v, r) in zip(variants, rates) {
+                    print(String(format: "%@: prefill %d %.1f tok/s (median of 5 alternating prompts; %.2fx the first)", v.label, prefillTokens, r, r / rates[0]))
+                }
             }
         }
 
@@ -99,7 +121,7 @@ struct Bench: ParsableCommand {
                 } else {
                     config = try presetConfig(preset)
                     // Room for the prompts, or for every --compare-* variant's steps in one session.
-                    let variants = [compareChunks, compareSpin, comparePrefetch].compactMap { $0?.split(separator: ",").count }.max() ?? 1
+                    let variants = [compareChunks, compareSpin, comparePrefetch, compareLayout].compactMap { $0?.split(separator: ",").count }.max() ?? 1
                     config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2, decodeTokens * variants + 2)
                     ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
                 }
@@ -133,6 +155,20 @@ struct Bench: ParsableCommand {
                         (kb == 0 ? "idle prefetch off" : "idle prefetch \(kb) KiB", { ThreadPool.shared.idlePrefetchBytes = kb * 1024 })
                     }
                     try alternateDecode(ternary, variants, kvCache: kv)
+                    return
+                }
+                if let compareLayout {
+                    let layouts = try compareLayout.split(separator: ",").map { s -> TernaryLayout in
+                        guard let l = TernaryLayout(rawValue: String(s)) else {
+                            throw BitNetError.invalidArgument("--compare-layout: '\(s)' is not a ternary layout (use \(TernaryLayout.allCases.map(\.rawValue).joined(separator: ", ")))")
+                        }
+                        return l
+                    }
+                    ternary.keepTernaryLayouts(layouts)
+                    let model = ternary
+                    // The layouts differ in the prefill GEMM too: a prompt of the first --prompts length alternates as well.
+                    try alternateDecode(ternary, layouts.map { l in ("linears \(l.rawValue)", { model.setTernaryLayout(l) }) }, kvCache: kv,
+                                        prefillTokens: promptLengths.first)
                     return
                 }
                 let pool0 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)

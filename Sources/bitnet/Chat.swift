@@ -13,7 +13,7 @@ struct ChatCommand: ParsableCommand {
     @Option(help: "System message.") var system: String?
     @Option(help: "A single user message: answer it and exit instead of reading standard input.") var message: String?
     @OptionGroup var sampling: SamplingOptions
-    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "t2"
+    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
 
     func run() throws {
         try runReportingErrors {

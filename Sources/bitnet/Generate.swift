@@ -13,7 +13,7 @@ struct Generate: ParsableCommand {
     @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
     @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32); default f32, or f16 read in place from a GGUF F16 embedding.")
     var head: String?
-    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "t2"
+    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
 
     func run() throws {
         try runReportingErrors {
@@ -105,19 +105,25 @@ struct Logits: ParsableCommand {
     }
 }
 
-/// Applies `--ternary-layout` (t2 or t3) to a loaded model; an unknown name is an error listing the valid ones.
-/// Returns the layout now in use.
+/// Applies `--ternary-layout` to a loaded model: t2, t3, or auto (the model's `preferredTernaryLayout`); an unknown
+/// name is an error listing the valid ones. Returns the layout now in use.
 @discardableResult
 func applyTernaryLayout(_ name: String, to model: InferenceModel) throws -> TernaryLayout {
-    guard let layout = TernaryLayout(rawValue: name) else {
-        throw BitNetError.invalidArgument("unknown ternary layout '\(name)' (use \(TernaryLayout.allCases.map(\.rawValue).joined(separator: ", ")))")
+    let layout: TernaryLayout
+    if name == "auto" {
+        layout = model.preferredTernaryLayout
+    } else {
+        guard let l = TernaryLayout(rawValue: name) else {
+            throw BitNetError.invalidArgument("unknown ternary layout '\(name)' (use auto, \(TernaryLayout.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        layout = l
     }
     model.setTernaryLayout(layout)
     return layout
 }
 
 /// Help text of every command's `--ternary-layout` option.
-let ternaryLayoutHelp = ArgumentHelp("Ternary linears in memory: t2 (2 bits/weight) or t3 (1.6 bits, same logits; fewer bytes, more decoding work).")
+let ternaryLayoutHelp = ArgumentHelp("Ternary linears in memory: t2 (2 bits/weight), t3 (1.6 bits, same logits) or auto (t3 where its AVX512-VBMI kernels run, unless the linears are mapped from an I2_S file).")
 
 /// The `--kv-cache` value as a format, or an error listing the valid ones.
 func parseKVCacheFormat(_ name: String) throws -> KVCacheFormat {

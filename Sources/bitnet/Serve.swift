@@ -16,7 +16,7 @@ struct ServedModelOptions: ParsableArguments {
     @Option(name: .customLong("kv-cache"), help: "KV cache storage of every slot: f32, f16, q8 or q4 (answers equal `generate --kv-cache` with the same format).")
     var kvCache: String = "f32"
     @Option(help: "Threads for the model (default: all cores; same as BITNET_THREADS).") var threads: Int?
-    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "t2"
+    @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
 
     /// The inference model (linears in --ternary-layout), its tokenizer and the name `/v1/models` lists.
     func load() throws -> (InferenceModel, any Tokenizer, String) {

@@ -60,6 +60,23 @@ final class TernaryKernelsTests: XCTestCase {
                 XCTAssertEqual(TernaryKernels.from(base3: p3), p2)
             }
         }
+        // A matrix big enough for the pool to convert it in row chunks (the layout `auto` converts whole models), and
+        // wide rows (6912: 11 segments of 640 weights, the last one partial) against the independent packer.
+        for (rows, cols) in [(4100, 1000), (40, 6912)] {
+            let w = (0..<(rows * cols)).map { _ in rng.ternary() }
+            XCTAssertEqual(TernaryKernels.toBase3(TernaryKernels.pack2bit(codes: w, rows: rows, cols: cols)),
+                           TernaryKernels.packBase3(codes: w, rows: rows, cols: cols), "\(rows)x\(cols)")
+        }
+        // Invalid 2-bit fields (value 3) are counted inside the columns only; the converter stores them as code 0.
+        var bytes = TernaryKernels.pack2bit(codes: [Int8](repeating: 1, count: 2 * 130), rows: 2, cols: 130).bytes
+        bytes[0] |= 0xC0                 // row 0, column 0
+        bytes[64 + 32 + 1] |= 0xC3       // row 1: column 129 (bits 7-6) and 128 + 96 + 1, padding past column 130 (bits 1-0)
+        var out = [UInt8](repeating: 0, count: 2 * 64)   // one 64-byte block per row
+        XCTAssertEqual(bitnet_t2_to_t3(bytes, 130, &out, 0, 2), 2)
+        var want = [Int8](repeating: 1, count: 2 * 130)
+        want[0] = 0; want[130 + 129] = 0
+        XCTAssertEqual(out, TernaryKernels.packBase3(codes: want, rows: 2, cols: 130).bytes)
+
         // Bits per weight of base-3 for whole blocks (2B4T's 2560 columns); 1.63 for its 6912.
         let p = TernaryKernels.packBase3(codes: [Int8](repeating: 1, count: 2560), rows: 1, cols: 2560)
         XCTAssertLessThanOrEqual(Double(p.bytes.count * 8) / 2560, 1.6)

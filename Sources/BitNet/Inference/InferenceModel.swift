@@ -396,6 +396,7 @@ public final class InferenceModel: @unchecked Sendable {
     /// Stores the ternary linears (those on the integer kernels) in `layout`: t2 (2 bits/weight) or t3 (1.6 bits,
     /// 20 % fewer bytes per token). Lossless: logits are identical in either layout.
     public func setTernaryLayout(_ layout: TernaryLayout) {
+        if let kept = keptLayouts[layout] { layers = kept; return }
         layers = layers.map { l in
             Layer(wq: l.wq.converted(to: layout), wk: l.wk.converted(to: layout), wv: l.wv.converted(to: layout),
                   wo: l.wo.converted(to: layout), w1: l.w1.converted(to: layout), w3: l.w3.converted(to: layout),
@@ -403,6 +404,29 @@ public final class InferenceModel: @unchecked Sendable {
                   ffnSubNorm: l.ffnSubNorm)
         }
     }
+
+    /// The layout `auto` picks for this model on this CPU: t3 when its fast kernels run here (fewer bytes per token
+    /// at a similar streaming rate), except when linears are read in place from a mapped file (I2_S is the t2 layout:
+    /// converting would copy them all into memory and take seconds); t2 otherwise.
+    public var preferredTernaryLayout: TernaryLayout {
+        TernaryKernels.base3IsFast && sumOverLinears(\.fileBackedBytes) == 0 ? .t3 : .t2
+    }
+
+    /// Converts the ternary linears once into each of `layouts` and keeps every copy, so that `setTernaryLayout`
+    /// then switches between them in O(1) (an A/B benchmark alternating layouts step by step). Costs the memory of
+    /// each kept copy; the current layout stays set.
+    public func keepTernaryLayouts(_ layouts: [TernaryLayout]) {
+        let current = ternaryLayout
+        keptLayouts = [current: layers]
+        for layout in layouts where keptLayouts[layout] == nil {
+            setTernaryLayout(layout)
+            keptLayouts[layout] = layers
+        }
+        layers = keptLayouts[current]!
+    }
+
+    /// The layouts kept by `keepTernaryLayouts` (empty: none).
+    private var keptLayouts: [TernaryLayout: [Layer]] = [:]
 
     /// The layout of the ternary linears (t2 unless set; also t2 for models without integer-kernel linears).
     public var ternaryLayout: TernaryLayout { layers.first?.wq.ternaryLayout ?? .t2 }

@@ -56,6 +56,18 @@ size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *ds
 /// the 243 values of q; their weights written as 0).
 size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *codes);
 
+/// Repacks rows [r0, r1) of a 2-bit matrix (row stride bitnet_t2_row_stride(cols)) into the base-3 layout (row
+/// stride bitnet_t3_row_stride(cols)), 640 weights at a time through a stack buffer: the same bytes as unpacking
+/// every code and packing them again, without the [rows, cols] codes in between or any allocation. Returns the number
+/// of invalid 2-bit fields (value 3, stored as code 0).
+size_t bitnet_t2_to_t3(const uint8_t *src, size_t cols, uint8_t *dst, size_t r0, size_t r1);
+
+/// Arguments of bitnet_t2_to_t3_rows (for bitnet_pool_split_rows); `bad` receives the invalid fields' count.
+typedef struct { const uint8_t *src; size_t cols; uint8_t *dst; size_t *bad; } bitnet_t2_to_t3_args;
+
+/// bitnet_t2_to_t3 over rows [r0, r1) of a bitnet_t2_to_t3_args, adding its count of invalid fields to *bad (atomically).
+void bitnet_t2_to_t3_rows(const void *args, size_t r0, size_t r1);
+
 /// GEMV for decoding: y[r] = sum_{j < cols} W[r, j] * x[j] for r in [r0, r1). `w` is the packed matrix base
 /// (row r at w + r * row_stride, row_stride >= bitnet_t2_row_stride(cols)); x has `cols` int8 values (no
 /// padding needed); y is indexed by absolute row. Dispatches to AVX2 when available.
@@ -105,6 +117,10 @@ int bitnet_ternary_isa(void);
 
 /// "avx512vnni", "avx2" or "portable".
 const char *bitnet_ternary_isa_name(void);
+
+/// 1 when the t3 kernels take their AVX512-VBMI+GFNI path (then they stream fewer bytes than t2 at a similar
+/// rate); 0 when they fall back to AVX2 or portable code, where t2 is faster.
+int bitnet_t3_is_fast(void);
 
 /// Selects a path (tests, comparisons), capped at what the CPU supports; returns the path now in effect.
 /// Not meant to be called while the kernels run on other threads.

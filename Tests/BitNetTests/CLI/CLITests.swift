@@ -52,7 +52,7 @@ final class CLITests: XCTestCase {
     }
 
     /// `bench --profile --json` on a small synthetic model: the per-phase profile is in the JSON, its weight bytes add
-    /// up to bytes_per_token, the layout is t2 unless asked, and a bad layout is a named error.
+    /// up to bytes_per_token, `auto` resolves as the library says, and a bad layout is a named error.
     func testBenchProfileJSONAndTernaryLayoutAuto() throws {
         let r = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--head", "q6",
                          "--profile", "--json"])
@@ -62,7 +62,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(Set(profile.keys), Set(DecodeProfile.Phase.allCases.map { "\($0)" }))
         XCTAssertEqual(profile.values.reduce(0) { $0 + ($1["weight_bytes_per_token"] ?? 0) }, obj["bytes_per_token"] as? Double)
         XCTAssertGreaterThan(profile["head"]?["seconds_per_token"] ?? 0, 0)
-        XCTAssertEqual(obj["ternary_layout"] as? String, "t2")
+        XCTAssertEqual(obj["ternary_layout"] as? String, TernaryKernels.base3IsFast ? "t3" : "t2")
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--ternary-layout", "t9"], mentions: "t9")
     }
 
@@ -91,6 +91,13 @@ final class CLITests: XCTestCase {
         let stories = try TestPaths.sharedFile("stories260K/stories260K.bin")
         try expectFailure(["bench", "--model", stories, "--no-twin", "--decode-tokens", "300", "--compare-spin", "20,2000"],
                           mentions: "602 positions; the model has 512")
+        // Layouts: decode steps and prompts of the first --prompts length alternate; an unknown layout is named.
+        let layouts = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "4", "--prompts", "8", "--compare-layout", "t2,t3"])
+        XCTAssertEqual(layouts.status, 0, layouts.stderr)
+        for line in ["linears t2: decode", "linears t3: decode", "linears t2: prefill 8 ", "linears t3: prefill 8 "] {
+            XCTAssertTrue(layouts.stdout.contains(line), "\(line) missing from: \(layouts.stdout)")
+        }
+        try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--compare-layout", "t2,t4"], mentions: "'t4'")
     }
 
     func testLogitsCommandWritesTheReferenceLogits() throws {

@@ -137,6 +137,26 @@ final class InferenceFormatsTests: XCTestCase {
         }
     }
 
+    /// `keepTernaryLayouts` (bench --compare-layout): both copies stay, the current layout stays set, and switching
+    /// between them in the middle of a session (one KV cache) decodes the same logits as either layout alone.
+    func testKeptTernaryLayoutsSwitchMidSession() throws {
+        let w = ModelWeights(config: tinyConfig(.b158, ffn: .relu2, seq: 24), seed: 32)
+        let reference = InferenceModel(weights: w), model = InferenceModel(weights: w)
+        model.keepTernaryLayouts([.t2, .t3])
+        XCTAssertEqual(model.ternaryLayout, .t2)
+        let a = InferenceSession(model: reference), b = InferenceSession(model: model)
+        var want = Array(try a.prefill(tokens: [3, 1, 4])), got = Array(try b.prefill(tokens: [3, 1, 4]))
+        for (i, t) in [1, 5, 9, 2, 6].enumerated() {
+            model.setTernaryLayout(i % 2 == 0 ? .t3 : .t2)
+            XCTAssertEqual(model.ternaryLayout, i % 2 == 0 ? .t3 : .t2)
+            want += Array(try a.step(token: t))
+            got += Array(try b.step(token: t))
+        }
+        XCTAssertEqual(got, want)
+        model.setTernaryLayout(.t3)
+        XCTAssertEqual(model.bytesPerToken, { let m = InferenceModel(weights: w); m.setTernaryLayout(.t3); return m.bytesPerToken }())
+    }
+
     /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
     func testSyntheticModelsAndBenchmark() throws {
         var c = tinyConfig(.b158, vocab: 50, seq: 40)
