@@ -62,7 +62,8 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(Set(profile.keys), Set(DecodeProfile.Phase.allCases.map { "\($0)" }))
         XCTAssertEqual(profile.values.reduce(0) { $0 + ($1["weight_bytes_per_token"] ?? 0) }, obj["bytes_per_token"] as? Double)
         XCTAssertGreaterThan(profile["head"]?["seconds_per_token"] ?? 0, 0)
-        XCTAssertEqual(obj["ternary_layout"] as? String, TernaryKernels.base3IsFast ? "t3" : "t2")
+        // auto: the tiny preset's 128-column rows take 64 bytes in t3 against 32 in t2, so t2 on any CPU.
+        XCTAssertEqual(obj["ternary_layout"] as? String, "t2")
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--ternary-layout", "t9"], mentions: "t9")
     }
 

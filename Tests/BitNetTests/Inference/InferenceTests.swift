@@ -137,6 +137,20 @@ final class InferenceFormatsTests: XCTestCase {
         }
     }
 
+    /// `auto` (preferredTernaryLayout): t3 only where its fast kernels run and it takes fewer bytes than t2.
+    func testPreferredTernaryLayoutNeedsFastKernelsAndFewerBytes() throws {
+        func model(dim: Int, ffn: Int) throws -> InferenceModel {
+            try InferenceModel(synthetic: ModelConfig(arch: .b158, vocabSize: 40, dim: dim, nLayers: 1, nHeads: 4, nKVHeads: 2,
+                                                      ffnDim: ffn, maxSeqLen: 8, ffn: .relu2, tieEmbeddings: true), headFormat: .f16)
+        }
+        // 640 and 1280 columns: t3 rows of 128 and 256 bytes against t2's 160 and 320.
+        let wide = try model(dim: 640, ffn: 1280)
+        XCTAssertLessThan(TernaryKernels.rowStrideBase3(cols: 640), TernaryKernels.rowStride2bit(cols: 640))
+        XCTAssertEqual(wide.preferredTernaryLayout, TernaryKernels.base3IsFast ? .t3 : .t2)
+        // 64 and 128 columns: one 64-byte t3 block per row against 32 bytes of t2.
+        XCTAssertEqual(try model(dim: 64, ffn: 128).preferredTernaryLayout, .t2)
+    }
+
     /// `keepTernaryLayouts` (bench --compare-layout): both copies stay, the current layout stays set, and switching
     /// between them in the middle of a session (one KV cache) decodes the same logits as either layout alone.
     func testKeptTernaryLayoutsSwitchMidSession() throws {
