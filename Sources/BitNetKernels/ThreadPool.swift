@@ -175,6 +175,13 @@ extension ThreadPool {
         }
     }
 
+    /// Hint: idle workers pull `count` (at most 16) byte ranges into cache, in order. Same rules as
+    /// `prefetch(_:bytes:then:bytes:)`.
+    public func prefetch(ranges: UnsafePointer<UnsafeRawPointer?>, lengths: UnsafePointer<Int>, count: Int) {
+        guard threadCount > 1, idlePrefetchBytes > 0, count > 0 else { return }
+        bitnet_pool_prefetch_ranges(raw, ranges, lengths, count)
+    }
+
     /// Hint: idle workers pull these two byte ranges into cache, in order (e.g. the keys and values the next attention
     /// reads). Off when `idlePrefetchBytes` is 0; the memory must stay valid until the work that reads it.
     public func prefetch(_ a: UnsafeRawPointer, bytes aBytes: Int, then b: UnsafeRawPointer, bytes bBytes: Int) {

@@ -1,12 +1,9 @@
 // Elementwise kernels: AVX2 versions under target attributes, chosen at run time, and portable versions.
 #include "isa_env.h"
+#include "dense_simd.h"
 #include "bitnet_elementwise.h"
 #include <math.h>
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define BITNET_X86 1
-#endif
 
 static int has_avx2(void) {
 #ifdef BITNET_X86
@@ -72,27 +69,6 @@ static void quantize_avx2(const float *x, size_t n, float s, float qn, float qp,
         }
     }
     if (i < n) quantize_portable(x + i, n - i, s, qn, qp, dq ? dq + i : NULL, codes ? codes + i : NULL);
-}
-
-// exp(x) for x in float range: 2^(x log2 e) split into integer and fraction, degree-6 polynomial for 2^f.
-__attribute__((target("avx2,fma")))
-static inline __m256 exp256(__m256 x) {
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(88.3762626647949f)), _mm256_set1_ps(-87.3365447505531f));
-    __m256 t = _mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f));
-    __m256 fi = _mm256_round_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    // r = x - fi*ln2, in two parts for accuracy (Cody-Waite).
-    __m256 r = _mm256_fnmadd_ps(fi, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(fi, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
-    __m256 r2 = _mm256_mul_ps(r, r);
-    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fi), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
 }
 
 __attribute__((target("avx2,fma")))

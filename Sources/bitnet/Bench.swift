@@ -18,6 +18,8 @@ struct Bench: ParsableCommand {
         @Option(help: "Output head and embedding format for the ternary model: f32, f16, q8, q6 or q4.") var head: String = "q8"
         @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
+        @Option(help: "Decode after a random prompt of this many tokens (the KV cache depth the decode steps attend over, as llama-bench -d); 0 = from the first position.")
+        var context: Int = 0
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
         @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
@@ -177,8 +179,8 @@ struct Bench: ParsableCommand {
                 var probe = bandwidthBefore
                 for i in 0..<repeatCount {
                     if i > 0 { probe = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5) }
-                    let r = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, kvCache: kv,
-                                                       profile: profile)
+                    let r = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, context: context,
+                                                       kvCache: kv, profile: profile)
                     runs.append((r, max(probe, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))))
                 }
                 let repeats = RepeatSummary(runs: runs.map { ($0.result.decodeTokensPerSecond, $0.result.decodeMedianTokensPerSecond,
@@ -198,12 +200,13 @@ struct Bench: ParsableCommand {
                     fc.arch = .fp
                     ternary = try InferenceModel(synthetic: fc, headFormat: .f16)   // frees the ternary model
                     printError(String(format: "f16 twin ready: %.0f MB of weights", Double(ternary.inferenceBytes) / 1e6))
-                    twin = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: max(4, decodeTokens / 4), kvCache: kv)
+                    twin = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: max(4, decodeTokens / 4), context: context,
+                                                      kvCache: kv)
                 }
                 let roofline = a.achievedBandwidth / bandwidth
                 if json {
                     var obj: [String: Any] = [
-                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "ternary_layout": layout.rawValue, "kv_cache": kvCache,
+                        "arch": config.arch.rawValue, "threads": ThreadPool.shared.threadCount, "head": head, "ternary_layout": layout.rawValue, "kv_cache": kvCache, "decode_context": context,
                         "decode_tokens_per_s": a.decodeTokensPerSecond, "decode_median_tokens_per_s": a.decodeMedianTokensPerSecond,
                         "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),
@@ -244,7 +247,8 @@ struct Bench: ParsableCommand {
                     line += String(format: " | weights %.0f MB", Double(r.weightBytes) / 1e6)
                     print(line)
                 }
-                print("threads \(ThreadPool.shared.threadCount), GEMM \(GEMM.activeISA), ternary \(TernaryKernels.activeISA), dense \(DenseKernels.activeISA)")
+                print("threads \(ThreadPool.shared.threadCount), GEMM \(GEMM.activeISA), ternary \(TernaryKernels.activeISA), dense \(DenseKernels.activeISA)"
+                      + ", KV cache \(kvCache)" + (context > 0 ? ", decode after \(context) cached positions" : ""))
                 if repeatCount > 1 {
                     func line(_ label: String, _ decode: Double, _ step: Double?, _ prefill: (Int) -> Double, _ roofline: Double) -> String {
                         var l = label.padding(toLength: 7, withPad: " ", startingAt: 0) + String(format: " decode %7.2f tok/s", decode)

@@ -26,15 +26,18 @@ public enum InferenceBenchmark {
                     maxSeqLen: 4096, ffn: .relu2, subNorm: true, ropeTheta: 500000, tieEmbeddings: true)
     }
 
-    /// Decodes `decodeTokens` tokens after a short prompt, then times prefill for each prompt length; `profile`
-    /// also records where the decode steps spend their time (`Result.profile`).
-    public static func run(model: InferenceModel, promptLengths: [Int], decodeTokens: Int, kvCache: KVCacheFormat = .f32,
+    /// Decodes `decodeTokens` tokens after `context` cached positions (a random prompt; 0: from the first position,
+    /// as llama-bench's tg, whose -d is this depth), then times prefill for each prompt length; `profile` also records
+    /// where the decode steps spend their time (`Result.profile`).
+    public static func run(model: InferenceModel, promptLengths: [Int], decodeTokens: Int, context: Int = 0, kvCache: KVCacheFormat = .f32,
                            seed: UInt64 = 7, profile: Bool = false) throws -> Result {
         let c = model.config
         var rng = SeededRNG(seed: seed)
-        let maxLen = max((promptLengths.max() ?? 0) + 1, decodeTokens + 2)
+        guard context >= 0 else { throw BitNetError.invalidArgument("decode context must be >= 0, got \(context)") }
+        let maxLen = max((promptLengths.max() ?? 0) + 1, context + decodeTokens + 2)
         guard maxLen <= c.maxSeqLen else { throw BitNetError.invalidArgument("benchmark needs \(maxLen) positions; the model has \(c.maxSeqLen)") }
         let session = try InferenceSession(model: model, maxSeqLen: maxLen, kvCache: kvCache)
+        if context > 0 { _ = try session.prefill(tokens: (0..<context).map { _ in rng.nextInt(below: c.vocabSize) }) }
         // Decode: one warm-up token, then greedy steps.
         var token = rng.nextInt(below: c.vocabSize)
         _ = try session.step(token: token)

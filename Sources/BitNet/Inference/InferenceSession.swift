@@ -30,21 +30,6 @@ final class ForwardScratch: @unchecked Sendable {
 /// The GEMVs of a decoder layer, in the order a decode step runs them.
 private enum LayerGemv { case qkv, wo, ffnUp, ffnDown }
 
-/// One decode step's attention of one layer, as the context of a C pool task per KV head (allocation-free).
-private struct DecodeAttention {
-    let cache: Unmanaged<KVCache>
-    let layer, pos, group, headDim: Int
-    let q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>
-
-    /// Task `kvHead`: the query heads of that KV head attend over the cache.
-    static let run: bitnet_task_fn = { ctx, kvHead in
-        let j = ctx!.assumingMemoryBound(to: DecodeAttention.self).pointee
-        let offset = Int(kvHead) * j.group * j.headDim
-        j.cache.takeUnretainedValue().attendGroup(layer: j.layer, pos: j.pos, queries: j.q + offset, group: j.group, kvHead: Int(kvHead),
-                                                  out: j.out + offset)
-    }
-}
-
 /// Per-sequence decoding state: the KV cache, attention scratch and logits. A single-token step allocates nothing.
 public final class InferenceSession: @unchecked Sendable {
     public let model: InferenceModel
@@ -164,27 +149,22 @@ public final class InferenceSession: @unchecked Sendable {
         if n == 1 { w.apply(x: x, y: y, xCodes: s.codes, xDequant: s.deq.ptr, acc: s.acc) } else { w.applyBatch(x: x, y: y, tokens: n) }
     }
 
-    /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]: one job per
-    /// (row, KV head), covering the query heads that share that KV head (each cached row is read once for them),
-    /// spread over the pool once the total work pays for it. At 2B4T shapes that is from the first position: the weight
-    /// stream evicts the cache rows, so even a short context is ~30 µs of memory stalls per layer on one thread (parallel
-    /// attention over 1-33 positions: 0.94-0.99 → 0.77-0.88 ms per token); a tiny model's short contexts stay serial.
+    /// Attention of every row's query [rows, qDim] over its own session's cache into `out` [rows, qDim]. One row
+    /// (decoding): `KVCache.attendDecode`, tasks per (KV head, part of the context). Several rows (batched decoding):
+    /// one job per (row, KV head), covering the query heads that share that KV head (each cached row is read once for
+    /// them), spread over the pool once the total work pays for it.
     private static func attendRows(layer l: Int, rows n: Int, session: (Int) -> InferenceSession, position: (Int) -> Int,
                                    q: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>) {
         let c = session(0).model.config, kvHeads = c.nKVHeads, hd = c.headDim, qD = c.nHeads * hd, group = c.nHeads / kvHeads
+        if n == 1 {
+            session(0).cache.attendDecode(layer: l, pos: position(0), queries: q, group: group, out: out)
+            return
+        }
         let jobs = n * kvHeads
         var contexts = 0
         for i in 0..<n { contexts += position(i) + 1 }
         let work = contexts * c.nHeads * hd
         let tasks = work >= 4096 ? min(jobs, 8 * ThreadPool.shared.threadCount) : 1
-        if n == 1 && tasks > 1 {
-            // Decoding: one pool task per KV head through a C task function, so the step allocates nothing (a Swift
-            // closure capturing the session would cost a heap context per layer).
-            var job = DecodeAttention(cache: Unmanaged.passUnretained(session(0).cache), layer: l, pos: position(0), group: group,
-                                      headDim: hd, q: q, out: out)
-            withUnsafeMutablePointer(to: &job) { ThreadPool.shared.parallelFor(kvHeads, context: $0, task: DecodeAttention.run) }
-            return
-        }
         ThreadPool.shared.parallelFor(tasks) { task in
             for job in stride(from: task, to: jobs, by: tasks) {
                 let i = job / kvHeads, kvh = job % kvHeads, offset = i * qD + kvh * group * hd

@@ -1,4 +1,6 @@
 import XCTest
+import BitNetKernels
+import CBitNetKernels
 @testable import BitNet
 
 final class KVCacheTests: XCTestCase {
@@ -97,6 +99,76 @@ final class KVCacheTests: XCTestCase {
                 }
             }
         }
+    }
+
+    /// Exact attention (double precision) of query head h over positions 0...pos of the dequantized cache.
+    private func referenceAttention(_ cache: KVCache, layer: Int, pos: Int, q: [Float], heads: Int) -> [Double] {
+        let hd = cache.headDim, group = heads / cache.kvHeads
+        var out = [Double](repeating: 0, count: heads * hd)
+        var k = [Float](repeating: 0, count: hd), v = k
+        for h in 0..<heads {
+            let kvh = h / group
+            var scores: [Double] = []
+            for t in 0...pos {
+                k.withUnsafeMutableBufferPointer { cache.loadKey(layer: layer, pos: t, head: kvh, into: $0.baseAddress!) }
+                scores.append((0..<hd).reduce(0.0) { $0 + Double(q[h * hd + $1]) * Double(k[$1]) } / Double(hd).squareRoot())
+            }
+            let m = scores.max()!, e = scores.map { exp($0 - m) }, z = e.reduce(0, +)
+            for t in 0...pos {
+                v.withUnsafeMutableBufferPointer { cache.loadValue(layer: layer, pos: t, head: kvh, into: $0.baseAddress!) }
+                for i in 0..<hd { out[h * hd + i] += e[t] / z * Double(v[i]) }
+            }
+        }
+        return out
+    }
+
+    /// Decode attention split into (KV head, part) pool tasks (Flash-Decoding parts merged by their softmax state)
+    /// equals exact attention, on both kernel paths (AVX2 and portable), for every format, with head sizes that take
+    /// each SIMD tail (128 = 2B4T, 24, 20, 6), groups of 4, 3, 5 and 1 query heads, and contexts of 1 to 300 positions
+    /// (1, 2 and several parts, the last part shorter than a block).
+    func testDecodeAttentionPartsEqualExactAttention() throws {
+        let pool = ThreadPool(threadCount: 2)
+        let shapes: [(kvHeads: Int, group: Int, hd: Int)] = [(5, 4, 128), (2, 3, 24), (1, 5, 20), (3, 1, 6)]
+        let simd = bitnet_attention_set_isa(1)
+        defer { bitnet_attention_set_isa(simd) }
+        for path in simd == 1 ? [1, 0] : [0] {
+            XCTAssertEqual(bitnet_attention_set_isa(Int32(path)), Int32(path))
+            for format in KVCacheFormat.allCases {
+                for shape in shapes {
+                    let T = 300, heads = shape.kvHeads * shape.group, hd = shape.hd
+                    let cache = try KVCache(format: format, layers: 2, maxSeqLen: T, kvHeads: shape.kvHeads, headDim: hd)
+                    for t in 0..<T {
+                        let k = randomArray(shape.kvHeads * hd, seed: UInt64(t), scale: 3)
+                        let v = randomArray(shape.kvHeads * hd, seed: UInt64(5000 + t))
+                        cache.store(layer: 1, pos: t, key: k, value: v)
+                    }
+                    let q = randomArray(heads * hd, seed: 99)
+                    for pos in [0, 40, 63, 64, 130, T - 1] {
+                        var out = [Float](repeating: .nan, count: heads * hd)
+                        q.withUnsafeBufferPointer { qp in
+                            out.withUnsafeMutableBufferPointer {
+                                cache.attendDecode(layer: 1, pos: pos, queries: qp.baseAddress!, group: shape.group, out: $0.baseAddress!, pool: pool)
+                            }
+                        }
+                        let ref = referenceAttention(cache, layer: 1, pos: pos, q: q, heads: heads)
+                        let worst = zip(out, ref).map { abs(Double($0) - $1) }.max()!
+                        XCTAssertLessThan(worst, 2e-5, "path \(path) \(format) \(shape) pos \(pos)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The split of a decode step's context: one part per KV head on one thread or below 64 positions; with 2 threads and
+    /// 5 KV heads (2B4T) 2 parts from 64 positions (10 tasks); never parts under 32 positions; at most 16.
+    func testDecodePartsPolicy() {
+        XCTAssertEqual(KVCache.decodeParts(positions: 4000, kvHeads: 5, threads: 1), 1)
+        XCTAssertEqual(KVCache.decodeParts(positions: 48, kvHeads: 5, threads: 2), 1)
+        XCTAssertEqual(KVCache.decodeParts(positions: 64, kvHeads: 5, threads: 2), 2)
+        XCTAssertEqual(KVCache.decodeParts(positions: 4000, kvHeads: 5, threads: 2), 2)
+        XCTAssertEqual(KVCache.decodeParts(positions: 4000, kvHeads: 1, threads: 2), 8)
+        XCTAssertEqual(KVCache.decodeParts(positions: 100, kvHeads: 1, threads: 2), 3)
+        XCTAssertEqual(KVCache.decodeParts(positions: 100_000, kvHeads: 1, threads: 8), KVCache.maxDecodeParts)
     }
 
     /// A model decoded with an 8-bit or 4-bit cache stays close to the f32 cache; 8-bit closer than 4-bit.

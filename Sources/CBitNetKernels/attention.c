@@ -1,0 +1,307 @@
+// Decode attention over one KV head's cached rows (see bitnet_attention.h). Positions go by blocks of ATT_BLOCK:
+// the block's scores for every query, then one online-softmax step (new max, rescale of l and o), then the
+// exp-weighted values. Rows of a KV head are contiguous, so the loop streams them in order; q8/q4 rows are turned
+// into floats once per row for all the queries that share them, and their per-position scale multiplies the
+// score (keys) or the softmax weight (values) instead of every element.
+#include "isa_env.h"
+#include "dense_simd.h"
+#include "bitnet_attention.h"
+#include "bitnet_dense.h"
+#include <math.h>
+#include <string.h>
+
+enum { ATT_BLOCK = 32 };
+
+static int attention_cpu_simd(void) {
+#ifdef BITNET_X86
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+#else
+    return 0;
+#endif
+}
+
+static int attention_simd_cached = -1;
+
+static int attention_simd(void) {
+    int s = __atomic_load_n(&attention_simd_cached, __ATOMIC_RELAXED);
+    if (s < 0) {
+        s = bitnet_isa_env_cap(attention_cpu_simd(), 1);
+        __atomic_store_n(&attention_simd_cached, s, __ATOMIC_RELAXED);
+    }
+    return s;
+}
+
+int bitnet_attention_set_isa(int simd) {
+    const int s = simd && attention_cpu_simd();
+    __atomic_store_n(&attention_simd_cached, s, __ATOMIC_RELAXED);
+    return s;
+}
+
+const char *bitnet_attention_isa_name(void) { return attention_simd() ? "avx2" : "portable"; }
+
+// Scale of row t's codes (1 for f32/f16 rows).
+static inline float row_scale(const float *scales, size_t t) { return scales ? scales[t] : 1.0f; }
+
+// MARK: portable
+
+// Row `row` (head_dim values) as floats: f32 rows in place, others converted into tmp (codes not yet scaled).
+static const float *row_floats_portable(int format, const uint8_t *row, size_t hd, float *tmp) {
+    switch (format) {
+    case BITNET_KV_F32: return (const float *)(const void *)row;
+    case BITNET_KV_F16:
+        for (size_t i = 0; i < hd; i++) {
+            uint16_t h;
+            memcpy(&h, row + 2 * i, 2);
+            tmp[i] = bitnet_f16_to_f32_scalar(h);
+        }
+        return tmp;
+    case BITNET_KV_Q8:
+        for (size_t i = 0; i < hd; i++) tmp[i] = (float)(int8_t)row[i];
+        return tmp;
+    default:
+        for (size_t i = 0; i < hd / 2; i++) {
+            tmp[2 * i] = (float)((int8_t)(uint8_t)(row[i] << 4) >> 4);
+            tmp[2 * i + 1] = (float)((int8_t)row[i] >> 4);
+        }
+        return tmp;
+    }
+}
+
+// One online-softmax step for query j over n scores s (overwritten with exp(s - m_new)); rescales l and o.
+static void softmax_step_portable(float *s, size_t n, float *m, float *l, float *o, size_t hd) {
+    float bm = s[0];
+    for (size_t i = 1; i < n; i++) bm = s[i] > bm ? s[i] : bm;
+    const float mn = bm > *m ? bm : *m, c = expf(*m - mn);   // first block: m = -inf, c = 0
+    float sum = 0;
+    for (size_t i = 0; i < n; i++) { s[i] = expf(s[i] - mn); sum += s[i]; }
+    *l = *l * c + sum;
+    for (size_t d = 0; d < hd; d++) o[d] *= c;
+    *m = mn;
+}
+
+static void part_portable(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) {
+    const size_t g = a->group, hd = a->head_dim, rb = a->row_bytes;
+    const uint8_t *K = a->keys, *V = a->values;
+    float s[g][ATT_BLOCK], tmp[hd];
+    for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
+        const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
+        for (size_t i = 0; i < n; i++) {
+            const float *k = row_floats_portable(a->format, K + (b0 + i) * rb, hd, tmp);
+            const float ks = row_scale(a->key_scales, b0 + i) * a->scale;
+            for (size_t j = 0; j < g; j++) {
+                float dot = 0;
+                for (size_t d = 0; d < hd; d++) dot += a->q[j * hd + d] * k[d];
+                s[j][i] = dot * ks;
+            }
+        }
+        for (size_t j = 0; j < g; j++) softmax_step_portable(s[j], n, m + j, l + j, o + j * hd, hd);
+        for (size_t i = 0; i < n; i++) {
+            const float *v = row_floats_portable(a->format, V + (b0 + i) * rb, hd, tmp);
+            const float vs = row_scale(a->value_scales, b0 + i);
+            for (size_t j = 0; j < g; j++) {
+                const float w = s[j][i] * vs;
+                for (size_t d = 0; d < hd; d++) o[j * hd + d] += w * v[d];
+            }
+        }
+    }
+}
+
+// MARK: AVX2 + FMA + F16C
+
+#ifdef BITNET_X86
+// Row as floats (see row_floats_portable); 8 values at a time, the tail by the portable code.
+AVX2_ATTR
+static const float *row_floats_avx2(int format, const uint8_t *row, size_t hd, float *tmp) {
+    size_t i = 0;
+    switch (format) {
+    case BITNET_KV_F32: return (const float *)(const void *)row;
+    case BITNET_KV_F16:
+        for (; i + 8 <= hd; i += 8) _mm256_storeu_ps(tmp + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(row + 2 * i))));
+        break;
+    case BITNET_KV_Q8:
+        for (; i + 8 <= hd; i += 8)
+            _mm256_storeu_ps(tmp + i, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(row + i)))));
+        break;
+    default:
+        for (; i + 8 <= hd; i += 8) {
+            int32_t word;
+            memcpy(&word, row + i / 2, 4);
+            const __m128i b = _mm_cvtsi32_si128(word), m4 = _mm_set1_epi8(0x0f), eight = _mm_set1_epi8(8);
+            const __m128i lo = _mm_and_si128(b, m4), hi = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+            // Nibble pairs in element order, then sign extension of 4-bit two's complement: (x ^ 8) - 8.
+            const __m128i x = _mm_sub_epi8(_mm_xor_si128(_mm_unpacklo_epi8(lo, hi), eight), eight);
+            _mm256_storeu_ps(tmp + i, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(x)));
+        }
+        break;
+    }
+    if (i < hd) {
+        // Tail (head_dim not a multiple of 8): q4 tails start on a whole byte since i and head_dim are even.
+        const size_t bytes = format == BITNET_KV_F16 ? 2 * i : format == BITNET_KV_Q8 ? i : i / 2;
+        row_floats_portable(format, row + bytes, hd - i, tmp + i);
+    }
+    return tmp;
+}
+
+// Scores of 4 queries (q0..q3, head_dim floats each) against one row: 4 accumulators share each row load, then
+// one transposing reduction (hadd) gives the 4 sums.
+AVX2_ATTR
+static inline __m128 dot4_avx2(const float *const q[4], const float *k, size_t hd) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    size_t d = 0;
+    for (; d + 8 <= hd; d += 8) {
+        const __m256 x = _mm256_loadu_ps(k + d);
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q[0] + d), x, a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q[1] + d), x, a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q[2] + d), x, a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q[3] + d), x, a3);
+    }
+    const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    if (d < hd) {
+        float t[4] = {0, 0, 0, 0};
+        for (; d < hd; d++) for (int j = 0; j < 4; j++) t[j] += q[j][d] * k[d];
+        r = _mm_add_ps(r, _mm_loadu_ps(t));
+    }
+    return r;
+}
+
+// s[j][i] = scale_i * q_j . row_i for all queries (4 at a time; a last partial set repeats its last query).
+AVX2_ATTR
+static void scores_avx2(const float *q, size_t g, size_t hd, const float *const *rows, const float *rs, size_t n,
+                        float s[][ATT_BLOCK]) {
+    for (size_t j0 = 0; j0 < g; j0 += 4) {
+        const float *qs[4];
+        for (size_t j = 0; j < 4; j++) qs[j] = q + (j0 + j < g ? j0 + j : g - 1) * hd;
+        for (size_t i = 0; i < n; i++) {
+            float r[4];
+            _mm_storeu_ps(r, _mm_mul_ps(dot4_avx2(qs, rows[i], hd), _mm_set1_ps(rs[i])));
+            for (size_t j = 0; j < 4 && j0 + j < g; j++) s[j0 + j][i] = r[j];
+        }
+    }
+}
+
+// o_j[d] += sum_i w[j][i] * row_i[d]: 16 dims of up to 4 queries (8 accumulators, enough independent FMA chains to
+// fill both FMA ports) stay in registers across the block's rows.
+AVX2_ATTR
+static void weighted_rows_avx2(float w[][ATT_BLOCK], size_t g, const float *const *rows, size_t n, float *o, size_t hd) {
+    size_t d = 0;
+    for (; d + 16 <= hd; d += 16) {
+        size_t j0 = 0;
+        for (; j0 + 4 <= g; j0 += 4) {
+            float *o0 = o + j0 * hd + d, *o1 = o0 + hd, *o2 = o1 + hd, *o3 = o2 + hd;
+            __m256 a0 = _mm256_loadu_ps(o0), a1 = _mm256_loadu_ps(o1), a2 = _mm256_loadu_ps(o2), a3 = _mm256_loadu_ps(o3);
+            __m256 b0 = _mm256_loadu_ps(o0 + 8), b1 = _mm256_loadu_ps(o1 + 8), b2 = _mm256_loadu_ps(o2 + 8), b3 = _mm256_loadu_ps(o3 + 8);
+            for (size_t i = 0; i < n; i++) {
+                const __m256 x = _mm256_loadu_ps(rows[i] + d), y = _mm256_loadu_ps(rows[i] + d + 8);
+                const __m256 w0 = _mm256_set1_ps(w[j0][i]), w1 = _mm256_set1_ps(w[j0 + 1][i]);
+                const __m256 w2 = _mm256_set1_ps(w[j0 + 2][i]), w3 = _mm256_set1_ps(w[j0 + 3][i]);
+                a0 = _mm256_fmadd_ps(w0, x, a0); b0 = _mm256_fmadd_ps(w0, y, b0);
+                a1 = _mm256_fmadd_ps(w1, x, a1); b1 = _mm256_fmadd_ps(w1, y, b1);
+                a2 = _mm256_fmadd_ps(w2, x, a2); b2 = _mm256_fmadd_ps(w2, y, b2);
+                a3 = _mm256_fmadd_ps(w3, x, a3); b3 = _mm256_fmadd_ps(w3, y, b3);
+            }
+            _mm256_storeu_ps(o0, a0); _mm256_storeu_ps(o1, a1); _mm256_storeu_ps(o2, a2); _mm256_storeu_ps(o3, a3);
+            _mm256_storeu_ps(o0 + 8, b0); _mm256_storeu_ps(o1 + 8, b1); _mm256_storeu_ps(o2 + 8, b2); _mm256_storeu_ps(o3 + 8, b3);
+        }
+        for (; j0 < g; j0++) {
+            __m256 a = _mm256_loadu_ps(o + j0 * hd + d), b = _mm256_loadu_ps(o + j0 * hd + d + 8);
+            for (size_t i = 0; i < n; i++) {
+                const __m256 wj = _mm256_set1_ps(w[j0][i]);
+                a = _mm256_fmadd_ps(wj, _mm256_loadu_ps(rows[i] + d), a);
+                b = _mm256_fmadd_ps(wj, _mm256_loadu_ps(rows[i] + d + 8), b);
+            }
+            _mm256_storeu_ps(o + j0 * hd + d, a); _mm256_storeu_ps(o + j0 * hd + d + 8, b);
+        }
+    }
+    for (; d < hd; d++)
+        for (size_t j = 0; j < g; j++)
+            for (size_t i = 0; i < n; i++) o[j * hd + d] += w[j][i] * rows[i][d];
+}
+
+AVX2_ATTR
+static void softmax_step_avx2(float *s, size_t n, float *m, float *l, float *o, size_t hd) {
+    float bm = s[0];
+    for (size_t i = 1; i < n; i++) bm = s[i] > bm ? s[i] : bm;
+    const float mn = bm > *m ? bm : *m, c = expf(*m - mn);
+    const __m256 vm = _mm256_set1_ps(mn);
+    __m256 acc = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(s + i), vm));
+        _mm256_storeu_ps(s + i, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum256(acc);
+    for (; i < n; i++) { s[i] = expf(s[i] - mn); sum += s[i]; }
+    *l = *l * c + sum;
+    if (c != 1.0f) {
+        const __m256 vc = _mm256_set1_ps(c);
+        size_t d = 0;
+        for (; d + 8 <= hd; d += 8) _mm256_storeu_ps(o + d, _mm256_mul_ps(_mm256_loadu_ps(o + d), vc));
+        for (; d < hd; d++) o[d] *= c;
+    }
+    *m = mn;
+}
+
+// Requests `bytes` at p into L1, one prefetch per line.
+static inline void prefetch_bytes(const uint8_t *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
+}
+
+// Per block: the rows as floats (f32 rows in place, others converted once into buf), scores, softmax step, values.
+// The cache rows come from DRAM (each decode step's weight stream evicts them), and the hardware prefetcher stops
+// at every 4 KB page, so each key row visited also requests the block's value row and the next block's key row.
+AVX2_ATTR
+static void part_avx2(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) {
+    const size_t g = a->group, hd = a->head_dim, rb = a->row_bytes;
+    const uint8_t *K = a->keys, *V = a->values;
+    float s[g][ATT_BLOCK], rs[ATT_BLOCK], buf[ATT_BLOCK * hd + 8];
+    const float *rows[ATT_BLOCK];
+    prefetch_bytes(K + t0 * rb, ((t1 - t0 < ATT_BLOCK ? t1 - t0 : ATT_BLOCK)) * rb);
+    for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
+        const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
+        for (size_t i = 0; i < n; i++) {
+            prefetch_bytes(V + (b0 + i) * rb, rb);
+            if (b0 + ATT_BLOCK + i < t1) prefetch_bytes(K + (b0 + ATT_BLOCK + i) * rb, rb);
+            rows[i] = row_floats_avx2(a->format, K + (b0 + i) * rb, hd, buf + i * hd);
+            rs[i] = row_scale(a->key_scales, b0 + i) * a->scale;
+        }
+        scores_avx2(a->q, g, hd, rows, rs, n, s);
+        for (size_t j = 0; j < g; j++) softmax_step_avx2(s[j], n, m + j, l + j, o + j * hd, hd);
+        for (size_t i = 0; i < n; i++) rows[i] = row_floats_avx2(a->format, V + (b0 + i) * rb, hd, buf + i * hd);
+        if (a->value_scales)
+            for (size_t j = 0; j < g; j++) for (size_t i = 0; i < n; i++) s[j][i] *= a->value_scales[b0 + i];
+        weighted_rows_avx2(s, g, rows, n, o, hd);
+    }
+}
+#endif
+
+// MARK: dispatch
+
+void bitnet_attend_part(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) {
+    const size_t g = a->group, hd = a->head_dim;
+    for (size_t j = 0; j < g; j++) { m[j] = -INFINITY; l[j] = 0; }
+    memset(o, 0, g * hd * sizeof(float));
+    if (t1 <= t0) return;
+#ifdef BITNET_X86
+    if (attention_simd()) { part_avx2(a, t0, t1, m, l, o); return; }
+#endif
+    part_portable(a, t0, t1, m, l, o);
+}
+
+void bitnet_attend_merge(size_t parts, size_t group, size_t head_dim, const float *m, const float *l, const float *o, float *out) {
+    for (size_t j = 0; j < group; j++) {
+        float M = -INFINITY;
+        for (size_t p = 0; p < parts; p++) M = m[p * group + j] > M ? m[p * group + j] : M;
+        float L = 0;
+        for (size_t p = 0; p < parts; p++) if (l[p * group + j] > 0) L += expf(m[p * group + j] - M) * l[p * group + j];
+        float *oj = out + j * head_dim;
+        for (size_t p = 0; p < parts; p++) {
+            // Empty parts (l = 0, m = -inf) add nothing; c = e^(m_p - M) / L folds the division in.
+            const float c = l[p * group + j] > 0 ? expf(m[p * group + j] - M) / L : 0.0f;
+            const float *op = o + (p * group + j) * head_dim;
+            for (size_t d = 0; d < head_dim; d++) oj[d] = (p == 0 ? 0.0f : oj[d]) + c * op[d];
+        }
+    }
+}
