@@ -101,6 +101,23 @@ final class CLITests: XCTestCase {
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--compare-layout", "t2,t4"], mentions: "'t4'")
     }
 
+    /// `bench --context N`: decode after N cached positions (JSON `decode_context`, named in the text report); the
+    /// context counts toward the model's positions, and a negative one is a named error.
+    func testBenchDecodeContext() throws {
+        let r = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--context", "200", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        XCTAssertEqual(obj["decode_context"] as? Int, 200)
+        XCTAssertGreaterThan(obj["decode_tokens_per_s"] as? Double ?? 0, 0)
+        let text = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--context", "100", "--kv-cache", "q8"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        XCTAssertTrue(text.stdout.contains("KV cache q8, decode after 100 cached positions"), text.stdout)
+        let stories = try TestPaths.sharedFile("stories260K/stories260K.bin")
+        try expectFailure(["bench", "--model", stories, "--no-twin", "--decode-tokens", "32", "--prompts", "8", "--context", "500"],
+                          mentions: "534 positions; the model has 512")
+        try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--context", "-1"], mentions: "context")
+    }
+
     func testLogitsCommandWritesTheReferenceLogits() throws {
         let dir = TestPaths.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
