@@ -11,11 +11,14 @@
 #include <string.h>
 
 enum { ATT_BLOCK = 32 };
+#define ATT512_ATTR AVX512_ATTR
 
+// Paths: 0 portable, 1 AVX2 + FMA + F16C, 2 AVX-512 (F, BW, VL).
 static int attention_cpu_simd(void) {
 #ifdef BITNET_X86
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))) return 0;
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") ? 2 : 1;
 #else
     return 0;
 #endif
@@ -32,13 +35,15 @@ static int attention_simd(void) {
     return s;
 }
 
-int bitnet_attention_set_isa(int simd) {
-    const int s = simd && attention_cpu_simd();
+int bitnet_attention_set_isa(int level) {
+    const int cpu = attention_cpu_simd(), s = level < 0 ? 0 : level > cpu ? cpu : level;
     __atomic_store_n(&attention_simd_cached, s, __ATOMIC_RELAXED);
     return s;
 }
 
-const char *bitnet_attention_isa_name(void) { return attention_simd() ? "avx2" : "portable"; }
+const char *bitnet_attention_isa_name(void) {
+    switch (attention_simd()) { case 2: return "avx512"; case 1: return "avx2"; default: return "portable"; }
+}
 
 // Scale of row t's codes (1 for f32/f16 rows).
 static inline float row_scale(const float *scales, size_t t) { return scales ? scales[t] : 1.0f; }
@@ -275,6 +280,117 @@ static void part_avx2(const bitnet_attend_args *a, size_t t0, size_t t1, float *
         weighted_rows_avx2(s, g, rows, n, o, hd);
     }
 }
+
+// MARK: AVX-512: rows read 16 values at a time straight from the cache (f16 and q8 converted in registers, q4 through
+// a float buffer), 4 queries per row load, 32 dims of 4 outputs in registers across a block's value rows.
+
+// 16 values of a row at element d as floats (format f32, f16 or q8; q4 rows arrive as f32 buffers).
+ATT512_ATTR
+static inline __m512 load16(const uint8_t *row, size_t d, const int format) {
+    switch (format) {
+    case BITNET_KV_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(row + 2 * d)));
+    case BITNET_KV_Q8: return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(const void *)(row + d))));
+    default: return _mm512_loadu_ps((const float *)(const void *)row + d);
+    }
+}
+
+// q_j . row for 4 queries; the 4 accumulators reduce together (unpack-add twice, then the four 128-bit lanes).
+ATT512_ATTR __attribute__((always_inline))
+static inline __m128 dot4_512(const float *const q[4], const uint8_t *row, size_t hd, const int format) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t d = 0; d < hd; d += 16) {
+        const __m512 x = load16(row, d, format);
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(q[0] + d), x, a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(q[1] + d), x, a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q[2] + d), x, a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q[3] + d), x, a3);
+    }
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    const __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
+    const __m512 t2 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)), _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t2), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t2), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// o_j[d] += sum_i w[j][i] * row_i[d] (head_dim a multiple of 16).
+ATT512_ATTR __attribute__((always_inline))
+static inline void weighted_rows_512(float w[][ATT_BLOCK], size_t g, const uint8_t *const *rows, size_t n, float *o, size_t hd,
+                                     const int format) {
+    for (size_t d = 0; d < hd; d += 32) {
+        const int two = d + 32 <= hd;   // 32 dims, or the last 16
+        size_t j0 = 0;
+        for (; j0 + 4 <= g; j0 += 4) {
+            float *o0 = o + j0 * hd + d, *o1 = o0 + hd, *o2 = o1 + hd, *o3 = o2 + hd;
+            __m512 a0 = _mm512_loadu_ps(o0), a1 = _mm512_loadu_ps(o1), a2 = _mm512_loadu_ps(o2), a3 = _mm512_loadu_ps(o3);
+            __m512 b0 = _mm512_setzero_ps(), b1 = b0, b2 = b0, b3 = b0;
+            if (two) { b0 = _mm512_loadu_ps(o0 + 16); b1 = _mm512_loadu_ps(o1 + 16); b2 = _mm512_loadu_ps(o2 + 16); b3 = _mm512_loadu_ps(o3 + 16); }
+            for (size_t i = 0; i < n; i++) {
+                const __m512 w0 = _mm512_set1_ps(w[j0][i]), w1 = _mm512_set1_ps(w[j0 + 1][i]);
+                const __m512 w2 = _mm512_set1_ps(w[j0 + 2][i]), w3 = _mm512_set1_ps(w[j0 + 3][i]);
+                const __m512 x = load16(rows[i], d, format);
+                a0 = _mm512_fmadd_ps(w0, x, a0); a1 = _mm512_fmadd_ps(w1, x, a1);
+                a2 = _mm512_fmadd_ps(w2, x, a2); a3 = _mm512_fmadd_ps(w3, x, a3);
+                if (two) {
+                    const __m512 y = load16(rows[i], d + 16, format);
+                    b0 = _mm512_fmadd_ps(w0, y, b0); b1 = _mm512_fmadd_ps(w1, y, b1);
+                    b2 = _mm512_fmadd_ps(w2, y, b2); b3 = _mm512_fmadd_ps(w3, y, b3);
+                }
+            }
+            _mm512_storeu_ps(o0, a0); _mm512_storeu_ps(o1, a1); _mm512_storeu_ps(o2, a2); _mm512_storeu_ps(o3, a3);
+            if (two) { _mm512_storeu_ps(o0 + 16, b0); _mm512_storeu_ps(o1 + 16, b1); _mm512_storeu_ps(o2 + 16, b2); _mm512_storeu_ps(o3 + 16, b3); }
+        }
+        for (; j0 < g; j0++)
+            for (size_t e = d; e < d + (two ? 32 : 16); e += 16) {
+                __m512 a = _mm512_loadu_ps(o + j0 * hd + e);
+                for (size_t i = 0; i < n; i++) a = _mm512_fmadd_ps(_mm512_set1_ps(w[j0][i]), load16(rows[i], e, format), a);
+                _mm512_storeu_ps(o + j0 * hd + e, a);
+            }
+    }
+}
+
+ATT512_ATTR __attribute__((always_inline))
+static inline void part_512(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o, const int format) {
+    const size_t g = a->group, hd = a->head_dim, rb = a->row_bytes;
+    const uint8_t *K = a->keys, *V = a->values;
+    float s[g][ATT_BLOCK], rs[ATT_BLOCK], buf[format == BITNET_KV_Q4 ? ATT_BLOCK * hd : 1];
+    const uint8_t *rows[ATT_BLOCK];
+    const int rf = format == BITNET_KV_Q4 ? BITNET_KV_F32 : format;   // how load16 reads `rows`
+    prefetch_bytes(K + t0 * rb, ((t1 - t0 < ATT_BLOCK ? t1 - t0 : ATT_BLOCK)) * rb);
+    for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
+        const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
+        for (size_t i = 0; i < n; i++) {
+            prefetch_bytes(V + (b0 + i) * rb, rb);
+            if (b0 + ATT_BLOCK + i < t1) prefetch_bytes(K + (b0 + ATT_BLOCK + i) * rb, rb);
+            rows[i] = K + (b0 + i) * rb;
+            if (format == BITNET_KV_Q4) rows[i] = (const uint8_t *)(const void *)row_floats_avx2(format, rows[i], hd, buf + i * hd);
+            rs[i] = row_scale(a->key_scales, b0 + i) * a->scale;
+        }
+        for (size_t j0 = 0; j0 < g; j0 += 4) {
+            const float *qs[4];
+            for (size_t j = 0; j < 4; j++) qs[j] = a->q + (j0 + j < g ? j0 + j : g - 1) * hd;
+            for (size_t i = 0; i < n; i++) {
+                float r[4];
+                _mm_storeu_ps(r, _mm_mul_ps(dot4_512(qs, rows[i], hd, rf), _mm_set1_ps(rs[i])));
+                for (size_t j = 0; j < 4 && j0 + j < g; j++) s[j0 + j][i] = r[j];
+            }
+        }
+        for (size_t j = 0; j < g; j++) softmax_step_avx2(s[j], n, m + j, l + j, o + j * hd, hd);
+        for (size_t i = 0; i < n; i++) {
+            rows[i] = V + (b0 + i) * rb;
+            if (format == BITNET_KV_Q4) rows[i] = (const uint8_t *)(const void *)row_floats_avx2(format, rows[i], hd, buf + i * hd);
+        }
+        if (a->value_scales)
+            for (size_t j = 0; j < g; j++) for (size_t i = 0; i < n; i++) s[j][i] *= a->value_scales[b0 + i];
+        weighted_rows_512(s, g, rows, n, o, hd, rf);
+    }
+}
+
+// One specialized loop per format (the format is a constant inside each).
+ATT512_ATTR static void part_512_f32(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) { part_512(a, t0, t1, m, l, o, BITNET_KV_F32); }
+ATT512_ATTR static void part_512_f16(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) { part_512(a, t0, t1, m, l, o, BITNET_KV_F16); }
+ATT512_ATTR static void part_512_q8(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) { part_512(a, t0, t1, m, l, o, BITNET_KV_Q8); }
+ATT512_ATTR static void part_512_q4(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) { part_512(a, t0, t1, m, l, o, BITNET_KV_Q4); }
 #endif
 
 // MARK: dispatch
@@ -285,7 +401,16 @@ void bitnet_attend_part(const bitnet_attend_args *a, size_t t0, size_t t1, float
     memset(o, 0, g * hd * sizeof(float));
     if (t1 <= t0) return;
 #ifdef BITNET_X86
-    if (attention_simd()) { part_avx2(a, t0, t1, m, l, o); return; }
+    const int level = attention_simd();
+    if (level == 2 && hd % 16 == 0) {
+        switch (a->format) {
+        case BITNET_KV_F32: part_512_f32(a, t0, t1, m, l, o); return;
+        case BITNET_KV_F16: part_512_f16(a, t0, t1, m, l, o); return;
+        case BITNET_KV_Q8: part_512_q8(a, t0, t1, m, l, o); return;
+        default: part_512_q4(a, t0, t1, m, l, o); return;
+        }
+    }
+    if (level >= 1) { part_avx2(a, t0, t1, m, l, o); return; }
 #endif
     part_portable(a, t0, t1, m, l, o);
 }

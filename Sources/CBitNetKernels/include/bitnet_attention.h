@@ -1,8 +1,8 @@
 // Decode attention over a KV cache: the query heads that share one KV head attend over that head's cached rows,
 // stored contiguously per (layer, KV head) in f32, f16, or int8/int4 codes with one scale per position. Positions
 // can be split into parts (flash-decoding): each part keeps an online softmax (running max m, sum l, unnormalized
-// output o), and a merge rescales the parts into the result. An AVX2/FMA/F16C path is picked at run time; the
-// portable path computes the same formula (results agree within float rounding).
+// output o), and a merge rescales the parts into the result. An AVX-512 or AVX2/FMA/F16C path is picked at run time;
+// the portable path computes the same formula (results agree within float rounding).
 #ifndef BITNET_ATTENTION_H
 #define BITNET_ATTENTION_H
 
@@ -35,11 +35,12 @@ void bitnet_attend_part(const bitnet_attend_args *a, size_t t0, size_t t1, float
 /// into out [group, head_dim]: out = sum_p e^(m_p - M) o_p / sum_p e^(m_p - M) l_p. `out` may equal `o` when parts is 1.
 void bitnet_attend_merge(size_t parts, size_t group, size_t head_dim, const float *m, const float *l, const float *o, float *out);
 
-/// Name of the path bitnet_attend_part takes ("avx2" or "portable"; BITNET_ISA=portable forces the latter).
+/// Name of the path bitnet_attend_part takes: "avx512" (AVX-512 F/BW/VL, head_dim a multiple of 16; other head sizes
+/// take the AVX2 path), "avx2" (AVX2 + FMA + F16C) or "portable". BITNET_ISA=avx2 / portable caps it.
 const char *bitnet_attention_isa_name(void);
 
-/// Selects the path for tests: 1 = AVX2 (when the CPU has AVX2, FMA and F16C), 0 = portable. Returns the path set.
-int bitnet_attention_set_isa(int simd);
+/// Selects the path for tests: 2 = AVX-512, 1 = AVX2, 0 = portable, capped at what the CPU has. Returns the path set.
+int bitnet_attention_set_isa(int level);
 
 #ifdef __cplusplus
 }

@@ -123,15 +123,15 @@ final class KVCacheTests: XCTestCase {
     }
 
     /// Decode attention split into (KV head, part) pool tasks (Flash-Decoding parts merged by their softmax state)
-    /// equals exact attention, on both kernel paths (AVX2 and portable), for every format, with head sizes that take
-    /// each SIMD tail (128 = 2B4T, 24, 20, 6), groups of 4, 3, 5 and 1 query heads, and contexts of 1 to 300 positions
-    /// (1, 2 and several parts, the last part shorter than a block).
+    /// equals exact attention, on every kernel path this CPU has (AVX-512, AVX2, portable), for every format, with head
+    /// sizes that take each SIMD tail (128 = 2B4T, 48 and 16 on AVX-512; 20 and 6 only on AVX2), groups of 4, 3, 5, 6
+    /// and 1 query heads, and contexts of 1 to 300 positions (1, 2 and several parts, the last shorter than a block).
     func testDecodeAttentionPartsEqualExactAttention() throws {
         let pool = ThreadPool(threadCount: 2)
-        let shapes: [(kvHeads: Int, group: Int, hd: Int)] = [(5, 4, 128), (2, 3, 24), (1, 5, 20), (3, 1, 6)]
-        let simd = bitnet_attention_set_isa(1)
-        defer { bitnet_attention_set_isa(simd) }
-        for path in simd == 1 ? [1, 0] : [0] {
+        let shapes: [(kvHeads: Int, group: Int, hd: Int)] = [(5, 4, 128), (2, 3, 48), (1, 5, 20), (3, 1, 6), (2, 6, 16)]
+        let best = bitnet_attention_set_isa(2)   // the CPU's best path (the default without BITNET_ISA)
+        defer { bitnet_attention_set_isa(best) }
+        for path in (0...best).reversed() {
             XCTAssertEqual(bitnet_attention_set_isa(Int32(path)), Int32(path))
             for format in KVCacheFormat.allCases {
                 for shape in shapes {
