@@ -254,6 +254,12 @@ static inline void prefetch_bytes(const uint8_t *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)p + off, _MM_HINT_T0);
 }
 
+// While key row t is read: request value row t (read after the block's scores) and key row t + ATT_BLOCK.
+static inline void prefetch_ahead(const uint8_t *K, const uint8_t *V, size_t rb, size_t t, size_t t1) {
+    prefetch_bytes(V + t * rb, rb);
+    if (t + ATT_BLOCK < t1) prefetch_bytes(K + (t + ATT_BLOCK) * rb, rb);
+}
+
 // Per block: the rows as floats (f32 rows in place, others converted once into buf), scores, softmax step, values.
 // The cache rows come from DRAM (each decode step's weight stream evicts them), and the hardware prefetcher stops
 // at every 4 KB page, so each key row visited also requests the block's value row and the next block's key row.
@@ -267,8 +273,7 @@ static void part_avx2(const bitnet_attend_args *a, size_t t0, size_t t1, float *
     for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
         const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
         for (size_t i = 0; i < n; i++) {
-            prefetch_bytes(V + (b0 + i) * rb, rb);
-            if (b0 + ATT_BLOCK + i < t1) prefetch_bytes(K + (b0 + ATT_BLOCK + i) * rb, rb);
+            prefetch_ahead(K, V, rb, b0 + i, t1);
             rows[i] = row_floats_avx2(a->format, K + (b0 + i) * rb, hd, buf + i * hd);
             rs[i] = row_scale(a->key_scales, b0 + i) * a->scale;
         }
@@ -360,8 +365,7 @@ static inline void part_512(const bitnet_attend_args *a, size_t t0, size_t t1, f
     for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
         const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
         for (size_t i = 0; i < n; i++) {
-            prefetch_bytes(V + (b0 + i) * rb, rb);
-            if (b0 + ATT_BLOCK + i < t1) prefetch_bytes(K + (b0 + ATT_BLOCK + i) * rb, rb);
+            prefetch_ahead(K, V, rb, b0 + i, t1);
             rows[i] = K + (b0 + i) * rb;
             if (format == BITNET_KV_Q4) rows[i] = (const uint8_t *)(const void *)row_floats_avx2(format, rows[i], hd, buf + i * hd);
             rs[i] = row_scale(a->key_scales, b0 + i) * a->scale;
