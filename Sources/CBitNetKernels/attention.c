@@ -227,7 +227,15 @@ static void weighted_rows_avx2(float w[][ATT_BLOCK], size_t g, const float *cons
 AVX2_ATTR
 static void softmax_step_avx2(float *s, size_t n, float *m, float *l, float *o, size_t hd) {
     float bm = s[0];
-    for (size_t i = 1; i < n; i++) bm = s[i] > bm ? s[i] : bm;
+    size_t k = 0;
+    if (n >= 8) {
+        __m256 vmax = _mm256_loadu_ps(s);
+        for (k = 8; k + 8 <= n; k += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(s + k));
+        __m128 h = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+        h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+        bm = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+    }
+    for (; k < n; k++) bm = s[k] > bm ? s[k] : bm;
     const float mn = bm > *m ? bm : *m, c = expf(*m - mn);
     const __m256 vm = _mm256_set1_ps(mn);
     __m256 acc = _mm256_setzero_ps();
@@ -299,7 +307,18 @@ static inline __m512 load16(const uint8_t *row, size_t d, const int format) {
     }
 }
 
-// q_j . row for 4 queries; the 4 accumulators reduce together (unpack-add twice, then the four 128-bit lanes).
+// The sums of 4 accumulators (one per query) as [a0, a1, a2, a3]: unpack-add twice, then the four 128-bit lanes.
+ATT512_ATTR __attribute__((always_inline))
+static inline __m128 reduce4_512(__m512 a0, __m512 a1, __m512 a2, __m512 a3) {
+    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
+    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
+    const __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
+    const __m512 t2 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)), _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t2), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t2), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// q_j . row for 4 queries (the tail row of a block with an odd count).
 ATT512_ATTR __attribute__((always_inline))
 static inline __m128 dot4_512(const float *const q[4], const uint8_t *row, size_t hd, const int format) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
@@ -310,12 +329,23 @@ static inline __m128 dot4_512(const float *const q[4], const uint8_t *row, size_
         a2 = _mm512_fmadd_ps(_mm512_loadu_ps(q[2] + d), x, a2);
         a3 = _mm512_fmadd_ps(_mm512_loadu_ps(q[3] + d), x, a3);
     }
-    const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a0, a1), _mm512_unpackhi_ps(a0, a1));
-    const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a2, a3), _mm512_unpackhi_ps(a2, a3));
-    const __m512d p0 = _mm512_castps_pd(t0), p1 = _mm512_castps_pd(t1);
-    const __m512 t2 = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(p0, p1)), _mm512_castpd_ps(_mm512_unpackhi_pd(p0, p1)));
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(t2), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(t2), 1)));
-    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    return reduce4_512(a0, a1, a2, a3);
+}
+
+// dot4_512 for two rows at once (each query load feeds both).
+ATT512_ATTR __attribute__((always_inline))
+static inline void dot4x2_512(const float *const q[4], const uint8_t *r0, const uint8_t *r1, size_t hd, const int format,
+                              __m128 *d0, __m128 *d1) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+    for (size_t d = 0; d < hd; d += 16) {
+        const __m512 x = load16(r0, d, format), y = load16(r1, d, format);
+        const __m512 q0 = _mm512_loadu_ps(q[0] + d), q1 = _mm512_loadu_ps(q[1] + d);
+        const __m512 q2 = _mm512_loadu_ps(q[2] + d), q3 = _mm512_loadu_ps(q[3] + d);
+        a0 = _mm512_fmadd_ps(q0, x, a0); a1 = _mm512_fmadd_ps(q1, x, a1); a2 = _mm512_fmadd_ps(q2, x, a2); a3 = _mm512_fmadd_ps(q3, x, a3);
+        b0 = _mm512_fmadd_ps(q0, y, b0); b1 = _mm512_fmadd_ps(q1, y, b1); b2 = _mm512_fmadd_ps(q2, y, b2); b3 = _mm512_fmadd_ps(q3, y, b3);
+    }
+    *d0 = reduce4_512(a0, a1, a2, a3);
+    *d1 = reduce4_512(b0, b1, b2, b3);
 }
 
 // o_j[d] += sum_i w[j][i] * row_i[d] (head_dim a multiple of 16).
@@ -373,7 +403,17 @@ static inline void part_512(const bitnet_attend_args *a, size_t t0, size_t t1, f
         for (size_t j0 = 0; j0 < g; j0 += 4) {
             const float *qs[4];
             for (size_t j = 0; j < 4; j++) qs[j] = a->q + (j0 + j < g ? j0 + j : g - 1) * hd;
-            for (size_t i = 0; i < n; i++) {
+            size_t i = 0;
+            for (; i + 2 <= n; i += 2) {
+                // Two rows per pass: 8 independent FMA chains.
+                float r[8];
+                __m128 d0, d1;
+                dot4x2_512(qs, rows[i], rows[i + 1], hd, rf, &d0, &d1);
+                _mm_storeu_ps(r, _mm_mul_ps(d0, _mm_set1_ps(rs[i])));
+                _mm_storeu_ps(r + 4, _mm_mul_ps(d1, _mm_set1_ps(rs[i + 1])));
+                for (size_t j = 0; j < 4 && j0 + j < g; j++) { s[j0 + j][i] = r[j]; s[j0 + j][i + 1] = r[4 + j]; }
+            }
+            for (; i < n; i++) {
                 float r[4];
                 _mm_storeu_ps(r, _mm_mul_ps(dot4_512(qs, rows[i], hd, rf), _mm_set1_ps(rs[i])));
                 for (size_t j = 0; j < 4 && j0 + j < g; j++) s[j0 + j][i] = r[j];
