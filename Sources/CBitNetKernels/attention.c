@@ -171,6 +171,13 @@ static inline __m128 dot4_avx2(const float *const q[4], const float *k, size_t h
     return r;
 }
 
+// s[j0 + j][i] = d[j] * scale for the queries j of this set of 4 that exist (j0 + j < g).
+static inline void put_scores(float s[][ATT_BLOCK], size_t j0, size_t g, size_t i, __m128 d, float scale) {
+    float r[4];
+    _mm_storeu_ps(r, _mm_mul_ps(d, _mm_set1_ps(scale)));
+    for (size_t j = 0; j < 4 && j0 + j < g; j++) s[j0 + j][i] = r[j];
+}
+
 // s[j][i] = scale_i * q_j . row_i for all queries (4 at a time; a last partial set repeats its last query).
 AVX2_ATTR
 static void scores_avx2(const float *q, size_t g, size_t hd, const float *const *rows, const float *rs, size_t n,
@@ -178,11 +185,7 @@ static void scores_avx2(const float *q, size_t g, size_t hd, const float *const 
     for (size_t j0 = 0; j0 < g; j0 += 4) {
         const float *qs[4];
         for (size_t j = 0; j < 4; j++) qs[j] = q + (j0 + j < g ? j0 + j : g - 1) * hd;
-        for (size_t i = 0; i < n; i++) {
-            float r[4];
-            _mm_storeu_ps(r, _mm_mul_ps(dot4_avx2(qs, rows[i], hd), _mm_set1_ps(rs[i])));
-            for (size_t j = 0; j < 4 && j0 + j < g; j++) s[j0 + j][i] = r[j];
-        }
+        for (size_t i = 0; i < n; i++) put_scores(s, j0, g, i, dot4_avx2(qs, rows[i], hd), rs[i]);
     }
 }
 
@@ -406,18 +409,12 @@ static inline void part_512(const bitnet_attend_args *a, size_t t0, size_t t1, f
             size_t i = 0;
             for (; i + 2 <= n; i += 2) {
                 // Two rows per pass: 8 independent FMA chains.
-                float r[8];
                 __m128 d0, d1;
                 dot4x2_512(qs, rows[i], rows[i + 1], hd, rf, &d0, &d1);
-                _mm_storeu_ps(r, _mm_mul_ps(d0, _mm_set1_ps(rs[i])));
-                _mm_storeu_ps(r + 4, _mm_mul_ps(d1, _mm_set1_ps(rs[i + 1])));
-                for (size_t j = 0; j < 4 && j0 + j < g; j++) { s[j0 + j][i] = r[j]; s[j0 + j][i + 1] = r[4 + j]; }
+                put_scores(s, j0, g, i, d0, rs[i]);
+                put_scores(s, j0, g, i + 1, d1, rs[i + 1]);
             }
-            for (; i < n; i++) {
-                float r[4];
-                _mm_storeu_ps(r, _mm_mul_ps(dot4_512(qs, rows[i], hd, rf), _mm_set1_ps(rs[i])));
-                for (size_t j = 0; j < 4 && j0 + j < g; j++) s[j0 + j][i] = r[j];
-            }
+            for (; i < n; i++) put_scores(s, j0, g, i, dot4_512(qs, rows[i], hd, rf), rs[i]);
         }
         for (size_t j = 0; j < g; j++) softmax_step_avx2(s[j], n, m + j, l + j, o + j * hd, hd);
         for (size_t i = 0; i < n; i++) {
