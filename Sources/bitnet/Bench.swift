@@ -20,9 +20,13 @@ struct Bench: ParsableCommand {
         @Option(name: .customLong("decode-tokens"), help: "Tokens to decode.") var decodeTokens: Int = 32
         @Option(help: "Decode after a random prompt of this many tokens (the KV cache depth the decode steps attend over, as llama-bench -d); 0 = from the first position.")
         var context: Int = 0
+        @Option(name: .customLong("context-sweep"), help: "Decode --decode-tokens steps at each of these KV cache depths (ascending, e.g. 0,512,1024,2048), for each format of --kv-cache (a list here, e.g. f32,f16,q8): decode tok/s and attention ms/token per depth.")
+        var contextSweep: String?
+        @Option(help: "With --context-sweep: also draw decode tok/s against the depth, one line per KV cache format, as an SVG file.")
+        var plot: String?
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
-        @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4.") var kvCache: String = "f32"
+        @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (with --context-sweep, a comma-separated list).") var kvCache: String = "f32"
         @Flag(help: "Print JSON.") var json = false
         @Option(name: .customLong("repeat"), help: "Run the ternary model's benchmark this many times in one process (bandwidth probes around each run) and report every run and the medians; the rest of the report uses the run with the median decode rate.")
         var repeatCount: Int = 1
@@ -100,6 +104,36 @@ struct Bench: ParsableCommand {
             return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
         }
 
+        /// Prints (or writes as JSON) a context sweep, and draws it when --plot names a file.
+        private func reportContextSweep(_ points: [InferenceBenchmark.ContextPoint], linears: String) throws {
+            if let plot {
+                let formats = points.map(\.kvCache).reduce(into: [KVCacheFormat]()) { if !$0.contains($1) { $0.append($1) } }
+                let series = formats.map { f in
+                    SVGPlot.Series(name: "KV cache \(f.rawValue)", points: points.filter { $0.kvCache == f }.map { (Double($0.context), $0.decodeTokensPerSecond) })
+                }
+                let svg = SVGPlot.lineChart(title: "Decode speed vs KV cache depth (\(linears) linears, \(ThreadPool.shared.threadCount) threads)",
+                                            xLabel: "cached positions before decoding", yLabel: "decode tokens/s", series: series)
+                try FileIO.writeAtomically(svg, to: URL(fileURLWithPath: plot))
+            }
+            if json {
+                let rows: [[String: Any]] = points.map {
+                    ["kv_cache": $0.kvCache.rawValue, "context": $0.context, "decode_tokens_per_s": $0.decodeTokensPerSecond,
+                     "attention_ms_per_token": $0.attentionSecondsPerToken * 1e3]
+                }
+                let obj: [String: Any] = ["threads": ThreadPool.shared.threadCount, "ternary_layout": linears, "decode_tokens": decodeTokens,
+                                          "context_sweep": rows]
+                print(String(decoding: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), as: UTF8.self))
+                return
+            }
+            print("decode vs KV cache depth (\(linears) linears, \(ThreadPool.shared.threadCount) threads, \(decodeTokens) steps per depth)")
+            print("kv cache   context   decode tok/s   attention ms/token")
+            for p in points {
+                print(String(format: "%-8@ %9d %14.2f %20.3f", p.kvCache.rawValue as NSString, p.context, p.decodeTokensPerSecond,
+                             p.attentionSecondsPerToken * 1e3))
+            }
+            if let plot { print("plot: \(plot)") }
+        }
+
         func run() throws {
             if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
             try runReportingErrors {
@@ -110,7 +144,16 @@ struct Bench: ParsableCommand {
                 }
                 guard decodeTokens > 0 else { throw BitNetError.invalidArgument("--decode-tokens must be positive") }
                 guard (1...100).contains(repeatCount) else { throw BitNetError.invalidArgument("--repeat must be between 1 and 100") }
-                let kv = try parseKVCacheFormat(kvCache)
+                let sweepDepths = try contextSweep.map { list in
+                    try list.split(separator: ",", omittingEmptySubsequences: false).map { s -> Int in
+                        guard let v = Int(s), v >= 0 else { throw BitNetError.invalidArgument("--context-sweep: '\(s)' is not a depth (an integer >= 0)") }
+                        return v
+                    }
+                }
+                if plot != nil && sweepDepths == nil { throw BitNetError.invalidArgument("--plot draws a --context-sweep; add --context-sweep") }
+                guard context >= 0 else { throw BitNetError.invalidArgument("--context must be >= 0, got \(context)") }
+                let sweepFormats = try kvCache.split(separator: ",").map { try parseKVCacheFormat(String($0)) }
+                let kv = sweepDepths == nil ? try parseKVCacheFormat(kvCache) : sweepFormats[0]
                 // The roofline: the best read rate of probes before and after the decode (this VM's varies by run).
                 let bandwidthBefore = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5)
                 // The model under test: a trained file, or a synthetic ternary model of the preset's shape.
@@ -124,7 +167,8 @@ struct Bench: ParsableCommand {
                     config = try presetConfig(preset)
                     // Room for the prompts, or for every --compare-* variant's steps in one session.
                     let variants = [compareChunks, compareSpin, comparePrefetch, compareLayout].compactMap { $0?.split(separator: ",").count }.max() ?? 1
-                    config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2, decodeTokens * variants + 2)
+                    config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2, decodeTokens * variants + 2,
+                                           context + decodeTokens + 2, (sweepDepths?.max() ?? 0) + decodeTokens + 1)
                     ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
                 }
                 try ternary.setHeadFormat(headFormat)
@@ -132,6 +176,11 @@ struct Bench: ParsableCommand {
                 printError(String(format: "model ready in %.1fs: %@ dim %d, %d layers, %d/%d heads, ffn %d, vocab %d; %.0f MB of weights, head %@, linears %@",
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, layout.rawValue))
+                if let sweepDepths {
+                    let points = try InferenceBenchmark.contextSweep(model: ternary, contexts: sweepDepths, formats: sweepFormats, decodeTokens: decodeTokens)
+                    try reportContextSweep(points, linears: layout.rawValue)
+                    return
+                }
                 if let compareChunks {
                     // "16" = 16 chunks per thread after the big guided chunks; "16u" = 16 equal chunks per thread.
                     let variants = try compareChunks.split(separator: ",").map { s -> (String, () -> Void) in

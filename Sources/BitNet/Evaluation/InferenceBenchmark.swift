@@ -20,6 +20,54 @@ public enum InferenceBenchmark {
         public var achievedBandwidth: Double { Double(bytesPerToken) * decodeTokensPerSecond }
     }
 
+    /// Decode speed at one KV cache depth and format (`contextSweep`).
+    public struct ContextPoint: Sendable {
+        public let kvCache: KVCacheFormat
+        /// Cached positions before the first timed step.
+        public let context: Int
+        public let decodeTokensPerSecond: Double
+        /// The attention phase's share of a step (`DecodeProfile.Phase.attention`).
+        public let attentionSecondsPerToken: Double
+    }
+
+    /// Decode speed as the KV cache grows, per cache format (as llama-bench's tg at several -d): one session per format
+    /// is prefilled with random tokens up to each depth of `contexts` in turn (ascending; a depth below the session's
+    /// position restarts it), then decodes one warm-up and `decodeTokens` timed greedy steps there, profiled.
+    public static func contextSweep(model: InferenceModel, contexts: [Int], formats: [KVCacheFormat], decodeTokens: Int,
+                                    seed: UInt64 = 7) throws -> [ContextPoint] {
+        let c = model.config
+        guard let deepest = contexts.max(), !formats.isEmpty else { throw BitNetError.invalidArgument("a context sweep needs depths and KV cache formats") }
+        guard contexts.allSatisfy({ $0 >= 0 }), zip(contexts, contexts.dropFirst()).allSatisfy({ $0 < $1 }) else {
+            throw BitNetError.invalidArgument("context sweep depths must be ascending and >= 0, got \(contexts.map(String.init).joined(separator: ","))")
+        }
+        guard decodeTokens > 0 else { throw BitNetError.invalidArgument("decode tokens must be positive") }
+        let maxLen = deepest + decodeTokens + 1
+        guard maxLen <= c.maxSeqLen else { throw BitNetError.invalidArgument("context sweep needs \(maxLen) positions; the model has \(c.maxSeqLen)") }
+        var rng = SeededRNG(seed: seed)
+        var points: [ContextPoint] = []
+        for format in formats {
+            let session = try InferenceSession(model: model, maxSeqLen: maxLen, kvCache: format)
+            for depth in contexts {
+                if session.position > depth { session.reset() }
+                if depth > session.position {
+                    _ = try session.prefill(tokens: (session.position..<depth).map { _ in rng.nextInt(below: c.vocabSize) })
+                }
+                var token = rng.nextInt(below: c.vocabSize)
+                token = Sampler.argmax(try session.step(token: token))   // warm-up (the first step after a prompt)
+                let recorder = DecodeProfile()
+                DecodeProfile.active = recorder
+                defer { DecodeProfile.active = nil }
+                let t0 = Clock.now()
+                for _ in 0..<decodeTokens { token = Sampler.argmax(try session.step(token: token)) }
+                let seconds = max(Clock.now() - t0, 1e-9)
+                DecodeProfile.active = nil
+                points.append(ContextPoint(kvCache: format, context: depth, decodeTokensPerSecond: Double(decodeTokens) / seconds,
+                                           attentionSecondsPerToken: recorder.secondsPerToken(.attention)))
+            }
+        }
+        return points
+    }
+
     /// The BitNet b1.58 2B4T shapes: hidden 2560, 30 layers, 20 heads, 5 KV heads, FFN 6912, ReLU², vocab 128256, tied.
     public static func preset2B4T(arch: Architecture) -> ModelConfig {
         ModelConfig(arch: arch, vocabSize: 128256, dim: 2560, nLayers: 30, nHeads: 20, nKVHeads: 5, ffnDim: 6912,

@@ -118,6 +118,29 @@ final class CLITests: XCTestCase {
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--context", "-1"], mentions: "context")
     }
 
+    /// `bench --context-sweep` with two KV cache formats: JSON rows per (format, depth) in order, an SVG with one line per
+    /// format, written atomically where --plot says; bad depth lists, --plot alone and too deep a sweep are named errors.
+    func testBenchContextSweepJSONAndPlot() throws {
+        let dir = TestPaths.tempDir()
+        let svg = dir.appendingPathComponent("sweep.svg")
+        let r = try run(["bench", "--preset", "tiny", "--decode-tokens", "3", "--context-sweep", "0,40,100", "--kv-cache", "f32,q4",
+                         "--json", "--plot", svg.path])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
+        let rows = try XCTUnwrap(obj["context_sweep"] as? [[String: Any]])
+        XCTAssertEqual(rows.compactMap { $0["kv_cache"] as? String }, ["f32", "f32", "f32", "q4", "q4", "q4"])
+        XCTAssertEqual(rows.compactMap { $0["context"] as? Int }, [0, 40, 100, 0, 40, 100])
+        XCTAssertTrue(rows.allSatisfy { ($0["decode_tokens_per_s"] as? Double ?? 0) > 0 && ($0["attention_ms_per_token"] as? Double ?? 0) > 0 })
+        let drawn = try String(contentsOf: svg, encoding: .utf8)
+        XCTAssertTrue(drawn.hasPrefix("<svg") && drawn.contains("KV cache f32") && drawn.contains("KV cache q4"), drawn)
+        try expectFailure(["bench", "--preset", "tiny", "--context-sweep", "0,x"], mentions: "'x'")
+        try expectFailure(["bench", "--preset", "tiny", "--context-sweep", "64,8"], mentions: "ascending")
+        try expectFailure(["bench", "--preset", "tiny", "--plot", svg.path], mentions: "--context-sweep")
+        try expectFailure(["bench", "--preset", "tiny", "--context-sweep", "0,8", "--kv-cache", "f32,f9"], mentions: "'f9'")
+        let stories = try TestPaths.sharedFile("stories260K/stories260K.bin")
+        try expectFailure(["bench", "--model", stories, "--decode-tokens", "32", "--context-sweep", "0,500"], mentions: "533 positions; the model has 512")
+    }
+
     func testLogitsCommandWritesTheReferenceLogits() throws {
         let dir = TestPaths.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -196,6 +196,25 @@ final class InferenceFormatsTests: XCTestCase {
         }
     }
 
+    /// A context sweep: one point per (format, depth) in order, each with a decode rate and a profiled attention time
+    /// (a depth below the session's position restarts it: 2 after 0 + 5 steps), the profile hook is cleared after,
+    /// and depths that are not ascending or that overflow the model's positions are named errors.
+    func testContextSweepPointsAndErrors() throws {
+        let c = tinyConfig(.b158, vocab: 50, seq: 40)
+        let model = try InferenceModel(synthetic: c, headFormat: .q8)
+        let points = try InferenceBenchmark.contextSweep(model: model, contexts: [0, 2, 35], formats: [.f32, .q8], decodeTokens: 4)
+        XCTAssertEqual(points.map(\.kvCache), [.f32, .f32, .f32, .q8, .q8, .q8])
+        XCTAssertEqual(points.map(\.context), [0, 2, 35, 0, 2, 35])
+        XCTAssertTrue(points.allSatisfy { $0.decodeTokensPerSecond > 0 && $0.attentionSecondsPerToken > 0 })
+        XCTAssertNil(DecodeProfile.active)
+        XCTAssertThrowsError(try InferenceBenchmark.contextSweep(model: model, contexts: [0, 36], formats: [.f32], decodeTokens: 4)) {
+            XCTAssertTrue("\($0)".contains("41 positions; the model has 40"), "\($0)")
+        }
+        XCTAssertThrowsError(try InferenceBenchmark.contextSweep(model: model, contexts: [8, 4], formats: [.f32], decodeTokens: 4)) {
+            XCTAssertTrue("\($0)".contains("ascending"), "\($0)")
+        }
+    }
+
     /// `bench --profile`: every decode step is recorded once, phases with weights take time, the phases' weight bytes
     /// add up to the model's bytes per token, prompts (several rows) and inactive steps record nothing, and the
     /// profiled steps return the same logits.
