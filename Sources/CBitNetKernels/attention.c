@@ -8,9 +8,13 @@
 #include "bitnet_attention.h"
 #include "bitnet_dense.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
-enum { ATT_BLOCK = 32 };
+// Stack use stays bounded for any model shape: at most ATT_MAX_GROUP queries per pass (their block of scores lives
+// on the stack), SIMD row buffers only for head sizes up to ATT_MAX_SIMD_HD, and larger heads' portable row buffer
+// on the heap.
+enum { ATT_BLOCK = 32, ATT_MAX_GROUP = 64, ATT_MAX_SIMD_HD = 1024 };
 #define ATT512_ATTR AVX512_ATTR
 
 // Paths: 0 portable, 1 AVX2 + FMA + F16C, 2 AVX-512 (F, BW, VL).
@@ -88,7 +92,9 @@ static void softmax_step_portable(float *s, size_t n, float *m, float *l, float 
 static void part_portable(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) {
     const size_t g = a->group, hd = a->head_dim, rb = a->row_bytes;
     const uint8_t *K = a->keys, *V = a->values;
-    float s[g][ATT_BLOCK], tmp[hd];
+    float s[g][ATT_BLOCK], small[ATT_MAX_SIMD_HD];
+    float *tmp = hd <= ATT_MAX_SIMD_HD ? small : malloc(hd * sizeof(float));
+    if (!tmp) return;   // out of memory: the part stays empty (l = 0), so the merge gives zeros rather than a crash
     for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
         const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
         for (size_t i = 0; i < n; i++) {
@@ -110,6 +116,7 @@ static void part_portable(const bitnet_attend_args *a, size_t t0, size_t t1, flo
             }
         }
     }
+    if (tmp != small) free(tmp);
 }
 
 // MARK: AVX2 + FMA + F16C
@@ -446,14 +453,12 @@ ATT512_ATTR static void part_512_q4(const bitnet_attend_args *a, size_t t0, size
 
 // MARK: dispatch
 
-void bitnet_attend_part(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) {
-    const size_t g = a->group, hd = a->head_dim;
-    for (size_t j = 0; j < g; j++) { m[j] = -INFINITY; l[j] = 0; }
-    memset(o, 0, g * hd * sizeof(float));
-    if (t1 <= t0) return;
+// One pass of at most ATT_MAX_GROUP queries on the chosen path.
+static void part_dispatch(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) {
+    const size_t hd = a->head_dim;
 #ifdef BITNET_X86
     const int level = attention_simd();
-    if (level == 2 && hd % 16 == 0) {
+    if (level == 2 && hd % 16 == 0 && hd <= ATT_MAX_SIMD_HD) {
         switch (a->format) {
         case BITNET_KV_F32: part_512_f32(a, t0, t1, m, l, o); return;
         case BITNET_KV_F16: part_512_f16(a, t0, t1, m, l, o); return;
@@ -461,9 +466,22 @@ void bitnet_attend_part(const bitnet_attend_args *a, size_t t0, size_t t1, float
         default: part_512_q4(a, t0, t1, m, l, o); return;
         }
     }
-    if (level >= 1) { part_avx2(a, t0, t1, m, l, o); return; }
+    if (level >= 1 && hd <= ATT_MAX_SIMD_HD) { part_avx2(a, t0, t1, m, l, o); return; }
 #endif
     part_portable(a, t0, t1, m, l, o);
+}
+
+void bitnet_attend_part(const bitnet_attend_args *a, size_t t0, size_t t1, float *m, float *l, float *o) {
+    const size_t g = a->group, hd = a->head_dim;
+    for (size_t j = 0; j < g; j++) { m[j] = -INFINITY; l[j] = 0; }
+    memset(o, 0, g * hd * sizeof(float));
+    if (t1 <= t0) return;
+    for (size_t j0 = 0; j0 < g; j0 += ATT_MAX_GROUP) {
+        bitnet_attend_args pass = *a;
+        pass.group = g - j0 < ATT_MAX_GROUP ? g - j0 : ATT_MAX_GROUP;
+        pass.q = a->q + j0 * hd;
+        part_dispatch(&pass, t0, t1, m + j0, l + j0, o + j0 * hd);
+    }
 }
 
 void bitnet_attend_merge(size_t parts, size_t group, size_t head_dim, const float *m, const float *l, const float *o, float *out) {

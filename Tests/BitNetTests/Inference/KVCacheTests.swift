@@ -159,6 +159,26 @@ final class KVCacheTests: XCTestCase {
         }
     }
 
+    /// Shapes past the kernel's stack bounds still attend exactly: 70 query heads per KV head (passes of 64 + 6) on the
+    /// SIMD paths (head 128) and a 2048-wide head (the portable path with a heap row buffer), f32 and q4 rows.
+    func testDecodeAttentionLargeGroupsAndHeads() throws {
+        for (group, hd) in [(70, 128), (70, 2048)] {
+            for format in [KVCacheFormat.f32, .q4] {
+                let T = 40, cache = try KVCache(format: format, layers: 1, maxSeqLen: T, kvHeads: 1, headDim: hd)
+                for t in 0..<T { cache.store(layer: 0, pos: t, key: randomArray(hd, seed: UInt64(t), scale: 0.3), value: randomArray(hd, seed: UInt64(900 + t))) }
+                let q = randomArray(group * hd, seed: 5, scale: 0.3)
+                for pos in [0, T - 1] {
+                    var out = [Float](repeating: .nan, count: group * hd)
+                    q.withUnsafeBufferPointer { qp in
+                        out.withUnsafeMutableBufferPointer { cache.attendDecode(layer: 0, pos: pos, queries: qp.baseAddress!, group: group, out: $0.baseAddress!) }
+                    }
+                    let ref = referenceAttention(cache, layer: 0, pos: pos, q: q, heads: group)
+                    XCTAssertLessThan(zip(out, ref).map { abs(Double($0) - $1) }.max()!, 2e-5, "\(format) group \(group) head \(hd) pos \(pos)")
+                }
+            }
+        }
+    }
+
     /// The split of a decode step's context: one part per KV head on one thread or below 64 positions; with 2 threads and
     /// 5 KV heads (2B4T) 2 parts from 64 positions (10 tasks); never parts under 32 positions; at most 16.
     func testDecodePartsPolicy() {
