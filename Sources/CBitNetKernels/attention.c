@@ -52,6 +52,21 @@ const char *bitnet_attention_isa_name(void) {
 // Scale of row t's codes (1 for f32/f16 rows).
 static inline float row_scale(const float *scales, size_t t) { return scales ? scales[t] : 1.0f; }
 
+// Positions in the block that starts at b0: ATT_BLOCK, or what is left before t1.
+static inline size_t block_len(size_t b0, size_t t1) { return t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK; }
+
+// Queries j0..j0+3 of the g at q (a last partial set repeats its last query; put_scores drops those scores).
+static inline void query_set(const float *q, size_t g, size_t hd, size_t j0, const float *qs[4]) {
+    for (size_t j = 0; j < 4; j++) qs[j] = q + (j0 + j < g ? j0 + j : g - 1) * hd;
+}
+
+// Softmax weights s[j][i] times value row i's scale (q8/q4; none for f32/f16), so the weighted sum reads raw codes.
+static inline void scale_weights(float s[][ATT_BLOCK], size_t g, size_t n, const float *value_scales) {
+    if (!value_scales) return;
+    for (size_t j = 0; j < g; j++)
+        for (size_t i = 0; i < n; i++) s[j][i] *= value_scales[i];
+}
+
 // MARK: portable
 
 // Row `row` (head_dim values) as floats: f32 rows in place, others converted into tmp (codes not yet scaled).
@@ -96,7 +111,7 @@ static void part_portable(const bitnet_attend_args *a, size_t t0, size_t t1, flo
     float *tmp = hd <= ATT_MAX_SIMD_HD ? small : malloc(hd * sizeof(float));
     if (!tmp) return;   // out of memory: the part stays empty (l = 0), so the merge gives zeros rather than a crash
     for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
-        const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
+        const size_t n = block_len(b0, t1);
         for (size_t i = 0; i < n; i++) {
             const float *k = row_floats_portable(a->format, K + (b0 + i) * rb, hd, tmp);
             const float ks = row_scale(a->key_scales, b0 + i) * a->scale;
@@ -191,7 +206,7 @@ static void scores_avx2(const float *q, size_t g, size_t hd, const float *const 
                         float s[][ATT_BLOCK]) {
     for (size_t j0 = 0; j0 < g; j0 += 4) {
         const float *qs[4];
-        for (size_t j = 0; j < 4; j++) qs[j] = q + (j0 + j < g ? j0 + j : g - 1) * hd;
+        query_set(q, g, hd, j0, qs);
         for (size_t i = 0; i < n; i++) put_scores(s, j0, g, i, dot4_avx2(qs, rows[i], hd), rs[i]);
     }
 }
@@ -296,9 +311,9 @@ static void part_avx2(const bitnet_attend_args *a, size_t t0, size_t t1, float *
     float s[g][ATT_BLOCK], rs[ATT_BLOCK], buf[ATT_BLOCK * hd + 8];
     const float *rows[ATT_BLOCK];
     const size_t far = prefetch_far_rows(rb);
-    prefetch_bytes(K + t0 * rb, ((t1 - t0 < ATT_BLOCK ? t1 - t0 : ATT_BLOCK)) * rb);
+    prefetch_bytes(K + t0 * rb, block_len(t0, t1) * rb);
     for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
-        const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
+        const size_t n = block_len(b0, t1);
         for (size_t i = 0; i < n; i++) {
             prefetch_ahead(K, V, rb, b0 + i, t1, far);
             rows[i] = row_floats_avx2(a->format, K + (b0 + i) * rb, hd, buf + i * hd);
@@ -307,8 +322,7 @@ static void part_avx2(const bitnet_attend_args *a, size_t t0, size_t t1, float *
         scores_avx2(a->q, g, hd, rows, rs, n, s);
         for (size_t j = 0; j < g; j++) softmax_step_avx2(s[j], n, m + j, l + j, o + j * hd, hd);
         for (size_t i = 0; i < n; i++) rows[i] = row_floats_avx2(a->format, V + (b0 + i) * rb, hd, buf + i * hd);
-        if (a->value_scales)
-            for (size_t j = 0; j < g; j++) for (size_t i = 0; i < n; i++) s[j][i] *= a->value_scales[b0 + i];
+        scale_weights(s, g, n, a->value_scales ? a->value_scales + b0 : NULL);
         weighted_rows_avx2(s, g, rows, n, o, hd);
     }
 }
@@ -411,9 +425,9 @@ static inline void part_512(const bitnet_attend_args *a, size_t t0, size_t t1, f
     const uint8_t *rows[ATT_BLOCK];
     const int rf = format == BITNET_KV_Q4 ? BITNET_KV_F32 : format;   // how load16 reads `rows`
     const size_t far = prefetch_far_rows(rb);
-    prefetch_bytes(K + t0 * rb, ((t1 - t0 < ATT_BLOCK ? t1 - t0 : ATT_BLOCK)) * rb);
+    prefetch_bytes(K + t0 * rb, block_len(t0, t1) * rb);
     for (size_t b0 = t0; b0 < t1; b0 += ATT_BLOCK) {
-        const size_t n = t1 - b0 < ATT_BLOCK ? t1 - b0 : ATT_BLOCK;
+        const size_t n = block_len(b0, t1);
         for (size_t i = 0; i < n; i++) {
             prefetch_ahead(K, V, rb, b0 + i, t1, far);
             rows[i] = K + (b0 + i) * rb;
@@ -422,7 +436,7 @@ static inline void part_512(const bitnet_attend_args *a, size_t t0, size_t t1, f
         }
         for (size_t j0 = 0; j0 < g; j0 += 4) {
             const float *qs[4];
-            for (size_t j = 0; j < 4; j++) qs[j] = a->q + (j0 + j < g ? j0 + j : g - 1) * hd;
+            query_set(a->q, g, hd, j0, qs);
             size_t i = 0;
             for (; i + 2 <= n; i += 2) {
                 // Two rows per pass: 8 independent FMA chains.
@@ -438,8 +452,7 @@ static inline void part_512(const bitnet_attend_args *a, size_t t0, size_t t1, f
             rows[i] = V + (b0 + i) * rb;
             if (format == BITNET_KV_Q4) rows[i] = (const uint8_t *)(const void *)row_floats_avx2(format, rows[i], hd, buf + i * hd);
         }
-        if (a->value_scales)
-            for (size_t j = 0; j < g; j++) for (size_t i = 0; i < n; i++) s[j][i] *= a->value_scales[b0 + i];
+        scale_weights(s, g, n, a->value_scales ? a->value_scales + b0 : NULL);
         weighted_rows_512(s, g, rows, n, o, hd, rf);
     }
 }

@@ -152,8 +152,10 @@ struct Bench: ParsableCommand {
                 }
                 if plot != nil && sweepDepths == nil { throw BitNetError.invalidArgument("--plot draws a --context-sweep; add --context-sweep") }
                 guard context >= 0 else { throw BitNetError.invalidArgument("--context must be >= 0, got \(context)") }
-                let sweepFormats = try kvCache.split(separator: ",").map { try parseKVCacheFormat(String($0)) }
-                let kv = sweepDepths == nil ? try parseKVCacheFormat(kvCache) : sweepFormats[0]
+                // One format, or with --context-sweep a list (an empty entry is named as an unknown format).
+                let kvFormats = try sweepDepths == nil ? [parseKVCacheFormat(kvCache)]
+                    : kvCache.split(separator: ",", omittingEmptySubsequences: false).map { try parseKVCacheFormat(String($0)) }
+                let kv = kvFormats[0]
                 // The roofline: the best read rate of probes before and after the decode (this VM's varies by run).
                 let bandwidthBefore = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5)
                 // The model under test: a trained file, or a synthetic ternary model of the preset's shape.
@@ -177,7 +179,7 @@ struct Bench: ParsableCommand {
                                   Clock.now() - t0, config.arch.rawValue, config.dim, config.nLayers, config.nHeads, config.nKVHeads,
                                   config.ffnDim, config.vocabSize, Double(ternary.inferenceBytes) / 1e6, head, layout.rawValue))
                 if let sweepDepths {
-                    let points = try InferenceBenchmark.contextSweep(model: ternary, contexts: sweepDepths, formats: sweepFormats, decodeTokens: decodeTokens)
+                    let points = try InferenceBenchmark.contextSweep(model: ternary, contexts: sweepDepths, formats: kvFormats, decodeTokens: decodeTokens)
                     try reportContextSweep(points, linears: layout.rawValue)
                     return
                 }

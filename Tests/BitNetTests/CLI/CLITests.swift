@@ -137,6 +137,7 @@ final class CLITests: XCTestCase {
         try expectFailure(["bench", "--preset", "tiny", "--context-sweep", "64,8"], mentions: "ascending")
         try expectFailure(["bench", "--preset", "tiny", "--plot", svg.path], mentions: "--context-sweep")
         try expectFailure(["bench", "--preset", "tiny", "--context-sweep", "0,8", "--kv-cache", "f32,f9"], mentions: "'f9'")
+        try expectFailure(["bench", "--preset", "tiny", "--context-sweep", "0,8", "--kv-cache", ""], mentions: "unknown KV cache format ''")
         let stories = try TestPaths.sharedFile("stories260K/stories260K.bin")
         try expectFailure(["bench", "--model", stories, "--decode-tokens", "32", "--context-sweep", "0,500"], mentions: "533 positions; the model has 512")
     }
