@@ -63,18 +63,27 @@ public enum BlockQuantFormat: String, Sendable, CaseIterable {
 /// A row-major [rows, cols] block-quantized matrix (output head / embedding): row r at bytes[r * rowStride].
 public struct BlockQuantMatrix: Sendable, Equatable {
     public let format: BlockQuantFormat
-    public let bytes: [UInt8]
+    /// The blocks, owned or in a `WeightArena`; the kernels read them in place.
+    public let storage: KernelBuffer<UInt8>
     public let rows: Int
     public let cols: Int
     /// Bytes per row: format.rowStride(cols:).
     public let rowStride: Int
 
+    /// The blocks as an array (a copy when they live in an arena).
+    public var bytes: [UInt8] { storage.array }
+
     /// Wraps existing blocks (e.g. read from a file); bytes.count must be rows * format.rowStride(cols:).
     public init(format: BlockQuantFormat, bytes: [UInt8], rows: Int, cols: Int) {
+        self.init(format: format, storage: KernelBuffer(bytes), rows: rows, cols: cols)
+    }
+
+    /// Blocks in existing storage of rows * format.rowStride(cols:) bytes.
+    public init(format: BlockQuantFormat, storage: KernelBuffer<UInt8>, rows: Int, cols: Int) {
         let stride = format.rowStride(cols: cols)
-        precondition(rows >= 0 && cols >= 0 && bytes.count == rows * stride,
-                     "BlockQuantMatrix: \(bytes.count) bytes do not hold \(rows)x\(cols) \(format) (row stride \(stride))")
-        self.format = format; self.bytes = bytes; self.rows = rows; self.cols = cols; self.rowStride = stride
+        precondition(rows >= 0 && cols >= 0 && storage.count == rows * stride,
+                     "BlockQuantMatrix: \(storage.count) bytes do not hold \(rows)x\(cols) \(format) (row stride \(stride))")
+        self.format = format; self.storage = storage; self.rows = rows; self.cols = cols; self.rowStride = stride
     }
 
     /// The same q8 blocks as a BlockQuantMatrix.
@@ -106,7 +115,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     public func dequantize() -> [Float] {
         let n = rows * cols
         return [Float](unsafeUninitializedCapacity: n) { buf, count in
-            if n > 0 { bitnet_bq_dequantize(format.raw, bytes, rowStride, cols, buf.baseAddress!, cols, 0, rows) }
+            if n > 0 { storage.withUnsafeBufferPointer { bitnet_bq_dequantize(format.raw, $0.baseAddress!, rowStride, cols, buf.baseAddress!, cols, 0, rows) } }
             count = n
         }
     }
@@ -114,7 +123,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     /// Writes row `row` (cols values d * q) to `into`: the embedding lookup.
     public func dequantizeRow(_ row: Int, into: UnsafeMutablePointer<Float>) {
         precondition(row >= 0 && row < rows, "BlockQuantMatrix.dequantizeRow: row \(row) outside 0..<\(rows)")
-        bytes.withUnsafeBufferPointer { Self.dequantizeRow(format: format, row: $0.baseAddress! + row * rowStride, cols: cols, into: into) }
+        storage.withUnsafeBufferPointer { Self.dequantizeRow(format: format, row: $0.baseAddress! + row * rowStride, cols: cols, into: into) }
     }
 
     /// Raw embedding lookup: `cols` values of the row whose blocks start at `row`.
@@ -150,7 +159,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
 
     /// Hot-path GEMV into caller memory: y[r] for r in `rowRange` (default all rows), x has `cols` values.
     public func gemv(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        bytes.withUnsafeBufferPointer { wp in
+        storage.withUnsafeBufferPointer { wp in
             Self.gemv(format: format, weights: wp.baseAddress ?? DenseKernels.dummyBytes, rowStride: rowStride, rows: rows, cols: cols,
                       x: x, y: y, rowRange: rowRange, pool: pool)
         }
@@ -159,14 +168,14 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     /// Tells the pool's idle workers that `gemv` over this matrix comes next (`ThreadPool.idlePrefetchBytes`).
     public func announceGemv(pool: ThreadPool? = .shared) {
         guard rows > 0 else { return }
-        let span: ThreadPool.RowSpan = bytes.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress!), rowStride, rows) }
+        let span: ThreadPool.RowSpan = storage.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress!), rowStride, rows) }
         ThreadPool.prefetchSplit(work: cols, granule: 4, threshold: DenseKernels.parallelThreshold, pool: pool, span, nil, nil)
     }
 
     /// Hot-path batched GEMV into caller memory: X[t, j] at x[t * ldx + j], Y[t, r] at y[t * ldy + r].
     public func gemm(x: UnsafePointer<Float>, ldx: Int, tokens: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                      rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        bytes.withUnsafeBufferPointer { wp in
+        storage.withUnsafeBufferPointer { wp in
             Self.gemm(format: format, weights: wp.baseAddress ?? DenseKernels.dummyBytes, rowStride: rowStride, rows: rows, cols: cols,
                       x: x, ldx: ldx, tokens: tokens, y: y, ldy: ldy, rowRange: rowRange, pool: pool)
         }
@@ -207,7 +216,9 @@ public struct BlockQuantMatrix: Sendable, Equatable {
         let range = rowRange ?? 0..<rows
         var y = [Float](repeating: 0, count: tokens * rows)
         if !range.isEmpty && tokens > 0 {
-            bitnet_bq_gemm_ref(format.raw, bytes, rowStride, cols, x, ldx, tokens, &y, rows, range.lowerBound, range.upperBound)
+            storage.withUnsafeBufferPointer { w in
+                bitnet_bq_gemm_ref(format.raw, w.baseAddress!, rowStride, cols, x, ldx, tokens, &y, rows, range.lowerBound, range.upperBound)
+            }
         }
         return y
     }

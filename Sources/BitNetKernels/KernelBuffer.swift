@@ -1,5 +1,5 @@
 /// The elements a kernel reads: an owned array, or `count` elements at a pointer into memory that `owner` keeps
-/// alive (a tensor in a memory-mapped model file, served without a copy).
+/// alive (a tensor in a memory-mapped model file, served without a copy, or a `WeightArena`).
 public struct KernelBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
     private let owned: [Element]
     private let borrowed: UnsafePointer<Element>?
@@ -20,8 +20,18 @@ public struct KernelBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
         owned = []; borrowed = base; self.owner = owner; self.count = count
     }
 
-    /// True when the elements live in memory the buffer does not own (a file mapping).
+    /// True when the elements live in memory the buffer does not own (a file mapping or a `WeightArena`).
     public var isBorrowed: Bool { borrowed != nil }
+
+    /// True when the elements are read in place from a memory-mapped file (borrowed, and not from a `WeightArena`).
+    public var isFileBacked: Bool { borrowed != nil && !(owner is WeightArena) }
+
+    /// Whether `WeightArena` placement copies these elements: always for an owned array, never for a file mapping,
+    /// and for an arena's elements when `moveArenas`.
+    public func isMovable(_ moveArenas: Bool) -> Bool { borrowed == nil || (moveArenas && owner is WeightArena) }
+
+    /// The arena holding the elements, if they were placed in one.
+    public var arena: WeightArena? { owner as? WeightArena }
 
     /// Runs `body` on the elements (no copy in either case).
     public func withUnsafeBufferPointer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {

@@ -28,7 +28,7 @@ extension TernaryKernels {
     /// Pointer version: y[r] for r in `rowRange` (default all rows; y indexed by absolute row).
     public static func gemv(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        packed.bytes.withUnsafeBufferPointer { w in
+        packed.storage.withUnsafeBufferPointer { w in
             gemvBase3(weights: w.baseAddress ?? emptyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols,
                       x: x, y: y, rowRange: rowRange, pool: pool)
         }
@@ -57,7 +57,7 @@ extension TernaryKernels {
     public static func gemm(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, ldx: Int, tokens: Int,
                             y: UnsafeMutablePointer<Int32>, ldy: Int, rowRange: Range<Int>? = nil,
                             pool: ThreadPool? = .shared) {
-        packed.bytes.withUnsafeBufferPointer { w in
+        packed.storage.withUnsafeBufferPointer { w in
             splitGemm(kernel: bitnet_t3_gemm, weights: w.baseAddress ?? emptyBytes, rowStride: packed.rowStride, rows: packed.rows,
                       cols: packed.cols, x: x, ldx: ldx, tokens: tokens, y: y, ldy: ldy, rowRange: rowRange, pool: pool)
         }
@@ -67,7 +67,7 @@ extension TernaryKernels {
     public static func announceGemv(_ a: PackedTernaryBase3, _ b: PackedTernaryBase3? = nil, _ c: PackedTernaryBase3? = nil,
                                     pool: ThreadPool? = .shared) {
         func span(_ m: PackedTernaryBase3) -> ThreadPool.RowSpan {
-            m.bytes.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress ?? emptyBytes), m.rowStride, m.rows) }
+            m.storage.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress ?? emptyBytes), m.rowStride, m.rows) }
         }
         ThreadPool.prefetchSplit(work: a.cols, granule: 8, threshold: parallelThreshold, pool: pool, span(a), b.map(span), c.map(span))
     }
@@ -78,9 +78,9 @@ extension TernaryKernels {
                             _ c: PackedTernaryBase3?, y yc: UnsafeMutablePointer<Int32>?, x: UnsafePointer<Int8>, pool: ThreadPool? = .shared) {
         precondition(a.cols == b.cols && (c.map { $0.cols == a.cols } ?? true) && (c == nil) == (yc == nil),
                      "gemv: fused matrices need the same columns (\(a.cols), \(b.cols), \(c?.cols ?? a.cols)) and one output each")
-        a.bytes.withUnsafeBufferPointer { wa in
-            b.bytes.withUnsafeBufferPointer { wb in
-                (c?.bytes ?? []).withUnsafeBufferPointer { wc in
+        a.storage.withUnsafeBufferPointer { wa in
+            b.storage.withUnsafeBufferPointer { wb in
+                (c?.storage ?? KernelBuffer([])).withUnsafeBufferPointer { wc in
                     fusedGemv(kernel: bitnet_t3_gemv_rows, cols: a.cols, x: x, pool: pool,
                               (wa.baseAddress ?? emptyBytes, a.rowStride, a.rows, ya), (wb.baseAddress ?? emptyBytes, b.rowStride, b.rows, yb),
                               c.map { (wc.baseAddress ?? emptyBytes, $0.rowStride, $0.rows, yc!) })

@@ -31,17 +31,26 @@ public struct PackedTernary: Sendable, Equatable {
 /// A ternary matrix in the base-3 layout of `bitnet_ternary.h` (1.6 bit/weight): blocks of 320 weights per 64 bytes,
 /// byte p of a block holding elements p, p+64, p+128, p+192, p+256 as v = sum_i (code_i + 1) * 3^i (0...242).
 public struct PackedTernaryBase3: Sendable, Equatable {
-    public let bytes: [UInt8]
+    /// The packed bytes, owned or in a `WeightArena`; the kernels read them in place.
+    public let storage: KernelBuffer<UInt8>
     public let rows: Int
     public let cols: Int
     /// Bytes per row: ceil(cols / 320) * 64.
     public let rowStride: Int
 
+    /// The packed bytes as an array (a copy when they live in an arena).
+    public var bytes: [UInt8] { storage.array }
+
     public init(bytes: [UInt8], rows: Int, cols: Int) {
+        self.init(storage: KernelBuffer(bytes), rows: rows, cols: cols)
+    }
+
+    /// A matrix over existing storage of `rows * rowStrideBase3(cols)` bytes.
+    public init(storage: KernelBuffer<UInt8>, rows: Int, cols: Int) {
         let stride = TernaryKernels.rowStrideBase3(cols: cols)
-        precondition(rows >= 0 && cols >= 0 && bytes.count == rows * stride,
-                     "PackedTernaryBase3: \(bytes.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
-        self.bytes = bytes; self.rows = rows; self.cols = cols; self.rowStride = stride
+        precondition(rows >= 0 && cols >= 0 && storage.count == rows * stride,
+                     "PackedTernaryBase3: \(storage.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
+        self.storage = storage; self.rows = rows; self.cols = cols; self.rowStride = stride
     }
 }
 
@@ -121,7 +130,7 @@ public enum TernaryKernels {
         let n = packed.rows * packed.cols
         var bad = 0
         let codes = [Int8](unsafeUninitializedCapacity: n) { buf, count in
-            if n > 0 { bad = Int(bitnet_t3_unpack(packed.bytes, packed.rows, packed.cols, buf.baseAddress!)) }
+            if n > 0 { bad = packed.storage.withUnsafeBufferPointer { Int(bitnet_t3_unpack($0.baseAddress!, packed.rows, packed.cols, buf.baseAddress!)) } }
             count = n
         }
         precondition(bad == 0, "unpackBase3: \(bad) bytes above 242")

@@ -39,6 +39,8 @@ struct Bench: ParsableCommand {
         var comparePrefetch: String?
         @Option(name: .customLong("compare-layout"), help: "A/B test: decode alternately with the ternary linears in these layouts (e.g. t2,t3; both kept in memory), 5 rounds, medians.")
         var compareLayout: String?
+        @Option(name: .customLong("compare-pages"), help: "A/B test: decode alternately with the weights on these page sizes (4k, 2m: transparent huge pages; both copies kept in memory), 5 rounds, medians.")
+        var comparePages: String?
 
         /// Decodes with the variants' settings taking turns step by step (5 sessions of `decode-tokens` steps per
         /// variant, in one process: this VM's speed drifts within seconds, so the variants share every drift) and
@@ -168,7 +170,7 @@ struct Bench: ParsableCommand {
                 } else {
                     config = try presetConfig(preset)
                     // Room for the prompts, or for every --compare-* variant's steps in one session.
-                    let variants = [compareChunks, compareSpin, comparePrefetch, compareLayout].compactMap { $0?.split(separator: ",").count }.max() ?? 1
+                    let variants = [compareChunks, compareSpin, comparePrefetch, compareLayout, comparePages].compactMap { $0?.split(separator: ",").count }.max() ?? 1
                     config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2, decodeTokens * variants + 2,
                                            context + decodeTokens + 2, (sweepDepths?.max() ?? 0) + decodeTokens + 1)
                     ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
@@ -224,6 +226,27 @@ struct Bench: ParsableCommand {
                                         prefillTokens: promptLengths.first)
                     return
                 }
+                if let comparePages {
+                    let sizes = try comparePages.split(separator: ",").map { s -> Bool in
+                        switch s.lowercased() {
+                        case "4k": return false
+                        case "2m": return true
+                        default: throw BitNetError.invalidArgument("--compare-pages: '\(s)' is not a page size (use 4k or 2m)")
+                        }
+                    }
+                    // One copy of the weights per page size, each in arenas of its own.
+                    let placements = sizes.map { huge -> InferenceModel.Placement in
+                        ternary.placeWeights(hugePages: huge, moveArenas: true)
+                        let stats = ternary.arenaStats
+                        printError(String(format: "%@ pages: %.0f MB of weights in arenas, %.0f MB of them on huge pages", huge ? "2m" : "4k",
+                                          Double(stats.bytes) / 1e6, Double(stats.hugePageBytes) / 1e6))
+                        return ternary.placement
+                    }
+                    let model = ternary
+                    try alternateDecode(ternary, zip(sizes, placements).map { huge, p in (huge ? "2 MiB pages" : "4 KiB pages", { model.restore(p) }) },
+                                        kvCache: kv, prefillTokens: promptLengths.first)
+                    return
+                }
                 let pool0 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
                 // Each run: the benchmark between two bandwidth probes (its roofline uses the better one).
                 var runs: [(result: InferenceBenchmark.Result, bandwidth: Double)] = []
@@ -239,6 +262,7 @@ struct Bench: ParsableCommand {
                 let (a, bandwidth) = runs[repeats.medianRun]
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = ProcessMemory.peakRSSBytes()
+                let arena = ternary.arenaStats   // before the twin replaces the model
                 let pool1 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
                 // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
                 // count, or scripts/check_decode_allocs.sh would see it.
@@ -263,7 +287,7 @@ struct Bench: ParsableCommand {
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),
                         "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
                         "read_bandwidth_bytes_per_s": bandwidth, "achieved_bandwidth_bytes_per_s": a.achievedBandwidth,
-                        "roofline_fraction": roofline]
+                        "roofline_fraction": roofline, "arena_bytes": arena.bytes, "huge_page_bytes": arena.hugePageBytes]
                     if repeatCount > 1 {
                         obj["runs"] = repeats.runs.map { r -> [String: Any] in
                             ["decode_tokens_per_s": r.decode, "decode_median_tokens_per_s": r.medianStep, "roofline_fraction": r.roofline,
@@ -299,7 +323,8 @@ struct Bench: ParsableCommand {
                     print(line)
                 }
                 print("threads \(ThreadPool.shared.threadCount), GEMM \(GEMM.activeISA), ternary \(TernaryKernels.activeISA), dense \(DenseKernels.activeISA)"
-                      + ", KV cache \(kvCache)" + (context > 0 ? ", decode after \(context) cached positions" : ""))
+                      + ", KV cache \(kvCache)" + (context > 0 ? ", decode after \(context) cached positions" : "")
+                      + String(format: ", weights on 2 MiB pages: %.0f of %.0f MB", Double(arena.hugePageBytes) / 1e6, Double(a.weightBytes) / 1e6))
                 if repeatCount > 1 {
                     func line(_ label: String, _ decode: Double, _ step: Double?, _ prefill: (Int) -> Double, _ roofline: Double) -> String {
                         var l = label.padding(toLength: 7, withPad: " ", startingAt: 0) + String(format: " decode %7.2f tok/s", decode)

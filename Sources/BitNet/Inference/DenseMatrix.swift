@@ -36,9 +36,43 @@ final class DenseMatrix: @unchecked Sendable {
         rows = m.rows; cols = m.cols; storage = .f16(m)
     }
 
+    private init(rows: Int, cols: Int, storage: Storage) {
+        self.rows = rows; self.cols = cols; self.storage = storage
+    }
+
+    /// Whether `placed(in:)` would copy the weights: f16 or block weights in an array, or with `moveArenas` in an
+    /// arena (never f32 weights, nor weights in a file mapping).
+    func isMovable(_ moveArenas: Bool) -> Bool {
+        switch storage {
+        case .f32: false
+        case .f16(let m): m.storage.isMovable(moveArenas)
+        case .block(let m): m.storage.isMovable(moveArenas)
+        }
+    }
+
+    /// This matrix with its f16 or block weights copied into `arena` (itself for f32 weights).
+    func placed(in arena: WeightArena) -> DenseMatrix {
+        switch storage {
+        case .f32: self
+        case .f16(let m): DenseMatrix(rows: rows, cols: cols, storage: .f16(F16Matrix(storage: arena.place(m.storage), rows: m.rows, cols: m.cols)))
+        case .block(let m):
+            DenseMatrix(rows: rows, cols: cols,
+                        storage: .block(BlockQuantMatrix(format: m.format, storage: arena.place(m.storage), rows: m.rows, cols: m.cols)))
+        }
+    }
+
+    /// The arena holding the weights (nil: an array or a file mapping).
+    var arena: WeightArena? {
+        switch storage {
+        case .f32: nil
+        case .f16(let m): m.storage.arena
+        case .block(let m): m.storage.arena
+        }
+    }
+
     /// True when the weights are read from a file mapping, not owned.
     var isFileBacked: Bool {
-        if case .f16(let m) = storage { return m.storage.isBorrowed }
+        if case .f16(let m) = storage { return m.storage.isFileBacked }
         return false
     }
 
@@ -55,7 +89,7 @@ final class DenseMatrix: @unchecked Sendable {
         switch storage {
         case .f32(let v): v.count * 4
         case .f16(let m): m.storage.count * 2
-        case .block(let m): m.bytes.count
+        case .block(let m): m.storage.count
         }
     }
 

@@ -58,7 +58,29 @@ public struct InferenceLinear: @unchecked Sendable {
     }
 
     /// Bytes of this layer's weights read in place from a file mapping (0 when owned).
-    var fileBackedBytes: Int { packed.map { $0.storage.isBorrowed ? $0.storage.count : 0 } ?? 0 }
+    var fileBackedBytes: Int { packed.map { $0.storage.isFileBacked ? $0.storage.count : 0 } ?? 0 }
+
+    /// Sizes of the kernel weights (packed ternary, base-3 or half) that `placed(in:moveArenas:)` copies: those in
+    /// arrays, and with `moveArenas` those already in an arena too (never those in a file mapping).
+    func placeableSizes(moveArenas: Bool) -> [Int] {
+        func size<E>(_ b: KernelBuffer<E>?) -> Int {
+            guard let b, b.isMovable(moveArenas) else { return 0 }
+            return b.count * MemoryLayout<E>.stride
+        }
+        return [size(packed?.storage), size(base3?.storage), size(half?.storage)].filter { $0 > 0 }
+    }
+
+    /// This layer with its movable kernel weights (see `placeableSizes`) copied into `arena`.
+    func placed(in arena: WeightArena, moveArenas: Bool) -> InferenceLinear {
+        var l = self
+        if let p = packed, p.storage.isMovable(moveArenas) { l.packed = PackedTernary(storage: arena.place(p.storage), rows: p.rows, cols: p.cols) }
+        if let b = base3, b.storage.isMovable(moveArenas) { l.base3 = PackedTernaryBase3(storage: arena.place(b.storage), rows: b.rows, cols: b.cols) }
+        if let h = half, h.storage.isMovable(moveArenas) { l.half = F16Matrix(storage: arena.place(h.storage), rows: h.rows, cols: h.cols) }
+        return l
+    }
+
+    /// The arenas holding this layer's kernel weights.
+    var arenas: [WeightArena] { [packed?.storage.arena, base3?.storage.arena, half?.storage.arena].compactMap { $0 } }
 
     /// A random ternary layer (codes uniform over {-1, 0, +1}, β = 0.02) for benchmarks of any shape, packed directly.
     init(randomTernaryRows rows: Int, cols: Int, quant: LinearQuantization, rng: inout SeededRNG) {
@@ -88,7 +110,7 @@ public struct InferenceLinear: @unchecked Sendable {
     /// Bytes this layer's weights take in memory: packed ternary (2 bits), f16 or f32.
     public var packedBytes: Int {
         if let packed { return packed.storage.count + betas.count * 4 }
-        if let base3 { return base3.bytes.count + betas.count * 4 }
+        if let base3 { return base3.storage.count + betas.count * 4 }
         if half != nil { return rows * cols * 2 }
         return quant.arch == .fp ? rows * cols * 4 : (rows * cols * (quant.arch == .b1 ? 1 : 2) + 7) / 8 + betas.count * 4
     }
@@ -282,6 +304,12 @@ public final class InferenceModel: @unchecked Sendable {
         let attnNorm, attnSubNorm, ffnNorm, ffnSubNorm: Int
         /// The seven linears, for sums over them (sizes, not the forward pass).
         var linears: [InferenceLinear] { [wq, wk, wv, wo, w1, w3, w2] }
+
+        /// This layer with `transform` applied to each linear (norm offsets unchanged).
+        func with(_ transform: (InferenceLinear) -> InferenceLinear) -> Layer {
+            Layer(wq: transform(wq), wk: transform(wk), wv: transform(wv), wo: transform(wo), w1: transform(w1), w3: transform(w3),
+                  w2: transform(w2), attnNorm: attnNorm, attnSubNorm: attnSubNorm, ffnNorm: ffnNorm, ffnSubNorm: ffnSubNorm)
+        }
     }
     private(set) var layers: [Layer]
 
@@ -334,6 +362,7 @@ public final class InferenceModel: @unchecked Sendable {
         finalNorm = keep(L.finalNorm, c.dim)
         norms = FloatBuffer(normValues.count)
         normValues.withUnsafeBufferPointer { norms.ptr.update(from: $0.baseAddress!, count: $0.count) }
+        placeWeights()
     }
 
     /// A model from prepared parts (the GGUF loader that serves tensors from the file mapping).
@@ -343,6 +372,7 @@ public final class InferenceModel: @unchecked Sendable {
         self.layers = layers; self.embedding = embedding; self.head = head; self.finalNorm = finalNorm
         norms = FloatBuffer(normValues.count)
         normValues.withUnsafeBufferPointer { norms.ptr.update(from: $0.baseAddress!, count: $0.count) }
+        placeWeights()
     }
 
     /// A model of `config`'s shape with random weights (the `bitnet bench` synthetic model; no latent weights exist):
@@ -379,6 +409,7 @@ public final class InferenceModel: @unchecked Sendable {
         let values = (0..<(c.vocabSize * c.dim)).map { _ in (rng.nextUniform() - 0.5) * 0.04 }
         embedding = DenseMatrix(values, rows: c.vocabSize, cols: c.dim, format: headFormat)
         head = embedding
+        placeWeights()
     }
 
     /// Stores the output head and the embedding in f32, f16 or 8/6/4-bit blocks (a tied pair stays one matrix).
@@ -388,6 +419,7 @@ public final class InferenceModel: @unchecked Sendable {
         if head.format != format { head = DenseMatrix(head.values(), rows: c.vocabSize, cols: c.dim, format: format) }
         if tied { embedding = head }
         else if embedding.format != format { embedding = DenseMatrix(embedding.values(), rows: c.vocabSize, cols: c.dim, format: format) }
+        placeWeights(hugePages: hugePages)
     }
 
     /// The format the head is stored in.
@@ -397,12 +429,67 @@ public final class InferenceModel: @unchecked Sendable {
     /// 20 % fewer bytes per token). Lossless: logits are identical in either layout.
     public func setTernaryLayout(_ layout: TernaryLayout) {
         if let kept = keptLayouts[layout] { layers = kept; return }
-        layers = layers.map { l in
-            Layer(wq: l.wq.converted(to: layout), wk: l.wk.converted(to: layout), wv: l.wv.converted(to: layout),
-                  wo: l.wo.converted(to: layout), w1: l.w1.converted(to: layout), w3: l.w3.converted(to: layout),
-                  w2: l.w2.converted(to: layout), attnNorm: l.attnNorm, attnSubNorm: l.attnSubNorm, ffnNorm: l.ffnNorm,
-                  ffnSubNorm: l.ffnSubNorm)
+        // Layer by layer, each converted layer placed at once: the old copy of a layer is freed before the next.
+        for i in layers.indices {
+            layers[i] = layers[i].with { $0.converted(to: layout) }
+            placeWeights(layer: i)
         }
+    }
+
+    // MARK: weight placement
+
+    /// Whether `placeWeights` advises its arenas for 2 MiB pages: on unless BITNET_HUGE_PAGES=0.
+    public static let hugePagesByDefault = ProcessInfo.processInfo.environment["BITNET_HUGE_PAGES"] != "0"
+
+    /// Copies the weights that decoding streams (ternary and f16 linears, and the head and embedding in f16 or a
+    /// block format) out of their arrays into `WeightArena`s: one per layer, in decode order, and one for the
+    /// head/embedding, on 2 MiB pages with `hugePages`. Weights read from a file mapping stay there; f32 weights stay
+    /// in arrays. With `moveArenas`, weights already in arenas are copied again (to switch page sizes). Every
+    /// initializer, `setHeadFormat` and `setTernaryLayout` call this, so only a change of page size needs it. Not
+    /// thread-safe: no session may decode meanwhile.
+    public func placeWeights(hugePages: Bool = InferenceModel.hugePagesByDefault, moveArenas: Bool = false) {
+        self.hugePages = hugePages
+        for i in layers.indices { placeWeights(layer: i, moveArenas: moveArenas) }
+        let tied = head === embedding
+        let movable = [head, tied ? nil : embedding].compactMap { $0 }.filter { $0.isMovable(moveArenas) }
+        guard !movable.isEmpty,
+              let arena = WeightArena(capacity: WeightArena.bytesNeeded(movable.map(\.bytes)), hugePages: hugePages) else { return }
+        if head.isMovable(moveArenas) { head = head.placed(in: arena) }
+        if tied { embedding = head }
+        else if embedding.isMovable(moveArenas) { embedding = embedding.placed(in: arena) }
+    }
+
+    /// Whether the arenas of `placeWeights` (and of the conversions after it) use huge pages.
+    public private(set) var hugePages = InferenceModel.hugePagesByDefault
+
+    /// `placeWeights` for the linears of layer i, into an arena of their own.
+    private func placeWeights(layer i: Int, moveArenas: Bool = false) {
+        let sizes = layers[i].linears.flatMap { $0.placeableSizes(moveArenas: moveArenas) }
+        guard !sizes.isEmpty, let arena = WeightArena(capacity: WeightArena.bytesNeeded(sizes), hugePages: hugePages) else { return }
+        layers[i] = layers[i].with { $0.placed(in: arena, moveArenas: moveArenas) }
+    }
+
+    /// Where the weights are: the arrays and arenas of every layer, the head and the embedding (see `restore`).
+    public struct Placement {
+        fileprivate let layers: [Layer], embedding: DenseMatrix, head: DenseMatrix
+    }
+
+    /// The current placement, to come back to with `restore` (A/B benchmarks of placements keep both in memory).
+    public var placement: Placement { Placement(layers: layers, embedding: embedding, head: head) }
+
+    /// Switches to a placement taken from this model (O(1): no copy).
+    public func restore(_ p: Placement) {
+        layers = p.layers; embedding = p.embedding; head = p.head
+    }
+
+    /// Bytes of weights in arenas, and how many of them the system backs with huge pages (from /proc/self/smaps).
+    public var arenaStats: (bytes: Int, hugePageBytes: Int) {
+        var seen = Set<ObjectIdentifier>(), bytes = 0, huge = 0
+        for a in layers.flatMap({ $0.linears.flatMap(\.arenas) }) + [head.arena, embedding.arena].compactMap({ $0 })
+        where seen.insert(ObjectIdentifier(a)).inserted {
+            bytes += a.used; huge += a.hugePageBytes
+        }
+        return (bytes, huge)
     }
 
     /// The layout `auto` picks for this model on this CPU: t3 when its fast kernels run here and it stores the

@@ -95,7 +95,8 @@ void bitnet_q8_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const 
 /// added one by one), so the loads cannot be elided.
 uint64_t bitnet_read_sum(const void *p, size_t bytes);
 
-/// Streams a freshly allocated, page-touched buffer of `bytes` (rounded up to 4 KiB) `repetitions` times
+/// Streams a freshly mapped, page-touched buffer of `bytes` (rounded up to 4 KiB; on 2 MiB pages where the
+/// system grants them, like the weights of bitnet_memory.h) `repetitions` times
 /// (at least 1, after one untimed warm-up pass), split into one contiguous chunk per pool thread
 /// (pool == NULL: one thread), and returns the best rate in bytes per second; 0 if allocation fails.
 double bitnet_measure_read_bandwidth(size_t bytes, int repetitions, bitnet_pool *pool);

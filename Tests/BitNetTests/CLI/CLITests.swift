@@ -99,6 +99,14 @@ final class CLITests: XCTestCase {
             XCTAssertTrue(layouts.stdout.contains(line), "\(line) missing from: \(layouts.stdout)")
         }
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--compare-layout", "t2,t4"], mentions: "'t4'")
+        // Page sizes: one copy of the weights per size (4k: none on huge pages), steps and prompts alternate.
+        let pages = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "4", "--prompts", "8", "--compare-pages", "4k,2m"])
+        XCTAssertEqual(pages.status, 0, pages.stderr)
+        for line in ["4 KiB pages: decode", "2 MiB pages: decode", "4 KiB pages: prefill 8 ", "2 MiB pages: prefill 8 "] {
+            XCTAssertTrue(pages.stdout.contains(line), "\(line) missing from: \(pages.stdout)")
+        }
+        XCTAssertTrue(pages.stderr.contains("4k pages: ") && pages.stderr.contains("MB of weights in arenas, 0 MB of them on huge pages"), pages.stderr)
+        try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--compare-pages", "4k,1g"], mentions: "'1g'")
     }
 
     /// `bench --context N`: decode after N cached positions (JSON `decode_context`, named in the text report); the
@@ -108,6 +116,10 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let obj = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], r.stdout)
         XCTAssertEqual(obj["decode_context"] as? Int, 200)
+        // The weights sit in arenas (the tiny preset's q8 head and its t2/t3 linears); huge pages are at most all of them.
+        let arena = try XCTUnwrap(obj["arena_bytes"] as? Int), huge = try XCTUnwrap(obj["huge_page_bytes"] as? Int)
+        XCTAssertGreaterThan(arena, 0)
+        XCTAssertLessThanOrEqual(huge, arena)
         XCTAssertGreaterThan(obj["decode_tokens_per_s"] as? Double ?? 0, 0)
         let text = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--context", "100", "--kv-cache", "q8"])
         XCTAssertEqual(text.status, 0, text.stderr)

@@ -81,6 +81,9 @@ final class GGUFInferenceTests: XCTestCase {
             let linears = type == .i2_s ? c.nLayers * (c.dim * c.dim + 2 * c.kvDim * c.dim + c.dim * c.dim + 3 * c.ffnDim * c.dim) / 4 : 0
             XCTAssertEqual(Self.mappableBytes(f, embedding: false), linears, type.name)
             XCTAssertEqual(mapped.fileBackedBytes, linears + c.vocabSize * c.dim * 2, type.name)
+            // Mapped I2_S linears and the F16 embedding stay in the file; TQ2_0, repacked, goes to arenas.
+            let owned = c.nLayers * (c.dim * c.dim + 2 * c.kvDim * c.dim + c.dim * c.dim + 3 * c.ffnDim * c.dim) / 4
+            XCTAssertEqual(mapped.arenaStats.bytes, type == .i2_s ? 0 : owned, type.name)
             assertSameLogits(try Self.logits(mapped, tokens), try Self.logits(try Self.repacked(url.path, head: .f16), tokens), type.name)
             // Asking for another head format converts the embedding (not mapped); linears stay mapped.
             let q8 = try InferenceModel(gguf: f, headFormat: .q8)

@@ -171,6 +171,49 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertEqual(model.bytesPerToken, { let m = InferenceModel(weights: w); m.setTernaryLayout(.t3); return m.bytesPerToken }())
     }
 
+    /// The weights decoding streams move into arenas (one per layer, one for the head) when a model is built and after
+    /// each change of format or layout; a copy on 4 KiB pages (`placeWeights(hugePages: false, moveArenas: true)`) and
+    /// switching between placements in the middle of a session decode exactly the logits of a model left alone.
+    func testWeightsLiveInArenasAndPlacementsSwitch() throws {
+        let w = ModelWeights(config: tinyConfig(.b158, ffn: .relu2, seq: 24), seed: 33)
+        let reference = InferenceModel(weights: w), model = InferenceModel(weights: w)
+        func r64(_ n: Int) -> Int { (n + 63) / 64 * 64 }
+        func linearBytes(_ stride: (Int) -> Int) -> Int {
+            model.layers.flatMap(\.linears).reduce(0) { $0 + r64($1.rows * stride($1.cols)) }
+        }
+        // The f32 head stays in its array; every packed linear is in an arena of its layer.
+        XCTAssertEqual(model.arenaStats.bytes, linearBytes { TernaryKernels.rowStride2bit(cols: $0) })
+        XCTAssertTrue(model.layers.allSatisfy { l in l.linears.allSatisfy { $0.arenas.count == 1 && $0.arenas[0] === l.wq.arenas[0] } })
+        XCTAssertFalse(model.layers[0].wq.arenas[0] === model.layers[1].wq.arenas[0])
+        XCTAssertEqual(model.hugePages, InferenceModel.hugePagesByDefault)
+        for m in [model, reference] { try m.setHeadFormat(.q8) }
+        // An untied embedding goes to the head's arena too.
+        XCTAssertFalse(model.head === model.embedding)
+        let denseBytes = r64(model.head.bytes) + r64(model.embedding.bytes)
+        XCTAssertEqual(model.arenaStats.bytes, linearBytes { TernaryKernels.rowStride2bit(cols: $0) } + denseBytes)
+        XCTAssertTrue(model.head.arena != nil && model.head.arena === model.embedding.arena)
+        let first = model.placement, firstArena = model.layers[0].wq.arenas[0]
+        model.placeWeights(hugePages: false, moveArenas: true)
+        XCTAssertFalse(model.hugePages)
+        XCTAssertFalse(model.layers[0].wq.arenas[0] === firstArena)
+        XCTAssertEqual(model.arenaStats.hugePageBytes, 0)
+        let second = model.placement
+        let a = InferenceSession(model: reference), b = InferenceSession(model: model)
+        var want = Array(try a.prefill(tokens: [2, 7, 1])), got = Array(try b.prefill(tokens: [2, 7, 1]))
+        for (i, t) in [8, 2, 8, 1, 8].enumerated() {
+            model.restore(i % 2 == 0 ? first : second)
+            want += Array(try a.step(token: t))
+            got += Array(try b.step(token: t))
+        }
+        XCTAssertEqual(got, want)
+        XCTAssertTrue(model.layers[0].wq.arenas[0] === firstArena)
+        // A new layout is placed at once, layer by layer, with the page size last asked for.
+        model.restore(second)
+        model.setTernaryLayout(.t3)
+        XCTAssertEqual(model.arenaStats.bytes, linearBytes { TernaryKernels.rowStrideBase3(cols: $0) } + denseBytes)
+        XCTAssertTrue(model.layers.allSatisfy { $0.linears.allSatisfy { $0.arenas.count == 1 && !$0.arenas[0].hugePages } })
+    }
+
     /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
     func testSyntheticModelsAndBenchmark() throws {
         var c = tinyConfig(.b158, vocab: 50, seq: 40)

@@ -1,0 +1,33 @@
+// Memory for weights that are streamed every token: anonymous mappings aligned to 2 MiB and advised for
+// transparent huge pages (Linux MADV_HUGEPAGE), so a 700 MB model needs ~350 TLB entries instead of ~175,000 and
+// the GEMVs stop paying for page walks; and how many of such a mapping's bytes the kernel did back with huge pages.
+#ifndef BITNET_MEMORY_H
+#define BITNET_MEMORY_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Alignment (and size granule) of the regions bitnet_region_map returns: 2 MiB.
+#define BITNET_REGION_ALIGN ((size_t)2 << 20)
+
+/// A zero-filled, read-write anonymous region of `bytes` (rounded up to 2 MiB) at a 2 MiB-aligned address; with
+/// `huge` != 0 it is advised for transparent huge pages (a no-op where the system has none). NULL on failure or
+/// for bytes == 0. Free with bitnet_region_unmap(p, bytes).
+void *bitnet_region_map(size_t bytes, int huge);
+
+/// Unmaps a region from bitnet_region_map (the same `bytes`).
+void bitnet_region_unmap(void *p, size_t bytes);
+
+/// Bytes of [p, p + bytes) backed by huge pages: the AnonHugePages of the mappings of /proc/self/smaps that hold
+/// the range, capped at `bytes` (a mapping the kernel merged with a neighbour counts whole); 0 where smaps is
+/// unavailable.
+size_t bitnet_region_huge_bytes(const void *p, size_t bytes);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
