@@ -14,8 +14,8 @@ public final class ThreadPool: @unchecked Sendable {
         let count = environmentInt("BITNET_THREADS").flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
         // BITNET_POOL_GUARD=0 turns the oversubscription guard off (every call parallel), for experiments.
         let guardOff = ProcessInfo.processInfo.environment["BITNET_POOL_GUARD"] == "0"
-        // BITNET_GUIDED_SPLIT=0: the decode GEMVs' row splits without big first chunks (see `guidedSplit`).
-        if ProcessInfo.processInfo.environment["BITNET_GUIDED_SPLIT"] == "0" { bitnet_set_guided_split(0) }
+        // BITNET_SPLIT=guided or uniform: another cut of the decode GEMVs' rows than lanes (see `splitMode`).
+        if let mode = ProcessInfo.processInfo.environment["BITNET_SPLIT"].flatMap(SplitMode.init(rawValue:)) { splitMode = mode }
         return ThreadPool(threadCount: count, oversubscriptionGuard: !guardOff)
     }()
 
@@ -145,8 +145,8 @@ extension ThreadPool {
     }
 
     /// `splitRows` for a C kernel taking its arguments as a struct: no Swift closure, so no allocation per call
-    /// (the decode loop's GEMVs). Guided: one big chunk per thread first (~3/4 of the rows; long contiguous weight
-    /// streams), then the chunks of `splitRows` for the rest (see bitnet_pool_split_rows).
+    /// (the decode loop's GEMVs). Cut by `splitMode`: by default each thread streams its own contiguous lane of
+    /// chunks and then helps with the others' (see bitnet_pool_split_rows).
     static func splitRows(_ range: Range<Int>, work perRow: Int, granule: Int, threshold: Int, pool: ThreadPool?,
                           kernel: bitnet_rows_fn, args: UnsafeRawPointer) {
         guard !range.isEmpty else { return }
@@ -197,12 +197,29 @@ extension ThreadPool {
         }
     }
 
-    /// Whether the decode GEMVs' splits start with one big chunk per thread (default true; BITNET_GUIDED_SPLIT=0 turns
-    /// it off when `shared` starts); false gives `chunksPerThread` equal chunks, for A/B measurements
-    /// (`bench --compare-chunks 16,16u`).
-    public static var guidedSplit: Bool {
-        get { bitnet_guided_split() != 0 }
-        set { bitnet_set_guided_split(newValue ? 1 : 0) }
+    /// How the decode GEMVs' rows are cut over the threads (bitnet_pool_split_rows).
+    public enum SplitMode: String, Sendable, CaseIterable {
+        /// Thread t owns the t-th of equal runs of chunks, front to back, then takes chunks from the back of the others'.
+        case lanes
+        /// One big chunk per thread (~3/4 of the rows), then chunks claimed dynamically.
+        case guided
+        /// Chunks claimed dynamically only.
+        case uniform
+    }
+
+    /// The split of the decode GEMVs (default lanes; BITNET_SPLIT=guided or uniform sets it when `shared` starts), for
+    /// A/B measurements (`bench --compare-chunks 16,16g,16u`); set it between, not during, parallel work.
+    public static var splitMode: SplitMode {
+        get {
+            switch bitnet_split_mode() {
+            case BITNET_SPLIT_UNIFORM: .uniform
+            case BITNET_SPLIT_GUIDED: .guided
+            default: .lanes
+            }
+        }
+        set {
+            bitnet_set_split_mode(newValue == .uniform ? BITNET_SPLIT_UNIFORM : newValue == .guided ? BITNET_SPLIT_GUIDED : BITNET_SPLIT_LANES)
+        }
     }
 
     /// Chunks per thread of a split (BITNET_CHUNKS_PER_THREAD, default 16; set it before, not during, parallel work). More chunks shrink the wait for the

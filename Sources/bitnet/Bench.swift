@@ -31,7 +31,7 @@ struct Bench: ParsableCommand {
         @Option(name: .customLong("repeat"), help: "Run the ternary model's benchmark this many times in one process (bandwidth probes around each run) and report every run and the medians; the rest of the report uses the run with the median decode rate.")
         var repeatCount: Int = 1
         @Flag(help: "Also print where a decode step's time goes: ms/token and weight GB/s per phase of the forward pass.") var profile = false
-        @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these row splits (e.g. 16,16u,4: chunks per thread, u = no big first chunks), 5 rounds, medians.")
+        @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these row splits (e.g. 16,16g,16u,4: chunks per thread; default lanes, g = guided, u = uniform), 5 rounds, medians.")
         var compareChunks: String?
         @Option(name: .customLong("compare-spin"), help: "A/B test: decode alternately with the pool's idle threads spinning these many microseconds before sleeping (e.g. 20,1000), 5 rounds, medians.")
         var compareSpin: String?
@@ -186,16 +186,16 @@ struct Bench: ParsableCommand {
                     return
                 }
                 if let compareChunks {
-                    // "16" = 16 chunks per thread after the big guided chunks; "16u" = 16 equal chunks per thread.
+                    // "16" = lanes of 16 chunks per thread; "16g" = guided (big chunks, then 16 per thread); "16u" = uniform.
                     let variants = try compareChunks.split(separator: ",").map { s -> (String, () -> Void) in
-                        let uniform = s.hasSuffix("u")
-                        guard let v = Int(uniform ? s.dropLast() : s), v > 0 else {
-                            throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer (optionally followed by u)")
+                        let mode: ThreadPool.SplitMode = s.hasSuffix("u") ? .uniform : s.hasSuffix("g") ? .guided : .lanes
+                        guard let v = Int(mode == .lanes ? s : s.dropLast()), v > 0 else {
+                            throw BitNetError.invalidArgument("--compare-chunks: '\(s)' is not a positive integer (optionally followed by g or u)")
                         }
-                        return ("split \(s) (\(uniform ? "uniform" : "guided"), \(v) chunks per thread)",
-                                { ThreadPool.chunksPerThread = v; ThreadPool.guidedSplit = !uniform })
+                        return ("split \(s) (\(mode.rawValue), \(v) chunks per thread)", { ThreadPool.chunksPerThread = v; ThreadPool.splitMode = mode })
                     }
-                    try alternateDecode(ternary, variants, kvCache: kv)
+                    // Splits cut the prompt GEMMs too: a prompt of the first --prompts length alternates as well.
+                    try alternateDecode(ternary, variants, kvCache: kv, prefillTokens: promptLengths.first)
                     return
                 }
                 if let compareSpin {
@@ -263,6 +263,7 @@ struct Bench: ParsableCommand {
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = ProcessMemory.peakRSSBytes()
                 let arena = ternary.arenaStats   // before the twin replaces the model
+                let gemvChain = profile ? InferenceBenchmark.gemvChain(model: ternary, tokens: 8) : nil
                 let pool1 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
                 // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
                 // count, or scripts/check_decode_allocs.sh would see it.
@@ -300,7 +301,10 @@ struct Bench: ParsableCommand {
                     }
                     if let phases {
                         obj["decode_profile"] = Dictionary(uniqueKeysWithValues: phases.map { phase, sec, bytes in
-                            ("\(phase)", ["seconds_per_token": sec, "weight_bytes_per_token": bytes] as [String: Any]) })
+                            var entry: [String: Any] = ["seconds_per_token": sec, "weight_bytes_per_token": bytes]
+                            if let alone = gemvChain?.phaseSeconds[phase] { entry["gemv_alone_seconds_per_token"] = alone }
+                            return ("\(phase)", entry) })
+                        if let chain = gemvChain { obj["gemv_alone_seconds_per_token"] = chain.secondsPerToken }
                     }
                     if let t = twin {
                         obj["f16_decode_tokens_per_s"] = t.decodeTokensPerSecond
@@ -345,7 +349,12 @@ struct Bench: ParsableCommand {
                     for (phase, sec, bytes) in phases {
                         var line = "  " + phase.name.padding(toLength: 14, withPad: " ", startingAt: 0) + String(format: " %7.3f ms/token %5.1f %%", 1e3 * sec, 100 * sec / max(p.totalSecondsPerToken, 1e-12))
                         if bytes > 0 { line += String(format: "  %6.1f MB at %5.1f GB/s = %3.0f %% of read bandwidth", Double(bytes) / 1e6, Double(bytes) / max(sec, 1e-12) / 1e9, 100 * Double(bytes) / max(sec, 1e-12) / bandwidth) }
+                        if let alone = gemvChain?.phaseSeconds[phase] { line += String(format: " (alone %3.0f %%)", 100 * Double(bytes) / max(alone, 1e-12) / bandwidth) }
                         print(line)
+                    }
+                    if let chain = gemvChain?.secondsPerToken {
+                        print(String(format: "  (alone: the same GEMVs with nothing in between, %.2f ms/token, %.1f GB/s = %.0f %% of read bandwidth)",
+                                     1e3 * chain, Double(a.bytesPerToken) / chain / 1e9, 100 * Double(a.bytesPerToken) / chain / bandwidth))
                     }
                 }
                 if let t = twin {

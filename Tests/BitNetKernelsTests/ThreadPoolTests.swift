@@ -187,10 +187,10 @@ final class ThreadPoolTests: XCTestCase {
         }
     }
 
-    /// The decode GEMVs' guided split (bitnet_pool_split_rows): every row of [begin, end) exactly once, chunks starting
-    /// at whole multiples of `chunk` from `begin`, and with several threads one big chunk per thread (~3/4 of the
-    /// rows in all) before the small ones.
-    func testGuidedSplitCoversEveryRowOnce() {
+    /// The decode GEMVs' splits (bitnet_pool_split_rows) in every mode: every row of [begin, end) exactly once, pieces
+    /// starting at whole multiples of `chunk` from `begin`; guided: one big chunk per thread (~3/4 of the rows in all)
+    /// before the small ones; lanes: pieces of at most `chunk` rows, none across the boundary of a thread's lane.
+    func testSplitModesCoverEveryRowOnce() {
         struct Record { var hits: UnsafeMutablePointer<Int32>; var starts: UnsafeMutablePointer<Int>; var lengths: UnsafeMutablePointer<Int>; var begin: Int }
         let kernel: bitnet_rows_fn = { args, r0, r1 in
             let rec = args!.assumingMemoryBound(to: Record.self).pointee
@@ -198,30 +198,85 @@ final class ThreadPoolTests: XCTestCase {
             rec.starts[r0] = 1
             rec.lengths[r0] = r1 - r0
         }
-        for threads in [1, 2, 3] {
-            let pool = ThreadPool(threadCount: threads)
-            for (begin, end, chunk) in [(0, 2560, 80), (7, 1000, 12), (0, 97, 4), (5, 6, 1), (0, 40, 40), (3, 50, 0)] {
-                let hits = UnsafeMutablePointer<Int32>.allocate(capacity: end), starts = UnsafeMutablePointer<Int>.allocate(capacity: end)
-                let lengths = UnsafeMutablePointer<Int>.allocate(capacity: end)
-                hits.initialize(repeating: 0, count: end); starts.initialize(repeating: 0, count: end); lengths.initialize(repeating: 0, count: end)
-                defer { hits.deallocate(); starts.deallocate(); lengths.deallocate() }
-                var rec = Record(hits: hits, starts: starts, lengths: lengths, begin: begin)
-                withUnsafePointer(to: &rec) { bitnet_pool_split_rows(pool.raw, begin, end, chunk, kernel, $0) }
-                let tag = "threads \(threads), [\(begin), \(end)) chunk \(chunk)"
-                XCTAssertEqual((0..<end).map { hits[$0] }, (0..<end).map { $0 < begin ? 0 : 1 }, tag)
-                let runs = (begin..<end).filter { starts[$0] == 1 }
-                if chunk > 0 { XCTAssertTrue(runs.allSatisfy { ($0 - begin) % chunk == 0 }, tag) }
-                if threads > 1 && chunk > 0 && (end - begin) * 3 / (4 * threads) / chunk > 1 {
-                    let big = (end - begin) * 3 / (4 * threads) / chunk * chunk
-                    XCTAssertEqual(Array(runs.prefix(threads)), (0..<threads).map { begin + $0 * big }, tag)
-                    XCTAssertEqual((0..<threads).map { lengths[begin + $0 * big] }, [Int](repeating: big, count: threads), tag)
-                    XCTAssertTrue(runs.dropFirst(threads).allSatisfy { lengths[$0] <= chunk }, tag)
+        let saved = ThreadPool.splitMode
+        defer { ThreadPool.splitMode = saved }
+        for mode in ThreadPool.SplitMode.allCases {
+            ThreadPool.splitMode = mode
+            for threads in [1, 2, 3] {
+                let pool = ThreadPool(threadCount: threads)
+                for (begin, end, chunk) in [(0, 2560, 80), (7, 1000, 12), (0, 97, 4), (5, 6, 1), (0, 40, 40), (3, 50, 0)] {
+                    let hits = UnsafeMutablePointer<Int32>.allocate(capacity: end), starts = UnsafeMutablePointer<Int>.allocate(capacity: end)
+                    let lengths = UnsafeMutablePointer<Int>.allocate(capacity: end)
+                    hits.initialize(repeating: 0, count: end); starts.initialize(repeating: 0, count: end); lengths.initialize(repeating: 0, count: end)
+                    defer { hits.deallocate(); starts.deallocate(); lengths.deallocate() }
+                    var rec = Record(hits: hits, starts: starts, lengths: lengths, begin: begin)
+                    withUnsafePointer(to: &rec) { bitnet_pool_split_rows(pool.raw, begin, end, chunk, kernel, $0) }
+                    let tag = "\(mode), threads \(threads), [\(begin), \(end)) chunk \(chunk)"
+                    XCTAssertEqual((0..<end).map { hits[$0] }, (0..<end).map { $0 < begin ? 0 : 1 }, tag)
+                    let runs = (begin..<end).filter { starts[$0] == 1 }
+                    if chunk > 0 { XCTAssertTrue(runs.allSatisfy { ($0 - begin) % chunk == 0 }, tag) }
+                    let rows = end - begin
+                    if mode == .guided && threads > 1 && chunk > 0 && rows * 3 / (4 * threads) / chunk > 1 {
+                        let big = rows * 3 / (4 * threads) / chunk * chunk
+                        XCTAssertEqual(Array(runs.prefix(threads)), (0..<threads).map { begin + $0 * big }, tag)
+                        XCTAssertEqual((0..<threads).map { lengths[begin + $0 * big] }, [Int](repeating: big, count: threads), tag)
+                        XCTAssertTrue(runs.dropFirst(threads).allSatisfy { lengths[$0] <= chunk }, tag)
+                    }
+                    if mode != .guided && chunk > 0 && chunk < rows {
+                        XCTAssertTrue(runs.allSatisfy { lengths[$0] <= chunk }, tag)
+                        if mode == .lanes && threads > 1 {
+                            // Lanes of whole chunks: ceil(rows / (threads × chunk)) chunks each.
+                            let lane = (rows + threads * chunk - 1) / (threads * chunk) * chunk
+                            XCTAssertTrue(runs.allSatisfy { ($0 - begin) / lane == ($0 - begin + lengths[$0] - 1) / lane }, tag)
+                        }
+                    }
                 }
             }
         }
     }
 
-    /// Idle-time prefetch hints (bitnet_pool_prefetch_rows): the pieces are each thread's first rows of the guided split
+    /// Lanes: a thread done with its own lane takes chunks from the back of the other's. Chunks of lane 0 sleep 2 ms,
+    /// lane 1's are instant; lane 0 then ends up shared: its owner's chunks a prefix in claim order, the helper's the
+    /// suffix, claimed back to front.
+    func testLanesSplitStealsFromTheBack() throws {
+        let saved = ThreadPool.splitMode
+        defer { ThreadPool.splitMode = saved }
+        ThreadPool.splitMode = .lanes
+        let pool = ThreadPool(threadCount: 2, spinMicroseconds: 100_000)
+        final class Log: @unchecked Sendable {
+            var lock = pthread_mutex_t()
+            var pieces: [(start: Int, thread: UInt, order: Int)] = []
+            init() { pthread_mutex_init(&lock, nil) }
+        }
+        let log = Log()
+        let kernel: bitnet_rows_fn = { args, r0, r1 in
+            let log = Unmanaged<Log>.fromOpaque(args!).takeUnretainedValue()
+            if r0 < 256 { usleep(2000) }
+            pthread_mutex_lock(&log.lock)
+            #if os(Linux)
+            let me = UInt(pthread_self())
+            #else
+            let me = UInt(bitPattern: pthread_self())
+            #endif
+            log.pieces.append((r0, me, log.pieces.count))
+            pthread_mutex_unlock(&log.lock)
+        }
+        pool.parallelFor(2) { _ in }   // both threads awake
+        bitnet_pool_split_rows(pool.raw, 0, 512, 32, kernel, Unmanaged.passUnretained(log).toOpaque())
+        let lane0 = log.pieces.filter { $0.start < 256 }.sorted { $0.start < $1.start }
+        XCTAssertEqual(lane0.map(\.start), stride(from: 0, to: 256, by: 32).map { $0 })
+        XCTAssertEqual(log.pieces.count, 16)
+        let owner = lane0[0].thread
+        let helped = lane0.filter { $0.thread != owner }
+        guard !helped.isEmpty else { throw XCTSkip("the pool ran the split on one thread (a busy machine)") }
+        // The owner's chunks come first in the lane and in claim order; the helper's are the rest, claimed from the back.
+        let ownerRows = lane0.filter { $0.thread == owner }
+        XCTAssertEqual(ownerRows.map(\.start), stride(from: 0, to: ownerRows.count * 32, by: 32).map { $0 })
+        XCTAssertEqual(ownerRows.map(\.order), ownerRows.map(\.order).sorted())
+        XCTAssertEqual(helped.map(\.order), helped.map(\.order).sorted(by: >), "stolen back to front")
+    }
+
+    /// Idle-time prefetch hints (bitnet_pool_prefetch_rows): the pieces are each thread's first rows of the split (its lane, or its big chunk)
     /// (the worker's first, then the caller's), mapped onto the right matrix of a fused row space, cut at the byte
     /// budget; an idle worker prefetches exactly those bytes; the split itself clears the hint; budget 0 is off.
     func testIdlePrefetchHintCoversEachThreadsFirstRows() {
@@ -232,12 +287,26 @@ final class ThreadPoolTests: XCTestCase {
         let buffers = zip(rows, strides).map { UnsafeMutableRawPointer.allocate(byteCount: $0 * $1, alignment: 64) }
         defer { buffers.forEach { $0.deallocate() } }
         let chunk = 96, total = rows.reduce(0, +)
-        let big = total * 3 / (4 * 2) / chunk * chunk   // 1200: thread 1's chunk starts at row 1200 = matrix 2, row 0
+        // Each thread's first run: in lanes (the default), its lane of 17 chunks = 1632 rows (thread 1's starts in
+        // matrix 2 at row 432); guided, its big chunk of 1200 rows (thread 1's starts at matrix 2, row 0).
+        let lane = (total + 2 * chunk - 1) / (2 * chunk) * chunk, big = total * 3 / (4 * 2) / chunk * chunk
+        XCTAssertEqual(lane, 1632)
+        func pending() -> [(UInt, Int)] {
+            var addr = [UInt](repeating: 0, count: 16), len = [Int](repeating: 0, count: 16)
+            let n = Int(bitnet_pool_pending_prefetch(pool.raw, &addr, &len, 16))
+            return (0..<n).map { (addr[$0], len[$0]) }
+        }
+        var spans = zip(buffers, zip(strides, rows)).map { bitnet_rows_span(base: $0, row_stride: $1.0, rows: $1.1) }
+        let saved = ThreadPool.splitMode
+        defer { ThreadPool.splitMode = saved }
+        for mode in [ThreadPool.SplitMode.lanes, .guided] {
+        ThreadPool.splitMode = mode
+        let first = mode == .lanes ? lane : big
         func expectedPieces(budget: Int) -> [(UInt, Int)] {
-            // Independent walk: thread 1's rows [big, 2 big), then thread 0's [0, big), each cut at `budget` bytes.
+            // Independent walk: thread 1's rows [first, 2 first), then thread 0's [0, first), each cut at `budget` bytes.
             var out: [(UInt, Int)] = []
-            for start in [big, 0] {
-                var r = start, left = budget, need = big
+            for start in [first, 0] {
+                var r = start, left = budget, need = first
                 var base = 0
                 for (i, n) in rows.enumerated() {
                     defer { base += n }
@@ -249,12 +318,6 @@ final class ThreadPoolTests: XCTestCase {
             }
             return out
         }
-        func pending() -> [(UInt, Int)] {
-            var addr = [UInt](repeating: 0, count: 16), len = [Int](repeating: 0, count: 16)
-            let n = Int(bitnet_pool_pending_prefetch(pool.raw, &addr, &len, 16))
-            return (0..<n).map { (addr[$0], len[$0]) }
-        }
-        var spans = zip(buffers, zip(strides, rows)).map { bitnet_rows_span(base: $0, row_stride: $1.0, rows: $1.1) }
         for budget in [64 * 1024, 700_000] {
             pool.idlePrefetchBytes = budget
             pool.parallelFor(2) { _ in }   // the worker is awake and starts a fresh 1 s spin
@@ -262,13 +325,14 @@ final class ThreadPoolTests: XCTestCase {
             bitnet_pool_prefetch_rows(pool.raw, &spans, 3, chunk)
             let want = expectedPieces(budget: budget)
             let got = pending()
-            XCTAssertEqual(got.map(\.0), want.map(\.0), "budget \(budget): piece addresses")
-            XCTAssertEqual(got.map(\.1), want.map(\.1), "budget \(budget): piece lengths")
+            XCTAssertEqual(got.map(\.0), want.map(\.0), "\(mode), budget \(budget): piece addresses")
+            XCTAssertEqual(got.map(\.1), want.map(\.1), "\(mode), budget \(budget): piece lengths")
             // The spinning worker prefetches all of it, then stops.
             let wanted = want.reduce(0) { $0 + $1.1 }
             let deadline = Date().addingTimeInterval(2)
             while pool.idlePrefetchedBytes - before < wanted && Date() < deadline { usleep(200) }
-            XCTAssertEqual(pool.idlePrefetchedBytes - before, wanted, "budget \(budget): bytes prefetched by the idle worker")
+            XCTAssertEqual(pool.idlePrefetchedBytes - before, wanted, "\(mode), budget \(budget): bytes prefetched by the idle worker")
+        }
         }
         // A split clears the pending hint.
         bitnet_pool_prefetch_rows(pool.raw, &spans, 3, chunk)

@@ -1,5 +1,6 @@
 // Microbench: t2 vs t3 ternary GEMV on every BitNet b1.58 2B4T decode matrix (30 layers x q,k,v,o,gate,up,down),
-// against a pure read of the same number of bytes, with 1 and 2 threads (a spin barrier after each matrix, rows
+// against a pure read of the same number of bytes, each on 4 KiB pages (malloc) and on 2 MiB transparent huge pages
+// (an madvise(MADV_HUGEPAGE) arena, as WeightArena does; modes readH, t2H, t3H), with 1 and 2 threads (a spin barrier after each matrix, rows
 // split like the inference pool). Variants run interleaved, round after round, and medians are reported, since
 // the machine is shared and noisy. Then the single-thread in-cache rate (Gweights/s) of each kernel on a matrix
 // that fits in L2, which tells whether a kernel is compute- or memory-bound.
@@ -10,22 +11,35 @@
 // Run: /tmp/gemv_stream_bench [rounds=7]  (rounds 0: only the in-cache rates)     (BITNET_ISA=avx2 / portable caps the kernels' path as usual)
 #define _GNU_SOURCE
 #include "../../Sources/CBitNetKernels/ternary.c"
+#include <sys/mman.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <time.h>
 
 #define LAYERS 30
 #define MAX_THREADS 2
-enum { MODE_READ, MODE_T2, MODE_T3, NMODES };
-static const char *mode_names[NMODES] = {"read", "t2", "t3"};
+enum { MODE_READ, MODE_T2, MODE_T3, MODE_READH, MODE_T2H, MODE_T3H, NMODES };   // H: the same on huge pages
+static const char *mode_names[NMODES] = {"read", "t2", "t3", "readH", "t2H", "t3H"};
 
 typedef struct { size_t rows, cols; uint8_t *w2, *w3; int32_t *y; } mat;
-static mat mats[LAYERS * 7];
+static mat mats[LAYERS * 7], matsH[LAYERS * 7];   // matsH: copies in the huge-page arena
 static int nmats;
 static int8_t xact[8192];
-static uint8_t *rbuf;
+static uint8_t *rbuf, *rbufH;
 static size_t rbytes;
 static volatile uint64_t sink;
+// The huge-page arena: one 2 MiB-aligned allocation advised before it is touched, handed out in 4 KiB-aligned pieces.
+#define ARENA_BYTES ((size_t)1100 << 20)
+static uint8_t *arena;
+static size_t arena_used;
+static void *arena_alloc(size_t n) {
+    if (!arena) { arena = aligned_alloc((size_t)2 << 20, ARENA_BYTES); madvise(arena, ARENA_BYTES, MADV_HUGEPAGE); }
+    n = (n + 4095) & ~(size_t)4095;
+    if (arena_used + n > ARENA_BYTES) { fprintf(stderr, "arena full\n"); exit(1); }
+    void *p = arena + arena_used;
+    arena_used += n;
+    return p;
+}
 
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + 1e-9 * t.tv_nsec; }
 
@@ -54,16 +68,18 @@ static volatile int job_mode, job_threads, job_quit;
 static double job_seconds;
 
 static void run_pass(int tid) {
-    const int T = job_threads, mode = job_mode;
+    const int T = job_threads, huge = job_mode >= MODE_READH, mode = huge ? job_mode - MODE_READH : job_mode;
+    const mat *set = huge ? matsH : mats;
+    const uint8_t *rb = huge ? rbufH : rbuf;
     if (tid >= T) return;
     int phase = 0;
     const double t0 = now();
     if (mode == MODE_READ) {
         size_t ch = (rbytes / T) & ~(size_t)255;
-        sink += readsum(rbuf + tid * ch, ch);
+        sink += readsum(rb + tid * ch, ch);
     } else {
         for (int m = 0; m < nmats; m++) {
-            mat *M = &mats[m];
+            const mat *M = &set[m];
             size_t per = (M->rows / T + 3) & ~(size_t)3, r0 = tid * per, r1 = r0 + per < M->rows ? r0 + per : M->rows;
             if (r0 > r1) r0 = r1;
             if (mode == MODE_T2) bitnet_t2_gemv(M->w2, bitnet_t2_row_stride(M->cols), M->cols, xact, M->y, r0, r1);
@@ -98,7 +114,7 @@ static int cmp_double(const void *a, const void *b) { double x = *(const double 
 static size_t bytes_of(int mode) {
     size_t b = 0;
     for (int m = 0; m < nmats; m++)
-        b += mats[m].rows * (mode == MODE_T3 ? bitnet_t3_row_stride(mats[m].cols) : bitnet_t2_row_stride(mats[m].cols));
+        b += mats[m].rows * (mode % MODE_READH == MODE_T3 ? bitnet_t3_row_stride(mats[m].cols) : bitnet_t2_row_stride(mats[m].cols));
     return b;
 }
 
@@ -134,10 +150,19 @@ int main(int argc, char **argv) {
             M->w2 = aligned_alloc(64, M->rows * bitnet_t2_row_stride(M->cols)); bitnet_t2_pack(codes, M->rows, M->cols, M->w2);
             M->w3 = aligned_alloc(64, M->rows * bitnet_t3_row_stride(M->cols)); bitnet_t3_pack(codes, M->rows, M->cols, M->w3);
             M->y = aligned_alloc(64, M->rows * sizeof(int32_t));
+            mat *H = &matsH[nmats - 1];
+            *H = *M;
+            const size_t b2 = M->rows * bitnet_t2_row_stride(M->cols), b3 = M->rows * bitnet_t3_row_stride(M->cols);
+            H->w2 = arena_alloc(b2); memcpy(H->w2, M->w2, b2);
+            H->w3 = arena_alloc(b3); memcpy(H->w3, M->w3, b3);
+            H->y = aligned_alloc(64, M->rows * sizeof(int32_t));
             free(codes);
         }
     rbytes = bytes_of(MODE_T2) & ~(size_t)4095;
     rbuf = aligned_alloc(4096, rbytes + 4096); memset(rbuf, 1, rbytes);
+    rbufH = aligned_alloc((size_t)2 << 20, rbytes + ((size_t)2 << 20));
+    madvise(rbufH, rbytes + ((size_t)2 << 20), MADV_HUGEPAGE);
+    memset(rbufH, 1, rbytes);
     printf("isa %s, t3 path %s; bytes per token: t2 %.1f MB, t3 %.1f MB (read pass: %.1f MB)\n", bitnet_ternary_isa_name(),
            bitnet_ternary_isa() == BITNET_TERNARY_AVX512VNNI && t3_cpu_vbmi() ? "avx512vbmi" : bitnet_ternary_isa_name(),
            bytes_of(MODE_T2) / 1e6, bytes_of(MODE_T3) / 1e6, rbytes / 1e6);
@@ -157,10 +182,12 @@ int main(int argc, char **argv) {
         for (int mode = 0; mode < NMODES; mode++) {
             qsort(sec[T][mode] + 1, rounds, sizeof(double), cmp_double);
             med[mode] = sec[T][mode][1 + rounds / 2];
-            const size_t b = mode == MODE_READ ? rbytes : bytes_of(mode);
+            const size_t b = mode % MODE_READH == MODE_READ ? rbytes : bytes_of(mode);
             printf("  T=%d %-4s %7.2f ms/token  %6.2f GB/s  (min %.2f max %.2f ms)\n", T, mode_names[mode], med[mode] * 1e3,
                    b / med[mode] / 1e9, sec[T][mode][1] * 1e3, sec[T][mode][rounds] * 1e3);
         }
+        printf("  T=%d 2 MiB / 4 KiB pages, time: read %.3f, t2 %.3f, t3 %.3f\n", T, med[MODE_READH] / med[MODE_READ],
+               med[MODE_T2H] / med[MODE_T2], med[MODE_T3H] / med[MODE_T3]);
         printf("  T=%d t3/t2 time ratio %.3f (t2 %.1f tok/s of GEMVs, t3 %.1f)\n", T, med[MODE_T3] / med[MODE_T2],
                1 / med[MODE_T2], 1 / med[MODE_T3]);
     }

@@ -117,4 +117,52 @@ public enum InferenceBenchmark {
         return Result(decodeTokensPerSecond: decodeTPS, decodeMedianTokensPerSecond: 1 / max(median, 1e-9), prefillTokensPerSecond: prefill, timeToFirstToken: ttft,
                       weightBytes: model.inferenceBytes, bytesPerToken: model.bytesPerToken, profile: recorder)
     }
+
+    /// A decode step's GEMVs alone (`gemvChain`): median seconds per token in all, and per phase of `DecodeProfile`.
+    public struct GemvChain: Sendable {
+        public let secondsPerToken: Double
+        /// Median seconds per token of the GEMVs of each phase (the weight phases only).
+        public let phaseSeconds: [DecodeProfile.Phase: Double]
+    }
+
+    /// A decode step's GEMVs alone: the same pool calls as `InferenceSession.step` (Wq/Wk/Wv and W1/W3 fused, Wo,
+    /// W2, then the head) on fixed activations with no other work in between, over `tokens` passes after one
+    /// warm-up. What the rest of a step (norms, attention, the gaps between calls) adds shows against it. Nil when
+    /// the linears do not run on the integer kernels (the fp twin, grouped activations).
+    public static func gemvChain(model: InferenceModel, tokens: Int = 8) -> GemvChain? {
+        let c = model.config
+        guard let first = model.layers.first, first.linears.allSatisfy(\.takesCodes), tokens > 0 else { return nil }
+        let maxCols = max(c.dim, c.nHeads * c.headDim, c.ffnDim), maxRows = max(c.nHeads * c.headDim + 2 * c.kvDim, 2 * c.ffnDim, c.dim)
+        let codes = UnsafeMutablePointer<Int8>.allocate(capacity: maxCols), acc = UnsafeMutablePointer<Int32>.allocate(capacity: maxRows)
+        let x = FloatBuffer(c.dim), logits = FloatBuffer(c.vocabSize)
+        defer { codes.deallocate(); acc.deallocate() }
+        var rng = SeededRNG(seed: 5)
+        for i in 0..<maxCols { codes[i] = Int8(truncatingIfNeeded: rng.nextInt(below: 255) - 127) }
+        for i in 0..<c.dim { x.ptr[i] = rng.nextUniform() - 0.5 }
+        let phases: [DecodeProfile.Phase] = [.qkv, .wo, .ffnUp, .ffnDown, .head]
+        var seconds = [[Double]](repeating: [], count: phases.count + 1)
+        for pass in 0...tokens {
+            var t = [Double](repeating: 0, count: phases.count)
+            func timed(_ i: Int, _ body: () -> Void) { let t0 = Clock.now(); body(); t[i] += Clock.now() - t0 }
+            let t0 = Clock.now()
+            for L in model.layers {
+                timed(0) {
+                    if !InferenceLinear.fusedGemv(L.wq, L.wk, L.wv, codes: codes, acc: acc) { for w in [L.wq, L.wk, L.wv] { w.gemvPacked(codes: codes, acc: acc) } }
+                }
+                timed(1) { L.wo.gemvPacked(codes: codes, acc: acc) }
+                timed(2) {
+                    if !InferenceLinear.fusedGemv(L.w1, L.w3, nil, codes: codes, acc: acc) { for w in [L.w1, L.w3] { w.gemvPacked(codes: codes, acc: acc) } }
+                }
+                timed(3) { L.w2.gemvPacked(codes: codes, acc: acc) }
+            }
+            timed(4) { model.applyHead(x: x.ptr, logits: logits.ptr) }
+            if pass > 0 {
+                seconds[phases.count].append(Clock.now() - t0)
+                for i in phases.indices { seconds[i].append(t[i]) }
+            }
+        }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        return GemvChain(secondsPerToken: median(seconds[phases.count]),
+                         phaseSeconds: Dictionary(uniqueKeysWithValues: phases.indices.map { (phases[$0], median(seconds[$0])) }))
+    }
 }

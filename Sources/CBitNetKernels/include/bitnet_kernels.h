@@ -37,15 +37,21 @@ void bitnet_pool_parallel_for(bitnet_pool *pool, size_t n_tasks, bitnet_task_fn 
 /// A kernel over rows [r0, r1) with its arguments in a struct (see bitnet_pool_split_rows).
 typedef void (*bitnet_rows_fn)(const void *args, size_t r0, size_t r1);
 
-/// Runs fn(args, r0, r1) over [begin, end) on the pool, cut into one big chunk per thread (~3/4 of the rows in all,
-/// a whole number of `chunk`s each) and then chunks of `chunk` rows (the last one shorter); every row exactly once.
+/// Runs fn(args, r0, r1) over [begin, end) on the pool, every row exactly once, in pieces of whole `chunk`s from
+/// `begin` (the last one shorter), cut by the split mode: lanes (default: thread t owns the t-th of `threads` equal
+/// runs of chunks and claims them front to back, then takes chunks from the back of the other lanes), guided (one
+/// big chunk per thread, ~3/4 of the rows in all, then chunks claimed dynamically) or uniform (chunks only).
 /// chunk 0 or >= the range runs once on the caller. Unlike a Swift closure per call, this allocates nothing.
 void bitnet_pool_split_rows(bitnet_pool *pool, size_t begin, size_t end, size_t chunk, bitnet_rows_fn fn, const void *args);
 
-/// Turns the big first chunks of bitnet_pool_split_rows off (0: chunks of `chunk` rows only) or on (the default),
-/// process-wide, for A/B measurements; set it between, not during, parallel calls.
-void bitnet_set_guided_split(int enabled);
-int bitnet_guided_split(void);
+#define BITNET_SPLIT_UNIFORM 0
+#define BITNET_SPLIT_GUIDED 1
+#define BITNET_SPLIT_LANES 2
+
+/// Sets the split mode of bitnet_pool_split_rows process-wide (an unknown mode means lanes), for A/B measurements;
+/// set it between, not during, parallel calls.
+void bitnet_set_split_mode(int mode);
+int bitnet_split_mode(void);
 
 /// Up to 4 row kernels over one concatenated row space (rows[0] rows of fn[0], then rows[1] of fn[1], ...), so
 /// that several independent GEMVs sharing an input (Wq/Wk/Wv, W1/W3) are split over the pool in one call.

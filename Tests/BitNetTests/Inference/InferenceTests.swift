@@ -214,6 +214,21 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertTrue(model.layers.allSatisfy { $0.linears.allSatisfy { $0.arenas.count == 1 && !$0.arenas[0].hugePages } })
     }
 
+    /// `InferenceBenchmark.gemvChain` (bench --profile's "alone"): a median time for exactly the phases that stream
+    /// weights, the whole pass longer than its head alone; nil for the fp twin, whose linears take floats.
+    func testGemvChainTimesTheWeightPhases() throws {
+        var c = tinyConfig(.b158, vocab: 50, seq: 40)
+        c.tieEmbeddings = true
+        let ternary = try InferenceModel(synthetic: c, headFormat: .q8)
+        let chain = try XCTUnwrap(InferenceBenchmark.gemvChain(model: ternary, tokens: 3))
+        XCTAssertEqual(Set(chain.phaseSeconds.keys), Set(DecodeProfile.Phase.allCases.filter { ternary.bytesPerToken(in: $0) > 0 }))
+        XCTAssertTrue(chain.phaseSeconds.values.allSatisfy { $0 > 0 })
+        XCTAssertGreaterThan(chain.secondsPerToken, try XCTUnwrap(chain.phaseSeconds[.head]))
+        var fc = c
+        fc.arch = .fp
+        XCTAssertNil(InferenceBenchmark.gemvChain(model: try InferenceModel(synthetic: fc, headFormat: .f16)))
+    }
+
     /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
     func testSyntheticModelsAndBenchmark() throws {
         var c = tinyConfig(.b158, vocab: 50, seq: 40)
