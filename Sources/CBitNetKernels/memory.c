@@ -8,7 +8,14 @@
 #include <string.h>
 #include <sys/mman.h>
 
-static size_t region_size(size_t bytes) { return (bytes + BITNET_REGION_ALIGN - 1) / BITNET_REGION_ALIGN * BITNET_REGION_ALIGN; }
+// The mapped size: whole 2 MiB pages where the tail past the last one fills at least half a huge page (and the region
+// has a whole one), whole 4 KiB pages otherwise. Only whole 2 MiB pages of it are advised, so a region never pins a
+// huge page it uses less than half of, and one under 2 MiB stays on small pages.
+static size_t region_size(size_t bytes) {
+    const size_t whole = bytes / BITNET_REGION_ALIGN * BITNET_REGION_ALIGN, tail = bytes - whole;
+    if (whole && tail >= BITNET_REGION_ALIGN / 2) return whole + BITNET_REGION_ALIGN;
+    return (bytes + 4095) / 4096 * 4096;
+}
 
 void *bitnet_region_map(size_t bytes, int huge) {
     if (bytes == 0 || bytes > SIZE_MAX - 2 * BITNET_REGION_ALIGN) return NULL;
@@ -21,7 +28,8 @@ void *bitnet_region_map(size_t bytes, int huge) {
     if (p > raw) munmap(raw, (size_t)(p - raw));
     if (raw + span > p + size) munmap(p + size, (size_t)(raw + span - (p + size)));
 #ifdef MADV_HUGEPAGE
-    if (huge) madvise(p, size, MADV_HUGEPAGE);   // advice only: without THP the region stays on 4 KiB pages
+    const size_t whole = size / BITNET_REGION_ALIGN * BITNET_REGION_ALIGN;
+    if (huge && whole) madvise(p, whole, MADV_HUGEPAGE);   // advice only: without THP the region stays on 4 KiB pages
 #else
     (void)huge;
 #endif

@@ -52,6 +52,16 @@ final class WeightArenaTests: XCTestCase {
         XCTAssertLessThanOrEqual(huge.hugePageBytes, bytes)
         if mode.contains("[madvise]") {
             XCTAssertEqual(plain.hugePageBytes, 0, mode)
+            // A tail past the last whole 2 MiB gets a huge page only when it fills half of it: 2.5 MiB has at most
+            // one huge page, 3 MiB at most two; an arena under 2 MiB none.
+            for (mib, most) in [(5, 2), (6, 4)] {
+                let odd = try XCTUnwrap(WeightArena(capacity: mib << 19, hugePages: true))
+                _ = odd.place(KernelBuffer([UInt8](repeating: 2, count: mib << 19)))
+                XCTAssertLessThanOrEqual(odd.hugePageBytes, most << 20, "\(mib) / 2 MiB")
+            }
+            let small = try XCTUnwrap(WeightArena(capacity: 1 << 20, hugePages: true))
+            _ = small.place(KernelBuffer([UInt8](repeating: 3, count: 1 << 20)))
+            XCTAssertEqual(small.hugePageBytes, 0)
         }
         if mode.contains("[never]") {
             XCTAssertEqual(huge.hugePageBytes, 0, mode)

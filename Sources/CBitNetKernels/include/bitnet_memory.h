@@ -10,12 +10,14 @@
 extern "C" {
 #endif
 
-/// Alignment (and size granule) of the regions bitnet_region_map returns: 2 MiB.
+/// Alignment of the regions bitnet_region_map returns, and the huge page size: 2 MiB.
 #define BITNET_REGION_ALIGN ((size_t)2 << 20)
 
-/// A zero-filled, read-write anonymous region of `bytes` (rounded up to 2 MiB) at a 2 MiB-aligned address; with
-/// `huge` != 0 it is advised for transparent huge pages (a no-op where the system has none). NULL on failure or
-/// for bytes == 0. Free with bitnet_region_unmap(p, bytes).
+/// A zero-filled, read-write anonymous region of `bytes` at a 2 MiB-aligned address; with `huge` != 0 its 2 MiB
+/// pages are advised for transparent huge pages (a no-op where the system has none). A tail past the last whole
+/// 2 MiB gets a huge page of its own only when it fills at least half of it (the region is then rounded up to 2 MiB);
+/// otherwise it stays on 4 KiB pages, as does a region under 2 MiB. NULL on failure or for bytes == 0. Free with
+/// bitnet_region_unmap(p, bytes).
 void *bitnet_region_map(size_t bytes, int huge);
 
 /// Unmaps a region from bitnet_region_map (the same `bytes`).
