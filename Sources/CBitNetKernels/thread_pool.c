@@ -477,20 +477,21 @@ typedef struct {
     bitnet_rows_fn fn;
     const void *args;
     size_t begin, chunk, lanes;
-    // Per lane, the rows not yet claimed, relative to begin: lo << 32 | hi.
-    _Atomic uint64_t range[LANES_MAX];
+    // Per lane, the rows not yet claimed, relative to begin: lo << 32 | hi; a cache line each, so that one thread's
+    // claims do not pull the line of the other's lane away from it.
+    struct { _Atomic uint64_t v; char pad[64 - sizeof(uint64_t)]; } range[LANES_MAX] __attribute__((aligned(64)));
 } lanes_ctx;
 
 // Claims the next chunk of lane u from its front (own lane) or back (another's); false when the lane is empty.
 static int lanes_claim(lanes_ctx *s, size_t u, int front, size_t *r0, size_t *r1) {
-    uint64_t v = atomic_load_explicit(&s->range[u], memory_order_acquire);
+    uint64_t v = atomic_load_explicit(&s->range[u].v, memory_order_acquire);
     for (;;) {
         const size_t lo = (size_t)(v >> 32), hi = (size_t)(uint32_t)v;
         if (lo >= hi) return 0;
         // Chunks stay at whole multiples of `chunk` from the lane's start (lo only ever moves by whole chunks).
         const size_t a = front ? lo : (hi - 1 - lo) / s->chunk * s->chunk + lo, b = front ? (hi - lo < s->chunk ? hi : lo + s->chunk) : hi;
         const uint64_t next = front ? ((uint64_t)b << 32 | hi) : ((uint64_t)lo << 32 | a);
-        if (atomic_compare_exchange_weak_explicit(&s->range[u], &v, next, memory_order_acq_rel, memory_order_acquire)) {
+        if (atomic_compare_exchange_weak_explicit(&s->range[u].v, &v, next, memory_order_acq_rel, memory_order_acquire)) {
             *r0 = s->begin + a;
             *r1 = s->begin + b;
             return 1;
@@ -518,7 +519,7 @@ void bitnet_pool_split_rows(bitnet_pool *p, size_t begin, size_t end, size_t chu
         s.fn = fn; s.args = args; s.begin = begin; s.chunk = chunk; s.lanes = threads;
         for (size_t t = 0; t < threads; t++) {
             const size_t lo = t * lane < rows ? t * lane : rows, hi = lo + lane < rows ? lo + lane : rows;
-            atomic_init(&s.range[t], (uint64_t)lo << 32 | hi);
+            atomic_init(&s.range[t].v, (uint64_t)lo << 32 | hi);
         }
         bitnet_pool_parallel_for(p, threads, lanes_task, &s);
         return;
