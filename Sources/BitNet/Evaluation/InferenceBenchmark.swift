@@ -139,30 +139,28 @@ public enum InferenceBenchmark {
         var rng = SeededRNG(seed: 5)
         for i in 0..<maxCols { codes[i] = Int8(truncatingIfNeeded: rng.nextInt(below: 255) - 127) }
         for i in 0..<c.dim { x.ptr[i] = rng.nextUniform() - 0.5 }
-        let phases: [DecodeProfile.Phase] = [.qkv, .wo, .ffnUp, .ffnDown, .head]
-        var seconds = [[Double]](repeating: [], count: phases.count + 1)
+        var total: [Double] = [], phaseTotals: [DecodeProfile.Phase: [Double]] = [:]
         for pass in 0...tokens {
-            var t = [Double](repeating: 0, count: phases.count)
-            func timed(_ i: Int, _ body: () -> Void) { let t0 = Clock.now(); body(); t[i] += Clock.now() - t0 }
+            var t: [DecodeProfile.Phase: Double] = [:]
+            func timed(_ phase: DecodeProfile.Phase, _ body: () -> Void) { let t0 = Clock.now(); body(); t[phase, default: 0] += Clock.now() - t0 }
             let t0 = Clock.now()
             for L in model.layers {
-                timed(0) {
+                timed(.qkv) {
                     if !InferenceLinear.fusedGemv(L.wq, L.wk, L.wv, codes: codes, acc: acc) { for w in [L.wq, L.wk, L.wv] { w.gemvPacked(codes: codes, acc: acc) } }
                 }
-                timed(1) { L.wo.gemvPacked(codes: codes, acc: acc) }
-                timed(2) {
+                timed(.wo) { L.wo.gemvPacked(codes: codes, acc: acc) }
+                timed(.ffnUp) {
                     if !InferenceLinear.fusedGemv(L.w1, L.w3, nil, codes: codes, acc: acc) { for w in [L.w1, L.w3] { w.gemvPacked(codes: codes, acc: acc) } }
                 }
-                timed(3) { L.w2.gemvPacked(codes: codes, acc: acc) }
+                timed(.ffnDown) { L.w2.gemvPacked(codes: codes, acc: acc) }
             }
-            timed(4) { model.applyHead(x: x.ptr, logits: logits.ptr) }
+            timed(.head) { model.applyHead(x: x.ptr, logits: logits.ptr) }
             if pass > 0 {
-                seconds[phases.count].append(Clock.now() - t0)
-                for i in phases.indices { seconds[i].append(t[i]) }
+                total.append(Clock.now() - t0)
+                for (phase, sec) in t { phaseTotals[phase, default: []].append(sec) }
             }
         }
         func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
-        return GemvChain(secondsPerToken: median(seconds[phases.count]),
-                         phaseSeconds: Dictionary(uniqueKeysWithValues: phases.indices.map { (phases[$0], median(seconds[$0])) }))
+        return GemvChain(secondsPerToken: median(total), phaseSeconds: phaseTotals.mapValues(median))
     }
 }
