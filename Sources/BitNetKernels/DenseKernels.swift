@@ -231,6 +231,25 @@ public enum MemoryBandwidth {
         precondition(bytes > 0, "MemoryBandwidth.measure: bytes must be > 0")
         return bitnet_measure_read_bandwidth(bytes, Int32(clamping: repetitions), pool?.raw)
     }
+
+    /// A read probe that keeps its buffer between passes, to rate memory next to the work it is compared with (a
+    /// roofline step by step). Nil when `bytes` is 0 or the buffer cannot be mapped.
+    public final class Probe {
+        private let raw: OpaquePointer
+        /// The pool whose threads stream the buffer (held while the probe lives).
+        private let pool: ThreadPool?
+
+        public init?(bytes: Int = 256 << 20, pool: ThreadPool? = .shared) {
+            guard bytes > 0, let p = bitnet_read_probe_create(bytes, pool?.raw) else { return nil }
+            raw = p
+            self.pool = pool
+        }
+
+        deinit { bitnet_read_probe_destroy(raw) }
+
+        /// One timed pass over the buffer: bytes per second.
+        public func pass() -> Double { bitnet_read_probe_pass(raw) }
+    }
 }
 
 /// Resident-set statistics of this process.

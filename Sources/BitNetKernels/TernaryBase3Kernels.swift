@@ -38,7 +38,7 @@ extension TernaryKernels {
     public static func gemvBase3(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                                  x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                                  rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        splitGemv(kernel: bitnet_t3_gemv_rows, minStride: rowStrideBase3(cols: cols), weights: weights, rowStride: rowStride, rows: rows,
+        splitGemv(kernel: bitnet_t3_gemv_rows, prepare: bitnet_t3_gemv_prepare, minStride: rowStrideBase3(cols: cols), weights: weights, rowStride: rowStride, rows: rows,
                   cols: cols, x: x, y: y, rowRange: rowRange, pool: pool)
     }
 
@@ -81,7 +81,7 @@ extension TernaryKernels {
         a.storage.withUnsafeBufferPointer { wa in
             b.storage.withUnsafeBufferPointer { wb in
                 (c?.storage ?? KernelBuffer([])).withUnsafeBufferPointer { wc in
-                    fusedGemv(kernel: bitnet_t3_gemv_rows, cols: a.cols, x: x, pool: pool,
+                    fusedGemv(kernel: bitnet_t3_gemv_rows, prepare: bitnet_t3_gemv_prepare, cols: a.cols, x: x, pool: pool,
                               (wa.baseAddress ?? emptyBytes, a.rowStride, a.rows, ya), (wb.baseAddress ?? emptyBytes, b.rowStride, b.rows, yb),
                               c.map { (wc.baseAddress ?? emptyBytes, $0.rowStride, $0.rows, yc!) })
                 }
@@ -94,13 +94,18 @@ extension TernaryKernels {
     /// One matrix of a fused GEMV: packed base, row stride, rows, output.
     typealias FusedPart = (w: UnsafePointer<UInt8>, rowStride: Int, rows: Int, y: UnsafeMutablePointer<Int32>)
 
+    /// A layout's activation preparation (bitnet_t2_gemv_prepare / bitnet_t3_gemv_prepare): once per GEMV on the
+    /// calling thread, instead of once per row range in the kernel.
+    typealias PrepareKernel = @convention(c) (UnsafePointer<Int8>?, Int) -> UnsafePointer<bitnet_gemv_prepared>?
+
     /// Two or three GEMVs of one layout's row kernel over the same x as one row space (bitnet_rows_concat), so the
     /// pool's threads meet once. Allocates nothing (decode loop).
-    static func fusedGemv(kernel: bitnet_rows_fn, cols: Int, x: UnsafePointer<Int8>, pool: ThreadPool?,
+    static func fusedGemv(kernel: bitnet_rows_fn, prepare: PrepareKernel, cols: Int, x: UnsafePointer<Int8>, pool: ThreadPool?,
                           _ a: FusedPart, _ b: FusedPart, _ c: FusedPart?) {
-        var args = (bitnet_t2_gemv_args(w: a.w, row_stride: a.rowStride, cols: cols, x: x, y: a.y),
-                    bitnet_t2_gemv_args(w: b.w, row_stride: b.rowStride, cols: cols, x: x, y: b.y),
-                    bitnet_t2_gemv_args(w: c?.w ?? a.w, row_stride: c?.rowStride ?? 0, cols: cols, x: x, y: c?.y ?? a.y))
+        let prepared = prepare(x, cols)
+        var args = (bitnet_t2_gemv_args(w: a.w, row_stride: a.rowStride, cols: cols, x: x, y: a.y, prepared: prepared),
+                    bitnet_t2_gemv_args(w: b.w, row_stride: b.rowStride, cols: cols, x: x, y: b.y, prepared: prepared),
+                    bitnet_t2_gemv_args(w: c?.w ?? a.w, row_stride: c?.rowStride ?? 0, cols: cols, x: x, y: c?.y ?? a.y, prepared: prepared))
         withUnsafePointer(to: &args) { ap in
             let base = UnsafeRawPointer(ap), stride = MemoryLayout<bitnet_t2_gemv_args>.stride
             var concat = bitnet_rows_concat()
@@ -121,12 +126,13 @@ extension TernaryKernels {
                                            UnsafeMutablePointer<Int32>?, Int, Int, Int) -> Void
 
     /// Runs a GEMV row kernel (bitnet_t2_gemv_rows / bitnet_t3_gemv_rows) over `rowRange`, split across the pool.
-    static func splitGemv(kernel: bitnet_rows_fn, minStride: Int, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+    static func splitGemv(kernel: bitnet_rows_fn, prepare: PrepareKernel, minStride: Int, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                           x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>, rowRange: Range<Int>?, pool: ThreadPool?) {
         let range = rowRange ?? 0..<rows
         precondition(range.lowerBound >= 0 && range.upperBound <= rows, "gemv: row range \(range) outside 0..<\(rows)")
         precondition(rowStride >= minStride, "gemv: row stride \(rowStride) too small for \(cols) columns")
-        var args = bitnet_t2_gemv_args(w: weights, row_stride: rowStride, cols: cols, x: x, y: y)
+        if range.isEmpty { return }
+        var args = bitnet_t2_gemv_args(w: weights, row_stride: rowStride, cols: cols, x: x, y: y, prepared: prepare(x, cols))
         withUnsafePointer(to: &args) {
             ThreadPool.splitRows(range, work: cols, granule: 8, threshold: parallelThreshold, pool: pool, kernel: kernel, args: $0)
         }

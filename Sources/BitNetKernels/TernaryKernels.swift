@@ -195,7 +195,7 @@ public enum TernaryKernels {
     public static func gemv(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                             x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
-        splitGemv(kernel: bitnet_t2_gemv_rows, minStride: rowStride2bit(cols: cols), weights: weights, rowStride: rowStride, rows: rows,
+        splitGemv(kernel: bitnet_t2_gemv_rows, prepare: bitnet_t2_gemv_prepare, minStride: rowStride2bit(cols: cols), weights: weights, rowStride: rowStride, rows: rows,
                   cols: cols, x: x, y: y, rowRange: rowRange, pool: pool)
     }
 
@@ -208,7 +208,7 @@ public enum TernaryKernels {
         a.storage.withUnsafeBufferPointer { wa in
             b.storage.withUnsafeBufferPointer { wb in
                 (c?.storage ?? KernelBuffer([])).withUnsafeBufferPointer { wc in
-                    fusedGemv(kernel: bitnet_t2_gemv_rows, cols: a.cols, x: x, pool: pool,
+                    fusedGemv(kernel: bitnet_t2_gemv_rows, prepare: bitnet_t2_gemv_prepare, cols: a.cols, x: x, pool: pool,
                               (wa.baseAddress ?? dummyBytes, a.rowStride, a.rows, ya), (wb.baseAddress ?? dummyBytes, b.rowStride, b.rows, yb),
                               c.map { (wc.baseAddress ?? dummyBytes, $0.rowStride, $0.rows, yc!) })
                 }

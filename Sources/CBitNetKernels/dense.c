@@ -492,14 +492,15 @@ uint64_t bitnet_read_sum(const void *p, size_t bytes) {
     return read_sum_portable(b, bytes);
 }
 
-typedef struct {
-    const uint8_t *buf;
-    size_t bytes, chunk;
+struct bitnet_read_probe {
+    uint8_t *buf;
+    size_t bytes, chunk, tasks;
+    bitnet_pool *pool;
     uint64_t sums[64];
-} bw_ctx;
+};
 
-static void bw_task(void *ctx, size_t i) {
-    bw_ctx *c = (bw_ctx *)ctx;
+static void probe_task(void *ctx, size_t i) {
+    bitnet_read_probe *c = (bitnet_read_probe *)ctx;
     size_t lo = i * c->chunk;
     if (lo >= c->bytes) return;
     size_t n = c->bytes - lo < c->chunk ? c->bytes - lo : c->chunk;
@@ -512,33 +513,50 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-double bitnet_measure_read_bandwidth(size_t bytes, int repetitions, bitnet_pool *pool) {
-    if (bytes == 0) return 0;
-    bytes = (bytes + 4095) & ~(size_t)4095;
+bitnet_read_probe *bitnet_read_probe_create(size_t bytes, bitnet_pool *pool) {
+    if (bytes == 0) return NULL;
+    bitnet_read_probe *p = (bitnet_read_probe *)calloc(1, sizeof *p);
+    if (!p) return NULL;
+    p->bytes = (bytes + 4095) & ~(size_t)4095;
     // On 2 MiB pages where the system grants them, as the weights are (bitnet_memory.h): the roofline is the best
     // read rate of this machine, not one handicapped by page walks the decode loop does not pay.
-    uint8_t *buf = (uint8_t *)bitnet_region_map(bytes, 1);
-    if (!buf) return 0;
-    for (size_t i = 0; i < bytes; i += 4096) memset(buf + i, (int)((i >> 12) & 0xff) | 1, 4096);   // touch every page
-    bw_ctx ctx;
-    memset(&ctx, 0, sizeof ctx);
-    ctx.buf = buf;
-    ctx.bytes = bytes;
-    size_t tasks = pool ? (size_t)bitnet_pool_thread_count(pool) : 1;
-    if (tasks > 64) tasks = 64;
-    if (tasks < 1) tasks = 1;
-    ctx.chunk = ((bytes / tasks) + 4095) & ~(size_t)4095;
+    p->buf = (uint8_t *)bitnet_region_map(p->bytes, 1);
+    if (!p->buf) { free(p); return NULL; }
+    for (size_t i = 0; i < p->bytes; i += 4096) memset(p->buf + i, (int)((i >> 12) & 0xff) | 1, 4096);   // touch every page
+    p->pool = pool;
+    p->tasks = pool ? (size_t)bitnet_pool_thread_count(pool) : 1;
+    if (p->tasks > 64) p->tasks = 64;
+    if (p->tasks < 1) p->tasks = 1;
+    p->chunk = ((p->bytes / p->tasks) + 4095) & ~(size_t)4095;
+    return p;
+}
+
+double bitnet_read_probe_pass(bitnet_read_probe *p) {
+    double t0 = now_seconds();
+    bitnet_pool_parallel_for(p->pool, p->tasks, probe_task, p);
+    double dt = now_seconds() - t0;
+    uint64_t total = 0;
+    for (size_t i = 0; i < p->tasks; i++) total += p->sums[i];
+    __asm__ volatile("" : : "r"(total) : "memory");   // keep the sums (and so the loads) alive
+    return dt > 0 ? (double)p->bytes / dt : 0;
+}
+
+void bitnet_read_probe_destroy(bitnet_read_probe *p) {
+    if (!p) return;
+    bitnet_region_unmap(p->buf, p->bytes);
+    free(p);
+}
+
+double bitnet_measure_read_bandwidth(size_t bytes, int repetitions, bitnet_pool *pool) {
+    bitnet_read_probe *p = bitnet_read_probe_create(bytes, pool);
+    if (!p) return 0;
     if (repetitions < 1) repetitions = 1;
     double best = 0;
-    for (int rep = -1; rep < repetitions; rep++) {   // rep -1: warm-up
-        double t0 = now_seconds();
-        bitnet_pool_parallel_for(pool, tasks, bw_task, &ctx);
-        double dt = now_seconds() - t0;
-        if (rep >= 0 && dt > 0 && (double)bytes / dt > best) best = (double)bytes / dt;
+    bitnet_read_probe_pass(p);   // warm-up
+    for (int rep = 0; rep < repetitions; rep++) {
+        double rate = bitnet_read_probe_pass(p);
+        if (rate > best) best = rate;
     }
-    uint64_t total = 0;
-    for (size_t i = 0; i < tasks; i++) total += ctx.sums[i];
-    __asm__ volatile("" : : "r"(total) : "memory");   // keep the sums (and so the loads) alive
-    bitnet_region_unmap(buf, bytes);
+    bitnet_read_probe_destroy(p);
     return best;
 }

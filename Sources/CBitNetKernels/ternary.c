@@ -234,10 +234,48 @@ void bitnet_t2_gemm_ref(const uint8_t *w, size_t row_stride, size_t cols, const 
         for (size_t r = r0; r < r1; r++) y[t * ldy + r] = t2_dot_ref(w + r * row_stride, cols, x + t * ldx);
 }
 
+#ifdef BITNET_X86
+// sum of x by vpsadbw: x ^ 0x80 = x + 128 as an unsigned byte, summed 8 bytes at a time into 64-bit lanes.
+__attribute__((target("avx2")))
+static int32_t sum_i8_avx2(const int8_t *x, size_t n) {
+    const __m256i bias = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+    __m256i acc = zero;
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32)
+        acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(x + i)), bias), zero));
+    int64_t s = _mm256_extract_epi64(acc, 0) + _mm256_extract_epi64(acc, 1) + _mm256_extract_epi64(acc, 2)
+              + _mm256_extract_epi64(acc, 3) - 128 * (int64_t)i;
+    for (; i < n; i++) s += x[i];
+    return (int32_t)s;
+}
+#endif
+
 static int32_t sum_i8(const int8_t *x, size_t n) {
+#ifdef BITNET_X86
+    if (bitnet_ternary_isa() != BITNET_TERNARY_PORTABLE) return sum_i8_avx2(x, n);
+#endif
     int32_t s = 0;
     for (size_t i = 0; i < n; i++) s += x[i];
     return s;
+}
+
+// The prepared activations of one GEMV (bitnet_gemv_prepared) live in the preparing thread's storage: the 16 KiB
+// holds the widest reordered t2 row the AVX-512 kernel takes, and a t3 tail block.
+#define PREP_MAX_COLS 16384
+static _Thread_local struct { bitnet_gemv_prepared p; int8_t buf[PREP_MAX_COLS] __attribute__((aligned(64))); } prep_tls;
+
+// p when it was prepared for this x and cols, else NULL (the kernel then prepares for itself).
+static inline const bitnet_gemv_prepared *prepared_for(const bitnet_gemv_prepared *p, const int8_t *x, size_t cols) {
+    return p && p->x == x && p->cols == cols ? p : NULL;
+}
+
+static bitnet_gemv_prepared *prep_begin(const int8_t *x, size_t cols) {
+    bitnet_gemv_prepared *p = &prep_tls.p;
+    p->x = x;
+    p->cols = cols;
+    p->xsum = sum_i8(x, cols);
+    p->xr = NULL;
+    return p;
 }
 
 #ifdef BITNET_X86
@@ -301,12 +339,12 @@ static inline t2_prefetch t2_pf_offsets(size_t row_stride) {
 // Four rows at once sharing the activation loads (then two, then one); one prefetch per row per 64 bytes.
 __attribute__((target("avx2,fma")))
 static void t2_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
-                         size_t r0, size_t r1) {
+                         size_t r0, size_t r1, const bitnet_gemv_prepared *p) {
     const size_t nfull = cols / 128, tail = cols % 128;
     int8_t xt[128] __attribute__((aligned(32)));
     memset(xt, 0, sizeof xt);
     if (tail) memcpy(xt, x + nfull * 128, tail);
-    const int32_t sx = sum_i8(x, cols);
+    const int32_t sx = p ? p->xsum : sum_i8(x, cols);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
     size_t r = r0;
     for (; r + 4 <= r1; r += 4) {
@@ -439,12 +477,12 @@ static void t2_gemm_avx2(const uint8_t *w, size_t row_stride, size_t cols, const
 // Four rows at once (16 accumulators of the 32 vector registers), then two; one prefetch per row per 64 bytes.
 __attribute__((target("avx2,fma,avx512f,avx512vl,avx512vnni")))
 static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
-                         size_t r0, size_t r1) {
+                         size_t r0, size_t r1, const bitnet_gemv_prepared *p) {
     const size_t nfull = cols / 128, tail = cols % 128, nblk = nfull + (tail ? 1 : 0);
     int8_t xt[128] __attribute__((aligned(32)));
     memset(xt, 0, sizeof xt);
     if (tail) memcpy(xt, x + nfull * 128, tail);
-    const int32_t sx = sum_i8(x, cols);
+    const int32_t sx = p ? p->xsum : sum_i8(x, cols);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
     const __m256i m3 = _mm256_set1_epi8(3);
     size_t r = r0;
@@ -489,7 +527,7 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
         y[r] = T2_SUM4(a0, a1, a2, a3) - sx;
         y[r + 1] = T2_SUM4(b0, b1, b2, b3) - sx;
     }
-    if (r < r1) t2_gemv_avx2(w, row_stride, cols, x, y, r, r1);
+    if (r < r1) t2_gemv_avx2(w, row_stride, cols, x, y, r, r1, p);
 }
 
 // 512-bit GEMV: one 64-byte load holds two consecutive blocks (256 weights), so every shift/mask/vpdpbusd does
@@ -518,17 +556,24 @@ static void t2_gemv_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
     const __m512i x2 = _mm512_load_si512(xm + 128), x3 = _mm512_load_si512(xm + 192)
 
 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
-static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
-                        size_t r0, size_t r1) {
-    const size_t np = cols / 256, rest = cols - np * 256;
-    if (np == 0 || cols > T2_ZMM_MAX_COLS) { t2_gemv_vnni(w, row_stride, cols, x, y, r0, r1); return; }
-    int8_t xp[T2_ZMM_MAX_COLS] __attribute__((aligned(64)));
+static void t2_zmm_reorder(const int8_t *x, size_t np, int8_t *xp) {
     for (size_t m = 0; m < np; m++)
         for (size_t seg = 0; seg < 4; seg++) {
             memcpy(xp + m * 256 + seg * 64, x + 2 * m * 128 + seg * 32, 32);
             memcpy(xp + m * 256 + seg * 64 + 32, x + (2 * m + 1) * 128 + seg * 32, 32);
         }
-    const int32_t sx = sum_i8(x, np * 256);
+}
+
+__attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                        size_t r0, size_t r1, const bitnet_gemv_prepared *prep) {
+    const size_t np = cols / 256, rest = cols - np * 256;
+    if (np == 0 || cols > T2_ZMM_MAX_COLS) { t2_gemv_vnni(w, row_stride, cols, x, y, r0, r1, prep); return; }
+    // The 256-column blocks in the kernel's order: the prepared copy, or this range's own.
+    int8_t own[T2_ZMM_MAX_COLS] __attribute__((aligned(64)));
+    const int8_t *xp = prep && prep->xr ? prep->xr : own;
+    if (xp == own) t2_zmm_reorder(x, np, own);
+    const int32_t sx = prep ? prep->xsum - (rest ? sum_i8(x + np * 256, rest) : 0) : sum_i8(x, np * 256);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
     const __m512i mc0 = _mm512_set1_epi8((char)0xc0), mc1 = _mm512_set1_epi8(0x30);
     const __m512i mc2 = _mm512_set1_epi8(0x0c), mc3 = _mm512_set1_epi8(0x03);
@@ -549,7 +594,7 @@ static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const 
         y[r + 2] = T2_ZMM_SUM(c0, c1, c2, c3) - sx;
         y[r + 3] = T2_ZMM_SUM(d0, d1, d2, d3) - sx;
         if (rest) {   // the last columns as a matrix of their own (part is indexed by absolute row)
-            t2_gemv_vnni(w + np * 64, row_stride, rest, x + np * 256, part - r, r, r + 4);
+            t2_gemv_vnni(w + np * 64, row_stride, rest, x + np * 256, part - r, r, r + 4, NULL);
             for (int i = 0; i < 4; i++) y[r + i] += part[i];
         }
     }
@@ -562,7 +607,7 @@ static void t2_gemv_zmm(const uint8_t *w, size_t row_stride, size_t cols, const 
         }
         y[r] = T2_ZMM_SUM(a0, a1, a2, a3) - sx;
         if (rest) {
-            t2_gemv_vnni(w + np * 64, row_stride, rest, x + np * 256, part - r, r, r + 1);
+            t2_gemv_vnni(w + np * 64, row_stride, rest, x + np * 256, part - r, r, r + 1, NULL);
             y[r] += part[0];
         }
     }
@@ -700,17 +745,33 @@ static void t2_gemm_vnni(const uint8_t *w, size_t row_stride, size_t cols, const
 
 // MARK: dispatch
 
-void bitnet_t2_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
-                    size_t r0, size_t r1) {
+static void t2_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                    size_t r0, size_t r1, const bitnet_gemv_prepared *p) {
     if (r0 >= r1) return;
 #ifdef BITNET_X86
     switch (bitnet_ternary_isa()) {
-    case BITNET_TERNARY_AVX512VNNI: t2_gemv_zmm(w, row_stride, cols, x, y, r0, r1); return;
-    case BITNET_TERNARY_AVX2: t2_gemv_avx2(w, row_stride, cols, x, y, r0, r1); return;
+    case BITNET_TERNARY_AVX512VNNI: t2_gemv_zmm(w, row_stride, cols, x, y, r0, r1, p); return;
+    case BITNET_TERNARY_AVX2: t2_gemv_avx2(w, row_stride, cols, x, y, r0, r1, p); return;
     default: break;
     }
 #endif
     bitnet_t2_gemv_ref(w, row_stride, cols, x, y, r0, r1);
+}
+
+void bitnet_t2_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                    size_t r0, size_t r1) {
+    t2_gemv(w, row_stride, cols, x, y, r0, r1, NULL);
+}
+
+const bitnet_gemv_prepared *bitnet_t2_gemv_prepare(const int8_t *x, size_t cols) {
+    bitnet_gemv_prepared *p = prep_begin(x, cols);
+#ifdef BITNET_X86
+    if (bitnet_ternary_isa() == BITNET_TERNARY_AVX512VNNI && cols >= 256 && cols <= T2_ZMM_MAX_COLS) {
+        t2_zmm_reorder(x, cols / 256, prep_tls.buf);
+        p->xr = prep_tls.buf;
+    }
+#endif
+    return p;
 }
 
 void bitnet_t2_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
@@ -728,7 +789,7 @@ void bitnet_t2_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8
 
 void bitnet_t2_gemv_rows(const void *args, size_t r0, size_t r1) {
     const bitnet_t2_gemv_args *a = (const bitnet_t2_gemv_args *)args;
-    bitnet_t2_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
+    t2_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1, prepared_for(a->prepared, a->x, a->cols));
 }
 
 // MARK: base-3 kernels
@@ -791,14 +852,33 @@ static inline __m256i t3_half_dot_avx2(__m256i b, const int8_t *x) {
 
 // Activations of a row: whole blocks in place, the tail block from a zero-padded copy (padding weights are code 0
 // meeting zero activations).
-typedef struct { const int8_t *x; size_t nfull, nblk; int32_t sx; int8_t tail[BITNET_T3_BLOCK] __attribute__((aligned(64))); } t3_acts;
+// The sum and the padded tail come prepared (bitnet_t3_gemv_prepare) or are made here, in `own`.
+typedef struct {
+    const int8_t *x, *tail;
+    size_t nfull, nblk;
+    int32_t sx;
+    int8_t own[BITNET_T3_BLOCK] __attribute__((aligned(64)));
+} t3_acts;
+#endif
 
-static void t3_acts_init(t3_acts *a, const int8_t *x, size_t cols) {
+static void t3_pad_tail(const int8_t *x, size_t cols, int8_t *tail) {
+    const size_t nfull = cols / BITNET_T3_BLOCK;
+    memset(tail, 0, BITNET_T3_BLOCK);
+    memcpy(tail, x + nfull * BITNET_T3_BLOCK, cols - nfull * BITNET_T3_BLOCK);
+}
+
+#ifdef BITNET_X86
+static void t3_acts_init(t3_acts *a, const int8_t *x, size_t cols, const bitnet_gemv_prepared *p) {
     a->x = x;
     a->nfull = cols / BITNET_T3_BLOCK;
     a->nblk = (cols + BITNET_T3_BLOCK - 1) / BITNET_T3_BLOCK;
-    memset(a->tail, 0, sizeof a->tail);
-    memcpy(a->tail, x + a->nfull * BITNET_T3_BLOCK, cols - a->nfull * BITNET_T3_BLOCK);
+    if (p) {
+        a->tail = p->xr;
+        a->sx = p->xsum;
+        return;
+    }
+    t3_pad_tail(x, cols, a->own);
+    a->tail = a->own;
     a->sx = sum_i8(x, cols);
 }
 
@@ -809,9 +889,9 @@ static inline const int8_t *t3_acts_block(const t3_acts *a, size_t k) {
 // One row at a time (the fallback for CPUs without AVX512-VBMI); one prefetch per 64 bytes.
 __attribute__((target("avx2,fma")))
 static void t3_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
-                         size_t r0, size_t r1) {
+                         size_t r0, size_t r1, const bitnet_gemv_prepared *p) {
     t3_acts xa;
-    t3_acts_init(&xa, x, cols);
+    t3_acts_init(&xa, x, cols, p);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *a = w + r * row_stride;
@@ -954,11 +1034,11 @@ static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_ac
 
 __attribute__((target(T3_VBMI_TARGET)))
 static void t3_gemv_vbmi(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
-                         size_t r0, size_t r1) {
+                         size_t r0, size_t r1, const bitnet_gemv_prepared *p) {
     t3_consts c;
     t3_consts_init(&c);
     t3_acts xa;
-    t3_acts_init(&xa, x, cols);
+    t3_acts_init(&xa, x, cols, p);
     const t2_prefetch pf = t2_pf_offsets(row_stride);
     size_t r = r0;
     for (; r + T3_ROWS <= r1; r += T3_ROWS) t3_rows_vbmi(w + r * row_stride, row_stride, &xa, pf, &c, y + r, T3_ROWS);
@@ -1048,20 +1128,32 @@ int bitnet_t3_is_fast(void) {
 #endif
 }
 
-void bitnet_t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
-                    size_t r0, size_t r1) {
+static void t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                    size_t r0, size_t r1, const bitnet_gemv_prepared *p) {
     if (r0 >= r1) return;
 #ifdef BITNET_X86
     switch (bitnet_ternary_isa()) {
     case BITNET_TERNARY_AVX512VNNI:
-        if (t3_cpu_vbmi()) { t3_gemv_vbmi(w, row_stride, cols, x, y, r0, r1); return; }
-        t3_gemv_avx2(w, row_stride, cols, x, y, r0, r1);
+        if (t3_cpu_vbmi()) { t3_gemv_vbmi(w, row_stride, cols, x, y, r0, r1, p); return; }
+        t3_gemv_avx2(w, row_stride, cols, x, y, r0, r1, p);
         return;
-    case BITNET_TERNARY_AVX2: t3_gemv_avx2(w, row_stride, cols, x, y, r0, r1); return;
+    case BITNET_TERNARY_AVX2: t3_gemv_avx2(w, row_stride, cols, x, y, r0, r1, p); return;
     default: break;
     }
 #endif
     bitnet_t3_gemv_ref(w, row_stride, cols, x, y, r0, r1);
+}
+
+void bitnet_t3_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
+                    size_t r0, size_t r1) {
+    t3_gemv(w, row_stride, cols, x, y, r0, r1, NULL);
+}
+
+const bitnet_gemv_prepared *bitnet_t3_gemv_prepare(const int8_t *x, size_t cols) {
+    bitnet_gemv_prepared *p = prep_begin(x, cols);
+    t3_pad_tail(x, cols, prep_tls.buf);
+    p->xr = prep_tls.buf;
+    return p;
 }
 
 void bitnet_t3_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
@@ -1084,5 +1176,5 @@ void bitnet_t3_gemm(const uint8_t *w, size_t row_stride, size_t cols, const int8
 
 void bitnet_t3_gemv_rows(const void *args, size_t r0, size_t r1) {
     const bitnet_t2_gemv_args *a = (const bitnet_t2_gemv_args *)args;
-    bitnet_t3_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
+    t3_gemv(a->w, a->row_stride, a->cols, a->x, a->y, r0, r1, prepared_for(a->prepared, a->x, a->cols));
 }

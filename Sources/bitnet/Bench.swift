@@ -30,6 +30,8 @@ struct Bench: ParsableCommand {
         @Flag(help: "Print JSON.") var json = false
         @Option(name: .customLong("repeat"), help: "Run the ternary model's benchmark this many times in one process (bandwidth probes around each run) and report every run and the medians; the rest of the report uses the run with the median decode rate.")
         var repeatCount: Int = 1
+        @Option(name: .customLong("paired-steps"), help: "Also take the roofline step by step: this many decode steps, each between two read passes of 256 MB, so both sides of each ratio share the moment's memory bandwidth (median and quartiles); default --decode-tokens x --repeat, 0 = off.")
+        var pairedSteps: Int?
         @Flag(help: "Also print where a decode step's time goes: ms/token and weight GB/s per phase of the forward pass.") var profile = false
         @Option(name: .customLong("compare-chunks"), help: "A/B test: decode alternately with these row splits (e.g. 16,16g,16u,4: chunks per thread; default lanes, g = guided, u = uniform), 5 rounds, medians.")
         var compareChunks: String?
@@ -146,6 +148,7 @@ struct Bench: ParsableCommand {
                 }
                 guard decodeTokens > 0 else { throw BitNetError.invalidArgument("--decode-tokens must be positive") }
                 guard (1...100).contains(repeatCount) else { throw BitNetError.invalidArgument("--repeat must be between 1 and 100") }
+                guard (pairedSteps ?? 0) >= 0 else { throw BitNetError.invalidArgument("--paired-steps must be >= 0") }
                 let sweepDepths = try contextSweep.map { list in
                     try list.split(separator: ",", omittingEmptySubsequences: false).map { s -> Int in
                         guard let v = Int(s), v >= 0 else { throw BitNetError.invalidArgument("--context-sweep: '\(s)' is not a depth (an integer >= 0)") }
@@ -264,6 +267,8 @@ struct Bench: ParsableCommand {
                 let rss = ProcessMemory.peakRSSBytes()
                 let arena = ternary.arenaStats   // before the twin replaces the model
                 let gemvChain = profile ? InferenceBenchmark.gemvChain(model: ternary, tokens: 8) : nil
+                let steps = pairedSteps ?? decodeTokens * repeatCount
+                let paired = steps > 0 ? try InferenceBenchmark.pairedRoofline(model: ternary, steps: steps, context: context, kvCache: kv) : nil
                 let pool1 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
                 // Fixed widths: the line's length (hence the allocations that build it) must not depend on the token
                 // count, or scripts/check_decode_allocs.sh would see it.
@@ -289,6 +294,12 @@ struct Bench: ParsableCommand {
                         "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
                         "read_bandwidth_bytes_per_s": bandwidth, "achieved_bandwidth_bytes_per_s": a.achievedBandwidth,
                         "roofline_fraction": roofline, "arena_bytes": arena.bytes, "huge_page_bytes": arena.hugePageBytes]
+                    if let paired {
+                        obj["paired_roofline_fraction"] = paired.median
+                        obj["paired_roofline_quartiles"] = [paired.quantile(0.25), paired.quantile(0.75)]
+                        obj["paired_roofline_steps"] = paired.fractions.count
+                        obj["paired_read_bandwidth_bytes_per_s"] = paired.passRates.sorted()[paired.passRates.count / 2]
+                    }
                     if repeatCount > 1 {
                         obj["runs"] = repeats.runs.map { r -> [String: Any] in
                             ["decode_tokens_per_s": r.decode, "decode_median_tokens_per_s": r.medianStep, "roofline_fraction": r.roofline,
@@ -344,6 +355,11 @@ struct Bench: ParsableCommand {
                 if let t = twin { row("fp (f16)", t) }
                 print(String(format: "peak RSS %.0f MB | read bandwidth %.1f GB/s | weights streamed %.1f GB/s = %.0f %% of roofline",
                              Double(rss) / 1e6, bandwidth / 1e9, a.achievedBandwidth / 1e9, 100 * roofline))
+                if let paired {
+                    print(String(format: "roofline step by step: median %.0f %% (quartiles %.0f-%.0f %%) of %d decode steps, each against the better of the read passes around it (median pass %.1f GB/s)",
+                                 100 * paired.median, 100 * paired.quantile(0.25), 100 * paired.quantile(0.75), paired.fractions.count,
+                                 paired.passRates.sorted()[paired.passRates.count / 2] / 1e9))
+                }
                 if let phases, let p = a.profile {
                     print(String(format: "decode profile (%d steps, %.2f ms/token):", p.tokens, 1e3 * p.totalSecondsPerToken))
                     for (phase, sec, bytes) in phases {

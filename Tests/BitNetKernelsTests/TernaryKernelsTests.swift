@@ -189,6 +189,47 @@ final class TernaryKernelsTests: XCTestCase {
         }
     }
 
+    /// The row kernels take activations prepared once per GEMV (sum, reordered or padded copy) and use them only when
+    /// they were made for this very x and cols: prepared for another input, or for fewer columns, they are ignored.
+    /// Wide rows past the AVX-512 t2 reorder (16500 columns) and tails of each layout, on every path.
+    func testPreparedActivationsMatchTheirInputOnly() {
+        var rng = KernelTestRNG(state: 9)
+        typealias Prepare = (UnsafePointer<Int8>?, Int) -> UnsafePointer<bitnet_gemv_prepared>?
+        let kernels: [(String, bitnet_rows_fn, Prepare, ([Int8], Int, Int) -> ([UInt8], Int))] = [
+            ("t2", bitnet_t2_gemv_rows, bitnet_t2_gemv_prepare, { w, r, c in let p = TernaryKernels.pack2bit(codes: w, rows: r, cols: c); return (p.bytes, p.rowStride) }),
+            ("t3", bitnet_t3_gemv_rows, bitnet_t3_gemv_prepare, { w, r, c in let p = TernaryKernels.packBase3(codes: w, rows: r, cols: c); return (p.bytes, p.rowStride) }),
+        ]
+        forEachISA { isa in
+            for (name, rowsFn, prepare, pack) in kernels {
+                for cols in [33, 256, 300, 2560, 6912 + 17, 16500] {
+                    let rows = 9
+                    let w = (0..<(rows * cols)).map { _ in rng.ternary() }
+                    let x = (0..<cols).map { _ in rng.int8() }, other = (0..<cols).map { _ in Int8(-128) }
+                    let want = naive(w, rows: rows, cols: cols, x: x, tokens: 1)
+                    let (bytes, stride) = pack(w, rows, cols)
+                    bytes.withUnsafeBufferPointer { wp in
+                        x.withUnsafeBufferPointer { xp in
+                            other.withUnsafeBufferPointer { op in
+                                // Prepared for x; for another input; for x but fewer columns; none.
+                                for (label, prepared) in [("own", prepare(xp.baseAddress, cols)), ("other x", prepare(op.baseAddress, cols)),
+                                                          ("fewer cols", prepare(xp.baseAddress, cols - 1)), ("none", nil)] {
+                                    var y = [Int32](repeating: -1, count: rows)
+                                    y.withUnsafeMutableBufferPointer { yp in
+                                        var args = bitnet_t2_gemv_args(w: wp.baseAddress, row_stride: stride, cols: cols, x: xp.baseAddress,
+                                                                       y: yp.baseAddress, prepared: prepared)
+                                        rowsFn(&args, 0, 5)          // two ranges, as a split runs them
+                                        rowsFn(&args, 5, rows)
+                                    }
+                                    XCTAssertEqual(y, want, "\(name) \(isa) cols \(cols) prepared \(label)")
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     private func gemmCases(_ layout: Layout, _ tag: String) {
         var rng = KernelTestRNG(state: 4)
         for cols in layout.colsList {

@@ -118,6 +118,60 @@ public enum InferenceBenchmark {
                       weightBytes: model.inferenceBytes, bytesPerToken: model.bytesPerToken, profile: recorder)
     }
 
+    /// The roofline taken step by step (`pairedRoofline`): each decode step's weight-streaming rate over the better of
+    /// the two read passes around it, so both sides of every ratio share this moment's memory bandwidth.
+    public struct PairedRoofline: Sendable {
+        /// Per step: bytesPerToken / step seconds / max(read pass before, read pass after).
+        public let fractions: [Double]
+        /// The read passes' rates (bytes per second), one more than there are steps: pass i before step i, i + 1 after.
+        public let passRates: [Double]
+        /// Each decode step's seconds.
+        public let stepSeconds: [Double]
+
+        /// The median step's fraction.
+        public var median: Double { quantile(0.5) }
+        /// The q-quantile of the fractions (nearest rank).
+        public func quantile(_ q: Double) -> Double {
+            guard !fractions.isEmpty else { return 0 }
+            let sorted = fractions.sorted()
+            return sorted[min(sorted.count - 1, max(0, Int((q * Double(sorted.count - 1)).rounded())))]
+        }
+    }
+
+    /// Decode steps taken in turns with read passes over a `probeBytes` buffer (`MemoryBandwidth.Probe`, the pool's
+    /// threads): pass, step, pass, step, ..., pass. A host whose memory bandwidth drifts within seconds (a shared VM)
+    /// then moves both sides of each step's ratio alike, where a whole-run rate over the best probe of the run
+    /// counts every slow moment against the decoder. Steps greedy-decode from `context` random positions; the session
+    /// restarts there when full. Nil when the probe cannot be mapped.
+    public static func pairedRoofline(model: InferenceModel, steps: Int, context: Int = 0, kvCache: KVCacheFormat = .f32,
+                                      probeBytes: Int = 256 << 20, seed: UInt64 = 11) throws -> PairedRoofline? {
+        guard steps > 0 else { throw BitNetError.invalidArgument("a paired roofline needs at least one step") }
+        guard context >= 0, context + 2 <= model.config.maxSeqLen else {
+            throw BitNetError.invalidArgument("paired roofline: context \(context) leaves no room to decode in \(model.config.maxSeqLen) positions")
+        }
+        guard let probe = MemoryBandwidth.Probe(bytes: probeBytes) else { return nil }
+        let c = model.config, session = try InferenceSession(model: model, maxSeqLen: c.maxSeqLen, kvCache: kvCache)
+        var rng = SeededRNG(seed: seed)
+        func restart() throws {
+            session.reset()
+            if context > 0 { _ = try session.prefill(tokens: (0..<context).map { _ in rng.nextInt(below: c.vocabSize) }) }
+        }
+        try restart()
+        var token = Sampler.argmax(try session.step(token: rng.nextInt(below: c.vocabSize)))   // warm-up
+        _ = probe.pass()
+        var rates = [probe.pass()], seconds: [Double] = []
+        for _ in 0..<steps {
+            if session.position >= session.maxSeqLen { try restart() }
+            let t0 = Clock.now()
+            token = Sampler.argmax(try session.step(token: token))
+            seconds.append(max(Clock.now() - t0, 1e-9))
+            rates.append(probe.pass())
+        }
+        let bytes = Double(model.bytesPerToken)
+        let fractions = seconds.indices.map { i in bytes / seconds[i] / max(rates[i], rates[i + 1], 1) }
+        return PairedRoofline(fractions: fractions, passRates: rates, stepSeconds: seconds)
+    }
+
     /// A decode step's GEMVs alone (`gemvChain`): median seconds per token in all, and per phase of `DecodeProfile`.
     public struct GemvChain: Sendable {
         public let secondsPerToken: Double

@@ -101,6 +101,15 @@ uint64_t bitnet_read_sum(const void *p, size_t bytes);
 /// (pool == NULL: one thread), and returns the best rate in bytes per second; 0 if allocation fails.
 double bitnet_measure_read_bandwidth(size_t bytes, int repetitions, bitnet_pool *pool);
 
+/// A read probe kept between passes (for a roofline taken step by step, next to the work it rates): a mapped,
+/// page-touched buffer of `bytes` (rounded up to 4 KiB, on 2 MiB pages where granted) streamed by the pool's threads,
+/// one contiguous chunk each (pool == NULL: the caller). NULL if bytes is 0 or allocation fails.
+typedef struct bitnet_read_probe bitnet_read_probe;
+bitnet_read_probe *bitnet_read_probe_create(size_t bytes, bitnet_pool *pool);
+/// One timed pass over the whole buffer: its rate in bytes per second.
+double bitnet_read_probe_pass(bitnet_read_probe *p);
+void bitnet_read_probe_destroy(bitnet_read_probe *p);
+
 #ifdef __cplusplus
 }
 #endif

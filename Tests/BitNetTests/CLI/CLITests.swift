@@ -89,6 +89,16 @@ final class CLITests: XCTestCase {
         XCTAssertEqual((obj["median_prefill_tokens_per_s"] as? [String: Double])?["8"], prefill.sorted()[1])
         XCTAssertEqual(obj["decode_tokens_per_s"] as? Double, decode.sorted()[1], "the report's rows are the median run's")
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--repeat", "0"], mentions: "--repeat")
+        // The step-by-step roofline: by default decode-tokens x repeat steps, quartiles around the median.
+        XCTAssertEqual(obj["paired_roofline_steps"] as? Int, 9)
+        let paired = try XCTUnwrap(obj["paired_roofline_fraction"] as? Double), quartiles = try XCTUnwrap(obj["paired_roofline_quartiles"] as? [Double])
+        XCTAssertTrue(paired > 0 && quartiles.count == 2 && quartiles[0] <= paired && paired <= quartiles[1], "\(paired) \(quartiles)")
+        let off = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--paired-steps", "0", "--json"])
+        XCTAssertEqual(off.status, 0, off.stderr)
+        XCTAssertFalse(off.stdout.contains("paired_roofline"), off.stdout)
+        let text = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "3", "--prompts", "8", "--paired-steps", "5"])
+        XCTAssertTrue(text.stdout.contains("roofline step by step: median") && text.stdout.contains("of 5 decode steps"), text.stdout)
+        try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--paired-steps", "-1"], mentions: "--paired-steps")
         // An A/B of two variants interleaves their steps in one session: a preset gets the room, a model file names its limit.
         let ab = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "520", "--compare-spin", "20,2000"])
         XCTAssertEqual(ab.status, 0, ab.stderr)   // 2 × 520 steps + 2 > the preset's 1024 positions

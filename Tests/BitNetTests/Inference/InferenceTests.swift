@@ -229,6 +229,31 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertNil(InferenceBenchmark.gemvChain(model: try InferenceModel(synthetic: fc, headFormat: .f16)))
     }
 
+    /// `InferenceBenchmark.pairedRoofline` (bench's step-by-step roofline): one fraction per step, each the step's
+    /// weight rate over the better of the two read passes around it (recomputed here from the recorded times and
+    /// passes); a session of 8 positions restarts as 20 steps fill it; quantiles by nearest rank; bad arguments named.
+    func testPairedRooflineRatesEachStepAgainstItsNeighbouringPasses() throws {
+        var c = tinyConfig(.b158, vocab: 50, seq: 8)
+        c.tieEmbeddings = true
+        let model = try InferenceModel(synthetic: c, headFormat: .q8)
+        let r = try XCTUnwrap(try InferenceBenchmark.pairedRoofline(model: model, steps: 20, context: 2, probeBytes: 1 << 20))
+        XCTAssertEqual(r.fractions.count, 20)
+        XCTAssertEqual(r.passRates.count, 21)
+        XCTAssertEqual(r.stepSeconds.count, 20)
+        XCTAssertTrue(r.passRates.allSatisfy { $0 > 0 && $0.isFinite })
+        for i in 0..<20 {
+            let want = Double(model.bytesPerToken) / r.stepSeconds[i] / max(r.passRates[i], r.passRates[i + 1])
+            XCTAssertEqual(r.fractions[i], want, accuracy: 1e-12 * want, "step \(i)")
+        }
+        let q = InferenceBenchmark.PairedRoofline(fractions: [0.9, 0.1, 0.5, 0.3, 0.2], passRates: [], stepSeconds: [])
+        XCTAssertEqual(q.median, 0.3)
+        XCTAssertEqual(q.quantile(0.25), 0.2)
+        XCTAssertEqual(q.quantile(0.75), 0.5)
+        XCTAssertEqual(q.quantile(1), 0.9)
+        XCTAssertThrowsError(try InferenceBenchmark.pairedRoofline(model: model, steps: 0))
+        XCTAssertThrowsError(try InferenceBenchmark.pairedRoofline(model: model, steps: 3, context: 7))
+    }
+
     /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
     func testSyntheticModelsAndBenchmark() throws {
         var c = tinyConfig(.b158, vocab: 50, seq: 40)
