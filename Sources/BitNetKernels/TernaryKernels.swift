@@ -138,26 +138,33 @@ public enum TernaryKernels {
     }
 
     /// Converts between the layouts (lossless). To base 3: row by row on the pool's threads, without the codes of the
-    /// whole matrix in between (a 2B-parameter model's linears convert in well under a second).
-    public static func toBase3(_ packed: PackedTernary, pool: ThreadPool? = .shared) -> PackedTernaryBase3 {
+    /// whole matrix in between (a 2B-parameter model's linears convert in well under a second); with `arena`, straight
+    /// into it (no array and no copy when the weights are placed).
+    public static func toBase3(_ packed: PackedTernary, pool: ThreadPool? = .shared, into arena: WeightArena? = nil) -> PackedTernaryBase3 {
         let stride = rowStrideBase3(cols: packed.cols), rows = packed.rows
         var bad = 0
-        let bytes = [UInt8](unsafeUninitializedCapacity: rows * stride) { buf, n in
-            if rows * stride > 0 {
-                packed.storage.withUnsafeBufferPointer { src in
-                    withUnsafeMutablePointer(to: &bad) { badCount in
-                        var args = bitnet_t2_to_t3_args(src: src.baseAddress!, cols: packed.cols, dst: buf.baseAddress!, bad: badCount)
-                        withUnsafePointer(to: &args) { a in
-                            ThreadPool.splitRows(0..<rows, work: stride, granule: 1, threshold: 1 << 20, pool: pool,
-                                                 kernel: bitnet_t2_to_t3_rows, args: a)
-                        }
+        func convert(_ dst: UnsafeMutablePointer<UInt8>) {
+            packed.storage.withUnsafeBufferPointer { src in
+                withUnsafeMutablePointer(to: &bad) { badCount in
+                    var args = bitnet_t2_to_t3_args(src: src.baseAddress!, cols: packed.cols, dst: dst, bad: badCount)
+                    withUnsafePointer(to: &args) { a in
+                        ThreadPool.splitRows(0..<rows, work: stride, granule: 1, threshold: 1 << 20, pool: pool,
+                                             kernel: bitnet_t2_to_t3_rows, args: a)
                     }
                 }
             }
-            n = rows * stride
+        }
+        let storage: KernelBuffer<UInt8>
+        if let arena {
+            storage = arena.make(count: rows * stride, convert)
+        } else {
+            storage = KernelBuffer([UInt8](unsafeUninitializedCapacity: rows * stride) { buf, n in
+                if rows * stride > 0 { convert(buf.baseAddress!) }
+                n = rows * stride
+            })
         }
         precondition(bad == 0, "toBase3: \(bad) invalid 2-bit fields (value 3)")
-        return PackedTernaryBase3(bytes: bytes, rows: rows, cols: packed.cols)
+        return PackedTernaryBase3(storage: storage, rows: rows, cols: packed.cols)
     }
     public static func from(base3 packed: PackedTernaryBase3) -> PackedTernary {
         pack2bit(codes: unpackBase3(packed), rows: packed.rows, cols: packed.cols)

@@ -29,14 +29,22 @@ public final class WeightArena: @unchecked Sendable {
 
     /// A copy of `buffer` in the arena (the arena must have room: see `bytesNeeded`).
     public func place<E>(_ buffer: KernelBuffer<E>) -> KernelBuffer<E> {
-        let bytes = buffer.count * MemoryLayout<E>.stride
-        precondition(used + Self.aligned(bytes) <= capacity, "WeightArena: \(bytes) bytes do not fit (\(used) of \(capacity) used)")
-        let dst = base + used
-        buffer.withUnsafeBufferPointer { src in
-            if bytes > 0 { dst.copyMemory(from: UnsafeRawPointer(src.baseAddress!), byteCount: bytes) }
+        make(count: buffer.count) { dst in
+            buffer.withUnsafeBufferPointer { src in
+                if !src.isEmpty { UnsafeMutableRawPointer(dst).copyMemory(from: UnsafeRawPointer(src.baseAddress!), byteCount: src.count * MemoryLayout<E>.stride) }
+            }
         }
+    }
+
+    /// `count` elements of the arena, written by `fill` (every element, before anything reads them), with no array
+    /// in between: a layout conversion writes straight into the memory it will be streamed from.
+    public func make<E>(count: Int, _ fill: (UnsafeMutablePointer<E>) -> Void) -> KernelBuffer<E> {
+        let bytes = count * MemoryLayout<E>.stride
+        precondition(used + Self.aligned(bytes) <= capacity, "WeightArena: \(bytes) bytes do not fit (\(used) of \(capacity) used)")
+        let dst = (base + used).bindMemory(to: E.self, capacity: count)
+        if count > 0 { fill(dst) }
         used += Self.aligned(bytes)
-        return KernelBuffer(borrowing: UnsafePointer(dst.bindMemory(to: E.self, capacity: buffer.count)), count: buffer.count, owner: self)
+        return KernelBuffer(borrowing: UnsafePointer(dst), count: count, owner: self)
     }
 
     /// Bytes of the placed weights that sit on huge pages (from /proc/self/smaps; 0 where it cannot be read).

@@ -139,42 +139,67 @@ size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *ds
     return bad;
 }
 
-size_t bitnet_t2_to_t3(const uint8_t *src, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
-    enum { SEG = 640 };   // lcm of the t2 block (128) and the t3 block (320)
-    const size_t s2 = bitnet_t2_row_stride(cols), s3 = bitnet_t3_row_stride(cols);
+// Invalid fields (value 3) of a 128-weight t2 block at element `from` and after.
+static size_t t2_invalid_fields_from(const uint8_t *block, size_t from) {
     size_t bad = 0;
-    int8_t c[SEG];
+    for (size_t e = from; e < 128; e++) bad += (block[e % 32] >> (6 - 2 * (e / 32)) & 3u) == 3;
+    return bad;
+}
+
+// The digit u + 1 of each code of a 640-weight segment (u = 3, invalid, counted and taken as code 0), then the t3
+// bytes. Branch-free loops over whole t2 blocks, which the compiler vectorizes (as a clone per ISA below); columns
+// past the row's end are code 0.
+static inline __attribute__((always_inline)) size_t t2_to_t3_body(const uint8_t *src, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
+    enum { SEG = 640 };   // lcm of the t2 block (128) and the t3 block (320)
+    const size_t s2 = bitnet_t2_row_stride(cols), s3 = bitnet_t3_row_stride(cols), end = s3 / 64 * BITNET_T3_BLOCK;
+    size_t bad = 0;
+    uint8_t u[SEG];
     for (size_t r = r0; r < r1; r++) {
         const uint8_t *s = src + r * s2;
         uint8_t *d = dst + r * s3;
-        for (size_t j0 = 0; j0 < s3 / 64 * BITNET_T3_BLOCK; j0 += SEG) {
-            // Codes j0 .. j0 + SEG - 1 from whole t2 blocks (fields u - 1; u = 3 is invalid, taken as code 0), then
-            // zeros past the last column.
-            const size_t n = cols - j0 < SEG ? cols - j0 : SEG;
-            for (size_t b = 0; b < (n + 127) / 128; b++) {
+        for (size_t j0 = 0; j0 < end; j0 += SEG) {
+            const size_t n = cols - j0 < SEG ? cols - j0 : SEG, blocks = (n + 127) / 128;
+            for (size_t b = 0; b < blocks; b++) {
                 const uint8_t *sb = s + (j0 / 128 + b) * 32;
-                int8_t *cb = c + b * 128;
-                for (size_t j = 0; j < 32; j++) {
-                    const unsigned v = sb[j];
-                    const unsigned u[4] = {v >> 6, (v >> 4) & 3u, (v >> 2) & 3u, v & 3u};
-                    for (size_t f = 0; f < 4; f++) {
-                        bad += u[f] == 3 && b * 128 + f * 32 + j < n;
-                        cb[f * 32 + j] = (int8_t)(u[f] == 3 ? 0 : (int)u[f] - 1);
+                uint8_t *ub = u + b * 128;
+                for (size_t f = 0; f < 4; f++)
+                    for (size_t j = 0; j < 32; j++) {
+                        const uint8_t v = (uint8_t)((sb[j] >> (6 - 2 * f)) & 3u);
+                        bad += v == 3;
+                        ub[f * 32 + j] = v == 3 ? 1 : v;
                     }
-                }
             }
-            memset(c + n, 0, SEG - n);
+            // Fields past the row's end are padding: not counted, code 0.
+            if (n % 128) bad -= t2_invalid_fields_from(s + (j0 / 128 + blocks - 1) * 32, n % 128);
+            memset(u + n, 1, SEG - n);
             // Byte p of a block = sum_i (code(64 i + p) + 1) * 3^i, as bitnet_t3_pack.
-            for (size_t k = 0; k < SEG / BITNET_T3_BLOCK && j0 + k * BITNET_T3_BLOCK < s3 / 64 * BITNET_T3_BLOCK; k++) {
-                const int8_t *ck = c + k * BITNET_T3_BLOCK;
+            for (size_t k = 0; k < SEG / BITNET_T3_BLOCK && j0 + k * BITNET_T3_BLOCK < end; k++) {
+                const uint8_t *uk = u + k * BITNET_T3_BLOCK;
                 uint8_t *dk = d + (j0 / BITNET_T3_BLOCK + k) * 64;
                 for (size_t p = 0; p < 64; p++)
-                    dk[p] = (uint8_t)((ck[p] + 1) + 3 * (ck[64 + p] + 1) + 9 * (ck[128 + p] + 1) + 27 * (ck[192 + p] + 1) +
-                                      81 * (ck[256 + p] + 1));
+                    dk[p] = (uint8_t)(uk[p] + 3 * uk[64 + p] + 9 * uk[128 + p] + 27 * uk[192 + p] + 81 * uk[256 + p]);
             }
         }
     }
     return bad;
+}
+
+static size_t t2_to_t3_portable(const uint8_t *src, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
+    return t2_to_t3_body(src, cols, dst, r0, r1);
+}
+
+#ifdef BITNET_X86
+__attribute__((target("avx2,fma")))
+static size_t t2_to_t3_avx2(const uint8_t *src, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
+    return t2_to_t3_body(src, cols, dst, r0, r1);
+}
+#endif
+
+size_t bitnet_t2_to_t3(const uint8_t *src, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
+#ifdef BITNET_X86
+    if (bitnet_ternary_isa() != BITNET_TERNARY_PORTABLE) return t2_to_t3_avx2(src, cols, dst, r0, r1);
+#endif
+    return t2_to_t3_portable(src, cols, dst, r0, r1);
 }
 
 void bitnet_t2_to_t3_rows(const void *args, size_t r0, size_t r1) {

@@ -62,20 +62,29 @@ final class TernaryKernelsTests: XCTestCase {
         }
         // A matrix big enough for the pool to convert it in row chunks (the layout `auto` converts whole models), and
         // wide rows (6912: 11 segments of 640 weights, the last one partial) against the independent packer.
-        for (rows, cols) in [(4100, 1000), (40, 6912)] {
+        // On every path; and straight into a weight arena, whose buffer it then borrows.
+        for (rows, cols) in [(4100, 1000), (40, 6912), (3, 130)] {
             let w = (0..<(rows * cols)).map { _ in rng.ternary() }
-            XCTAssertEqual(TernaryKernels.toBase3(TernaryKernels.pack2bit(codes: w, rows: rows, cols: cols)),
-                           TernaryKernels.packBase3(codes: w, rows: rows, cols: cols), "\(rows)x\(cols)")
+            let p2 = TernaryKernels.pack2bit(codes: w, rows: rows, cols: cols), want = TernaryKernels.packBase3(codes: w, rows: rows, cols: cols)
+            forEachISA { isa in XCTAssertEqual(TernaryKernels.toBase3(p2), want, "\(isa) \(rows)x\(cols)") }
+            let arena = WeightArena(capacity: want.bytes.count + 64, hugePages: false)!
+            let placed = TernaryKernels.toBase3(p2, into: arena)
+            XCTAssertEqual(placed, want, "arena \(rows)x\(cols)")
+            XCTAssertTrue(placed.storage.arena === arena)
+            XCTAssertEqual(arena.used, (want.bytes.count + 63) / 64 * 64)
         }
         // Invalid 2-bit fields (value 3) are counted inside the columns only; the converter stores them as code 0.
         var bytes = TernaryKernels.pack2bit(codes: [Int8](repeating: 1, count: 2 * 130), rows: 2, cols: 130).bytes
         bytes[0] |= 0xC0                 // row 0, column 0
         bytes[64 + 32 + 1] |= 0xC3       // row 1: column 129 (bits 7-6) and 128 + 96 + 1, padding past column 130 (bits 1-0)
-        var out = [UInt8](repeating: 0, count: 2 * 64)   // one 64-byte block per row
-        XCTAssertEqual(bitnet_t2_to_t3(bytes, 130, &out, 0, 2), 2)
-        var want = [Int8](repeating: 1, count: 2 * 130)
-        want[0] = 0; want[130 + 129] = 0
-        XCTAssertEqual(out, TernaryKernels.packBase3(codes: want, rows: 2, cols: 130).bytes)
+        bytes[64 + 32 + 2] |= 0x30       // row 1: padding 128 + 64 + 2 (bits 5-4)
+        forEachISA { isa in
+            var out = [UInt8](repeating: 0, count: 2 * 64)   // one 64-byte block per row
+            XCTAssertEqual(bitnet_t2_to_t3(bytes, 130, &out, 0, 2), 2, isa)
+            var want = [Int8](repeating: 1, count: 2 * 130)
+            want[0] = 0; want[130 + 129] = 0
+            XCTAssertEqual(out, TernaryKernels.packBase3(codes: want, rows: 2, cols: 130).bytes, isa)
+        }
 
         // Bits per weight of base-3 for whole blocks (2B4T's 2560 columns); 1.63 for its 6912.
         let p = TernaryKernels.packBase3(codes: [Int8](repeating: 1, count: 2560), rows: 1, cols: 2560)

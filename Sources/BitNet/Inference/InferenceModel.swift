@@ -209,11 +209,11 @@ public struct InferenceLinear: @unchecked Sendable {
     var ternaryLayout: TernaryLayout? { packed != nil ? .t2 : base3 != nil ? .t3 : nil }
 
     /// This layer with its packed weights in `layout` (lossless; other layers unchanged).
-    func converted(to layout: TernaryLayout) -> InferenceLinear {
+    func converted(to layout: TernaryLayout, into arena: WeightArena? = nil) -> InferenceLinear {
         var l = self
         switch layout {
         case .t2: if let base3 { l.packed = TernaryKernels.from(base3: base3); l.base3 = nil }
-        case .t3: if let packed { l.base3 = TernaryKernels.toBase3(packed); l.packed = nil }
+        case .t3: if let packed { l.base3 = TernaryKernels.toBase3(packed, into: arena); l.packed = nil }
         }
         return l
     }
@@ -431,6 +431,14 @@ public final class InferenceModel: @unchecked Sendable {
         if let kept = keptLayouts[layout] { layers = kept; return }
         // Layer by layer, each converted layer placed at once: the old copy of a layer is freed before the next.
         for i in layers.indices {
+            // To base 3, a layer of 2-bit linears converts straight into its new arena (no array, no copy).
+            let linears = layers[i].linears
+            if layout == .t3, linears.allSatisfy({ $0.packed != nil && $0.base3 == nil && $0.half == nil }),
+               let arena = WeightArena(capacity: WeightArena.bytesNeeded(linears.map { $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) }),
+                                       hugePages: hugePages) {
+                layers[i] = layers[i].with { $0.converted(to: .t3, into: arena) }
+                continue
+            }
             layers[i] = layers[i].with { $0.converted(to: layout) }
             placeWeights(layer: i)
         }
