@@ -82,19 +82,32 @@ public struct InferenceLinear: @unchecked Sendable {
     /// The arenas holding this layer's kernel weights.
     var arenas: [WeightArena] { [packed?.storage.arena, base3?.storage.arena, half?.storage.arena].compactMap { $0 } }
 
-    /// A random ternary layer (codes uniform over {-1, 0, +1}, β = 0.02) for benchmarks of any shape, packed directly.
+    /// A random ternary layer (codes uniform over {-1, 0, +1}, β = 0.02) for benchmarks of any shape, drawn straight
+    /// in the 2-bit layout: each byte's four fields from 16 random bits taken mod 81 (four base-3 digits; bias under
+    /// 0.02 %), the fields past the last column code 0, as the packer pads.
     init(randomTernaryRows rows: Int, cols: Int, quant: LinearQuantization, rng: inout SeededRNG) {
         self.rows = rows; self.cols = cols; self.quant = quant
-        var c = [Int8](repeating: 0, count: rows * cols)
-        var i = 0
-        while i < c.count {
-            var bits = rng.next()
-            for _ in 0..<8 where i < c.count {
-                c[i] = Int8(truncatingIfNeeded: Int(bits & 0xFF) % 3 - 1)
-                bits >>= 8; i += 1
+        let fields: [UInt8] = (0..<81).map { v in (0..<4).reduce((UInt8(0), v)) { acc, _ in (acc.0 << 2 | UInt8(acc.1 % 3), acc.1 / 3) }.0 }
+        let stride = TernaryKernels.rowStride2bit(cols: cols), count = rows * stride
+        var bytes = [UInt8](unsafeUninitializedCapacity: count) { buf, n in
+            var i = 0
+            while i < count {
+                var bits = rng.next()
+                for _ in 0..<4 where i < count {
+                    buf[i] = fields[Int(bits & 0xFFFF) % 81]
+                    bits >>= 16; i += 1
+                }
+            }
+            n = count
+        }
+        // Element j of a 128-weight block: byte j % 32, bits 7-6 / 5-4 / 3-2 / 1-0 for j / 32 (code 0 = field 01).
+        for r in 0..<rows {
+            for j in cols..<(stride / 32 * 128) {
+                let byte = r * stride + j / 128 * 32 + j % 32, shift = 6 - 2 * (j % 128 / 32)
+                bytes[byte] = bytes[byte] & ~(3 << shift) | (1 << shift)
             }
         }
-        packed = TernaryKernels.pack2bit(codes: c, rows: rows, cols: cols)
+        packed = PackedTernary(bytes: bytes, rows: rows, cols: cols)
         codes = []; betas = [0.02]; dense = []
     }
 

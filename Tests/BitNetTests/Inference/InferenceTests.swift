@@ -254,6 +254,23 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertThrowsError(try InferenceBenchmark.pairedRoofline(model: model, steps: 3, context: 7))
     }
 
+    /// Synthetic ternary linears are drawn in the packed layout: every code in {-1, 0, +1}, each about a third of them
+    /// (binomial bounds), padding columns code 0 (the packer's bytes for them), and the same seed gives the same bytes.
+    func testSyntheticTernaryLinearsAreUniformAndPadded() throws {
+        let q = LinearQuantization(arch: .b158, groups: 1, bits: 8, scope: .perToken)
+        var rng = SeededRNG(seed: 3), again = SeededRNG(seed: 3)
+        let l = InferenceLinear(randomTernaryRows: 300, cols: 200, quant: q, rng: &rng)
+        let p = try XCTUnwrap(l.packed)
+        XCTAssertEqual(p.bytes, InferenceLinear(randomTernaryRows: 300, cols: 200, quant: q, rng: &again).packed?.bytes)
+        let codes = TernaryKernels.unpack(p)
+        XCTAssertEqual(codes.count, 300 * 200)
+        for v: Int8 in [-1, 0, 1] {
+            let share = Double(codes.filter { $0 == v }.count) / Double(codes.count)
+            XCTAssertEqual(share, 1.0 / 3, accuracy: 0.01, "code \(v)")   // 5 sigma of 60000 draws is 0.0096
+        }
+        XCTAssertEqual(p.bytes, TernaryKernels.pack2bit(codes: codes, rows: 300, cols: 200).bytes, "padding as the packer writes it")
+    }
+
     /// Synthetic models (what `bitnet bench` measures) decode finite logits; the f16 twin has 16-bit linears.
     func testSyntheticModelsAndBenchmark() throws {
         var c = tinyConfig(.b158, vocab: 50, seq: 40)
