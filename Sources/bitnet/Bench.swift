@@ -266,7 +266,18 @@ struct Bench: ParsableCommand {
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = ProcessMemory.peakRSSBytes()
                 let arena = ternary.arenaStats   // before the twin replaces the model
-                let gemvChain = profile ? InferenceBenchmark.gemvChain(model: ternary, tokens: 8) : nil
+                // The GEMVs alone, in turns with decode steps (a session restarted when full), for the profile's "alone".
+                let chainSession = profile ? try InferenceSession(model: ternary, maxSeqLen: min(config.maxSeqLen, 256), kvCache: kv) : nil
+                var chainToken = 1, stepError: Error?
+                let gemvChain = chainSession.flatMap { session in
+                    InferenceBenchmark.gemvChain(model: ternary, tokens: 16) {
+                        if session.position >= session.maxSeqLen { session.reset() }
+                        let t0 = Clock.now()
+                        do { chainToken = Sampler.argmax(try session.step(token: chainToken)) } catch { stepError = error }
+                        return Clock.now() - t0
+                    }
+                }
+                if let stepError { throw stepError }
                 let steps = pairedSteps ?? decodeTokens * repeatCount
                 let paired = steps > 0 ? try InferenceBenchmark.pairedRoofline(model: ternary, steps: steps, context: context, kvCache: kv) : nil
                 let pool1 = (ThreadPool.shared.stats, prefetched: ThreadPool.shared.idlePrefetchedBytes)
@@ -315,7 +326,10 @@ struct Bench: ParsableCommand {
                             var entry: [String: Any] = ["seconds_per_token": sec, "weight_bytes_per_token": bytes]
                             if let alone = gemvChain?.phaseSeconds[phase] { entry["gemv_alone_seconds_per_token"] = alone }
                             return ("\(phase)", entry) })
-                        if let chain = gemvChain { obj["gemv_alone_seconds_per_token"] = chain.secondsPerToken }
+                        if let chain = gemvChain {
+                            obj["gemv_alone_seconds_per_token"] = chain.secondsPerToken
+                            obj["gemv_alone_interleaved_step_seconds"] = chain.interleavedSeconds
+                        }
                     }
                     if let t = twin {
                         obj["f16_decode_tokens_per_s"] = t.decodeTokensPerSecond
@@ -371,6 +385,10 @@ struct Bench: ParsableCommand {
                     if let chain = gemvChain?.secondsPerToken {
                         print(String(format: "  (alone: the same GEMVs with nothing in between, %.2f ms/token, %.1f GB/s = %.0f %% of read bandwidth)",
                                      1e3 * chain, Double(a.bytesPerToken) / chain / 1e9, 100 * Double(a.bytesPerToken) / chain / bandwidth))
+                        if let step = gemvChain?.interleavedSeconds {
+                            print(String(format: "  (in turns with 16 decode steps: step %.2f ms against its GEMVs alone %.2f ms, %.3fx: the rest of a step costs %.2f ms)",
+                                         1e3 * step, 1e3 * chain, step / chain, 1e3 * (step - chain)))
+                        }
                     }
                 }
                 if let t = twin {

@@ -177,13 +177,17 @@ public enum InferenceBenchmark {
         public let secondsPerToken: Double
         /// Median seconds per token of the GEMVs of each phase (the weight phases only).
         public let phaseSeconds: [DecodeProfile.Phase: Double]
+        /// Median seconds of the work run in turns with the passes (`interleavedWith`; bench: one decode step), if any.
+        public let interleavedSeconds: Double?
     }
 
     /// A decode step's GEMVs alone: the same pool calls as `InferenceSession.step` (Wq/Wk/Wv and W1/W3 fused, Wo,
     /// W2, then the head) on fixed activations with no other work in between, over `tokens` passes after one
-    /// warm-up. What the rest of a step (norms, attention, the gaps between calls) adds shows against it. Nil when
-    /// the linears do not run on the integer kernels (the fp twin, grouped activations).
-    public static func gemvChain(model: InferenceModel, tokens: Int = 8) -> GemvChain? {
+    /// warm-up. What the rest of a step (norms, attention, the gaps between calls) adds shows against it. With
+    /// `interleavedWith`, that work (returning its own seconds; a decode step) runs before every pass, so both share
+    /// each moment of a host whose speed drifts (timed apart, they differ by up to 20 % here). Nil when the linears do
+    /// not run on the integer kernels (the fp twin, grouped activations).
+    public static func gemvChain(model: InferenceModel, tokens: Int = 8, interleavedWith work: (() -> Double)? = nil) -> GemvChain? {
         let c = model.config
         guard let first = model.layers.first, first.linears.allSatisfy(\.takesCodes), tokens > 0 else { return nil }
         let maxCols = max(c.dim, c.nHeads * c.headDim, c.ffnDim), maxRows = max(c.nHeads * c.headDim + 2 * c.kvDim, 2 * c.ffnDim, c.dim)
@@ -193,8 +197,12 @@ public enum InferenceBenchmark {
         var rng = SeededRNG(seed: 5)
         for i in 0..<maxCols { codes[i] = Int8(truncatingIfNeeded: rng.nextInt(below: 255) - 127) }
         for i in 0..<c.dim { x.ptr[i] = rng.nextUniform() - 0.5 }
-        var total: [Double] = [], phaseTotals: [DecodeProfile.Phase: [Double]] = [:]
+        var total: [Double] = [], phaseTotals: [DecodeProfile.Phase: [Double]] = [:], interleaved: [Double] = []
         for pass in 0...tokens {
+            if let work {
+                let seconds = work()
+                if pass > 0 { interleaved.append(seconds) }
+            }
             var t: [DecodeProfile.Phase: Double] = [:]
             func timed(_ phase: DecodeProfile.Phase, _ body: () -> Void) { let t0 = Clock.now(); body(); t[phase, default: 0] += Clock.now() - t0 }
             let t0 = Clock.now()
@@ -215,6 +223,7 @@ public enum InferenceBenchmark {
             }
         }
         func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
-        return GemvChain(secondsPerToken: median(total), phaseSeconds: phaseTotals.mapValues(median))
+        return GemvChain(secondsPerToken: median(total), phaseSeconds: phaseTotals.mapValues(median),
+                         interleavedSeconds: interleaved.isEmpty ? nil : median(interleaved))
     }
 }

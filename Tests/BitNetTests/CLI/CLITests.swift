@@ -66,6 +66,7 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(Set(profile.filter { $0.value["gemv_alone_seconds_per_token"] != nil }.keys),
                        Set(profile.filter { ($0.value["weight_bytes_per_token"] ?? 0) > 0 }.keys))
         XCTAssertGreaterThan(obj["gemv_alone_seconds_per_token"] as? Double ?? 0, 0)
+        XCTAssertGreaterThan(obj["gemv_alone_interleaved_step_seconds"] as? Double ?? 0, 0)
         // auto: the tiny preset's 128-column rows take 64 bytes in t3 against 32 in t2, so t2 on any CPU.
         XCTAssertEqual(obj["ternary_layout"] as? String, "t2")
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--ternary-layout", "t9"], mentions: "t9")

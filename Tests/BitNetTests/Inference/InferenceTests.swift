@@ -224,6 +224,12 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertEqual(Set(chain.phaseSeconds.keys), Set(DecodeProfile.Phase.allCases.filter { ternary.bytesPerToken(in: $0) > 0 }))
         XCTAssertTrue(chain.phaseSeconds.values.allSatisfy { $0 > 0 })
         XCTAssertGreaterThan(chain.secondsPerToken, try XCTUnwrap(chain.phaseSeconds[.head]))
+        XCTAssertNil(chain.interleavedSeconds)
+        // Work in turns with the passes: run before each (the warm-up's too), its median over the timed passes.
+        var calls = 0
+        let turns = try XCTUnwrap(InferenceBenchmark.gemvChain(model: ternary, tokens: 5) { calls += 1; return [9, 5, 1, 4, 2, 3][calls - 1] })
+        XCTAssertEqual(calls, 6)
+        XCTAssertEqual(turns.interleavedSeconds, 3)   // median of 5, 1, 4, 2, 3 (the warm-up's 9 left out)
         var fc = c
         fc.arch = .fp
         XCTAssertNil(InferenceBenchmark.gemvChain(model: try InferenceModel(synthetic: fc, headFormat: .f16)))
