@@ -791,6 +791,7 @@ void bitnet_t2_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8
 const bitnet_gemv_prepared *bitnet_t2_gemv_prepare(const int8_t *x, size_t cols) {
     bitnet_gemv_prepared *p = prep_begin(x, cols);
 #ifdef BITNET_X86
+    _Static_assert(PREP_MAX_COLS >= T2_ZMM_MAX_COLS, "the prepared buffer holds a reordered row of the widest AVX-512 t2 GEMV");
     if (bitnet_ternary_isa() == BITNET_TERNARY_AVX512VNNI && cols >= 256 && cols <= T2_ZMM_MAX_COLS) {
         t2_zmm_reorder(x, cols / 256, prep_tls.buf);
         p->xr = prep_tls.buf;
