@@ -309,7 +309,7 @@ struct Bench: ParsableCommand {
                         obj["paired_roofline_fraction"] = paired.median
                         obj["paired_roofline_quartiles"] = [paired.quantile(0.25), paired.quantile(0.75)]
                         obj["paired_roofline_steps"] = paired.fractions.count
-                        obj["paired_read_bandwidth_bytes_per_s"] = paired.passRates.sorted()[paired.passRates.count / 2]
+                        obj["paired_read_bandwidth_bytes_per_s"] = paired.medianPassRate
                     }
                     if repeatCount > 1 {
                         obj["runs"] = repeats.runs.map { r -> [String: Any] in
@@ -372,7 +372,7 @@ struct Bench: ParsableCommand {
                 if let paired {
                     print(String(format: "roofline step by step: median %.0f %% (quartiles %.0f-%.0f %%) of %d decode steps, each against the better of the read passes around it (median pass %.1f GB/s)",
                                  100 * paired.median, 100 * paired.quantile(0.25), 100 * paired.quantile(0.75), paired.fractions.count,
-                                 paired.passRates.sorted()[paired.passRates.count / 2] / 1e9))
+                                 paired.medianPassRate / 1e9))
                 }
                 if let phases, let p = a.profile {
                     print(String(format: "decode profile (%d steps, %.2f ms/token):", p.tokens, 1e3 * p.totalSecondsPerToken))

@@ -130,6 +130,8 @@ public enum InferenceBenchmark {
 
         /// The median step's fraction.
         public var median: Double { quantile(0.5) }
+        /// The median read pass (bytes per second).
+        public var medianPassRate: Double { passRates.isEmpty ? 0 : passRates.sorted()[passRates.count / 2] }
         /// The q-quantile of the fractions (nearest rank).
         public func quantile(_ q: Double) -> Double {
             guard !fractions.isEmpty else { return 0 }

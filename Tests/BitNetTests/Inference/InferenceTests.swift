@@ -251,7 +251,9 @@ final class InferenceFormatsTests: XCTestCase {
             let want = Double(model.bytesPerToken) / r.stepSeconds[i] / max(r.passRates[i], r.passRates[i + 1])
             XCTAssertEqual(r.fractions[i], want, accuracy: 1e-12 * want, "step \(i)")
         }
+        XCTAssertEqual(r.medianPassRate, r.passRates.sorted()[10])
         let q = InferenceBenchmark.PairedRoofline(fractions: [0.9, 0.1, 0.5, 0.3, 0.2], passRates: [], stepSeconds: [])
+        XCTAssertEqual(q.medianPassRate, 0)
         XCTAssertEqual(q.median, 0.3)
         XCTAssertEqual(q.quantile(0.25), 0.2)
         XCTAssertEqual(q.quantile(0.75), 0.5)
