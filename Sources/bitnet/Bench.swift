@@ -266,15 +266,12 @@ struct Bench: ParsableCommand {
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = ProcessMemory.peakRSSBytes()
                 let arena = ternary.arenaStats   // before the twin replaces the model
-                // The GEMVs alone, in turns with decode steps (a session restarted when full), for the profile's "alone".
-                let chainSession = profile ? try InferenceSession(model: ternary, maxSeqLen: min(config.maxSeqLen, 256), kvCache: kv) : nil
-                var chainToken = 1, stepError: Error?
-                let gemvChain = chainSession.flatMap { session in
+                // The GEMVs alone, in turns with decode steps, for the profile's "alone".
+                let chainDecoder = profile ? try InferenceBenchmark.TimedDecoder(model: ternary, maxSeqLen: min(config.maxSeqLen, 256), kvCache: kv) : nil
+                var stepError: Error?
+                let gemvChain = chainDecoder.flatMap { decoder in
                     InferenceBenchmark.gemvChain(model: ternary, tokens: 16) {
-                        if session.position >= session.maxSeqLen { session.reset() }
-                        let t0 = Clock.now()
-                        do { chainToken = Sampler.argmax(try session.step(token: chainToken)) } catch { stepError = error }
-                        return Clock.now() - t0
+                        do { return try decoder.step() } catch { stepError = error; return 0 }
                     }
                 }
                 if let stepError { throw stepError }

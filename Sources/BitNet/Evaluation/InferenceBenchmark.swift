@@ -118,6 +118,41 @@ public enum InferenceBenchmark {
                       weightBytes: model.inferenceBytes, bytesPerToken: model.bytesPerToken, profile: recorder)
     }
 
+    /// Greedy decode steps timed one at a time, from `context` random positions of a session of `maxSeqLen`; the
+    /// session restarts there (untimed) when full. What `pairedRoofline` and bench's interleaved profile time.
+    public final class TimedDecoder {
+        private let session: InferenceSession
+        private let context: Int
+        private var rng: SeededRNG
+        private var token: Int
+
+        public init(model: InferenceModel, maxSeqLen: Int, context: Int = 0, kvCache: KVCacheFormat = .f32, seed: UInt64 = 11) throws {
+            guard context >= 0, context + 2 <= maxSeqLen else {
+                throw BitNetError.invalidArgument("timed decoding: context \(context) leaves no room to decode in \(maxSeqLen) positions")
+            }
+            session = try InferenceSession(model: model, maxSeqLen: maxSeqLen, kvCache: kvCache)
+            self.context = context
+            rng = SeededRNG(seed: seed)
+            token = 0
+            try restart()
+            token = rng.nextInt(below: model.config.vocabSize)
+        }
+
+        private func restart() throws {
+            session.reset()
+            let v = session.model.config.vocabSize
+            if context > 0 { _ = try session.prefill(tokens: (0..<context).map { _ in rng.nextInt(below: v) }) }
+        }
+
+        /// One greedy step (after a restart when the session is full): its seconds.
+        public func step() throws -> Double {
+            if session.position >= session.maxSeqLen { try restart() }
+            let t0 = Clock.now()
+            token = Sampler.argmax(try session.step(token: token))
+            return max(Clock.now() - t0, 1e-9)
+        }
+    }
+
     /// The roofline taken step by step (`pairedRoofline`): each decode step's weight-streaming rate over the better of
     /// the two read passes around it, so both sides of every ratio share this moment's memory bandwidth.
     public struct PairedRoofline: Sendable {
@@ -148,25 +183,13 @@ public enum InferenceBenchmark {
     public static func pairedRoofline(model: InferenceModel, steps: Int, context: Int = 0, kvCache: KVCacheFormat = .f32,
                                       probeBytes: Int = 256 << 20, seed: UInt64 = 11) throws -> PairedRoofline? {
         guard steps > 0 else { throw BitNetError.invalidArgument("a paired roofline needs at least one step") }
-        guard context >= 0, context + 2 <= model.config.maxSeqLen else {
-            throw BitNetError.invalidArgument("paired roofline: context \(context) leaves no room to decode in \(model.config.maxSeqLen) positions")
-        }
+        let decoder = try TimedDecoder(model: model, maxSeqLen: model.config.maxSeqLen, context: context, kvCache: kvCache, seed: seed)
         guard let probe = MemoryBandwidth.Probe(bytes: probeBytes) else { return nil }
-        let c = model.config, session = try InferenceSession(model: model, maxSeqLen: c.maxSeqLen, kvCache: kvCache)
-        var rng = SeededRNG(seed: seed)
-        func restart() throws {
-            session.reset()
-            if context > 0 { _ = try session.prefill(tokens: (0..<context).map { _ in rng.nextInt(below: c.vocabSize) }) }
-        }
-        try restart()
-        var token = Sampler.argmax(try session.step(token: rng.nextInt(below: c.vocabSize)))   // warm-up
+        _ = try decoder.step()   // warm-up
         _ = probe.pass()
         var rates = [probe.pass()], seconds: [Double] = []
         for _ in 0..<steps {
-            if session.position >= session.maxSeqLen { try restart() }
-            let t0 = Clock.now()
-            token = Sampler.argmax(try session.step(token: token))
-            seconds.append(max(Clock.now() - t0, 1e-9))
+            seconds.append(try decoder.step())
             rates.append(probe.pass())
         }
         let bytes = Double(model.bytesPerToken)
