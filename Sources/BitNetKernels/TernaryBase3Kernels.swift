@@ -7,10 +7,10 @@ public enum TernaryLayout: String, Sendable, CaseIterable {
 }
 
 /// Exact int8 x ternary products over the base-3 layout (1.6 bit/weight): the contracts of the 2-bit `gemv`/`gemm`,
-/// same Int32 results. The AVX512 path needs AVX512-VBMI and GFNI besides VNNI (else it takes the AVX2 path);
+/// same Int32 results. The AVX512 path needs AVX512-VBMI besides VNNI (else it takes the AVX2 path);
 /// `activeISA` / `selectISA` pick the path for both layouts.
 extension TernaryKernels {
-    /// Whether the t3 kernels run their AVX512-VBMI+GFNI path on this CPU (with the current ISA cap); elsewhere they
+    /// Whether the t3 kernels run their AVX512-VBMI path on this CPU (with the current ISA cap); elsewhere they
     /// decode more slowly than t2 streams.
     public static var base3IsFast: Bool { bitnet_t3_is_fast() != 0 }
 

@@ -29,7 +29,8 @@ public struct PackedTernary: Sendable, Equatable {
 }
 
 /// A ternary matrix in the base-3 layout of `bitnet_ternary.h` (1.6 bit/weight): blocks of 320 weights per 64 bytes,
-/// byte p of a block holding elements p, p+64, p+128, p+192, p+256 as v = sum_i (code_i + 1) * 3^i (0...242).
+/// byte p of a block holding elements p, p+64, p+128, p+192, p+256 as b = sum_i (code_i + 1) * place_i, places
+/// (1, 3, 9, 28, 84): base 3 with the top two places widened so the AVX-512 kernel looks each digit up in one table.
 public struct PackedTernaryBase3: Sendable, Equatable {
     /// The packed bytes, owned or in a `WeightArena`; the kernels read them in place.
     public let storage: KernelBuffer<UInt8>
@@ -133,7 +134,7 @@ public enum TernaryKernels {
             if n > 0 { bad = packed.storage.withUnsafeBufferPointer { Int(bitnet_t3_unpack($0.baseAddress!, packed.rows, packed.cols, buf.baseAddress!)) } }
             count = n
         }
-        precondition(bad == 0, "unpackBase3: \(bad) bytes above 242")
+        precondition(bad == 0, "unpackBase3: \(bad) bytes that no packer writes")
         return codes
     }
 

@@ -106,18 +106,30 @@ size_t bitnet_t2_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *co
 
 size_t bitnet_t3_row_stride(size_t cols) { return (cols + BITNET_T3_BLOCK - 1) / BITNET_T3_BLOCK * 64; }
 
-// Digits of any byte b, greedily from the most significant: u_4 = [b >= 81] + [b >= 162], then the same with
-// 27, 9, 3 and 1 on the remainder. For the 243 bytes a packer writes (b = sum_i u_i * 3^i) these are the base-3
-// digits; bytes 243..255 get digits 2, 2, 2, 2, 2 (every kernel path follows this rule). n = 5 digits, or 4
-// (u_0..u_3 of a remainder, for the AVX512 table).
+// Place values of the five digits in a byte: b = u_0 + 3 u_1 + 9 u_2 + 28 u_3 + 84 u_4. Base 3 but for the top two
+// places (28 and 84 instead of 27 and 81): then b >> 2 alone tells u_3 and u_4 (each of the nine (u_3, u_4) pairs owns
+// 28 consecutive bytes, 7 whole groups of 4), and b - 28 u_3 - 84 u_4 < 64 tells u_0..u_2, so the AVX-512 GEMV takes
+// every digit with one 64-entry byte table lookup (vpermb).
+static const unsigned t3_place[5] = {1, 3, 9, 28, 84};
+
+// Digits of any byte b, greedily from the most significant: u_4 = [b >= 84] + [b >= 168], then the same with 28, 9,
+// 3 and 1 on the remainder. For the 243 bytes a packer writes (b = sum_i u_i * place_i) these are the digits; the 13
+// others (28 g + 27 for g = 0..8, and 252..255) get the same greedy digits on every kernel path. n = 5 digits, or
+// the low n digits of a remainder below place n.
 static inline void t3_digits_n(unsigned b, unsigned n, unsigned u[5]) {
-    static const unsigned pow3[5] = {1, 3, 9, 27, 81};
     for (unsigned i = n; i-- > 0;) {
-        u[i] = (b >= pow3[i]) + (b >= 2 * pow3[i]);
-        b -= u[i] * pow3[i];
+        u[i] = (b >= t3_place[i]) + (b >= 2 * t3_place[i]);
+        b -= u[i] * t3_place[i];
     }
 }
 static inline void t3_digits(unsigned b, unsigned u[5]) { t3_digits_n(b, 5, u); }
+
+// Whether a packer writes byte b (its greedy digits give it back).
+static inline int t3_is_packed(unsigned b) {
+    unsigned u[5];
+    t3_digits(b, u);
+    return u[0] + 3 * u[1] + 9 * u[2] + 28 * u[3] + 84 * u[4] == b;
+}
 
 // Element e (0..319) of a block: byte e % 64, digit e / 64.
 size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *dst) {
@@ -127,11 +139,11 @@ size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *ds
         uint8_t *d = dst + r * stride;
         for (size_t b = 0; b < stride; b++) {
             unsigned v = 0;
-            for (size_t i = 5; i-- > 0;) {
+            for (size_t i = 0; i < 5; i++) {
                 size_t j = (b / 64) * BITNET_T3_BLOCK + i * 64 + b % 64;
                 int t = j < cols ? c[j] : 0;
                 if (t < -1 || t > 1) { bad++; t = 0; }
-                v = 3 * v + (unsigned)(t + 1);
+                v += (unsigned)(t + 1) * t3_place[i];
             }
             d[b] = (uint8_t)v;
         }
@@ -172,12 +184,12 @@ static inline __attribute__((always_inline)) size_t t2_to_t3_body(const uint8_t 
             // Fields past the row's end are padding: not counted, code 0.
             if (n % 128) bad -= t2_invalid_fields_from(s + (j0 / 128 + blocks - 1) * 32, n % 128);
             memset(u + n, 1, SEG - n);
-            // Byte p of a block = sum_i (code(64 i + p) + 1) * 3^i, as bitnet_t3_pack.
+            // Byte p of a block = sum_i (code(64 i + p) + 1) * place_i, as bitnet_t3_pack.
             for (size_t k = 0; k < SEG / BITNET_T3_BLOCK && j0 + k * BITNET_T3_BLOCK < end; k++) {
                 const uint8_t *uk = u + k * BITNET_T3_BLOCK;
                 uint8_t *dk = d + (j0 / BITNET_T3_BLOCK + k) * 64;
                 for (size_t p = 0; p < 64; p++)
-                    dk[p] = (uint8_t)(uk[p] + 3 * uk[64 + p] + 9 * uk[128 + p] + 27 * uk[192 + p] + 81 * uk[256 + p]);
+                    dk[p] = (uint8_t)(uk[p] + 3 * uk[64 + p] + 9 * uk[128 + p] + 28 * uk[192 + p] + 84 * uk[256 + p]);
             }
         }
     }
@@ -216,7 +228,7 @@ size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *co
         for (size_t b = 0; b < stride; b++) {
             unsigned u[5];
             t3_digits(s[b], u);
-            if (s[b] > 242) {   // not a packer's byte
+            if (!t3_is_packed(s[b])) {
                 bad++;
                 for (unsigned i = 0; i < 5; i++) u[i] = 1;
             }
@@ -849,15 +861,14 @@ void bitnet_t3_gemm_ref(const uint8_t *w, size_t row_stride, size_t cols, const 
 __attribute__((target("avx2,fma")))
 static inline void t3_digits_avx2(__m256i b, __m256i u[5]) {
     const __m256i zero = _mm256_setzero_si256(), sign = _mm256_set1_epi8((char)0x80);
-    __m256i c1 = _mm256_cmpgt_epi8(_mm256_xor_si256(b, sign), _mm256_set1_epi8(80 - 128));
-    __m256i c2 = _mm256_cmpgt_epi8(_mm256_xor_si256(b, sign), _mm256_set1_epi8(161 - 128));
+    __m256i c1 = _mm256_cmpgt_epi8(_mm256_xor_si256(b, sign), _mm256_set1_epi8(83 - 128));
+    __m256i c2 = _mm256_cmpgt_epi8(_mm256_xor_si256(b, sign), _mm256_set1_epi8(167 - 128));
     __m256i r = b;
     for (int i = 4; i >= 1; i--) {
-        static const char pow3[5] = {1, 3, 9, 27, 81};
-        const __m256i d = _mm256_set1_epi8(pow3[i]);
+        const __m256i d = _mm256_set1_epi8((char)t3_place[i]);
         if (i < 4) {
-            c1 = _mm256_cmpgt_epi8(r, _mm256_set1_epi8((char)(pow3[i] - 1)));
-            c2 = _mm256_cmpgt_epi8(r, _mm256_set1_epi8((char)(2 * pow3[i] - 1)));
+            c1 = _mm256_cmpgt_epi8(r, _mm256_set1_epi8((char)(t3_place[i] - 1)));
+            c2 = _mm256_cmpgt_epi8(r, _mm256_set1_epi8((char)(2 * t3_place[i] - 1)));
         }
         u[i] = _mm256_sub_epi8(_mm256_sub_epi8(zero, c1), c2);
         r = _mm256_sub_epi8(_mm256_sub_epi8(r, _mm256_and_si256(c1, d)), _mm256_and_si256(c2, d));
@@ -958,105 +969,95 @@ static void t3_dot4x4_avx2(const uint8_t *u, size_t n, const int8_t *const *xs, 
     }
 }
 
-// MARK: AVX512-VBMI + VNNI, 320 weights per 64-byte load. u_4 from two unsigned compares (masks k1, k2), the
-// remainder r = b - 81 * u_4 (< 128 for every byte) looked up with one vpermi2b in a 128-entry table holding
-// the greedy digits u_0..u_3 of r in bits 1-0, 3-2, 5-4, 7-6, which vpand / GF(2) affine bit moves (GFNI) take
-// apart; vpdpbusd sums u8 digit x s8 activation into int32 lanes. (Looking each digit up in a 256-entry table
-// instead takes two 2-cycle vpermt2b per digit: measured 2.5x slower.)
+// MARK: AVX512-VBMI + VNNI, 320 weights per 64-byte load. Every digit is one 64-entry byte table lookup (vpermb,
+// which reads the low 6 bits of each index byte): u_3, u_4 and 28 u_3 + 84 u_4 by i = b >> 2, then u_0..u_2 by
+// s = b - 28 u_3 - 84 u_4 (< 32 for every byte). vpdpbusd sums u8 digit x s8 activation into int32 lanes. Per 64
+// bytes: a shift, a subtraction, six lookups, five products. (The layout with places 27 and 81 needed b mod 81 and a
+// 128-entry table: 17 vector uops against 13 here, 1.36x slower in L2.)
 
-static uint8_t t3_table[128] __attribute__((aligned(64)));
-static pthread_once_t t3_table_once = PTHREAD_ONCE_INIT;
-static void t3_table_init(void) {
-    for (unsigned r = 0; r < 128; r++) {
+static uint8_t t3_tables[6][64] __attribute__((aligned(64)));   // by i: 28 u_3 + 84 u_4, u_3, u_4; by s: u_0, u_1, u_2
+static pthread_once_t t3_tables_once = PTHREAD_ONCE_INIT;
+static void t3_tables_init(void) {
+    for (unsigned i = 0; i < 64; i++) {
         unsigned u[5];
-        t3_digits_n(r, 4, u);   // r <= 80 from packed bytes, 81..93 from bytes 243..255
-        t3_table[r] = (uint8_t)(u[0] | u[1] << 2 | u[2] << 4 | u[3] << 6);
+        t3_digits(4 * i, u);   // every byte of 4 i .. 4 i + 3 has these u_3, u_4 (28 is a multiple of 4)
+        t3_tables[0][i] = (uint8_t)(28 * u[3] + 84 * u[4]);
+        t3_tables[1][i] = (uint8_t)u[3];
+        t3_tables[2][i] = (uint8_t)u[4];
+        t3_digits_n(i, 3, u);
+        for (unsigned d = 0; d < 3; d++) t3_tables[3 + d][i] = (uint8_t)u[d];
     }
 }
 
 static int t3_cpu_vbmi(void) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("gfni");
+    return __builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512bw");
 }
 
-#define T3_VBMI_TARGET "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,gfni"
+#define T3_VBMI_TARGET "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi"
 
-// Constants of the digit split, loaded once per call.
-typedef struct { __m512i lo, hi, c81, c162, one, two, m3, sel1, sel2, sel3, u4_of; } t3_consts;
+// The six tables, loaded once per call.
+typedef struct { __m512i high, u3, u4, u0, u1, u2; } t3_consts;
 
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline void t3_consts_init(t3_consts *c) {
-    pthread_once(&t3_table_once, t3_table_init);
-    c->lo = _mm512_load_si512((const void *)t3_table);
-    c->hi = _mm512_load_si512((const void *)(t3_table + 64));
-    c->c81 = _mm512_set1_epi8(81); c->c162 = _mm512_set1_epi8((char)162);
-    // u_4 from 81 u_4 by vpermb, which reads the low 6 bits of each index: 0 -> 0, 81 -> 17, 162 -> 34.
-    c->u4_of = _mm512_maskz_mov_epi8((1ull << 17) | (1ull << 34), _mm512_set1_epi8(1));
-    c->u4_of = _mm512_mask_mov_epi8(c->u4_of, 1ull << 34, _mm512_set1_epi8(2));
-    c->one = _mm512_set1_epi8(1); c->two = _mm512_set1_epi8(2); c->m3 = _mm512_set1_epi8(3);
-    // GF(2) affine matrices moving bits 2s, 2s+1 of each byte to bits 0, 1 (row of output bit i in byte 7 - i).
-    for (int sh = 1; sh <= 3; sh++) {
-        const __m512i m = _mm512_set1_epi64((long long)((1ull << (2 * sh)) << 56 | (1ull << (2 * sh + 1)) << 48));
-        if (sh == 1) c->sel1 = m; else if (sh == 2) c->sel2 = m; else c->sel3 = m;
-    }
+    pthread_once(&t3_tables_once, t3_tables_init);
+    c->high = _mm512_load_si512((const void *)t3_tables[0]);
+    c->u3 = _mm512_load_si512((const void *)t3_tables[1]);
+    c->u4 = _mm512_load_si512((const void *)t3_tables[2]);
+    c->u0 = _mm512_load_si512((const void *)t3_tables[3]);
+    c->u1 = _mm512_load_si512((const void *)t3_tables[4]);
+    c->u2 = _mm512_load_si512((const void *)t3_tables[5]);
 }
 
-// The five digit vectors of 64 bytes b: u[i] = digits of elements 64 * i + byte.
+// The two table indexes of 64 bytes b: i = b >> 2 (vpsrlw moves a neighbour's bits into bits 6-7 only, which vpermb
+// ignores) and s = b - 28 u_3 - 84 u_4.
+__attribute__((target(T3_VBMI_TARGET), always_inline))
+static inline void t3_indexes_vbmi(__m512i b, const t3_consts *c, __m512i *i, __m512i *s) {
+    *i = _mm512_srli_epi16(b, 2);
+    *s = _mm512_sub_epi8(b, _mm512_permutexvar_epi8(*i, c->high));
+}
+
+// The five digit vectors of 64 bytes b: u[d] = digits of elements 64 * d + byte.
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline void t3_digits_vbmi(__m512i b, const t3_consts *c, __m512i u[5]) {
-    const __mmask64 k1 = _mm512_cmpge_epu8_mask(b, c->c81), k2 = _mm512_cmpge_epu8_mask(b, c->c162);
-    u[4] = _mm512_mask_mov_epi8(_mm512_maskz_mov_epi8(k1, c->one), k2, c->two);
-    const __m512i r1 = _mm512_mask_sub_epi8(b, k1, b, c->c81), r = _mm512_mask_sub_epi8(r1, k2, r1, c->c81);
-    const __m512i packed = _mm512_permutex2var_epi8(c->lo, r, c->hi);
-    u[0] = _mm512_and_si512(packed, c->m3);
-    u[1] = _mm512_gf2p8affine_epi64_epi8(packed, c->sel1, 0);
-    u[2] = _mm512_gf2p8affine_epi64_epi8(packed, c->sel2, 0);
-    u[3] = _mm512_gf2p8affine_epi64_epi8(packed, c->sel3, 0);
+    __m512i i, s;
+    t3_indexes_vbmi(b, c, &i, &s);
+    u[0] = _mm512_permutexvar_epi8(s, c->u0);
+    u[1] = _mm512_permutexvar_epi8(s, c->u1);
+    u[2] = _mm512_permutexvar_epi8(s, c->u2);
+    u[3] = _mm512_permutexvar_epi8(i, c->u3);
+    u[4] = _mm512_permutexvar_epi8(i, c->u4);
 }
 
-// Rows per pass of the GEMV. Three, not four: measured in one process against four, the model's decode was 1.01x faster
-// in 4 of 4 A/B runs of 160 interleaved steps, and the 2B4T GEMV set alone streamed 1.03-1.05x faster (3 rounds of a
-// microbenchmark); the in-cache rate is the same, so fewer concurrent row streams per thread is what helps.
+// Rows per pass of the GEMV. Three: in a microbenchmark of the 2B4T GEMV set (on the earlier layout, in one process
+// against four) the model's decode was 1.01x faster in 4 of 4 A/B runs and the set alone streamed 1.03-1.05x faster;
+// on this layout two rows are as fast in L2 and four 1.13x slower (register pressure: 5 accumulators per row).
 #define T3_ROWS 3
 #define T3_LOAD(p, k) _mm512_loadu_si512((const void *)((p) + (k) * 64))
 
-// The GEMV's digit split, all of it on two ports: r = b mod 81 by two wrapping subtractions of 81 kept only where
-// they do not wrap (min_epu8(v, v - 81)), then the table byte of r (u_0..u_3 in bit pairs), whose pairs are masked in
-// place rather than moved down: digit f's products come out 4^f times too large and go to accumulator f, scaled
-// back exactly at the end (every lane of it is a multiple of 4^f). u_4 comes from b - r = 81 u_4 by one vpermb and
-// shares accumulator 0 with u_0. Per lane and block at most 4 * 192 * 128, so int32 holds rows of over a million
-// weights.
-__attribute__((target(T3_VBMI_TARGET), always_inline))
-static inline __m512i t3_fields_vbmi(__m512i b, const t3_consts *c, __m512i *u4x81) {
-    const __m512i r1 = _mm512_min_epu8(b, _mm512_sub_epi8(b, c->c81));
-    const __m512i r = _mm512_min_epu8(r1, _mm512_sub_epi8(r1, c->c81));
-    *u4x81 = _mm512_permutexvar_epi8(_mm512_sub_epi8(b, r), c->u4_of);   // 81 u_4 -> u_4
-    return _mm512_permutex2var_epi8(c->lo, r, c->hi);
-}
-
-// R rows at once (R <= T3_ROWS: 4 accumulators per row, R prefetch streams; one prefetch pair per row per 64 bytes).
+// R rows at once (R <= T3_ROWS: one accumulator per digit and row, R prefetch streams; one prefetch pair per row per
+// 64 bytes). Per lane and block at most 4 * 2 * 128 per digit, so int32 holds rows of over a million weights.
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_acts *xa, t2_prefetch pf, const t3_consts *c,
                                 int32_t *y, size_t R) {
-    const __m512i mf1 = _mm512_set1_epi8(0x0c), mf2 = _mm512_set1_epi8(0x30), mf3 = _mm512_set1_epi8((char)0xc0);
-    __m512i a0[T3_ROWS], a1[T3_ROWS], a2[T3_ROWS], a3[T3_ROWS];
-    for (size_t r = 0; r < R; r++) a0[r] = a1[r] = a2[r] = a3[r] = _mm512_setzero_si512();
+    __m512i a0[T3_ROWS], a1[T3_ROWS], a2[T3_ROWS], a3[T3_ROWS], a4[T3_ROWS];
+    for (size_t r = 0; r < R; r++) a0[r] = a1[r] = a2[r] = a3[r] = a4[r] = _mm512_setzero_si512();
     for (size_t k = 0; k < xa->nblk; k++) {
         const int8_t *xk = t3_acts_block(xa, k);
         for (size_t r = 0; r < R; r++) {
             T2_PF(w + r * row_stride, k * 64);
-            __m512i u4x81;
-            const __m512i f = t3_fields_vbmi(T3_LOAD(w + r * row_stride, k), c, &u4x81);
-            a0[r] = _mm512_dpbusd_epi32(a0[r], _mm512_and_si512(f, c->m3), _mm512_loadu_si512((const void *)xk));
-            a1[r] = _mm512_dpbusd_epi32(a1[r], _mm512_and_si512(f, mf1), _mm512_loadu_si512((const void *)(xk + 64)));
-            a2[r] = _mm512_dpbusd_epi32(a2[r], _mm512_and_si512(f, mf2), _mm512_loadu_si512((const void *)(xk + 128)));
-            a3[r] = _mm512_dpbusd_epi32(a3[r], _mm512_and_si512(f, mf3), _mm512_loadu_si512((const void *)(xk + 192)));
-            a0[r] = _mm512_dpbusd_epi32(a0[r], u4x81, _mm512_loadu_si512((const void *)(xk + 256)));
+            __m512i i, s;
+            t3_indexes_vbmi(T3_LOAD(w + r * row_stride, k), c, &i, &s);
+            a0[r] = _mm512_dpbusd_epi32(a0[r], _mm512_permutexvar_epi8(s, c->u0), _mm512_loadu_si512((const void *)xk));
+            a1[r] = _mm512_dpbusd_epi32(a1[r], _mm512_permutexvar_epi8(s, c->u1), _mm512_loadu_si512((const void *)(xk + 64)));
+            a2[r] = _mm512_dpbusd_epi32(a2[r], _mm512_permutexvar_epi8(s, c->u2), _mm512_loadu_si512((const void *)(xk + 128)));
+            a3[r] = _mm512_dpbusd_epi32(a3[r], _mm512_permutexvar_epi8(i, c->u3), _mm512_loadu_si512((const void *)(xk + 192)));
+            a4[r] = _mm512_dpbusd_epi32(a4[r], _mm512_permutexvar_epi8(i, c->u4), _mm512_loadu_si512((const void *)(xk + 256)));
         }
     }
     for (size_t r = 0; r < R; r++) {
-        const __m512i s = _mm512_add_epi32(_mm512_add_epi32(a0[r], _mm512_srai_epi32(a1[r], 2)),
-                                           _mm512_add_epi32(_mm512_srai_epi32(a2[r], 4), _mm512_srai_epi32(a3[r], 6)));
+        const __m512i s = _mm512_add_epi32(_mm512_add_epi32(a0[r], a1[r]), _mm512_add_epi32(_mm512_add_epi32(a2[r], a3[r]), a4[r]));
         y[r] = _mm512_reduce_add_epi32(s) - xa->sx;
     }
 }

@@ -29,16 +29,17 @@ final class TernaryKernelsTests: XCTestCase {
         XCTAssertEqual(p.bytes[32], 0x55)               // element 128 = 0 (and padding = 0)
         XCTAssertEqual(p.bytes[33], 0b10_01_01_01)      // element 129 = +1
         XCTAssertEqual(TernaryKernels.unpack(p), codes)
-        // Base-3: byte p of a 320-block holds elements p + 64 i as digit i (3^i) of sum_i (code_i + 1) * 3^i; padding = code 0.
+        // Base-3: byte p of a 320-block holds elements p + 64 i as digit i of sum_i (code_i + 1) * place_i, places
+        // 1, 3, 9, 28, 84; padding = code 0, so a padding byte is 1 + 3 + 9 + 28 + 84 = 125.
         XCTAssertEqual(TernaryKernels.rowStrideBase3(cols: 5), 64)
         XCTAssertEqual(TernaryKernels.packBase3(codes: [-1, 0, 1, 1, -1], rows: 1, cols: 5).bytes,
-                       [0, 1, 2, 2, 0].map { UInt8($0 + 3 + 9 + 27 + 81) } + [UInt8](repeating: 121, count: 59))
+                       [0, 1, 2, 2, 0].map { UInt8($0 + 3 + 9 + 28 + 84) } + [UInt8](repeating: 125, count: 59))
         XCTAssertEqual(TernaryKernels.packBase3(codes: [Int8](repeating: 1, count: 640), rows: 1, cols: 640).bytes,
-                       [UInt8](repeating: 242, count: 128))
+                       [UInt8](repeating: 2 + 6 + 18 + 56 + 168, count: 128))
         var c3 = [Int8](repeating: 0, count: 330)
-        c3[0] = 1; c3[65] = -1; c3[258] = 1; c3[320] = -1; c3[329] = 1
-        var want3 = [UInt8](repeating: 121, count: 128)
-        want3[0] = 122; want3[1] = 121 - 3; want3[2] = 121 + 81; want3[64] = 120; want3[73] = 122
+        c3[0] = 1; c3[65] = -1; c3[258] = 1; c3[320] = -1; c3[329] = 1; c3[200] = -1
+        var want3 = [UInt8](repeating: 125, count: 128)
+        want3[0] = 126; want3[1] = 125 - 3; want3[2] = 125 + 84; want3[8] = 125 - 28; want3[64] = 124; want3[73] = 126
         XCTAssertEqual(TernaryKernels.packBase3(codes: c3, rows: 1, cols: 330).bytes, want3)
         XCTAssertEqual(TernaryKernels.unpackBase3(PackedTernaryBase3(bytes: want3, rows: 1, cols: 330)), c3)
     }
@@ -54,7 +55,7 @@ final class TernaryKernelsTests: XCTestCase {
                 XCTAssertEqual(TernaryKernels.unpack(p2), w, "2-bit \(rows)x\(cols)")
                 let p3 = TernaryKernels.packBase3(codes: w, rows: rows, cols: cols)
                 XCTAssertEqual(p3.bytes.count, rows * ((cols + 319) / 320) * 64)
-                XCTAssertTrue(p3.bytes.allSatisfy { $0 <= 242 })
+                XCTAssertTrue(p3.bytes.allSatisfy { base3Digits($0).packed })
                 XCTAssertEqual(TernaryKernels.unpackBase3(p3), w, "base-3 \(rows)x\(cols)")
                 XCTAssertEqual(TernaryKernels.toBase3(p2), p3)
                 XCTAssertEqual(TernaryKernels.from(base3: p3), p2)
@@ -329,24 +330,34 @@ private enum Layout: CaseIterable, CustomStringConvertible {
 }
 
 extension TernaryKernelsTests {
-    /// Bytes no packer writes (243...255) decode by the documented greedy rule (all digits 2) on every path, so the
-    /// paths agree on any input; bitnet_t3_unpack counts them.
+    /// Digits u_0..u_4 of any base-3 byte by the documented rule, from the top: u = min(r / place, 2), r -= u * place,
+    /// places 84, 28, 9, 3, 1; `packed` when they sum back to b (a byte some packer writes).
+    func base3Digits(_ byte: UInt8) -> (digits: [Int], packed: Bool) {
+        let places = [1, 3, 9, 28, 84]
+        var r = Int(byte), u = [Int](repeating: 0, count: 5)
+        for i in (0..<5).reversed() {
+            u[i] = min(r / places[i], 2)
+            r -= u[i] * places[i]
+        }
+        return (u, zip(u, places).map(*).reduce(0, +) == Int(byte))
+    }
+
+    /// Bytes no packer writes (28 g + 27 for g < 9, and 252...255) decode by the documented greedy rule on every path,
+    /// so the paths agree on any input; bitnet_t3_unpack counts them.
     func testBase3AnyByteSameOnEveryPath() {
+        let unused = (0..<256).filter { !base3Digits(UInt8($0)).packed }
+        XCTAssertEqual(unused, (0..<9).map { 28 * $0 + 27 } + [252, 253, 254, 255])
         let rows = 4, cols = 640
         var bytes = (0..<(rows * 128)).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) }
         for b in 0..<256 { bytes[b] = UInt8(b) }
         let p = PackedTernaryBase3(bytes: bytes, rows: rows, cols: cols)
         var rng = KernelTestRNG(state: 15)
         let x = (0..<(3 * cols)).map { _ in rng.int8() }
-        // Independent decoding of the rule: digits of b in base 3 for b <= 242, all 2 above.
         var w = [Int8](repeating: 0, count: rows * cols)
         for r in 0..<rows {
             for k in 0..<128 {
-                let b = Int(bytes[r * 128 + k])
-                for i in 0..<5 {
-                    let u = b > 242 ? 2 : (b / [1, 3, 9, 27, 81][i]) % 3
-                    w[r * cols + (k / 64) * 320 + i * 64 + k % 64] = Int8(u - 1)
-                }
+                let u = base3Digits(bytes[r * 128 + k]).digits
+                for i in 0..<5 { w[r * cols + (k / 64) * 320 + i * 64 + k % 64] = Int8(u[i] - 1) }
             }
         }
         let want = naive(w, rows: rows, cols: cols, x: x, tokens: 3)
@@ -355,6 +366,6 @@ extension TernaryKernelsTests {
             XCTAssertEqual(TernaryKernels.gemv(p, x: Array(x[0..<cols])), Array(want[0..<rows]), isa)
         }
         var codes = [Int8](repeating: 0, count: rows * cols)
-        XCTAssertEqual(bitnet_t3_unpack(bytes, rows, cols, &codes), bytes.filter { $0 > 242 }.count)
+        XCTAssertEqual(bitnet_t3_unpack(bytes, rows, cols, &codes), bytes.filter { !base3Digits($0).packed }.count)
     }
 }

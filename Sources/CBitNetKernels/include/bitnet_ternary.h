@@ -6,13 +6,14 @@
 // with code 0 (stored as 1). Rows are contiguous, row r starting at r * row_stride.
 //
 // Base-3 layout ("t3", 1.6 bit/weight): each row is split into blocks of 320 weights stored in 64 bytes; byte p
-// of a block holds elements p, p+64, p+128, p+192, p+256 of the block as the base-3 digits u_0..u_4 (u_i =
-// code + 1 in {0, 1, 2}, u_0 most significant) of v = sum_i u_i * 3^(4-i) in 0..242, stored as the fixed-point
-// fraction q = ceil(v * 256 / 243) (llama.cpp TQ1_0 style; 243 of the 256 byte values are used). Digit i of a
-// byte q is ((q * 3^i mod 256) * 3) >> 8, which every kernel applies to any byte (so all paths agree even on
-// bytes no packer writes). A row takes bitnet_t3_row_stride(cols) = ceil(cols / 320) * 64 bytes, the tail of
-// its last block padded with code 0. Same kernel contracts as t2; the AVX512 path needs AVX512-VBMI (byte
-// table lookups: vpermt2b maps q to each digit) besides VNNI, else it takes the AVX2 path.
+// of a block holds elements p, p+64, p+128, p+192, p+256 of the block as the digits u_0..u_4 (u_i = code + 1 in
+// {0, 1, 2}) of b = u_0 + 3 u_1 + 9 u_2 + 28 u_3 + 84 u_4: base 3 with the top two places widened from 27 and 81
+// to 28 and 84, so that b >> 2 tells u_3 and u_4 and the rest is below 32 (one 64-entry table lookup per digit in
+// the AVX-512 kernel). 243 of the 256 byte values are used; every kernel path reads any byte by the same greedy rule
+// (u_4 = [b >= 84] + [b >= 168], then 28, 9, 3, 1 on the remainder), so all paths agree even on bytes no packer
+// writes. A row takes bitnet_t3_row_stride(cols) = ceil(cols / 320) * 64 bytes, the tail of its last block padded
+// with code 0. Same kernel contracts as t2; the AVX512 path needs AVX512-VBMI (vpermb) besides VNNI, else it takes
+// the AVX2 path.
 // At 2B4T shapes t3 needs 419 MB per token against 521 MB for t2.
 //
 // Kernels: y[r] = sum_j W[r, j] * x[j] in int32, exact (no floating point). The AVX2 path and the portable
@@ -53,7 +54,7 @@ size_t bitnet_t3_row_stride(size_t cols);
 size_t bitnet_t3_pack(const int8_t *codes, size_t rows, size_t cols, uint8_t *dst);
 
 /// Unpacks base-3 rows. Returns the number of bytes in the unpacked region that no packer writes (not one of
-/// the 243 values of q; their weights written as 0).
+/// the 243 values a packer writes; their weights written as 0).
 size_t bitnet_t3_unpack(const uint8_t *src, size_t rows, size_t cols, int8_t *codes);
 
 /// Repacks rows [r0, r1) of a 2-bit matrix (row stride bitnet_t2_row_stride(cols)) into the base-3 layout (row
@@ -137,7 +138,7 @@ int bitnet_ternary_isa(void);
 /// "avx512vnni", "avx2" or "portable".
 const char *bitnet_ternary_isa_name(void);
 
-/// 1 when the t3 kernels take their AVX512-VBMI+GFNI path (then they stream fewer bytes than t2 at a similar
+/// 1 when the t3 kernels take their AVX512-VBMI path (then they stream fewer bytes than t2 at a similar
 /// rate); 0 when they fall back to AVX2 or portable code, where t2 is faster.
 int bitnet_t3_is_fast(void);
 
