@@ -1030,9 +1030,8 @@ static inline void t3_digits_vbmi(__m512i b, const t3_consts *c, __m512i u[5]) {
     u[4] = _mm512_permutexvar_epi8(i, c->u4);
 }
 
-// Rows per pass of the GEMV. Three: in a microbenchmark of the 2B4T GEMV set (on the earlier layout, in one process
-// against four) the model's decode was 1.01x faster in 4 of 4 A/B runs and the set alone streamed 1.03-1.05x faster;
-// on this layout two rows are as fast in L2 and four 1.13x slower (register pressure: 5 accumulators per row).
+// Rows per pass of the GEMV. Three: in the model, in one process (160 interleaved decode steps each), two rows decoded
+// 0.99x and four 0.97x as fast; with the earlier layout four rows were also slower (0.99x, 4 of 4 A/B runs).
 #define T3_ROWS 3
 #define T3_LOAD(p, k) _mm512_loadu_si512((const void *)((p) + (k) * 64))
 
