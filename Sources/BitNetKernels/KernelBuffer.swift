@@ -1,3 +1,5 @@
+import CBitNetKernels
+
 /// The elements a kernel reads: an owned array, or `count` elements at a pointer into memory that `owner` keeps
 /// alive (a tensor in a memory-mapped model file, served without a copy, or a `WeightArena`).
 public struct KernelBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
@@ -29,6 +31,15 @@ public struct KernelBuffer<Element: BitwiseCopyable>: @unchecked Sendable {
     /// Whether `WeightArena` placement copies these elements: always for an owned array, never for a file mapping,
     /// and for an arena's elements when `moveArenas`.
     public func isMovable(_ moveArenas: Bool) -> Bool { borrowed == nil || (moveArenas && owner is WeightArena) }
+
+    /// Drops the resident pages of a file-backed buffer (the whole pages inside it) once a copy has replaced it: the
+    /// contents stay readable (a read faults them back in from the file). Returns the bytes released; 0 for any other
+    /// buffer.
+    @discardableResult
+    public func releaseFilePages() -> Int {
+        guard isFileBacked, let borrowed else { return 0 }
+        return withExtendedLifetime(owner) { Int(bitnet_file_pages_release(borrowed, count * MemoryLayout<Element>.stride)) }
+    }
 
     /// The arena holding the elements, if they were placed in one.
     public var arena: WeightArena? { owner as? WeightArena }

@@ -40,10 +40,13 @@ void bitnet_region_unmap(void *p, size_t bytes) {
     if (p && bytes) munmap(p, region_size(bytes));
 }
 
-size_t bitnet_region_huge_bytes(const void *p, size_t bytes) {
+// Sum of one "<field>: N kB" line over the mappings of /proc/self/smaps that overlap [p, p + bytes); 0 where smaps
+// is unavailable.
+static size_t smaps_sum(const void *p, size_t bytes, const char *field) {
     FILE *f = fopen("/proc/self/smaps", "r");
     if (!f || bytes == 0) { if (f) fclose(f); return 0; }
     const uintptr_t lo = (uintptr_t)p, hi = lo + bytes;
+    const size_t flen = strlen(field);
     char line[512];
     int inside = 0;
     size_t total = 0;
@@ -55,8 +58,22 @@ size_t bitnet_region_huge_bytes(const void *p, size_t bytes) {
             inside = (uintptr_t)a < hi && (uintptr_t)b > lo;
             continue;
         }
-        if (inside && sscanf(line, "AnonHugePages: %llu kB", &kb) == 1) total += (size_t)kb * 1024;
+        if (inside && strncmp(line, field, flen) == 0 && line[flen] == ':' && sscanf(line + flen + 1, " %llu kB", &kb) == 1)
+            total += (size_t)kb * 1024;
     }
     fclose(f);
+    return total;
+}
+
+size_t bitnet_region_huge_bytes(const void *p, size_t bytes) {
+    const size_t total = smaps_sum(p, bytes, "AnonHugePages");
     return total < bytes ? total : bytes;
+}
+
+size_t bitnet_mapping_resident_bytes(const void *p, size_t bytes) { return smaps_sum(p, bytes, "Rss"); }
+
+size_t bitnet_file_pages_release(const void *p, size_t bytes) {
+    const uintptr_t lo = ((uintptr_t)p + 4095) & ~(uintptr_t)4095, hi = ((uintptr_t)p + bytes) & ~(uintptr_t)4095;
+    if (bytes == 0 || hi <= lo) return 0;
+    return madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0 ? hi - lo : 0;
 }

@@ -123,7 +123,7 @@ func applyTernaryLayout(_ name: String, to model: InferenceModel) throws -> Tern
 }
 
 /// Help text of every command's `--ternary-layout` option.
-let ternaryLayoutHelp = ArgumentHelp("Ternary linears in memory: t2 (2 bits/weight), t3 (1.6 bits, same logits) or auto (t3 where its AVX512-VBMI kernels run and it takes fewer bytes, unless the linears are mapped from an I2_S file).")
+let ternaryLayoutHelp = ArgumentHelp("Ternary linears in memory: t2 (2 bits/weight), t3 (1.6 bits, same logits) or auto (t3 where its AVX512-VBMI kernels run and it takes fewer bytes; linears mapped from an I2_S file are then copied and their file pages released).")
 
 /// The `--kv-cache` value as a format, or an error listing the valid ones.
 func parseKVCacheFormat(_ name: String) throws -> KVCacheFormat {

@@ -446,6 +446,8 @@ public final class InferenceModel: @unchecked Sendable {
         for i in layers.indices {
             // To base 3, a layer of 2-bit linears converts straight into its new arena (no array, no copy).
             let linears = layers[i].linears
+            // 2-bit linears read in place from a mapped I2_S file, once copied to t3: their file pages leave the resident set.
+            defer { if layout == .t3 { for l in linears { l.packed?.storage.releaseFilePages() } } }
             if layout == .t3, linears.allSatisfy({ $0.packed != nil && $0.base3 == nil && $0.half == nil }),
                let arena = WeightArena(capacity: WeightArena.bytesNeeded(linears.map { $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) }),
                                        hugePages: hugePages) {
@@ -515,12 +517,12 @@ public final class InferenceModel: @unchecked Sendable {
 
     /// The layout `auto` picks for this model on this CPU: t3 when its fast kernels run here and it stores the
     /// linears in fewer bytes (20 % fewer at 2560 columns; more for narrow rows: 64 bytes per 320 columns against 32
-    /// per 128), except when linears are read in place from a mapped file (I2_S is the t2 layout: converting would
-    /// copy them all into memory); t2 otherwise.
+    /// per 128); t2 otherwise. Linears mapped from an I2_S file (the t2 layout) are then copied to t3 in memory and
+    /// their file pages released: fewer resident bytes, and a faster decode than reading them in place.
     public var preferredTernaryLayout: TernaryLayout {
         let t2Bytes = sumOverLinears { $0.takesCodes ? $0.rows * TernaryKernels.rowStride2bit(cols: $0.cols) : 0 }
         let t3Bytes = sumOverLinears { $0.takesCodes ? $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) : 0 }
-        return TernaryKernels.base3IsFast && sumOverLinears(\.fileBackedBytes) == 0 && t3Bytes < t2Bytes ? .t3 : .t2
+        return TernaryKernels.base3IsFast && t3Bytes < t2Bytes ? .t3 : .t2
     }
 
     /// Converts the ternary linears once into each of `layouts` and keeps every copy, so that `setTernaryLayout`

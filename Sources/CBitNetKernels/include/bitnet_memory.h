@@ -28,6 +28,15 @@ void bitnet_region_unmap(void *p, size_t bytes);
 /// unavailable.
 size_t bitnet_region_huge_bytes(const void *p, size_t bytes);
 
+/// Resident bytes (Rss of /proc/self/smaps) of the whole mappings that overlap [p, p + bytes); 0 where smaps is
+/// unavailable.
+size_t bitnet_mapping_resident_bytes(const void *p, size_t bytes);
+
+/// Drops this process's pages of the whole 4 KiB pages inside [p, p + bytes) of a read-only file mapping
+/// (madvise MADV_DONTNEED): they leave the resident set, and a later read faults them back in from the file, so the
+/// contents never change. Returns the bytes advised (0 for an empty or sub-page range, or where madvise fails).
+size_t bitnet_file_pages_release(const void *p, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,6 +1,7 @@
 import XCTest
 @testable import BitNet
 import BitNetKernels
+import CBitNetKernels
 
 /// `InferenceModel(gguf:)` serves I2_S linears and F16 embeddings from the file mapping: its logits equal those of the
 /// decode-and-repack path (`GGUFModel.load` + `InferenceModel(weights:)`), the mapped bytes are exactly the I2_S codes
@@ -91,6 +92,46 @@ final class GGUFInferenceTests: XCTestCase {
             XCTAssertEqual(q8.fileBackedBytes, linears, type.name)
             assertSameLogits(try Self.logits(q8, tokens), try Self.logits(try Self.repacked(url.path, head: .q8), tokens), "\(type.name) q8")
         }
+    }
+
+    /// An I2_S file with rows wide enough for t3 to take fewer bytes (640 columns: 128 bytes per row against 160):
+    /// `auto` picks t3 where its kernels are fast, even though the linears are mapped; converting copies them into
+    /// arenas, leaves only the embedding file-backed, releases the linears' file pages, and keeps the logits bit for bit.
+    func testMappedI2SConvertsToBase3AndReleasesItsPages() throws {
+        var c = tinyConfig(.b158, ffn: .relu2, vocab: 40, seq: 16)
+        c.dim = 640; c.nHeads = 5; c.nKVHeads = 1; c.ffnDim = 640; c.tieEmbeddings = true; c.subNorm = true
+        let url = TestPaths.tempDir().appendingPathComponent("wide-i2_s.gguf")
+        var o = GGUFModel.ExportOptions(); o.type = .i2_s
+        try GGUFModel.save(ModelWeights(config: c, seed: 5), tokenizer: nil, to: url, options: o)
+        let m = try InferenceModel(gguf: try GGUFFile.read(path: url.path))
+        let linearBytes = c.nLayers * (c.dim * c.dim + 2 * c.kvDim * c.dim + c.dim * c.dim + 3 * c.ffnDim * c.dim) / 4
+        let embeddingBytes = c.vocabSize * c.dim * 2
+        XCTAssertEqual(m.fileBackedBytes, linearBytes + embeddingBytes)
+        XCTAssertEqual(m.preferredTernaryLayout, TernaryKernels.base3IsFast ? .t3 : .t2)
+        let tokens = [1, 7, 3, 39, 12, 0]
+        let mapped = try Self.logits(m, tokens)
+
+        // A mapped tensor's pages can be dropped and read back unchanged; an owned buffer has no file pages.
+        let wq = m.layers[0].wq.packed!.storage, before = wq.array
+        XCTAssertGreaterThan(wq.releaseFilePages(), 0)
+        XCTAssertEqual(wq.array, before)
+        XCTAssertEqual(KernelBuffer<UInt8>(before).releaseFilePages(), 0)
+
+        // The file mapping's resident bytes (one mapping of the whole file) before and after the conversion.
+        let resident = { wq.withUnsafeBufferPointer { Int(bitnet_mapping_resident_bytes($0.baseAddress!, $0.count)) } }
+        _ = try Self.logits(m, tokens)
+        let residentBefore = resident()
+        m.setTernaryLayout(.t3)
+        let residentAfter = resident()
+        if residentBefore > 0 {   // smaps readable
+            XCTAssertGreaterThanOrEqual(residentBefore, linearBytes)
+            XCTAssertLessThanOrEqual(residentAfter, residentBefore - linearBytes + 4096 * 2 * 7 * c.nLayers)
+        }
+        XCTAssertEqual(m.ternaryLayout, .t3)
+        XCTAssertEqual(m.fileBackedBytes, embeddingBytes)
+        // Rows per layer: Wq, Wo, W2 (dim), Wk, Wv (kvDim), W1, W3 (ffn), each of 640 columns in two 64-byte t3 blocks.
+        XCTAssertEqual(m.arenaStats.bytes, c.nLayers * (3 * c.dim + 2 * c.kvDim + 2 * c.ffnDim) * 128)
+        XCTAssertEqual(try Self.logits(m, tokens), mapped)
     }
 
     /// The CLI's entry point maps GGUF files and keeps the embedded tokenizer; the same bytes parsed from memory
