@@ -42,8 +42,16 @@ static float absmax_portable(const float *x, size_t n) {
 __attribute__((target("avx2,fma")))
 static float absmax_avx2(const float *x, size_t n) {
     const __m256 signmask = _mm256_set1_ps(-0.0f);
-    __m256 m = _mm256_setzero_ps();
+    // Four running maxima, not one dependent max per 8 values (max is exact in any order).
+    __m256 m = _mm256_setzero_ps(), m1 = m, m2 = m, m3 = m;
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + i)));
+        m1 = _mm256_max_ps(m1, _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + i + 8)));
+        m2 = _mm256_max_ps(m2, _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + i + 16)));
+        m3 = _mm256_max_ps(m3, _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + i + 24)));
+    }
+    m = _mm256_max_ps(_mm256_max_ps(m, m1), _mm256_max_ps(m2, m3));
     for (; i + 8 <= n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(signmask, _mm256_loadu_ps(x + i)));
     float buf[8];
     _mm256_storeu_ps(buf, m);
@@ -57,6 +65,20 @@ __attribute__((target("avx2,fma")))
 static void quantize_avx2(const float *x, size_t n, float s, float qn, float qp, float *dq, int8_t *codes) {
     const __m256 vs = _mm256_set1_ps(s), vlo = _mm256_set1_ps(qn), vhi = _mm256_set1_ps(qp);
     size_t i = 0;
+    if (!dq && codes && qn >= -128 && qp <= 127) {
+        // Codes only (the decode path): 32 at a time, int32 -> int8 by saturating packs (exact: the values are
+        // clamped to int8 already), whose 128-bit lane interleave one permutation undoes.
+        const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+        for (; i + 32 <= n; i += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++) {
+                const __m256 v = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i + 8 * k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                q[k] = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(v, vlo), vhi));
+            }
+            const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+            _mm256_storeu_si256((__m256i *)(codes + i), _mm256_permutevar8x32_epi32(b, order));
+        }
+    }
     for (; i + 8 <= n; i += 8) {
         __m256 q = _mm256_round_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
         q = _mm256_min_ps(_mm256_max_ps(q, vlo), vhi);
