@@ -128,7 +128,9 @@ static inline void t3_digits(unsigned b, unsigned u[5]) { t3_digits_n(b, 5, u); 
 static inline int t3_is_packed(unsigned b) {
     unsigned u[5];
     t3_digits(b, u);
-    return u[0] + 3 * u[1] + 9 * u[2] + 28 * u[3] + 84 * u[4] == b;
+    unsigned v = 0;
+    for (unsigned i = 0; i < 5; i++) v += u[i] * t3_place[i];
+    return v == b;
 }
 
 // Element e (0..319) of a block: byte e % 64, digit e / 64.
