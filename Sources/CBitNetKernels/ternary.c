@@ -439,8 +439,8 @@ static void t2_gemv_avx2(const uint8_t *w, size_t row_stride, size_t cols, const
 }
 
 // The AVX2 GEMM decodes rows into digit bytes and meets 4 tokens per pass: digits_gemm_simd (with the t3 kernels
-// below). Against a row-by-row GEMM of 2-bit blocks in k-chunks it prefilled 2B4T's 128-token prompt about 1.7x
-// faster (the t3 layout through it: 53.2 against 31.5 tok/s, BITNET_ISA=avx2).
+// below). The row-by-row GEMM of 2-bit blocks in k-chunks it replaced re-read its partial outputs every 256 columns:
+// 2B4T's 128-token prompt went from 31.5 to 57.2 tok/s (BITNET_ISA=avx2, in one process against t3 each time).
 static void t2_gemm_digits_avx2(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, size_t ldx,
                                 size_t tokens, int32_t *y, size_t ldy, size_t r0, size_t r1);
 
