@@ -328,18 +328,26 @@ static inline int32_t hsum_epi32(__m256i v) {
     return _mm_cvtsi128_si32(s);
 }
 
+// The four fields of 32 packed bytes (one 128-weight block): u[f] = bits 7-6, 5-4, 3-2, 1-0, elements 32 f + byte.
+__attribute__((target("avx2,fma"), always_inline))
+static inline void t2_fields_avx2(__m256i packed, __m256i u[4]) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    u[0] = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
+    u[1] = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
+    u[2] = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
+    u[3] = _mm256_and_si256(packed, m3);
+}
+
 // sum over one 128-weight block of u * x as 8 int32 lanes (x: 128 readable bytes).
 __attribute__((target("avx2,fma")))
 static inline __m256i t2_block_dot(__m256i packed, const int8_t *x) {
-    const __m256i m3 = _mm256_set1_epi8(3), ones = _mm256_set1_epi16(1);
-    __m256i u0 = _mm256_and_si256(_mm256_srli_epi16(packed, 6), m3);
-    __m256i u1 = _mm256_and_si256(_mm256_srli_epi16(packed, 4), m3);
-    __m256i u2 = _mm256_and_si256(_mm256_srli_epi16(packed, 2), m3);
-    __m256i u3 = _mm256_and_si256(packed, m3);
-    __m256i p0 = _mm256_maddubs_epi16(u0, _mm256_loadu_si256((const __m256i *)(x)));
-    __m256i p1 = _mm256_maddubs_epi16(u1, _mm256_loadu_si256((const __m256i *)(x + 32)));
-    __m256i p2 = _mm256_maddubs_epi16(u2, _mm256_loadu_si256((const __m256i *)(x + 64)));
-    __m256i p3 = _mm256_maddubs_epi16(u3, _mm256_loadu_si256((const __m256i *)(x + 96)));
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i u[4];
+    t2_fields_avx2(packed, u);
+    __m256i p0 = _mm256_maddubs_epi16(u[0], _mm256_loadu_si256((const __m256i *)(x)));
+    __m256i p1 = _mm256_maddubs_epi16(u[1], _mm256_loadu_si256((const __m256i *)(x + 32)));
+    __m256i p2 = _mm256_maddubs_epi16(u[2], _mm256_loadu_si256((const __m256i *)(x + 64)));
+    __m256i p3 = _mm256_maddubs_epi16(u[3], _mm256_loadu_si256((const __m256i *)(x + 96)));
     __m256i s = _mm256_add_epi16(_mm256_add_epi16(p0, p1), _mm256_add_epi16(p2, p3));
     return _mm256_madd_epi16(s, ones);
 }
@@ -963,19 +971,11 @@ static inline void t3_consts_init(t3_consts *c) {
     c->u2 = _mm512_load_si512((const void *)t3_tables[5]);
 }
 
-// The two table indexes of 64 bytes b: i = b >> 2 (vpsrlw moves a neighbour's bits into bits 6-7 only, which vpermb
-// ignores) and s = b - 28 u_3 - 84 u_4.
-__attribute__((target(T3_VBMI_TARGET), always_inline))
-static inline void t3_indexes_vbmi(__m512i b, const t3_consts *c, __m512i *i, __m512i *s) {
-    *i = _mm512_srli_epi16(b, 2);
-    *s = _mm512_sub_epi8(b, _mm512_permutexvar_epi8(*i, c->high));
-}
-
-// The five digit vectors of 64 bytes b: u[d] = digits of elements 64 * d + byte.
+// The five digit vectors of 64 bytes b: u[d] = digits of elements 64 * d + byte. The table indexes are i = b >> 2
+// (vpsrlw moves a neighbour's bits into bits 6-7 only, which vpermb ignores) and s = b - 28 u_3 - 84 u_4.
 __attribute__((target(T3_VBMI_TARGET), always_inline))
 static inline void t3_digits_vbmi(__m512i b, const t3_consts *c, __m512i u[5]) {
-    __m512i i, s;
-    t3_indexes_vbmi(b, c, &i, &s);
+    const __m512i i = _mm512_srli_epi16(b, 2), s = _mm512_sub_epi8(b, _mm512_permutexvar_epi8(i, c->high));
     u[0] = _mm512_permutexvar_epi8(s, c->u0);
     u[1] = _mm512_permutexvar_epi8(s, c->u1);
     u[2] = _mm512_permutexvar_epi8(s, c->u2);
@@ -999,13 +999,13 @@ static inline void t3_rows_vbmi(const uint8_t *w, size_t row_stride, const t3_ac
         const int8_t *xk = t3_acts_block(xa, k);
         for (size_t r = 0; r < R; r++) {
             T2_PF(w + r * row_stride, k * 64);
-            __m512i i, s;
-            t3_indexes_vbmi(T3_LOAD(w + r * row_stride, k), c, &i, &s);
-            a0[r] = _mm512_dpbusd_epi32(a0[r], _mm512_permutexvar_epi8(s, c->u0), _mm512_loadu_si512((const void *)xk));
-            a1[r] = _mm512_dpbusd_epi32(a1[r], _mm512_permutexvar_epi8(s, c->u1), _mm512_loadu_si512((const void *)(xk + 64)));
-            a2[r] = _mm512_dpbusd_epi32(a2[r], _mm512_permutexvar_epi8(s, c->u2), _mm512_loadu_si512((const void *)(xk + 128)));
-            a3[r] = _mm512_dpbusd_epi32(a3[r], _mm512_permutexvar_epi8(i, c->u3), _mm512_loadu_si512((const void *)(xk + 192)));
-            a4[r] = _mm512_dpbusd_epi32(a4[r], _mm512_permutexvar_epi8(i, c->u4), _mm512_loadu_si512((const void *)(xk + 256)));
+            __m512i u[5];
+            t3_digits_vbmi(T3_LOAD(w + r * row_stride, k), c, u);
+            a0[r] = _mm512_dpbusd_epi32(a0[r], u[0], _mm512_loadu_si512((const void *)xk));
+            a1[r] = _mm512_dpbusd_epi32(a1[r], u[1], _mm512_loadu_si512((const void *)(xk + 64)));
+            a2[r] = _mm512_dpbusd_epi32(a2[r], u[2], _mm512_loadu_si512((const void *)(xk + 128)));
+            a3[r] = _mm512_dpbusd_epi32(a3[r], u[3], _mm512_loadu_si512((const void *)(xk + 192)));
+            a4[r] = _mm512_dpbusd_epi32(a4[r], u[4], _mm512_loadu_si512((const void *)(xk + 256)));
         }
     }
     for (size_t r = 0; r < R; r++) {
@@ -1061,8 +1061,8 @@ static void t3_dot4x4_vnni(const uint8_t *u, size_t n, const int8_t *const *xs, 
 }
 
 // GEMM of either layout (t3 on every SIMD path, t2 on AVX2): rows are decoded 4 at a time, once per block of tokens,
-// into their digit bytes in column order (in L1), which then meet 4 tokens per pass (4 x 4 register block). Token blocks keep their activations (~512 KB) in L2. Missing rows of a
-// partial group alias its first row.
+// into their digit bytes in column order (in L1), which then meet 4 tokens per pass (4 x 4 register block). Token
+// blocks keep their activations (~512 KB) in L2. Missing rows of a partial group alias its first row.
 typedef void (*digits_decode_fn)(const uint8_t *row, size_t nblk, uint8_t *u);
 typedef void (*digits_dot4_fn)(const uint8_t *u, size_t n, const int8_t *const *xs, int32_t out[4][4]);
 
@@ -1110,14 +1110,10 @@ static void digits_gemm_simd(digits_decode_fn decode, digits_dot4_fn dot4, size_
 // of block k.
 __attribute__((target("avx2,fma")))
 static void t2_decode_row_avx2(const uint8_t *row, size_t nblk, uint8_t *u) {
-    const __m256i m3 = _mm256_set1_epi8(3);
     for (size_t k = 0; k < nblk; k++) {
-        const __m256i b = _mm256_loadu_si256((const __m256i *)(row + k * 32));
-        uint8_t *uk = u + k * 128;
-        _mm256_storeu_si256((__m256i *)uk, _mm256_and_si256(_mm256_srli_epi16(b, 6), m3));
-        _mm256_storeu_si256((__m256i *)(uk + 32), _mm256_and_si256(_mm256_srli_epi16(b, 4), m3));
-        _mm256_storeu_si256((__m256i *)(uk + 64), _mm256_and_si256(_mm256_srli_epi16(b, 2), m3));
-        _mm256_storeu_si256((__m256i *)(uk + 96), _mm256_and_si256(b, m3));
+        __m256i f[4];
+        t2_fields_avx2(_mm256_loadu_si256((const __m256i *)(row + k * 32)), f);
+        for (size_t i = 0; i < 4; i++) _mm256_storeu_si256((__m256i *)(u + k * 128 + 32 * i), f[i]);
     }
 }
 

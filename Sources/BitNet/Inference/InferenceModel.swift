@@ -444,10 +444,10 @@ public final class InferenceModel: @unchecked Sendable {
         if let kept = keptLayouts[layout] { layers = kept; return }
         // Layer by layer, each converted layer placed at once: the old copy of a layer is freed before the next.
         for i in layers.indices {
-            // To base 3, a layer of 2-bit linears converts straight into its new arena (no array, no copy).
             let linears = layers[i].linears
             // 2-bit linears read in place from a mapped I2_S file, once copied to t3: their file pages leave the resident set.
             defer { if layout == .t3 { for l in linears { l.packed?.storage.releaseFilePages() } } }
+            // To base 3, a layer of 2-bit linears converts straight into its new arena (no array, no copy).
             if layout == .t3, linears.allSatisfy({ $0.packed != nil && $0.base3 == nil && $0.half == nil }),
                let arena = WeightArena(capacity: WeightArena.bytesNeeded(linears.map { $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) }),
                                        hugePages: hugePages) {

@@ -69,10 +69,6 @@ typedef struct { const uint8_t *src; size_t cols; uint8_t *dst; size_t *bad; } b
 /// bitnet_t2_to_t3 over rows [r0, r1) of a bitnet_t2_to_t3_args, adding its count of invalid fields to *bad (atomically).
 void bitnet_t2_to_t3_rows(const void *args, size_t r0, size_t r1);
 
-/// GEMV for decoding: y[r] = sum_{j < cols} W[r, j] * x[j] for r in [r0, r1). `w` is the packed matrix base
-/// (row r at w + r * row_stride, row_stride >= bitnet_t2_row_stride(cols)); x has `cols` int8 values (no
-/// padding needed); y is indexed by absolute row. Dispatches to AVX2 when available.
-/// Arguments of bitnet_t2_gemv as one struct, for bitnet_pool_split_rows (bitnet_t2_gemv_rows runs rows [r0, r1)).
 /// Activations of one GEMV made ready once for all its row ranges (bitnet_t2_gemv_prepare / bitnet_t3_gemv_prepare):
 /// their sum, and the copy the kernel path reads (t2 AVX-512: 256-column blocks reordered; t3: the zero-padded tail
 /// block; NULL where the path reads x in place).
@@ -83,6 +79,8 @@ typedef struct {
     const int8_t *xr;
 } bitnet_gemv_prepared;
 
+/// Arguments of bitnet_t2_gemv as one struct, for bitnet_pool_split_rows (bitnet_t2_gemv_rows / bitnet_t3_gemv_rows
+/// run rows [r0, r1)).
 typedef struct {
     const uint8_t *w;
     size_t row_stride, cols;
@@ -100,6 +98,9 @@ void bitnet_t2_gemv_rows(const void *args, size_t r0, size_t r1);
 const bitnet_gemv_prepared *bitnet_t2_gemv_prepare(const int8_t *x, size_t cols);
 const bitnet_gemv_prepared *bitnet_t3_gemv_prepare(const int8_t *x, size_t cols);
 
+/// GEMV for decoding: y[r] = sum_{j < cols} W[r, j] * x[j] for r in [r0, r1). `w` is the packed matrix base
+/// (row r at w + r * row_stride, row_stride >= bitnet_t2_row_stride(cols)); x has `cols` int8 values (no
+/// padding needed); y is indexed by absolute row. Dispatches to AVX2 when available.
 void bitnet_t2_gemv(const uint8_t *w, size_t row_stride, size_t cols, const int8_t *x, int32_t *y,
                     size_t r0, size_t r1);
 
