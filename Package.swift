@@ -1,12 +1,16 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// Targets depend in one direction only (docs/ARCHITECTURE.md draws it):
+// kernels → core → tokenizers → formats → inference, training → evaluation → BitNet (the public API) → server → CLI.
+// Benchmarks, profiles, A/B harnesses and `reproduce` live in BitNetTools, which only the CLI and tests link.
+let unchecked: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"])]
+
 let package = Package(
     name: "bitnet-swift",
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "BitNet", targets: ["BitNet"]),
-        .library(name: "BitNetKernels", targets: ["BitNetKernels"]),
         .executable(name: "bitnet", targets: ["bitnet"]),
     ],
     dependencies: [
@@ -15,37 +19,51 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
-        // C intrinsics for the few hot loops (AVX2/FMA f32 GEMM, thread pool), dispatched at run time.
-        .target(
-            name: "CBitNetKernels",
-            cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]
-        ),
-        // Swift face of the kernels: GEMM, thread pool.
-        .target(
-            name: "BitNetKernels",
-            dependencies: ["CBitNetKernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
-        ),
-        // Quantizers, layers, model, tokenizers, formats, training, inference, evaluation.
-        .target(
-            name: "BitNet",
-            dependencies: ["BitNetKernels", "CBitNetKernels"],
-            swiftSettings: [.unsafeFlags(["-Ounchecked"])]
-        ),
+        // C intrinsics for the hot loops (GEMM, ternary GEMV/GEMM, attention, thread pool), dispatched at run time.
+        .target(name: "CBitNetKernels", cSettings: [.unsafeFlags(["-O3", "-fno-math-errno"])]),
+        // Swift face of the kernels: packed weight buffers, GEMM/GEMV wrappers, thread pool, weight arenas.
+        .target(name: "BitNetKernels", dependencies: ["CBitNetKernels"], swiftSettings: unchecked),
+        // The paper's math: quantizers (Eq. 1-9, 14-15), layers with forward and backward, config, training graph.
+        .target(name: "BitNetCore", dependencies: ["BitNetKernels", "CBitNetKernels"], swiftSettings: unchecked),
+        // Byte-level BPE (tokenizer.json), SentencePiece BPE, llama2.c tokenizers.
+        .target(name: "BitNetTokenizers", dependencies: ["BitNetCore"], swiftSettings: unchecked),
+        // Files: own checkpoint, safetensors, GGUF (read/write, GGML codecs), Hugging Face, llama2.c.
+        .target(name: "BitNetFormats", dependencies: ["BitNetTokenizers", "BitNetCore", "BitNetKernels"], swiftSettings: unchecked),
+        // Integer inference: packed linears, KV cache, sessions, sampling, chat.
+        .target(name: "BitNetInference",
+                dependencies: ["BitNetFormats", "BitNetTokenizers", "BitNetCore", "BitNetKernels", "CBitNetKernels"],
+                swiftSettings: unchecked),
+        // Training from scratch: data, AdamW, two-stage schedule, trainer with checkpoints and resume.
+        .target(name: "BitNetTraining", dependencies: ["BitNetFormats", "BitNetTokenizers", "BitNetCore", "BitNetKernels"],
+                swiftSettings: unchecked),
+        // Perplexity, zero-shot tasks, WikiText, PTQ, scaling fits, energy model, twin comparison.
+        .target(name: "BitNetEvaluation",
+                dependencies: ["BitNetInference", "BitNetTraining", "BitNetFormats", "BitNetTokenizers", "BitNetCore", "BitNetKernels"],
+                swiftSettings: unchecked),
+        // The public API: load, generate, chat, train, evaluate, convert; re-exports the layers' public types.
+        .target(name: "BitNet",
+                dependencies: ["BitNetEvaluation", "BitNetInference", "BitNetTraining", "BitNetFormats", "BitNetTokenizers", "BitNetCore"]),
+        // `bitnet serve`: the OpenAI-compatible HTTP server (Hummingbird), kept apart so the libraries have no server dependencies.
+        .target(name: "BitNetServer",
+                dependencies: ["BitNetInference", "BitNetFormats", "BitNetTokenizers", "BitNetCore",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                               .product(name: "UnixSignals", package: "swift-service-lifecycle")]),
+        // Benchmarks, profiles, A/B harnesses, `reproduce`: for the CLI and tests only, never part of the library.
+        .target(name: "BitNetTools",
+                dependencies: ["BitNetServer", "BitNet", "BitNetEvaluation", "BitNetInference", "BitNetTraining", "BitNetFormats",
+                               "BitNetTokenizers", "BitNetCore", "BitNetKernels", "CBitNetKernels"],
+                swiftSettings: unchecked),
         .executableTarget(
             name: "bitnet",
-            dependencies: ["BitNet", "BitNetServer", .product(name: "ArgumentParser", package: "swift-argument-parser")]
-        ),
-        // `bitnet serve`: the OpenAI-compatible HTTP server (Hummingbird); kept apart so BitNet has no server dependencies.
-        .target(
-            name: "BitNetServer",
-            dependencies: ["BitNet", .product(name: "Hummingbird", package: "hummingbird"),
-                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "UnixSignals", package: "swift-service-lifecycle")]
-        ),
-        .testTarget(name: "BitNetKernelsTests", dependencies: ["BitNetKernels"]),
-        .testTarget(name: "BitNetTests", dependencies: ["BitNet"], exclude: ["Fixtures"]),
-        .testTarget(name: "BitNetServerTests", dependencies: ["BitNetServer"]),
+            dependencies: ["BitNet", "BitNetServer", "BitNetTools", "BitNetKernels",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "BitNetKernelsTests", dependencies: ["BitNetKernels", "CBitNetKernels"]),
+        .testTarget(name: "BitNetTests",
+                    dependencies: ["BitNet", "BitNetEvaluation", "BitNetInference", "BitNetTraining", "BitNetFormats",
+                                   "BitNetTokenizers", "BitNetCore", "BitNetKernels", "BitNetTools"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "BitNetServerTests", dependencies: ["BitNetServer", "BitNetTools", "BitNet"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -10,11 +10,12 @@ SECS=${1:-120}
 OUT=.build-fuzz
 mkdir -p $OUT/corpus $OUT/artifacts Tests/BitNetTests/Fixtures/formats/crashers Tests/BitNetTests/Fixtures/formats/fuzz-corpus
 cp Tests/BitNetTests/Fixtures/formats/fuzz-corpus/* $OUT/corpus/ 2>/dev/null || true
-F=Sources/BitNet/Formats
-swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BitNet \
-  $F/GGUF.swift $F/GGMLQuants.swift $F/Safetensors.swift Sources/BitNet/Util/Errors.swift Sources/BitNet/Util/FileIO.swift \
-  Sources/BitNet/Util/MappedFile.swift \
-  fuzz/FuzzParsers.swift -o $OUT/fuzz-parsers
+# The parsers and what they use, built as one module (their imports of the project's targets dropped).
+mkdir -p $OUT/src
+for f in Sources/BitNetFormats/{GGUF,GGMLQuants,Safetensors}.swift Sources/BitNetCore/Util/{Errors,FileIO,MappedFile}.swift; do
+  grep -v '^import BitNet' "$f" > "$OUT/src/$(basename "$f")"
+done
+swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BitNetFuzz $OUT/src/*.swift fuzz/FuzzParsers.swift -o $OUT/fuzz-parsers
 # Seeds: a GGUF (prefix byte 0) and a safetensors file (prefix byte 1).
 for f in Tests/BitNetTests/Fixtures/formats/vocab/*.gguf Tests/BitNetTests/Fixtures/formats/codecs.gguf; do
   { printf '\x00'; head -c 4096 "$f"; } > "$OUT/corpus/$(basename "$f")"

@@ -1,7 +1,7 @@
 import CBitNetKernels
 
 /// A block-quantized weight format of `bitnet_blockquant.h`: one scale per block of 32 weights, weight = d * q.
-public enum BlockQuantFormat: String, Sendable, CaseIterable {
+package enum BlockQuantFormat: String, Sendable, CaseIterable {
     /// f32 scale + 32 int8 codes in [-127, 127]: 36 bytes per block (9 bits per weight); the `Q8Matrix` layout.
     case q8
     /// Groups of 128: 4 f16 scales + 128 six-bit codes in [-31, 31] (104 bytes, 6.5 bits per weight).
@@ -19,16 +19,16 @@ public enum BlockQuantFormat: String, Sendable, CaseIterable {
     }
 
     /// Weights per scale block.
-    public static let blockSize = 32
+    package static let blockSize = 32
 
     /// Weights per storage unit: 32 (q8 block) or 128 (q6/q4 group of 4 blocks).
-    public var groupSize: Int { Int(bitnet_bq_group_size(raw)) }
+    package var groupSize: Int { Int(bitnet_bq_group_size(raw)) }
 
     /// Bytes per storage unit (36, 104 or 72).
-    public var groupBytes: Int { Int(bitnet_bq_group_bytes(raw)) }
+    package var groupBytes: Int { Int(bitnet_bq_group_bytes(raw)) }
 
     /// Largest code magnitude Q (127, 31 or 7).
-    public var maxCode: Int {
+    package var maxCode: Int {
         switch self {
         case .q8: 127
         case .q6: 31
@@ -37,18 +37,18 @@ public enum BlockQuantFormat: String, Sendable, CaseIterable {
     }
 
     /// Storage bits per weight, scales included (9, 6.5 or 4.5).
-    public var bitsPerWeight: Double { Double(groupBytes * 8) / Double(groupSize) }
+    package var bitsPerWeight: Double { Double(groupBytes * 8) / Double(groupSize) }
 
     /// Bytes per row: ceil(cols / groupSize) * groupBytes.
-    public func rowStride(cols: Int) -> Int { Int(bitnet_bq_row_stride(raw, cols)) }
+    package func rowStride(cols: Int) -> Int { Int(bitnet_bq_row_stride(raw, cols)) }
 
     /// Whether the GEMV quantizes the activations to int8 per block of 32 and multiplies in integers (q6, q4).
-    public var integerProducts: Bool { self != .q8 }
+    package var integerProducts: Bool { self != .q8 }
 
     /// The int8 activations the q6/q4 GEMV multiplies by: per block of 32, e = absmax / 127 and
     /// q = round-half-even(x * 127 / absmax) (zero padded to whole groups of 128), and per 4 codes the correction
     /// -offset * sum(q) that cancels the stored code offset.
-    public func quantizeActivations(_ x: [Float]) -> (q: [Int8], scales: [Float], correction: [Int32]) {
+    package func quantizeActivations(_ x: [Float]) -> (q: [Int8], scales: [Float], correction: [Int32]) {
         precondition(self != .q8, "q8 multiplies f32 activations")
         let groups = (x.count + 127) / 128
         var q = [Int8](repeating: 0, count: groups * 128), d = [Float](repeating: 0, count: groups * 4)
@@ -61,25 +61,25 @@ public enum BlockQuantFormat: String, Sendable, CaseIterable {
 }
 
 /// A row-major [rows, cols] block-quantized matrix (output head / embedding): row r at bytes[r * rowStride].
-public struct BlockQuantMatrix: Sendable, Equatable {
-    public let format: BlockQuantFormat
+package struct BlockQuantMatrix: Sendable, Equatable {
+    package let format: BlockQuantFormat
     /// The blocks, owned or in a `WeightArena`; the kernels read them in place.
-    public let storage: KernelBuffer<UInt8>
-    public let rows: Int
-    public let cols: Int
+    package let storage: KernelBuffer<UInt8>
+    package let rows: Int
+    package let cols: Int
     /// Bytes per row: format.rowStride(cols:).
-    public let rowStride: Int
+    package let rowStride: Int
 
     /// The blocks as an array (a copy when they live in an arena).
-    public var bytes: [UInt8] { storage.array }
+    package var bytes: [UInt8] { storage.array }
 
     /// Wraps existing blocks (e.g. read from a file); bytes.count must be rows * format.rowStride(cols:).
-    public init(format: BlockQuantFormat, bytes: [UInt8], rows: Int, cols: Int) {
+    package init(format: BlockQuantFormat, bytes: [UInt8], rows: Int, cols: Int) {
         self.init(format: format, storage: KernelBuffer(bytes), rows: rows, cols: cols)
     }
 
     /// Blocks in existing storage of rows * format.rowStride(cols:) bytes.
-    public init(format: BlockQuantFormat, storage: KernelBuffer<UInt8>, rows: Int, cols: Int) {
+    package init(format: BlockQuantFormat, storage: KernelBuffer<UInt8>, rows: Int, cols: Int) {
         let stride = format.rowStride(cols: cols)
         precondition(rows >= 0 && cols >= 0 && storage.count == rows * stride,
                      "BlockQuantMatrix: \(storage.count) bytes do not hold \(rows)x\(cols) \(format) (row stride \(stride))")
@@ -87,11 +87,11 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     }
 
     /// The same q8 blocks as a BlockQuantMatrix.
-    public init(_ q8: Q8Matrix) { self.init(format: .q8, bytes: q8.bytes, rows: q8.rows, cols: q8.cols) }
+    package init(_ q8: Q8Matrix) { self.init(format: .q8, bytes: q8.bytes, rows: q8.rows, cols: q8.cols) }
 
     /// Quantizes row-major [rows, cols] f32 values per 32-value block (see bitnet_blockquant.h): q8 d = absmax / 127;
     /// q6/q4 d = smallest f16 >= absmax / Q; q = round-half-even(value / d).
-    public static func quantize(values: [Float], rows: Int, cols: Int, format: BlockQuantFormat,
+    package static func quantize(values: [Float], rows: Int, cols: Int, format: BlockQuantFormat,
                                 pool: ThreadPool? = .shared) -> BlockQuantMatrix {
         precondition(rows >= 0 && cols >= 0 && values.count == rows * cols,
                      "BlockQuantMatrix.quantize: \(values.count) values for \(rows)x\(cols)")
@@ -112,7 +112,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     }
 
     /// Row-major [rows, cols] f32 values d * q.
-    public func dequantize() -> [Float] {
+    package func dequantize() -> [Float] {
         let n = rows * cols
         return [Float](unsafeUninitializedCapacity: n) { buf, count in
             if n > 0 { storage.withUnsafeBufferPointer { bitnet_bq_dequantize(format.raw, $0.baseAddress!, rowStride, cols, buf.baseAddress!, cols, 0, rows) } }
@@ -121,24 +121,24 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     }
 
     /// Writes row `row` (cols values d * q) to `into`: the embedding lookup.
-    public func dequantizeRow(_ row: Int, into: UnsafeMutablePointer<Float>) {
+    package func dequantizeRow(_ row: Int, into: UnsafeMutablePointer<Float>) {
         precondition(row >= 0 && row < rows, "BlockQuantMatrix.dequantizeRow: row \(row) outside 0..<\(rows)")
         storage.withUnsafeBufferPointer { Self.dequantizeRow(format: format, row: $0.baseAddress! + row * rowStride, cols: cols, into: into) }
     }
 
     /// Raw embedding lookup: `cols` values of the row whose blocks start at `row`.
-    public static func dequantizeRow(format: BlockQuantFormat, row: UnsafePointer<UInt8>, cols: Int, into: UnsafeMutablePointer<Float>) {
+    package static func dequantizeRow(format: BlockQuantFormat, row: UnsafePointer<UInt8>, cols: Int, into: UnsafeMutablePointer<Float>) {
         bitnet_bq_dequantize_row(format.raw, row, cols, into)
     }
 
     /// y = W x (x.count == cols): f32 activations for q8; q6/q4 quantize x to int8 per block of 32 and multiply in
     /// integers (see `quantizeActivations`).
-    public func gemv(x: [Float], pool: ThreadPool? = .shared) -> [Float] {
+    package func gemv(x: [Float], pool: ThreadPool? = .shared) -> [Float] {
         gemm(x: x, ldx: cols, tokens: 1, pool: pool, batched: false)
     }
 
     /// Y[t, :] = W X[t, :] for t < tokens (X row-major with row stride ldx >= cols; Y is [tokens, rows]).
-    public func gemm(x: [Float], ldx: Int, tokens: Int, pool: ThreadPool? = .shared) -> [Float] {
+    package func gemm(x: [Float], ldx: Int, tokens: Int, pool: ThreadPool? = .shared) -> [Float] {
         gemm(x: x, ldx: ldx, tokens: tokens, pool: pool, batched: true)
     }
 
@@ -158,7 +158,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     }
 
     /// Hot-path GEMV into caller memory: y[r] for r in `rowRange` (default all rows), x has `cols` values.
-    public func gemv(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
+    package func gemv(x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         storage.withUnsafeBufferPointer { wp in
             Self.gemv(format: format, weights: wp.baseAddress ?? DenseKernels.dummyBytes, rowStride: rowStride, rows: rows, cols: cols,
                       x: x, y: y, rowRange: rowRange, pool: pool)
@@ -166,14 +166,14 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     }
 
     /// Tells the pool's idle workers that `gemv` over this matrix comes next (`ThreadPool.idlePrefetchBytes`).
-    public func announceGemv(pool: ThreadPool? = .shared) {
+    package func announceGemv(pool: ThreadPool? = .shared) {
         guard rows > 0 else { return }
         let span: ThreadPool.RowSpan = storage.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress!), rowStride, rows) }
         ThreadPool.prefetchSplit(work: cols, granule: 4, threshold: DenseKernels.parallelThreshold, pool: pool, span, nil, nil)
     }
 
     /// Hot-path batched GEMV into caller memory: X[t, j] at x[t * ldx + j], Y[t, r] at y[t * ldy + r].
-    public func gemm(x: UnsafePointer<Float>, ldx: Int, tokens: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
+    package func gemm(x: UnsafePointer<Float>, ldx: Int, tokens: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                      rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         storage.withUnsafeBufferPointer { wp in
             Self.gemm(format: format, weights: wp.baseAddress ?? DenseKernels.dummyBytes, rowStride: rowStride, rows: rows, cols: cols,
@@ -183,7 +183,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
 
     /// Raw GEMV (e.g. a memory-mapped model file): row r at weights + r * rowStride bytes (rowStride >=
     /// format.rowStride(cols:)); y[r] for r in `rowRange` (default all rows; y indexed by absolute row).
-    public static func gemv(format: BlockQuantFormat, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+    package static func gemv(format: BlockQuantFormat, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                             x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         let range = checkedRange(format, rowStride: rowStride, rows: rows, cols: cols, rowRange: rowRange)
@@ -197,7 +197,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     /// Raw batched GEMV: Y[t, r] = sum_j W[r, j] X[t, j] for t < tokens, r in `rowRange`; X[t, j] at x[t * ldx + j],
     /// Y[t, r] at y[t * ldy + r]. Each weight block is read once for all tokens; token t equals `gemv` of X[t, :]
     /// bit for bit.
-    public static func gemm(format: BlockQuantFormat, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+    package static func gemm(format: BlockQuantFormat, weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                             x: UnsafePointer<Float>, ldx: Int, tokens: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         let range = checkedRange(format, rowStride: rowStride, rows: rows, cols: cols, rowRange: rowRange)
@@ -211,7 +211,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     }
 
     /// Portable scalar reference of `gemm` (single-threaded; token t equals `gemvReference` of X[t, :]).
-    public func gemmReference(x: [Float], ldx: Int, tokens: Int, rowRange: Range<Int>? = nil) -> [Float] {
+    package func gemmReference(x: [Float], ldx: Int, tokens: Int, rowRange: Range<Int>? = nil) -> [Float] {
         precondition(tokens >= 0 && ldx >= cols && x.count >= (tokens > 0 ? (tokens - 1) * ldx + cols : 0))
         let range = rowRange ?? 0..<rows
         var y = [Float](repeating: 0, count: tokens * rows)
@@ -224,7 +224,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
     }
 
     /// Portable scalar reference of `gemv` (per block s = sum q x in column order, acc += d s), single-threaded.
-    public func gemvReference(x: [Float], rowRange: Range<Int>? = nil) -> [Float] {
+    package func gemvReference(x: [Float], rowRange: Range<Int>? = nil) -> [Float] {
         precondition(x.count == cols)
         return gemmReference(x: x, ldx: cols, tokens: 1, rowRange: rowRange)
     }
@@ -240,7 +240,7 @@ public struct BlockQuantMatrix: Sendable, Equatable {
 
 extension DenseKernels {
     /// Y[t, :] = W X[t, :] for t < tokens (X row-major, row stride ldx >= cols); Y is [tokens, rows].
-    public static func f16Gemm(_ w: F16Matrix, x: [Float], ldx: Int, tokens: Int, pool: ThreadPool? = .shared) -> [Float] {
+    package static func f16Gemm(_ w: F16Matrix, x: [Float], ldx: Int, tokens: Int, pool: ThreadPool? = .shared) -> [Float] {
         precondition(tokens >= 0 && ldx >= w.cols && x.count >= (tokens > 0 ? (tokens - 1) * ldx + w.cols : 0),
                      "f16Gemm: x has \(x.count) values for \(tokens) tokens of \(w.cols) (ldx \(ldx))")
         return [Float](unsafeUninitializedCapacity: tokens * w.rows) { y, n in
@@ -258,7 +258,7 @@ extension DenseKernels {
 
     /// Raw batched f16 GEMV: row r at weights + r * ld; Y[t, r] at y[t * ldy + r] for r in `rowRange`; token t equals
     /// `f16Gemv` of X[t, :] bit for bit.
-    public static func f16Gemm(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int, x: UnsafePointer<Float>, ldx: Int,
+    package static func f16Gemm(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int, x: UnsafePointer<Float>, ldx: Int,
                                tokens: Int, y: UnsafeMutablePointer<Float>, ldy: Int,
                                rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         let range = rowRange ?? 0..<rows
@@ -272,7 +272,7 @@ extension DenseKernels {
     }
 
     /// Portable scalar reference of `f16Gemm` (token t equals `f16GemvReference` of X[t, :]), single-threaded.
-    public static func f16GemmReference(_ w: F16Matrix, x: [Float], ldx: Int, tokens: Int) -> [Float] {
+    package static func f16GemmReference(_ w: F16Matrix, x: [Float], ldx: Int, tokens: Int) -> [Float] {
         precondition(tokens >= 0 && ldx >= w.cols && x.count >= (tokens > 0 ? (tokens - 1) * ldx + w.cols : 0))
         var y = [Float](repeating: 0, count: tokens * w.rows)
         if w.rows > 0 && tokens > 0 { bitnet_f16_gemm_ref(w.bits, w.cols, w.cols, x, ldx, tokens, &y, w.rows, 0, w.rows) }

@@ -7,27 +7,27 @@ import Darwin
 
 /// A row-major [rows, cols] matrix of IEEE half weights (bit patterns), row r at bits[r * cols].
 /// The bits are owned or borrowed from a memory-mapped file (a GGUF F16 tensor has this layout).
-public struct F16Matrix: Sendable, Equatable {
+package struct F16Matrix: Sendable, Equatable {
     /// The half bit patterns, owned or in a file mapping; the kernels read them in place.
-    public let storage: KernelBuffer<UInt16>
-    public let rows: Int
-    public let cols: Int
+    package let storage: KernelBuffer<UInt16>
+    package let rows: Int
+    package let cols: Int
 
     /// The bit patterns as an array (a copy when they live in a file mapping).
-    public var bits: [UInt16] { storage.array }
+    package var bits: [UInt16] { storage.array }
 
-    public init(bits: [UInt16], rows: Int, cols: Int) {
+    package init(bits: [UInt16], rows: Int, cols: Int) {
         self.init(storage: KernelBuffer(bits), rows: rows, cols: cols)
     }
 
     /// A matrix over existing storage (e.g. a mapped F16 tensor) of rows * cols values.
-    public init(storage: KernelBuffer<UInt16>, rows: Int, cols: Int) {
+    package init(storage: KernelBuffer<UInt16>, rows: Int, cols: Int) {
         precondition(rows >= 0 && cols >= 0 && storage.count == rows * cols, "F16Matrix: \(storage.count) values for \(rows)x\(cols)")
         self.storage = storage; self.rows = rows; self.cols = cols
     }
 
     /// Rounds row-major f32 weights to half (nearest even).
-    public init(_ weights: [Float], rows: Int, cols: Int) {
+    package init(_ weights: [Float], rows: Int, cols: Int) {
         precondition(rows >= 0 && cols >= 0 && weights.count == rows * cols, "F16Matrix: \(weights.count) values for \(rows)x\(cols)")
         self.init(bits: DenseKernels.toF16(weights), rows: rows, cols: cols)
     }
@@ -35,14 +35,14 @@ public struct F16Matrix: Sendable, Equatable {
 
 /// An int8 block-quantized matrix in the q8 layout of `bitnet_dense.h`: each row is ceil(cols / 32) blocks of
 /// 36 bytes (f32 scale d, then 32 int8 codes q; weight = d * q; the last block's tail padded with q = 0).
-public struct Q8Matrix: Sendable, Equatable {
-    public let bytes: [UInt8]
-    public let rows: Int
-    public let cols: Int
+package struct Q8Matrix: Sendable, Equatable {
+    package let bytes: [UInt8]
+    package let rows: Int
+    package let cols: Int
     /// Bytes per row: ceil(cols / 32) * 36.
-    public let rowStride: Int
+    package let rowStride: Int
 
-    public init(bytes: [UInt8], rows: Int, cols: Int) {
+    package init(bytes: [UInt8], rows: Int, cols: Int) {
         let stride = DenseKernels.q8RowStride(cols: cols)
         precondition(rows >= 0 && cols >= 0 && bytes.count == rows * stride,
                      "Q8Matrix: \(bytes.count) bytes do not hold \(rows)x\(cols) (row stride \(stride))")
@@ -53,18 +53,18 @@ public struct Q8Matrix: Sendable, Equatable {
 /// Dense inference kernels: f16-weight GEMV (fp twin, f16 output head) and the q8 block format (output head /
 /// embedding) with its GEMV. Activations and outputs are f32. Rows can be split over a `ThreadPool`; every
 /// path is deterministic and the result does not depend on the split.
-public enum DenseKernels {
+package enum DenseKernels {
     /// "avx512", "avx2" or "portable": the path the GEMVs take (best supported by default; BITNET_ISA=avx2 caps
     /// it, BITNET_ISA=portable forces portable; read once).
-    public static var activeISA: String { String(cString: bitnet_dense_isa_name()) }
+    package static var activeISA: String { String(cString: bitnet_dense_isa_name()) }
 
     /// The paths, fastest first.
-    public static let isaNames = ["avx512", "avx2", "portable"]
+    package static let isaNames = ["avx512", "avx2", "portable"]
 
     /// Switches to the named path (capped at what the CPU supports; unknown names mean "portable"); returns the
     /// path now in effect. Not safe while the kernels run on other threads.
     @discardableResult
-    public static func selectISA(_ name: String) -> String {
+    package static func selectISA(_ name: String) -> String {
         let level: Int32
         switch name {
         case "avx512": level = BITNET_DENSE_AVX512
@@ -76,12 +76,12 @@ public enum DenseKernels {
     }
 
     /// Below this many weights a GEMV runs on the calling thread.
-    public static let parallelThreshold = 1 << 18
+    package static let parallelThreshold = 1 << 18
 
     // MARK: f16 conversion
 
     /// Half bit patterns of `values`, rounded to nearest even.
-    public static func toF16(_ values: [Float]) -> [UInt16] {
+    package static func toF16(_ values: [Float]) -> [UInt16] {
         [UInt16](unsafeUninitializedCapacity: values.count) { buf, n in
             if !values.isEmpty { bitnet_f32_to_f16(values, buf.baseAddress!, values.count) }
             n = values.count
@@ -89,7 +89,7 @@ public enum DenseKernels {
     }
 
     /// f32 values of half bit patterns (exact).
-    public static func toF32(f16 bits: [UInt16]) -> [Float] {
+    package static func toF32(f16 bits: [UInt16]) -> [Float] {
         [Float](unsafeUninitializedCapacity: bits.count) { buf, n in
             if !bits.isEmpty { bitnet_f16_to_f32(bits, buf.baseAddress!, bits.count) }
             n = bits.count
@@ -99,7 +99,7 @@ public enum DenseKernels {
     // MARK: f16 GEMV
 
     /// y = W x for every row (x.count == cols).
-    public static func f16Gemv(_ w: F16Matrix, x: [Float], pool: ThreadPool? = .shared) -> [Float] {
+    package static func f16Gemv(_ w: F16Matrix, x: [Float], pool: ThreadPool? = .shared) -> [Float] {
         precondition(x.count == w.cols, "f16Gemv: x has \(x.count) values, matrix has \(w.cols) columns")
         return [Float](unsafeUninitializedCapacity: w.rows) { y, n in
             if w.rows > 0 {
@@ -115,13 +115,13 @@ public enum DenseKernels {
     }
 
     /// Tells the pool's idle workers that `f16Gemv` over these rows comes next (`ThreadPool.idlePrefetchBytes`).
-    public static func announceF16Gemv(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int, pool: ThreadPool? = .shared) {
+    package static func announceF16Gemv(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int, pool: ThreadPool? = .shared) {
         ThreadPool.prefetchSplit(work: cols, granule: 4, threshold: parallelThreshold, pool: pool, (UnsafeRawPointer(weights), ld * 2, rows), nil, nil)
     }
 
     /// Raw version (e.g. a memory-mapped model file): row r at weights + r * ld (ld >= cols, in elements);
     /// computes y[r] for r in `rowRange` (default all rows; y indexed by absolute row).
-    public static func f16Gemv(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int,
+    package static func f16Gemv(weights: UnsafePointer<UInt16>, ld: Int, rows: Int, cols: Int,
                                x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                                rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         let range = rowRange ?? 0..<rows
@@ -134,7 +134,7 @@ public enum DenseKernels {
     }
 
     /// Portable scalar reference (f32 accumulation in column order), single-threaded.
-    public static func f16GemvReference(_ w: F16Matrix, x: [Float], rowRange: Range<Int>? = nil) -> [Float] {
+    package static func f16GemvReference(_ w: F16Matrix, x: [Float], rowRange: Range<Int>? = nil) -> [Float] {
         precondition(x.count == w.cols)
         let range = rowRange ?? 0..<w.rows
         var y = [Float](repeating: 0, count: w.rows)
@@ -145,10 +145,10 @@ public enum DenseKernels {
     // MARK: q8
 
     /// Bytes per q8 row: ceil(cols / 32) * 36.
-    public static func q8RowStride(cols: Int) -> Int { Int(bitnet_q8_row_stride(cols)) }
+    package static func q8RowStride(cols: Int) -> Int { Int(bitnet_q8_row_stride(cols)) }
 
     /// Quantizes row-major [rows, cols] f32 weights: per 32-weight block d = absmax / 127, q = round-half-even(w / d).
-    public static func quantizeQ8(_ weights: [Float], rows: Int, cols: Int, pool: ThreadPool? = .shared) -> Q8Matrix {
+    package static func quantizeQ8(_ weights: [Float], rows: Int, cols: Int, pool: ThreadPool? = .shared) -> Q8Matrix {
         precondition(rows >= 0 && cols >= 0 && weights.count == rows * cols, "quantizeQ8: \(weights.count) values for \(rows)x\(cols)")
         let stride = q8RowStride(cols: cols)
         let bytes = [UInt8](unsafeUninitializedCapacity: rows * stride) { buf, n in
@@ -167,7 +167,7 @@ public enum DenseKernels {
     }
 
     /// Row-major [rows, cols] f32 weights d * q.
-    public static func dequantize(_ q: Q8Matrix) -> [Float] {
+    package static func dequantize(_ q: Q8Matrix) -> [Float] {
         let n = q.rows * q.cols
         return [Float](unsafeUninitializedCapacity: n) { buf, count in
             if n > 0 { bitnet_q8_dequantize(q.bytes, q.cols, buf.baseAddress!, q.cols, 0, q.rows) }
@@ -176,7 +176,7 @@ public enum DenseKernels {
     }
 
     /// y = W x for every row, f32 activations (x.count == cols).
-    public static func q8Gemv(_ q: Q8Matrix, x: [Float], pool: ThreadPool? = .shared) -> [Float] {
+    package static func q8Gemv(_ q: Q8Matrix, x: [Float], pool: ThreadPool? = .shared) -> [Float] {
         precondition(x.count == q.cols, "q8Gemv: x has \(x.count) values, matrix has \(q.cols) columns")
         return [Float](unsafeUninitializedCapacity: q.rows) { y, n in
             if q.rows > 0 {
@@ -193,7 +193,7 @@ public enum DenseKernels {
 
     /// Raw version: row r at weights + r * rowStride bytes (rowStride >= q8RowStride(cols)); y[r] for r in
     /// `rowRange` (default all rows; y indexed by absolute row).
-    public static func q8Gemv(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+    package static func q8Gemv(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                               x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
                               rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         let range = rowRange ?? 0..<rows
@@ -205,7 +205,7 @@ public enum DenseKernels {
     }
 
     /// Portable scalar reference, single-threaded.
-    public static func q8GemvReference(_ q: Q8Matrix, x: [Float], rowRange: Range<Int>? = nil) -> [Float] {
+    package static func q8GemvReference(_ q: Q8Matrix, x: [Float], rowRange: Range<Int>? = nil) -> [Float] {
         precondition(x.count == q.cols)
         let range = rowRange ?? 0..<q.rows
         var y = [Float](repeating: 0, count: q.rows)
@@ -223,23 +223,23 @@ public enum DenseKernels {
 }
 
 /// Memory read bandwidth, for rooflines.
-public enum MemoryBandwidth {
+package enum MemoryBandwidth {
     /// Best-of-`repetitions` rate (bytes per second) of streaming a fresh `bytes`-byte buffer with the widest
     /// loads available (a 64-bit sum-reduce keeps the loads alive), split into one contiguous chunk per pool
     /// thread (nil: the calling thread only). One untimed warm-up pass; 0 if the buffer cannot be allocated.
-    public static func measure(bytes: Int = 512 << 20, repetitions: Int = 3, pool: ThreadPool? = .shared) -> Double {
+    package static func measure(bytes: Int = 512 << 20, repetitions: Int = 3, pool: ThreadPool? = .shared) -> Double {
         precondition(bytes > 0, "MemoryBandwidth.measure: bytes must be > 0")
         return bitnet_measure_read_bandwidth(bytes, Int32(clamping: repetitions), pool?.raw)
     }
 
     /// A read probe that keeps its buffer between passes, to rate memory next to the work it is compared with (a
     /// roofline step by step). Nil when `bytes` is 0 or the buffer cannot be mapped.
-    public final class Probe {
+    package final class Probe {
         private let raw: OpaquePointer
         /// The pool whose threads stream the buffer (held while the probe lives).
         private let pool: ThreadPool?
 
-        public init?(bytes: Int = 256 << 20, pool: ThreadPool? = .shared) {
+        package init?(bytes: Int = 256 << 20, pool: ThreadPool? = .shared) {
             guard bytes > 0, let p = bitnet_read_probe_create(bytes, pool?.raw) else { return nil }
             raw = p
             self.pool = pool
@@ -248,15 +248,15 @@ public enum MemoryBandwidth {
         deinit { bitnet_read_probe_destroy(raw) }
 
         /// One timed pass over the buffer: bytes per second.
-        public func pass() -> Double { bitnet_read_probe_pass(raw) }
+        package func pass() -> Double { bitnet_read_probe_pass(raw) }
     }
 }
 
 /// Resident-set statistics of this process.
-public enum ProcessMemory {
+package enum ProcessMemory {
     /// Peak resident set size in bytes: VmHWM from /proc/self/status where available, else getrusage ru_maxrss
     /// (KiB on Linux, bytes on Darwin).
-    public static func peakRSSBytes() -> Int {
+    package static func peakRSSBytes() -> Int {
         if let kb = procStatusKiB("VmHWM:") { return kb * 1024 }
         var usage = rusage()
         guard getrusage(0 /* RUSAGE_SELF on Linux and Darwin */, &usage) == 0 else { return 0 }
@@ -268,14 +268,14 @@ public enum ProcessMemory {
     }
 
     /// Current resident set size in bytes (VmRSS); nil where /proc is unavailable.
-    public static func currentRSSBytes() -> Int? {
+    package static func currentRSSBytes() -> Int? {
         procStatusKiB("VmRSS:").map { $0 * 1024 }
     }
 
     /// Resets the peak (VmHWM) to the current RSS by writing "5" to /proc/self/clear_refs (Linux >= 4.0).
     /// Returns false where unsupported. getrusage's ru_maxrss is not reset by this.
     @discardableResult
-    public static func resetPeakRSS() -> Bool {
+    package static func resetPeakRSS() -> Bool {
         #if os(Linux)
         let fd = open("/proc/self/clear_refs", O_WRONLY)
         if fd < 0 { return false }

@@ -2,14 +2,14 @@ import CBitNetKernels
 import Foundation
 
 /// Single-precision matrix multiply (row-major), backed by the C kernels in CBitNetKernels.
-public enum GEMM {
+package enum GEMM {
     /// C = alpha·op(A)·op(B) + beta·C, row-major; op(A) is m×k, op(B) is k×n.
     ///
     /// A is m×k (lda ≥ k), or k×m when `transA` (lda ≥ m); B is k×n (ldb ≥ n), or n×k when `transB` (ldb ≥ k);
     /// ldc ≥ n. beta == 0 overwrites C (NaNs there are ignored); alpha == 0 or k == 0 only scales C.
     /// Work is split over output blocks, never over k, so the bits of C are the same for any pool size.
     /// `pool: nil` runs on the calling thread.
-    public static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    package static func sgemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                              a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                              beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, pool: ThreadPool? = .shared) {
         check(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
@@ -17,7 +17,7 @@ public enum GEMM {
     }
 
     /// Portable scalar reference with the same contract (tests compare against it); accumulates in double, one thread.
-    public static func sgemmReference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
+    package static func sgemmReference(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
                                       a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int,
                                       beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
         check(transA: transA, transB: transB, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc)
@@ -25,14 +25,14 @@ public enum GEMM {
     }
 
     /// The paths sgemm can take, fastest first.
-    public static let isaNames = ["avx512", "avx2+fma", "portable"]
+    package static let isaNames = ["avx512", "avx2+fma", "portable"]
 
     /// "avx512", "avx2+fma" or "portable": the path sgemm takes, by default the fastest this CPU supports
     /// (BITNET_ISA=avx2 caps it at "avx2+fma", BITNET_ISA=portable forces "portable"; read once).
-    public static var activeISA: String { String(cString: bitnet_sgemm_isa_name()) }
+    package static var activeISA: String { String(cString: bitnet_sgemm_isa_name()) }
 
     /// Whether this CPU (and OS) can run the named path ("avx512", "avx2+fma" or "avx2", "portable").
-    public static func isISASupported(_ name: String) -> Bool {
+    package static func isISASupported(_ name: String) -> Bool {
         guard let isa = isa(named: name) else { return false }
         return bitnet_sgemm_isa_supported(isa) != 0
     }
@@ -42,7 +42,7 @@ public enum GEMM {
     /// Each path is deterministic on its own, but different paths round differently. Not safe while sgemm runs on
     /// other threads.
     @discardableResult
-    public static func selectISA(_ name: String) -> String {
+    package static func selectISA(_ name: String) -> String {
         _ = bitnet_sgemm_set_isa(isa(named: name) ?? BITNET_ISA_PORTABLE)
         return activeISA
     }
@@ -59,7 +59,7 @@ public enum GEMM {
     /// Measures sgemm GFLOP/s on an m×n×k problem (for `bitnet bench gemm`), returns (gflops, seconds per call).
     ///
     /// Inputs are random in [-1, 1); one untimed warm-up call, then `iterations` timed calls; the median call counts.
-    public static func benchmark(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, threads: ThreadPool?,
+    package static func benchmark(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, threads: ThreadPool?,
                                  iterations: Int) -> (gflops: Double, seconds: Double) {
         precondition(m > 0 && n > 0 && k > 0, "GEMM.benchmark: m, n, k must be positive (got \(m), \(n), \(k))")
         let lda = transA ? m : k, ldb = transB ? k : n

@@ -2,7 +2,7 @@ import CBitNetKernels
 
 /// The packed layouts of ternary weights (`bitnet_ternary.h`): 2 bits per weight (t2, bitnet.cpp I2_S style), or
 /// 1.6 bits (t3, five base-3 digits per byte: 20 % fewer bytes per decoded token, the same Int32 products).
-public enum TernaryLayout: String, Sendable, CaseIterable {
+package enum TernaryLayout: String, Sendable, CaseIterable {
     case t2, t3
 }
 
@@ -12,13 +12,13 @@ public enum TernaryLayout: String, Sendable, CaseIterable {
 extension TernaryKernels {
     /// Whether the t3 kernels run their AVX512-VBMI path on this CPU (with the current ISA cap); elsewhere they
     /// decode more slowly than t2 streams.
-    public static var base3IsFast: Bool { bitnet_t3_is_fast() != 0 }
+    package static var base3IsFast: Bool { bitnet_t3_is_fast() != 0 }
 
     /// Base of an empty buffer (cols == 0): never dereferenced.
     private static var emptyBytes: UnsafePointer<UInt8> { UnsafePointer(bitPattern: 1)! }
 
     /// y[r] = sum_j W[r, j] * x[j] for every row (x.count == cols), exact in Int32.
-    public static func gemv(_ packed: PackedTernaryBase3, x: [Int8], pool: ThreadPool? = .shared) -> [Int32] {
+    package static func gemv(_ packed: PackedTernaryBase3, x: [Int8], pool: ThreadPool? = .shared) -> [Int32] {
         precondition(x.count == packed.cols, "gemv: x has \(x.count) values, matrix has \(packed.cols) columns")
         return int32Array(count: packed.rows) { y in
             x.withUnsafeBufferPointer { gemv(packed, x: $0.baseAddress ?? UnsafePointer(bitPattern: 1)!, y: y, pool: pool) }
@@ -26,7 +26,7 @@ extension TernaryKernels {
     }
 
     /// Pointer version: y[r] for r in `rowRange` (default all rows; y indexed by absolute row).
-    public static func gemv(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
+    package static func gemv(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                             rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         packed.storage.withUnsafeBufferPointer { w in
             gemvBase3(weights: w.baseAddress ?? emptyBytes, rowStride: packed.rowStride, rows: packed.rows, cols: packed.cols,
@@ -35,7 +35,7 @@ extension TernaryKernels {
     }
 
     /// Raw version over base-3 packed bytes: row r at weights + r * rowStride.
-    public static func gemvBase3(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
+    package static func gemvBase3(weights: UnsafePointer<UInt8>, rowStride: Int, rows: Int, cols: Int,
                                  x: UnsafePointer<Int8>, y: UnsafeMutablePointer<Int32>,
                                  rowRange: Range<Int>? = nil, pool: ThreadPool? = .shared) {
         splitGemv(kernel: bitnet_t3_gemv_rows, prepare: bitnet_t3_gemv_prepare, minStride: rowStrideBase3(cols: cols), weights: weights, rowStride: rowStride, rows: rows,
@@ -43,7 +43,7 @@ extension TernaryKernels {
     }
 
     /// Y[t, r] for `tokens` rows of X (tokens x cols, row-major); returns [tokens, rows] row-major.
-    public static func gemm(_ packed: PackedTernaryBase3, x: [Int8], tokens: Int, pool: ThreadPool? = .shared) -> [Int32] {
+    package static func gemm(_ packed: PackedTernaryBase3, x: [Int8], tokens: Int, pool: ThreadPool? = .shared) -> [Int32] {
         precondition(tokens >= 0 && x.count == tokens * packed.cols, "gemm: x has \(x.count) values, want \(tokens)x\(packed.cols)")
         return int32Array(count: tokens * packed.rows) { y in
             x.withUnsafeBufferPointer {
@@ -54,7 +54,7 @@ extension TernaryKernels {
 
     /// Pointer version: Y[t * ldy + r] = sum_j W[r, j] * X[t * ldx + j], for r in `rowRange` (default all rows).
     /// Each row is decoded once per block of tokens.
-    public static func gemm(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, ldx: Int, tokens: Int,
+    package static func gemm(_ packed: PackedTernaryBase3, x: UnsafePointer<Int8>, ldx: Int, tokens: Int,
                             y: UnsafeMutablePointer<Int32>, ldy: Int, rowRange: Range<Int>? = nil,
                             pool: ThreadPool? = .shared) {
         packed.storage.withUnsafeBufferPointer { w in
@@ -64,7 +64,7 @@ extension TernaryKernels {
     }
 
     /// `announceGemv` for base-3 matrices: idle workers pull the next GEMV's first weights into cache.
-    public static func announceGemv(_ a: PackedTernaryBase3, _ b: PackedTernaryBase3? = nil, _ c: PackedTernaryBase3? = nil,
+    package static func announceGemv(_ a: PackedTernaryBase3, _ b: PackedTernaryBase3? = nil, _ c: PackedTernaryBase3? = nil,
                                     pool: ThreadPool? = .shared) {
         func span(_ m: PackedTernaryBase3) -> ThreadPool.RowSpan {
             m.storage.withUnsafeBufferPointer { (UnsafeRawPointer($0.baseAddress ?? emptyBytes), m.rowStride, m.rows) }
@@ -74,7 +74,7 @@ extension TernaryKernels {
 
     /// Fused GEMVs of one input x over base-3 matrices (Wq/Wk/Wv or W1/W3 of one token): one split over the pool,
     /// each result equal to `gemv` of that matrix (see the 2-bit version).
-    public static func gemv(_ a: PackedTernaryBase3, y ya: UnsafeMutablePointer<Int32>, _ b: PackedTernaryBase3, y yb: UnsafeMutablePointer<Int32>,
+    package static func gemv(_ a: PackedTernaryBase3, y ya: UnsafeMutablePointer<Int32>, _ b: PackedTernaryBase3, y yb: UnsafeMutablePointer<Int32>,
                             _ c: PackedTernaryBase3?, y yc: UnsafeMutablePointer<Int32>?, x: UnsafePointer<Int8>, pool: ThreadPool? = .shared) {
         precondition(a.cols == b.cols && (c.map { $0.cols == a.cols } ?? true) && (c == nil) == (yc == nil),
                      "gemv: fused matrices need the same columns (\(a.cols), \(b.cols), \(c?.cols ?? a.cols)) and one output each")

@@ -8,9 +8,9 @@ import Foundation
 /// would have been (a descheduled worker holding a task) makes the following calls run serially for a while,
 /// so an oversubscribed machine degrades to single-thread speed rather than below it. Calls from inside a task run serially (no deadlock);
 /// calls from different threads are serialized.
-public final class ThreadPool: @unchecked Sendable {
+package final class ThreadPool: @unchecked Sendable {
     /// Process-wide pool: `ProcessInfo.activeProcessorCount` threads, or `BITNET_THREADS` when set to a positive integer.
-    public static let shared: ThreadPool = {
+    package static let shared: ThreadPool = {
         let count = environmentInt("BITNET_THREADS").flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
         // BITNET_POOL_GUARD=0 turns the oversubscription guard off (every call parallel), for experiments.
         let guardOff = ProcessInfo.processInfo.environment["BITNET_POOL_GUARD"] == "0"
@@ -21,10 +21,10 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Default idle-time prefetch of new pools (see `idlePrefetchBytes`): `BITNET_IDLE_PREFETCH_KB` kibibytes when
     /// set (0 turns it off), else 256 KiB.
-    public static let defaultIdlePrefetchBytes = (environmentInt("BITNET_IDLE_PREFETCH_KB") ?? 256) * 1024
+    package static let defaultIdlePrefetchBytes = (environmentInt("BITNET_IDLE_PREFETCH_KB") ?? 256) * 1024
 
     /// Default busy-wait of new pools before an idle thread blocks: `BITNET_SPIN_US` microseconds when set, else 2000.
-    public static let defaultSpinMicroseconds = environmentInt("BITNET_SPIN_US") ?? 2000
+    package static let defaultSpinMicroseconds = environmentInt("BITNET_SPIN_US") ?? 2000
 
     /// The whole number ≥ 0 in environment variable `name` (spaces around it ignored); nil when unset or not one.
     private static func environmentInt(_ name: String) -> Int? {
@@ -39,7 +39,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Creates a pool running tasks on `threadCount` threads, the caller included (values below 1 mean 1);
     /// `oversubscriptionGuard: false` keeps every call parallel even when that is slower (for benchmarks).
-    public init(threadCount: Int, oversubscriptionGuard: Bool = true, spinMicroseconds: Int = ThreadPool.defaultSpinMicroseconds) {
+    package init(threadCount: Int, oversubscriptionGuard: Bool = true, spinMicroseconds: Int = ThreadPool.defaultSpinMicroseconds) {
         let n = Int32(clamping: max(1, threadCount))
         guard let p = bitnet_pool_create(n) else { fatalError("ThreadPool: cannot allocate a pool of \(n) threads") }
         raw = p
@@ -62,7 +62,7 @@ public final class ThreadPool: @unchecked Sendable {
     /// calls slower than the caller alone would have been (two in a row start a back-off); parallel calls that found a
     /// worker blocked and had to wake it (slow on a VM; see `spinMicroseconds`); and the seconds the caller waited for
     /// the other threads' last tasks after running out of its own.
-    public var stats: (parallelCalls: Int, serialCalls: Int, fallbacks: Int, wakeups: Int, waitSeconds: Double) {
+    package var stats: (parallelCalls: Int, serialCalls: Int, fallbacks: Int, wakeups: Int, waitSeconds: Double) {
         var p = 0, s = 0, f = 0, w = 0, ns = 0
         bitnet_pool_stats(raw, &p, &s, &f, &w, &ns)
         return (p, s, f, w, Double(ns) / 1e9)
@@ -71,28 +71,28 @@ public final class ThreadPool: @unchecked Sendable {
     /// How long an idle thread busy-waits for the next call (or the caller for the last task) before blocking; it
     /// yields the core after the first 50 µs. Waking a blocked worker cost 0.25-1 ms on the 2-vCPU VM, more than the
     /// serial gaps of a decode step, so 20 µs (the old default) decoded 2B4T about 1.4x slower than 1000-2000 µs.
-    public var spinMicroseconds: Int {
+    package var spinMicroseconds: Int {
         didSet { bitnet_pool_set_spin_ns(raw, max(0, spinMicroseconds) * 1000) }
     }
 
     /// Bytes of each thread's first rows that a `prefetchSplit` hint lets idle workers pull into cache before the
     /// split starts (0: off). A decode step leaves the memory bus idle during its serial work between GEMVs
     /// (norms, quantization, RoPE); a waiting worker fills that time with the next GEMV's first weights.
-    public var idlePrefetchBytes: Int {
+    package var idlePrefetchBytes: Int {
         didSet { bitnet_pool_set_idle_prefetch(raw, max(0, idlePrefetchBytes)) }
     }
 
     /// Bytes that idle workers have prefetched on hints so far.
-    public var idlePrefetchedBytes: Int { bitnet_pool_prefetched_bytes(raw) }
+    package var idlePrefetchedBytes: Int { bitnet_pool_prefetched_bytes(raw) }
 
     /// Prefetch hints published so far (`prefetchSplit`, `prefetch`).
-    public var idlePrefetchHints: Int { bitnet_pool_prefetch_hints(raw) }
+    package var idlePrefetchHints: Int { bitnet_pool_prefetch_hints(raw) }
 
     /// Threads that run tasks, the caller included (fewer than requested only if threads could not be spawned).
-    public var threadCount: Int { Int(bitnet_pool_thread_count(raw)) }
+    package var threadCount: Int { Int(bitnet_pool_thread_count(raw)) }
 
     /// Runs body(i) for i in 0..<count across the workers and the caller; returns when all are done.
-    public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+    package func parallelFor(_ count: Int, _ body: (Int) -> Void) {
         precondition(count >= 0, "ThreadPool.parallelFor: count must be >= 0, got \(count)")
         if count == 0 { return }
         if count == 1 || threadCount == 1 {
@@ -121,7 +121,7 @@ public final class ThreadPool: @unchecked Sendable {
 
     /// Runs task(context, i) for i in 0..<count across the workers and the caller: the allocation-free form of
     /// `parallelFor` for hot loops (a C function pointer and a context the caller keeps alive for the call).
-    public func parallelFor(_ count: Int, context: UnsafeMutableRawPointer, task: bitnet_task_fn) {
+    package func parallelFor(_ count: Int, context: UnsafeMutableRawPointer, task: bitnet_task_fn) {
         precondition(count >= 0, "ThreadPool.parallelFor: count must be >= 0, got \(count)")
         bitnet_pool_parallel_for(raw, count, task, context)
     }
@@ -155,7 +155,7 @@ extension ThreadPool {
     }
 
     /// One matrix of a split's row space in memory, for `prefetchSplit`: row r at base + r × rowStride bytes.
-    public typealias RowSpan = (base: UnsafeRawPointer, rowStride: Int, rows: Int)
+    package typealias RowSpan = (base: UnsafeRawPointer, rowStride: Int, rows: Int)
 
     /// Hint for the next `splitRows(_:work:granule:threshold:pool:kernel:args:)` over the rows of a, b, c (in that
     /// order, as one row space): idle workers start pulling each thread's first rows into cache now (see
@@ -177,14 +177,14 @@ extension ThreadPool {
 
     /// Hint: idle workers pull `count` (at most 16) byte ranges into cache, in order. Same rules as
     /// `prefetch(_:bytes:then:bytes:)`.
-    public func prefetch(ranges: UnsafePointer<UnsafeRawPointer?>, lengths: UnsafePointer<Int>, count: Int) {
+    package func prefetch(ranges: UnsafePointer<UnsafeRawPointer?>, lengths: UnsafePointer<Int>, count: Int) {
         guard threadCount > 1, idlePrefetchBytes > 0, count > 0 else { return }
         bitnet_pool_prefetch_ranges(raw, ranges, lengths, count)
     }
 
     /// Hint: idle workers pull these two byte ranges into cache, in order (e.g. the keys and values the next attention
     /// reads). Off when `idlePrefetchBytes` is 0; the memory must stay valid until the work that reads it.
-    public func prefetch(_ a: UnsafeRawPointer, bytes aBytes: Int, then b: UnsafeRawPointer, bytes bBytes: Int) {
+    package func prefetch(_ a: UnsafeRawPointer, bytes aBytes: Int, then b: UnsafeRawPointer, bytes bBytes: Int) {
         guard threadCount > 1, idlePrefetchBytes > 0 else { return }
         var addr: (UnsafeRawPointer?, UnsafeRawPointer?) = (a, b)
         var len = (aBytes, bBytes)
@@ -198,7 +198,7 @@ extension ThreadPool {
     }
 
     /// How the decode GEMVs' rows are cut over the threads (bitnet_pool_split_rows).
-    public enum SplitMode: String, Sendable, CaseIterable {
+    package enum SplitMode: String, Sendable, CaseIterable {
         /// Thread t owns the t-th of equal runs of chunks, front to back, then takes chunks from the back of the others'.
         case lanes
         /// One big chunk per thread (~3/4 of the rows), then chunks claimed dynamically.
@@ -209,7 +209,7 @@ extension ThreadPool {
 
     /// The split of the decode GEMVs (default lanes; BITNET_SPLIT=guided or uniform sets it when `shared` starts), for
     /// A/B measurements (`bench --compare-chunks 16,16g,16u`); set it between, not during, parallel work.
-    public static var splitMode: SplitMode {
+    package static var splitMode: SplitMode {
         get {
             switch bitnet_split_mode() {
             case BITNET_SPLIT_UNIFORM: .uniform
@@ -225,7 +225,7 @@ extension ThreadPool {
     /// Chunks per thread of a split (BITNET_CHUNKS_PER_THREAD, default 16; set it before, not during, parallel work). More chunks shrink the wait for the
     /// last one at the end of each call (the threads meet ~150 times per decoded token) at the price of the
     /// per-chunk setup of the kernels (activation copies).
-    public nonisolated(unsafe) static var chunksPerThread: Int = {
+    package nonisolated(unsafe) static var chunksPerThread: Int = {
         let env = ProcessInfo.processInfo.environment["BITNET_CHUNKS_PER_THREAD"].flatMap { Int($0) }
         return env ?? 16
     }()

@@ -4,18 +4,18 @@ import CBitNetKernels
 /// grants them (`bitnet_memory.h`). Decoding streams every weight once per token; on 4 KiB pages that is a TLB miss
 /// and a page walk every 4 KiB, which the compute-bound ternary GEMVs cannot hide (measured 4-10 % of their time
 /// on the 2B4T set). Buffers placed here borrow the arena, which lives as long as any of them.
-public final class WeightArena: @unchecked Sendable {
+package final class WeightArena: @unchecked Sendable {
     /// Start of the region (2 MiB-aligned).
-    public let base: UnsafeMutableRawPointer
+    package let base: UnsafeMutableRawPointer
     /// Bytes the region can hold.
-    public let capacity: Int
+    package let capacity: Int
     /// Whether the region was advised for huge pages.
-    public let hugePages: Bool
+    package let hugePages: Bool
     /// Bytes placed so far (each buffer starts on a 64-byte line).
-    public private(set) var used = 0
+    package private(set) var used = 0
 
     /// Maps a region of `capacity` bytes; nil when the system refuses the mapping (or capacity is 0).
-    public init?(capacity: Int, hugePages: Bool = true) {
+    package init?(capacity: Int, hugePages: Bool = true) {
         guard capacity > 0, let p = bitnet_region_map(capacity, hugePages ? 1 : 0) else { return nil }
         base = p; self.capacity = capacity; self.hugePages = hugePages
     }
@@ -23,12 +23,12 @@ public final class WeightArena: @unchecked Sendable {
     deinit { bitnet_region_unmap(base, capacity) }
 
     /// Bytes `buffers` of these sizes take in an arena (64-byte aligned starts).
-    public static func bytesNeeded(_ sizes: [Int]) -> Int { sizes.reduce(0) { $0 + aligned($1) } }
+    package static func bytesNeeded(_ sizes: [Int]) -> Int { sizes.reduce(0) { $0 + aligned($1) } }
 
     private static func aligned(_ n: Int) -> Int { (n + 63) & ~63 }
 
     /// A copy of `buffer` in the arena (the arena must have room: see `bytesNeeded`).
-    public func place<E>(_ buffer: KernelBuffer<E>) -> KernelBuffer<E> {
+    package func place<E>(_ buffer: KernelBuffer<E>) -> KernelBuffer<E> {
         make(count: buffer.count) { dst in
             buffer.withUnsafeBufferPointer { src in
                 if !src.isEmpty { UnsafeMutableRawPointer(dst).copyMemory(from: UnsafeRawPointer(src.baseAddress!), byteCount: src.count * MemoryLayout<E>.stride) }
@@ -38,7 +38,7 @@ public final class WeightArena: @unchecked Sendable {
 
     /// `count` elements of the arena, written by `fill` (every element, before anything reads them), with no array
     /// in between: a layout conversion writes straight into the memory it will be streamed from.
-    public func make<E>(count: Int, _ fill: (UnsafeMutablePointer<E>) -> Void) -> KernelBuffer<E> {
+    package func make<E>(count: Int, _ fill: (UnsafeMutablePointer<E>) -> Void) -> KernelBuffer<E> {
         let bytes = count * MemoryLayout<E>.stride
         precondition(used + Self.aligned(bytes) <= capacity, "WeightArena: \(bytes) bytes do not fit (\(used) of \(capacity) used)")
         let dst = (base + used).bindMemory(to: E.self, capacity: count)
@@ -48,5 +48,5 @@ public final class WeightArena: @unchecked Sendable {
     }
 
     /// Bytes of the placed weights that sit on huge pages (from /proc/self/smaps; 0 where it cannot be read).
-    public var hugePageBytes: Int { used == 0 ? 0 : bitnet_region_huge_bytes(base, used) }
+    package var hugePageBytes: Int { used == 0 ? 0 : bitnet_region_huge_bytes(base, used) }
 }

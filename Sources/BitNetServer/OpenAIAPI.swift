@@ -1,15 +1,18 @@
-import BitNet
 import Foundation
+import BitNetCore
+import BitNetTokenizers
+import BitNetFormats
+import BitNetInference
 
 /// An error answered to the client with an OpenAI-shaped body `{"error":{"message","type","param","code"}}`.
-public struct APIError: Error, Sendable, Equatable {
-    public let status: Int
-    public let message: String
-    public let type: String
-    public let param: String?
-    public let code: String?
+package struct APIError: Error, Sendable, Equatable {
+    package let status: Int
+    package let message: String
+    package let type: String
+    package let param: String?
+    package let code: String?
 
-    public init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
+    package init(status: Int, message: String, type: String = "invalid_request_error", param: String? = nil, code: String? = nil) {
         self.status = status; self.message = message; self.type = type; self.param = param; self.code = code
     }
 
@@ -19,7 +22,7 @@ public struct APIError: Error, Sendable, Equatable {
     }
 
     /// The JSON body.
-    public var body: Data {
+    package var body: Data {
         let err: [String: Any] = ["message": message, "type": type, "param": param ?? NSNull(), "code": code ?? NSNull()]
         return (try? JSONSerialization.data(withJSONObject: ["error": err], options: [.sortedKeys])) ?? Data()
     }
@@ -53,19 +56,19 @@ enum JSONValue: Decodable, Equatable {
 }
 
 /// Which endpoint a request came to.
-public enum CompletionKind: String, Sendable {
+package enum CompletionKind: String, Sendable {
     case chat, text
 }
 
 /// A validated `POST /v1/completions` or `/v1/chat/completions` body.
-public struct CompletionRequest: Sendable {
-    public var kind: CompletionKind
+package struct CompletionRequest: Sendable {
+    package var kind: CompletionKind
     /// The text the model continues (chat messages rendered by `ChatTemplate`).
-    public var prompt: String
-    public var options: GenerationOptions
-    public var stop: [String]
-    public var stream: Bool
-    public var includeUsage: Bool
+    package var prompt: String
+    package var options: GenerationOptions
+    package var stop: [String]
+    package var stream: Bool
+    package var includeUsage: Bool
 
     /// Fields OpenAI accepts that this server reads or safely ignores; any other field is refused as OpenAI does.
     static let knownFields: [CompletionKind: Set<String>] = [
@@ -76,7 +79,7 @@ public struct CompletionRequest: Sendable {
     ]
 
     /// Parses and checks a request body; `maxTokensLimit` is the context length (no completion can be longer).
-    public static func parse(_ body: Data, kind: CompletionKind, maxTokensLimit: Int) throws(APIError) -> CompletionRequest {
+    package static func parse(_ body: Data, kind: CompletionKind, maxTokensLimit: Int) throws(APIError) -> CompletionRequest {
         let root: JSONValue
         do { root = try JSONDecoder().decode(JSONValue.self, from: body) }
         catch { throw APIError.invalid("We could not parse the JSON body of your request: the body must be a JSON object.", param: nil, code: nil) }
@@ -226,14 +229,14 @@ extension JSONValue {
 }
 
 /// How chat messages become one prompt for a base model: one "Role: content" line each, then "Assistant:".
-public enum ChatTemplate {
-    public struct Message: Sendable, Equatable {
-        public var role: String, content: String
-        public init(role: String, content: String) { self.role = role; self.content = content }
+package enum ChatTemplate {
+    package struct Message: Sendable, Equatable {
+        package var role: String, content: String
+        package init(role: String, content: String) { self.role = role; self.content = content }
     }
 
     /// The prompt text the model continues, e.g. "User: Hi\nAssistant:".
-    public static func render(_ messages: [Message]) -> String {
+    package static func render(_ messages: [Message]) -> String {
         var s = ""
         for m in messages {
             let name = m.role == "developer" ? "System" : m.role.prefix(1).uppercased() + m.role.dropFirst()

@@ -1,4 +1,3 @@
-import BitNet
 import Foundation
 import Hummingbird
 import Logging
@@ -6,36 +5,40 @@ import NIOCore
 import ServiceLifecycle
 import UnixSignals
 import Synchronization
+import BitNetCore
+import BitNetTokenizers
+import BitNetFormats
+import BitNetInference
 
 /// Settings of `bitnet serve`.
-public struct ServerConfiguration: Sendable {
-    public var host = "127.0.0.1"
+package struct ServerConfiguration: Sendable {
+    package var host = "127.0.0.1"
     /// 0 picks a free port (tests); `onRunning` reports it.
-    public var port = 8080
+    package var port = 8080
     /// When set, every /v1 request needs `Authorization: Bearer <key>`.
-    public var apiKey: String?
+    package var apiKey: String?
     /// Larger request bodies get 413.
-    public var maxBodyBytes = 1 << 20
+    package var maxBodyBytes = 1 << 20
     /// The id `GET /v1/models` lists.
-    public var modelName = "bitnet"
+    package var modelName = "bitnet"
     /// Graceful shutdown lets running generations finish for this long, then cancels them.
-    public var shutdownTimeout = 10.0
+    package var shutdownTimeout = 10.0
     /// Connections idle (no request in progress) this long are closed.
-    public var idleTimeout = 30.0
+    package var idleTimeout = 30.0
 
-    public init() {}
+    package init() {}
 }
 
 /// The OpenAI-compatible HTTP server: routes, validation, SSE streaming; generation runs on a `BatchScheduler`.
-public final class OpenAIServer: Sendable {
-    public let scheduler: BatchScheduler
-    public let configuration: ServerConfiguration
+package final class OpenAIServer: Sendable {
+    package let scheduler: BatchScheduler
+    package let configuration: ServerConfiguration
     let generator: @Sendable (String) throws -> [Int]
     let createdAt = Int(Date().timeIntervalSince1970)
     private let nextID = Atomic<Int>(0)
     private let group = Mutex<ServiceGroup?>(nil)
 
-    public init(scheduler: BatchScheduler, configuration: ServerConfiguration) {
+    package init(scheduler: BatchScheduler, configuration: ServerConfiguration) {
         self.scheduler = scheduler
         self.configuration = configuration
         let (model, tokenizer) = (scheduler.model, scheduler.tokenizer)
@@ -44,7 +47,7 @@ public final class OpenAIServer: Sendable {
 
     /// Serves until SIGINT/SIGTERM (or `shutdown()`): then refuses new work (503), lets running generations finish for
     /// `shutdownTimeout` seconds, cancels the rest, closes the listener and stops the decode thread.
-    public func run(signals: [UnixSignal] = [.sigterm, .sigint], onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+    package func run(signals: [UnixSignal] = [.sigterm, .sigint], onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         var logger = Logger(label: "bitnet-serve")
         logger.logLevel = .warning
         let app = Application(
@@ -63,7 +66,7 @@ public final class OpenAIServer: Sendable {
     }
 
     /// Starts the same graceful shutdown as SIGTERM.
-    public func shutdown() async {
+    package func shutdown() async {
         let g = group.withLock { $0 }
         await g?.triggerGracefulShutdown()
     }

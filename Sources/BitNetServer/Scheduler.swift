@@ -1,27 +1,30 @@
-import BitNet
 import Foundation
 import Synchronization
+import BitNetCore
+import BitNetTokenizers
+import BitNetFormats
+import BitNetInference
 
 /// One generation request as the scheduler runs it.
-public struct GenerationJob: Sendable {
-    public var promptTokens: [Int]
-    public var options: GenerationOptions
-    public var stop: [String]
+package struct GenerationJob: Sendable {
+    package var promptTokens: [Int]
+    package var options: GenerationOptions
+    package var stop: [String]
 
-    public init(promptTokens: [Int], options: GenerationOptions, stop: [String] = []) {
+    package init(promptTokens: [Int], options: GenerationOptions, stop: [String] = []) {
         self.promptTokens = promptTokens; self.options = options; self.stop = stop
     }
 }
 
 /// What a job's stream carries: text pieces, then exactly one `finished` or `failed`.
-public enum GenerationEvent: Sendable, Equatable {
+package enum GenerationEvent: Sendable, Equatable {
     case text(String)
     case finished(FinishReason, promptTokens: Int, completionTokens: Int)
     case failed(String)
 }
 
 /// Why a job was not accepted.
-public enum SchedulerRejection: Error, Sendable {
+package enum SchedulerRejection: Error, Sendable {
     /// Every slot is busy and the waiting queue is full (answered 429).
     case queueFull
     /// The server is shutting down (answered 503).
@@ -29,11 +32,11 @@ public enum SchedulerRejection: Error, Sendable {
 }
 
 /// A submitted job: its events, and `cancel()` to drop it (the slot is freed before the next decode step).
-public struct GenerationHandle: Sendable {
-    public let events: AsyncStream<GenerationEvent>
+package struct GenerationHandle: Sendable {
+    package let events: AsyncStream<GenerationEvent>
     let flag: CancelFlag
     /// Drops the job if it is still queued or running (harmless after it ended).
-    public func cancel() { flag.cancel() }
+    package func cancel() { flag.cancel() }
 }
 
 /// Set from any thread when the client goes away; read by the decode loop before each step.
@@ -46,20 +49,20 @@ final class CancelFlag: Sendable {
 /// Runs every request on one decode loop (its own thread, off Swift's cooperative pool): up to `parallel` sequences
 /// decode together, each in its own `InferenceSession` (own KV cache) over the shared weights, one batched model step
 /// per generated token; requests beyond that wait in a bounded FIFO queue.
-public final class BatchScheduler: @unchecked Sendable {
-    public let model: InferenceModel
-    public let tokenizer: any Tokenizer
+package final class BatchScheduler: @unchecked Sendable {
+    package let model: InferenceModel
+    package let tokenizer: any Tokenizer
     /// Sequences decoded together.
-    public let parallel: Int
+    package let parallel: Int
     /// Requests that may wait for a slot.
-    public let maxQueue: Int
+    package let maxQueue: Int
     /// Positions per sequence (prompt + completion).
-    public let contextLength: Int
+    package let contextLength: Int
     /// Storage of every slot's KV cache.
-    public let kvCache: KVCacheFormat
+    package let kvCache: KVCacheFormat
     /// One `stepBatch` per step (true) or one `step` per session (the comparison in `bitnet bench serve --no-batch`).
-    public let batched: Bool
-    public let metrics: ServerMetrics
+    package let batched: Bool
+    package let metrics: ServerMetrics
 
     private struct Pending {
         let job: GenerationJob
@@ -93,7 +96,7 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// Prepares `parallel` sessions of `contextLength` positions (their KV caches are reused, never reallocated) and
     /// starts the decode thread.
-    public init(model: InferenceModel, tokenizer: any Tokenizer, parallel: Int, maxQueue: Int, contextLength: Int? = nil,
+    package init(model: InferenceModel, tokenizer: any Tokenizer, parallel: Int, maxQueue: Int, contextLength: Int? = nil,
                 kvCache: KVCacheFormat = .f32, batched: Bool = true, metrics: ServerMetrics = ServerMetrics()) throws {
         guard parallel >= 1 else { throw BitNetError.invalidArgument("--parallel must be >= 1, got \(parallel)") }
         guard maxQueue >= 0 else { throw BitNetError.invalidArgument("--queue must be >= 0, got \(maxQueue)") }
@@ -113,7 +116,7 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// Queues a job; its events arrive on the handle's stream. Cancelling the handle or the consuming task (client
     /// gone) frees the slot before the next decode step.
-    public func submit(_ job: GenerationJob) throws(SchedulerRejection) -> GenerationHandle {
+    package func submit(_ job: GenerationJob) throws(SchedulerRejection) -> GenerationHandle {
         let (stream, events) = AsyncStream.makeStream(of: GenerationEvent.self)
         let cancel = CancelFlag()
         // Only a flag: the loop never sleeps while it has jobs, and this may run inside `finish()` with the lock held.
@@ -129,29 +132,29 @@ public final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Jobs waiting plus jobs decoding.
-    public var load: (waiting: Int, active: Int) {
+    package var load: (waiting: Int, active: Int) {
         cond.lock(); defer { cond.unlock() }
         return (waiting.count, busySlots)
     }
 
     /// True once shutdown began.
-    public var isDraining: Bool {
+    package var isDraining: Bool {
         cond.lock(); defer { cond.unlock() }
         return draining
     }
 
     /// Refuses new jobs (`submit` throws `.unavailable`); queued and running ones go on.
-    public func beginDrain() {
+    package func beginDrain() {
         cond.lock(); draining = true; cond.unlock()
     }
 
     /// Ends every queued and running job now with `failed` (graceful shutdown past its deadline).
-    public func cancelAll() {
+    package func cancelAll() {
         cond.lock(); draining = true; cancelling = true; cond.signal(); cond.unlock()
     }
 
     /// Waits (polling, from async code) until no job is queued or running, or `timeout` seconds pass; true if idle.
-    public func waitUntilIdle(timeout: Double) async -> Bool {
+    package func waitUntilIdle(timeout: Double) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
         while true {
             let (w, a) = load
@@ -162,7 +165,7 @@ public final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Cancels everything and stops the decode thread (waits for it to exit).
-    public func shutdown() {
+    package func shutdown() {
         cond.lock()
         draining = true; cancelling = true; stopped = true
         cond.broadcast()

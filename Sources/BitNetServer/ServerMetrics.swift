@@ -1,8 +1,12 @@
 import Foundation
 import Synchronization
+import BitNetCore
+import BitNetTokenizers
+import BitNetFormats
+import BitNetInference
 
 /// Counters behind `GET /metrics` (Prometheus text format), safe to update from any thread.
-public final class ServerMetrics: Sendable {
+package final class ServerMetrics: Sendable {
     private struct State {
         var requests: [String: Int] = [:]  // "endpoint status" → count
         var promptTokens = 0, generatedTokens = 0, completed = 0, cancelled = 0
@@ -21,9 +25,9 @@ public final class ServerMetrics: Sendable {
     }
     private let state = Mutex(State())
     /// The tokens/s gauge averages over this many seconds.
-    public static let rateWindow = 10.0
+    package static let rateWindow = 10.0
 
-    public init() {}
+    package init() {}
 
     var queued: Int { get { state.withLock { $0.queued } } set { state.withLock { $0.queued = newValue } } }
     var active: Int { get { state.withLock { $0.active } } set { state.withLock { $0.active = newValue } } }
@@ -50,10 +54,10 @@ public final class ServerMetrics: Sendable {
     }
 
     /// Total generated tokens so far.
-    public var generatedTokens: Int { state.withLock { $0.generatedTokens } }
+    package var generatedTokens: Int { state.withLock { $0.generatedTokens } }
 
     /// The Prometheus exposition text.
-    public func render() -> String {
+    package func render() -> String {
         let t = Int(Date().timeIntervalSince1970)
         return state.withLock { s in
             s.advance(to: t)

@@ -1,3 +1,7 @@
+import BitNetCore
+import BitNetTokenizers
+import BitNetFormats
+import BitNetInference
 /// Cuts generated text at the first of the request's stop strings (OpenAI `stop`), holding back any tail that
 /// could still become one so a streamed answer never shows part of a stop string.
 struct StopFilter: Sendable {

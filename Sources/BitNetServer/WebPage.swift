@@ -1,3 +1,7 @@
+import BitNetCore
+import BitNetTokenizers
+import BitNetFormats
+import BitNetInference
 /// The chat page served at `/`: plain HTML and JS, streaming answers from `/v1/chat/completions` (fetch + SSE parsing).
 enum WebPage {
     static let html = #"""

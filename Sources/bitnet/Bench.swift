@@ -2,6 +2,7 @@ import ArgumentParser
 import BitNet
 import BitNetKernels
 import Foundation
+import BitNetTools
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -396,11 +397,10 @@ struct Bench: ParsableCommand {
         }
 
         func presetConfig(_ name: String) throws -> ModelConfig {
-            if name.lowercased() == "2b4t" { return InferenceBenchmark.preset2B4T(arch: .b158) }
-            guard let c = ModelConfig.preset(name, arch: .b158, vocabSize: 32000, maxSeqLen: 1024) else {
+            guard let p = ModelPreset.named(name), p.family != .paper else {
                 throw BitNetError.invalidArgument("unknown --preset \(name): use 2b4t or \(ModelConfig.presetNames.joined(separator: ", "))")
             }
-            return c
+            return p.config()
         }
     }
 

@@ -1,6 +1,8 @@
 import ArgumentParser
 import BitNet
 import Foundation
+import BitNetTools
+import BitNetKernels
 
 @main
 struct BitNetCLI: ParsableCommand {

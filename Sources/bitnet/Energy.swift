@@ -1,6 +1,8 @@
 import ArgumentParser
 import BitNet
 import Foundation
+import BitNetTools
+import BitNetKernels
 
 /// `bitnet energy`: the arithmetic energy of a model's matrix products (Sec. 2.3, Eqs. 10-12, Table 1).
 struct Energy: ParsableCommand {

@@ -2,6 +2,7 @@ import ArgumentParser
 import BitNet
 import BitNetKernels
 import Foundation
+import BitNetTools
 
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a model (streams to standard output).")

@@ -1,6 +1,8 @@
 import ArgumentParser
 import BitNet
 import Foundation
+import BitNetTools
+import BitNetKernels
 
 /// `bitnet eval zero-shot`: multiple-choice and LAMBADA accuracy in the way of lm-evaluation-harness (Table 5).
 struct ZeroShot: ParsableCommand {

@@ -2,6 +2,8 @@ import ArgumentParser
 import BitNet
 import BitNetServer
 import Foundation
+import BitNetTools
+import BitNetKernels
 
 /// The model flags of `serve` and `bench serve`: a model file, or a random-weight model of a preset shape.
 struct ServedModelOptions: ParsableArguments {
@@ -35,10 +37,10 @@ struct ServedModelOptions: ParsableArguments {
         case (nil, let name?):
             guard let tokenizer else { throw BitNetError.invalidArgument("--preset needs --tokenizer FILE (its size sets the vocabulary)") }
             let tok = try ModelFile.loadTokenizer(path: tokenizer, vocabSize: vocabSize)
-            var c: ModelConfig
-            if name.lowercased() == "2b4t" { c = InferenceBenchmark.preset2B4T(arch: .b158) }
-            else if let p = ModelConfig.preset(name, arch: .b158, vocabSize: tok.vocabSize, maxSeqLen: 1024) { c = p }
-            else { throw BitNetError.invalidArgument("unknown --preset \(name): use 2b4t or \(ModelConfig.presetNames.joined(separator: ", "))") }
+            guard let preset = ModelPreset.named(name), preset.family != .paper else {
+                throw BitNetError.invalidArgument("unknown --preset \(name): use 2b4t or \(ModelConfig.presetNames.joined(separator: ", "))")
+            }
+            var c = preset.config()
             c.vocabSize = tok.vocabSize
             c.maxSeqLen = max(ctx ?? 1024, 2)
             return (try InferenceModel(synthetic: c, seed: 1, headFormat: .f32), tok, "synthetic-\(name)")

@@ -1,6 +1,8 @@
 import ArgumentParser
 import BitNet
 import Foundation
+import BitNetTools
+import BitNetKernels
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Train a BitNet b1.58, b1 or fp model from scratch on text files.")

@@ -1,4 +1,6 @@
 import BitNet
+@testable import BitNetInference
+@testable import BitNetTools
 import Foundation
 import XCTest
 @testable import BitNetServer

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 import BitNetKernels
 
 /// The `bitnet` executable on bad input: a named error on standard error and a non-zero exit, never a crash.

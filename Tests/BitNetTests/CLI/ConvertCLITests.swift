@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 /// `bitnet convert` end to end: Hugging Face → GGUF → bitnet checkpoint keeps the logits; bad files give named errors.
 extension CLITests {

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 /// The arithmetic energy model (Sec. 2.3, Eqs. 10-12, Table 1) against hand arithmetic and the paper's Table 2.
 final class EnergyModelTests: XCTestCase {

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 /// A tokenizer with one id per byte (ids 0..<256), so hand-made items tokenize predictably.
 struct ByteTokenizer: Tokenizer {

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 /// A scorer whose log-likelihoods are given per continuation text (byte tokens), to pin acc / acc_norm / LAMBADA.
 struct TableScorer: LogLikelihoodScorer {

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 /// Every model format against transformers' float32 logits (scripts/make_format_fixtures.py): the same random
 /// BitNet b1.58 model written as HF packed, HF bf16 master weights, and GGUF TQ1_0/TQ2_0/I2_S/F16/Q8_0 by the

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 /// GGUF container and codecs: against the `gguf` PyPI package's files (codecs.gguf, made by
 /// scripts/make_format_fixtures.py), round trips through our writer, and hostile input.

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 /// Hugging Face checkpoints: shards, the weight_scale direction of each linear class, packing, hostile files.
 final class HFModelTests: XCTestCase {

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 final class ActivationQuantizerTests: XCTestCase {
     /// The fused RMSNorm + quantization gives exactly the codes and scales of RMSNorm followed by absmax quantization.

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 import BitNetKernels
 
 final class InferenceTests: XCTestCase {
@@ -305,7 +311,7 @@ final class InferenceFormatsTests: XCTestCase {
     }
 
     /// A context sweep: one point per (format, depth) in order, each with a decode rate and a profiled attention time
-    /// (a depth below the session's position restarts it: 2 after 0 + 5 steps), the profile hook is cleared after,
+    /// (a depth below the session's position restarts it: 2 after 0 + 5 steps), 
     /// and depths that are not ascending or that overflow the model's positions are named errors.
     func testContextSweepPointsAndErrors() throws {
         let c = tinyConfig(.b158, vocab: 50, seq: 40)
@@ -314,7 +320,6 @@ final class InferenceFormatsTests: XCTestCase {
         XCTAssertEqual(points.map(\.kvCache), [.f32, .f32, .f32, .q8, .q8, .q8])
         XCTAssertEqual(points.map(\.context), [0, 2, 35, 0, 2, 35])
         XCTAssertTrue(points.allSatisfy { $0.decodeTokensPerSecond > 0 && $0.attentionSecondsPerToken > 0 })
-        XCTAssertNil(DecodeProfile.active)
         XCTAssertThrowsError(try InferenceBenchmark.contextSweep(model: model, contexts: [0, 36], formats: [.f32], decodeTokens: 4)) {
             XCTAssertTrue("\($0)".contains("41 positions; the model has 40"), "\($0)")
         }
@@ -335,8 +340,7 @@ final class InferenceFormatsTests: XCTestCase {
         let plain = InferenceSession(model: model), profiled = InferenceSession(model: model)
         let expected = Array(try plain.prefill(tokens: [1, 2, 3])) + Array(try plain.step(token: 4)) + Array(try plain.step(token: 5))
         let profile = DecodeProfile()
-        DecodeProfile.active = profile
-        defer { DecodeProfile.active = nil }
+        profiled.phaseObserver = profile
         var got = Array(try profiled.prefill(tokens: [1, 2, 3]))
         XCTAssertEqual(profile.tokens, 0, "a prompt of several rows is not a decode step")
         got += Array(try profiled.step(token: 4)) + Array(try profiled.step(token: 5))
@@ -347,7 +351,7 @@ final class InferenceFormatsTests: XCTestCase {
             XCTAssertGreaterThan(model.bytesPerToken(in: phase), 0, phase.name)
         }
         XCTAssertEqual(profile.totalSecondsPerToken, phases.reduce(0) { $0 + profile.secondsPerToken($1) }, accuracy: 1e-12)
-        DecodeProfile.active = nil
+        profiled.phaseObserver = nil
         _ = try profiled.step(token: 6)
         XCTAssertEqual(profile.tokens, 2)
         // Through the benchmark: one record per timed decode step (not the warm-up step, not the prefill runs).

@@ -1,7 +1,13 @@
 import XCTest
 import BitNetKernels
 import CBitNetKernels
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 final class KVCacheTests: XCTestCase {
     /// Reference symmetric absmax per head (Sec. 4.2): code = clip(round(x·Q_p/(γ+ε))), value = code·(γ+ε)/Q_p.

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 final class PerplexityTests: XCTestCase {
     /// A model with all-zero linear weights and embedding predicts the uniform distribution: loss ln V, perplexity V,

@@ -1,5 +1,11 @@
 import XCTest
-@testable import BitNet
+@testable import BitNetCore
+@testable import BitNetTokenizers
+@testable import BitNetFormats
+@testable import BitNetInference
+@testable import BitNetTraining
+@testable import BitNetEvaluation
+@testable import BitNetTools
 
 final class TrainingTests: XCTestCase {
     /// A token stream with structure (a repeated pattern plus noise) for quick training runs.

@@ -1,0 +1,236 @@
+import Foundation
+import BitNetCore
+import BitNetTokenizers
+import BitNetFormats
+import BitNetKernels
+
+/// Everything that decides a training run besides the model shape; stored in checkpoints.
+package struct TrainOptions: Codable, Sendable, Equatable {
+    package var batchSize = 16
+    package var seqLen = 128
+    package var steps = 1000
+    /// Peak learning rate (stage 1 for the two-stage schedule).
+    package var lr: Float = 3e-3
+    /// Stage-2 starting learning rate (two-stage schedule only).
+    package var lr2: Float = 2e-3
+    package var warmupSteps = 100
+    package var weightDecay: Float = 0.1
+    package var schedule: Schedule = .twoStage
+    package var gradClip: Float = 1.0
+    package var seed: UInt64 = 1234
+    /// Evaluate on held-out text every N steps (0: only at the end).
+    package var evalEvery = 100
+    /// Held-out windows per evaluation during training (the final evaluation uses all).
+    package var evalWindows = 32
+    /// Write a checkpoint every N steps (0: only at the end).
+    package var checkpointEvery = 200
+    /// Stop after this step even if `steps` is larger (to simulate an interruption; nil runs to the end).
+    package var stopAfter: Int? = nil
+
+    package init() {}
+
+    /// Defaults per variant: BitNet gets the paper's higher LR and two-stage recipe, fp the usual cosine schedule.
+    package static func defaults(for arch: Architecture) -> TrainOptions {
+        var o = TrainOptions()
+        if arch == .fp { o.lr = 1e-3; o.lr2 = 1e-3; o.schedule = .cosine }
+        return o
+    }
+}
+
+/// One row of the training log.
+package struct LogRow: Codable, Sendable, Equatable {
+    package var step: Int
+    package var tokens: Int
+    package var lr: Float
+    package var wd: Float
+    package var trainLoss: Float
+    package var valLoss: Float?
+    package var gradNorm: Float
+    package var tokensPerSecond: Double
+
+    static let csvHeader = "step,tokens,lr,weight_decay,train_loss,val_loss,grad_norm,tokens_per_s"
+    var csv: String {
+        "\(step),\(tokens),\(lr),\(wd),\(trainLoss),\(valLoss.map { "\($0)" } ?? ""),\(gradNorm),\(String(format: "%.1f", tokensPerSecond))"
+    }
+}
+
+/// What a finished run reports.
+package struct TrainResult: Sendable {
+    package let config: ModelConfig
+    package let log: [LogRow]
+    package let finalValLoss: Double
+    package let tokensPerSecond: Double
+    package let seconds: Double
+}
+
+/// Trains a model from scratch (Sec. 2.2) with checkpoints that resume exactly where they stopped.
+/// Output folder: model.safetensors (weights + config + tokenizer), checkpoint.safetensors (+ optimizer state),
+/// log.csv, loss.svg.
+package final class Trainer {
+    package let config: ModelConfig
+    package let options: TrainOptions
+    package let tokenizer: ByteLevelBPE?
+    package let data: TokenDataset
+    package let outDir: URL
+    /// Print the progress line on standard error.
+    package var showProgress = true
+    /// Name shown on the progress line.
+    package var label = ""
+
+    package init(config: ModelConfig, options: TrainOptions, tokenizer: ByteLevelBPE?, data: TokenDataset, outDir: URL) throws {
+        try config.validate()
+        guard options.batchSize > 0, options.seqLen > 1, options.steps > 0 else {
+            throw BitNetError.invalidArgument("batch, context and steps must be positive (context >= 2)")
+        }
+        guard options.seqLen <= config.maxSeqLen else {
+            throw BitNetError.invalidArgument("context \(options.seqLen) exceeds the model's max_seq_len \(config.maxSeqLen)")
+        }
+        guard data.train.count > options.seqLen + 1 else {
+            throw BitNetError.emptyCorpus("the training text has \(data.train.count) tokens; need more than the context \(options.seqLen) + 1")
+        }
+        guard options.lr > 0, options.lr.isFinite, options.lr2 >= 0 else { throw BitNetError.invalidArgument("learning rate must be positive") }
+        self.config = config; self.options = options; self.tokenizer = tokenizer; self.data = data; self.outDir = outDir
+    }
+
+    var checkpointURL: URL { outDir.appendingPathComponent("checkpoint.safetensors") }
+    var modelURL: URL { outDir.appendingPathComponent(ModelFile.fileName) }
+
+    /// Runs (or resumes, when `resume` and a checkpoint exists) the training; returns the log and held-out loss.
+    package func run(resume: Bool = true) throws -> TrainResult {
+        let weights: ModelWeights
+        let adam: AdamW
+        var log: [LogRow] = []
+        var startStep = 0
+        if resume, FileManager.default.fileExists(atPath: checkpointURL.path) {
+            (weights, adam, startStep, log) = try loadCheckpoint()
+            if showProgress { printError("resuming \(label) from step \(startStep) (\(checkpointURL.path))") }
+        } else {
+            weights = ModelWeights(config: config, seed: options.seed)
+            adam = AdamW(count: weights.layout.totalCount)
+        }
+        let graph = TrainingGraph(weights: weights, batch: options.batchSize, seqLen: options.seqLen)
+        let grads = FloatBuffer(weights.layout.totalCount)
+        let tokensPerStep = options.batchSize * options.seqLen
+        let lastStep = min(options.steps, options.stopAfter ?? options.steps)
+        var progress = ProgressLine(total: lastStep - startStep, unit: "steps")
+        let t0 = Clock.now()
+        var lastValLoss: Float? = log.last(where: { $0.valLoss != nil })?.valLoss
+        var step = startStep
+        while step < lastStep {
+            let (lr, wd) = options.schedule.values(step: step, total: options.steps, warmup: options.warmupSteps,
+                                                   lr: options.lr, lr2: options.lr2, weightDecay: options.weightDecay)
+            let (inputs, targets) = data.batch(step: step, batchSize: options.batchSize, seqLen: options.seqLen, seed: options.seed)
+            let loss = graph.lossAndGradients(inputs: inputs, targets: targets, gradients: grads.ptr)
+            guard loss.isFinite else {
+                throw BitNetError.invalidArgument("loss became \(loss) at step \(step + 1): lower the learning rate (--lr)")
+            }
+            let norm = clipGradientNorm(grads.ptr, count: grads.count, maxNorm: options.gradClip)
+            adam.update(params: weights.ptr, grads: grads.ptr, slots: weights.layout.slots, lr: lr, wd: wd)
+            step += 1
+            let elapsed = Clock.now() - t0
+            let tps = Double((step - startStep) * tokensPerStep) / max(elapsed, 1e-9)
+            var row = LogRow(step: step, tokens: step * tokensPerStep, lr: lr, wd: wd, trainLoss: loss, valLoss: nil,
+                             gradNorm: norm, tokensPerSecond: tps)
+            if (options.evalEvery > 0 && step % options.evalEvery == 0) || step == options.steps {
+                let windows = step == options.steps ? nil : options.evalWindows
+                let v = evaluateLoss(graph: graph, tokens: data.val, maxWindows: windows)
+                if v.count > 0 { row.valLoss = Float(v.loss); lastValLoss = row.valLoss }
+            }
+            log.append(row)
+            if showProgress {
+                var extra = String(format: "loss %.4f", loss)
+                if let v = lastValLoss { extra += String(format: " | val %.4f", v) }
+                extra += String(format: " | lr %.2e", lr)
+                progress.update(done: step - startStep, rateItems: tps, rateUnit: "tok", extra: (label.isEmpty ? "" : label + " ") + extra)
+            }
+            if (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) || step == lastStep {
+                try saveCheckpoint(weights: weights, adam: adam, step: step, log: log)
+            }
+        }
+        let seconds = Clock.now() - t0
+        let finalVal = log.last(where: { $0.valLoss != nil })?.valLoss.map(Double.init) ?? .nan
+        return TrainResult(config: config, log: log, finalValLoss: finalVal,
+                           tokensPerSecond: Double((lastStep - startStep) * tokensPerStep) / max(seconds, 1e-9), seconds: seconds)
+    }
+
+    // MARK: checkpoints
+
+    /// Writes model.safetensors, checkpoint.safetensors, log.csv and loss.svg, each atomically.
+    func saveCheckpoint(weights: ModelWeights, adam: AdamW, step: Int, log: [LogRow]) throws {
+        try ModelFile.save(weights, tokenizer: tokenizer, to: modelURL)
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        var meta = ["format": "bitnet-swift-checkpoint", "bitnet.config": config.jsonString(), "step": "\(step)",
+                    "adam.step": "\(adam.step)",
+                    "options": String(decoding: try enc.encode(options), as: UTF8.self),
+                    "log": String(decoding: try enc.encode(log), as: UTF8.self)]
+        if let tokenizer { meta["bitnet.tokenizer"] = String(decoding: try tokenizer.jsonData(), as: UTF8.self) }
+        let n = weights.layout.totalCount
+        let blob = Safetensors.serialize([
+            (name: "params", shape: [n], payload: .f32Pointer(UnsafePointer(weights.ptr), n)),
+            (name: "adam.m", shape: [n], payload: .f32Pointer(UnsafePointer(adam.m.ptr), n)),
+            (name: "adam.v", shape: [n], payload: .f32Pointer(UnsafePointer(adam.v.ptr), n)),
+        ], metadata: meta)
+        try FileIO.writeAtomically(blob, to: checkpointURL)
+        try FileIO.writeAtomically(([LogRow.csvHeader] + log.map(\.csv)).joined(separator: "\n") + "\n",
+                                   to: outDir.appendingPathComponent("log.csv"))
+        try FileIO.writeAtomically(Self.lossPlot(runs: [(label.isEmpty ? config.arch.rawValue : label, log)]),
+                                   to: outDir.appendingPathComponent("loss.svg"))
+    }
+
+    /// Restores weights, optimizer state, step and log; refuses a checkpoint of another shape or recipe.
+    func loadCheckpoint() throws -> (ModelWeights, AdamW, Int, [LogRow]) {
+        let path = checkpointURL.path
+        let st = try Safetensors.read(path: path)
+        guard let cfgJSON = st.metadata["bitnet.config"] else {
+            throw BitNetError.invalidFormat(file: path, field: "bitnet.config", problem: "missing")
+        }
+        let cfg = try ModelConfig.fromJSON(cfgJSON, source: path)
+        guard cfg == config else {
+            throw BitNetError.invalidArgument("\(path) holds a different model config; use another --out or --no-resume")
+        }
+        if let o = st.metadata["options"], let saved = try? JSONDecoder().decode(TrainOptions.self, from: Data(o.utf8)) {
+            var a = saved, b = options
+            a.stopAfter = nil; b.stopAfter = nil
+            guard a == b else {
+                throw BitNetError.invalidArgument("\(path) was trained with other options (steps, lr, batch, seed...); use the same flags, another --out, or --no-resume")
+            }
+        }
+        guard let stepS = st.metadata["step"], let step = Int(stepS), let aStep = st.metadata["adam.step"].flatMap({ Int($0) }) else {
+            throw BitNetError.invalidFormat(file: path, field: "step", problem: "missing or not an integer")
+        }
+        let w = ModelWeights(config: cfg)
+        let n = w.layout.totalCount
+        let params = try st.floats("params"), m = try st.floats("adam.m"), v = try st.floats("adam.v")
+        guard params.count == n, m.count == n, v.count == n else {
+            throw BitNetError.invalidFormat(file: path, field: "params", problem: "holds \(params.count) values, the config needs \(n)")
+        }
+        params.withUnsafeBufferPointer { w.ptr.update(from: $0.baseAddress!, count: n) }
+        let adam = AdamW(count: n)
+        m.withUnsafeBufferPointer { adam.m.ptr.update(from: $0.baseAddress!, count: n) }
+        v.withUnsafeBufferPointer { adam.v.ptr.update(from: $0.baseAddress!, count: n) }
+        adam.step = aStep
+        let log = (st.metadata["log"].flatMap { try? JSONDecoder().decode([LogRow].self, from: Data($0.utf8)) }) ?? []
+        return (w, adam, step, log.filter { $0.step <= step })
+    }
+
+    /// SVG of training (thin) and held-out (dots) loss against tokens for one or more runs.
+    package static func lossPlot(runs: [(name: String, log: [LogRow])]) -> String {
+        var series: [SVGPlot.Series] = []
+        for (name, log) in runs {
+            // Smooth the noisy per-step loss with a short moving average so curves can be compared by eye.
+            let k = max(1, log.count / 100)
+            var pts: [(x: Double, y: Double)] = []
+            var i = 0
+            while i < log.count {
+                let chunk = log[i..<min(i + k, log.count)]
+                pts.append((Double(chunk.last!.tokens), Double(chunk.map(\.trainLoss).reduce(0, +)) / Double(chunk.count)))
+                i += k
+            }
+            series.append(.init(name: "\(name) train", points: pts))
+            let val = log.compactMap { r in r.valLoss.map { (x: Double(r.tokens), y: Double($0)) } }
+            if !val.isEmpty { series.append(.init(name: "\(name) held-out", points: val)) }
+        }
+        return SVGPlot.lineChart(title: "Loss", xLabel: "training tokens", yLabel: "cross-entropy (nats/token)", series: series)
+    }
+}
