@@ -3,7 +3,7 @@
 // exp-weighted values. Rows of a KV head are contiguous, so the loop streams them in order; q8/q4 rows are turned
 // into floats once per row for all the queries that share them, and their per-position scale multiplies the
 // score (keys) or the softmax weight (values) instead of every element.
-#include "isa_env.h"
+#include "cpu_features.h"
 #include "dense_simd.h"
 #include "bitnet_attention.h"
 #include "bitnet_dense.h"
@@ -17,33 +17,17 @@
 enum { ATT_BLOCK = 32, ATT_MAX_GROUP = 64, ATT_MAX_SIMD_HD = 1024 };
 #define ATT512_ATTR AVX512_ATTR
 
-// Paths: 0 portable, 1 AVX2 + FMA + F16C, 2 AVX-512 (F, BW, VL).
-static int attention_cpu_simd(void) {
-#ifdef BITNET_X86
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))) return 0;
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") ? 2 : 1;
-#else
-    return 0;
-#endif
+// Paths: 0 portable, 1 AVX2 + FMA + F16C, 2 AVX-512 (F, BW, VL); the one a CPU with `features` takes.
+static int attention_level(unsigned features) {
+    if (!bitnet_cpu_has(features, BITNET_CPU_AVX2 | BITNET_CPU_FMA | BITNET_CPU_F16C)) return 0;
+    return bitnet_cpu_has(features, BITNET_CPU_AVX512F | BITNET_CPU_AVX512BW | BITNET_CPU_AVX512VL) ? 2 : 1;
 }
 
-static int attention_simd_cached = -1;
+static int attention_simd_selected = -1;
 
-static int attention_simd(void) {
-    int s = __atomic_load_n(&attention_simd_cached, __ATOMIC_RELAXED);
-    if (s < 0) {
-        s = bitnet_isa_env_cap(attention_cpu_simd(), 1);
-        __atomic_store_n(&attention_simd_cached, s, __ATOMIC_RELAXED);
-    }
-    return s;
-}
+static int attention_simd(void) { return bitnet_isa_selected(&attention_simd_selected, attention_level); }
 
-int bitnet_attention_set_isa(int level) {
-    const int cpu = attention_cpu_simd(), s = level < 0 ? 0 : level > cpu ? cpu : level;
-    __atomic_store_n(&attention_simd_cached, s, __ATOMIC_RELAXED);
-    return s;
-}
+int bitnet_attention_set_isa(int level) { return bitnet_isa_select(&attention_simd_selected, attention_level, level); }
 
 const char *bitnet_attention_isa_name(void) {
     switch (attention_simd()) { case 2: return "avx512"; case 1: return "avx2"; default: return "portable"; }
@@ -288,8 +272,8 @@ static inline void prefetch_bytes(const uint8_t *p, size_t bytes) {
 }
 
 // While key row t is read: request value row t (read after the block's scores) and key row t + ATT_BLOCK into L1,
-// and both rows ~32 KB further on into L2 (early DRAM requests, as the ternary GEMVs do; over 1000 cold positions on
-// one core, interleaved in one process: 0.94-0.98x the time without them for f32, f16 and q8 rows).
+// and both rows ~32 KB further on into L2 (early DRAM requests, as the ternary GEMVs do; they shorten cold passes over f32,
+// f16 and q8 rows).
 static inline size_t prefetch_far_rows(size_t rb) { return 32768 / rb > 2 * ATT_BLOCK ? 32768 / rb : 2 * ATT_BLOCK; }
 static inline void prefetch_ahead(const uint8_t *K, const uint8_t *V, size_t rb, size_t t, size_t t1, size_t far) {
     prefetch_bytes(V + t * rb, rb);

@@ -6,8 +6,9 @@
 // float multiply-add per block of 32 applies both scales. The GEMV and the GEMM share the tile code, so a GEMM
 // token equals the GEMV of that token bit for bit.
 #include "bitnet_blockquant.h"
-#include "bitnet_dense.h"
+#include "cpu_features.h"
 #include "dense_simd.h"
+#include "quant_common.h"
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -65,6 +66,51 @@ static void bq_group_pack(int fmt, const uint8_t c[GROUP], uint8_t *grp) {
     if (fmt == BITNET_BQ_Q6)
         for (size_t j = 0; j < 32; j++)
             grp[72 + j] = (uint8_t)((c[j] >> 4) | (c[j + 32] >> 4) << 2 | (c[j + 64] >> 4) << 4 | (c[j + 96] >> 4) << 6);
+}
+
+// MARK: - q8 (declared in bitnet_dense.h)
+
+size_t bitnet_q8_row_stride(size_t cols) { return (cols + BITNET_Q8_BLOCK - 1) / BITNET_Q8_BLOCK * BITNET_Q8_BLOCK_BYTES; }
+
+void bitnet_q8_quantize(const float *src, size_t ld, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
+    size_t stride = bitnet_q8_row_stride(cols);
+    for (size_t r = r0; r < r1; r++) {
+        const float *row = src + r * ld;
+        uint8_t *out = dst + r * stride;
+        for (size_t j0 = 0; j0 < cols; j0 += BITNET_Q8_BLOCK, out += BITNET_Q8_BLOCK_BYTES) {
+            size_t n = cols - j0 < BITNET_Q8_BLOCK ? cols - j0 : BITNET_Q8_BLOCK;
+            float amax = 0;
+            for (size_t i = 0; i < n; i++) { float a = fabsf(row[j0 + i]); if (a > amax) amax = a; }
+            float d = amax / 127.0f;
+            int8_t *q = (int8_t *)(out + 4);
+            memset(q, 0, BITNET_Q8_BLOCK);
+            if (d > 0) {
+                for (size_t i = 0; i < n; i++) {
+                    float v = nearbyintf(row[j0 + i] / d);   // default rounding mode: ties to even
+                    if (v != v) v = 0;                        // NaN element
+                    v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
+                    q[i] = (int8_t)v;
+                }
+            } else {
+                d = 0;   // also maps a NaN absmax... (NaN > 0 is false) to an all-zero block
+            }
+            memcpy(out, &d, 4);
+        }
+    }
+}
+
+void bitnet_q8_dequantize(const uint8_t *src, size_t cols, float *dst, size_t ld, size_t r0, size_t r1) {
+    size_t stride = bitnet_q8_row_stride(cols);
+    for (size_t r = r0; r < r1; r++) {
+        const uint8_t *blk = src + r * stride;
+        float *row = dst + r * ld;
+        for (size_t j0 = 0; j0 < cols; j0 += BITNET_Q8_BLOCK, blk += BITNET_Q8_BLOCK_BYTES) {
+            size_t n = cols - j0 < BITNET_Q8_BLOCK ? cols - j0 : BITNET_Q8_BLOCK;
+            float d = bq_q8_scale(blk);
+            const int8_t *q = (const int8_t *)(blk + 4);
+            for (size_t i = 0; i < n; i++) row[j0 + i] = d * (float)q[i];
+        }
+    }
 }
 
 // MARK: - quantize / dequantize
@@ -259,11 +305,10 @@ void bitnet_bq_gemv_ref(int format, const uint8_t *w, size_t row_stride, size_t 
 }
 
 #ifdef BITNET_X86
-// Software prefetch distances in bytes ahead in each row of a GEMV, as in the ternary GEMVs (ternary.c): a T0
-// prefetch of the lines the tile will read soon (about 4 rows of a 2560-wide head ahead of the 4-row tile) and a
-// T2 prefetch far ahead, which starts the DRAM reads early without holding L1 fill buffers. One thread on the
-// 2-core AVX-512 Xeon VM, 128256 x 2560 head, q6, near prefetch only: 576 bytes 8.1-10.0 GB/s, 6-12 KiB
-// 10.6-13.1 GB/s.
+// Software prefetch distances in bytes ahead in each row of a GEMV, as in the ternary GEMVs (ternary_internal.h): a
+// T0 prefetch of the lines the tile will read soon (about 4 rows of a 2560-wide head ahead of the 4-row tile) and a
+// T2 prefetch far ahead, which starts the DRAM reads early without holding L1 fill buffers. A near distance of a few
+// KiB streamed the q6 head faster than one of a few hundred bytes.
 #ifndef BQ_PREFETCH
 #define BQ_PREFETCH 8192
 #endif
@@ -576,8 +621,7 @@ VNNI_ATTR static void bq_int_vnni_q4(int fmt, const uint8_t *w, size_t rs, size_
 }
 
 static int bq_cpu_has_vnni(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+    return bitnet_cpu_has(bitnet_cpu()->cpu, BITNET_CPU_AVX512VNNI | BITNET_CPU_AVX512VL | BITNET_CPU_AVX512BW);
 }
 #endif
 
@@ -625,7 +669,11 @@ void bitnet_bq_gemv_rows(const void *args, size_t r0, size_t r1) {
     bitnet_bq_gemv(a->format, a->w, a->row_stride, a->cols, a->x, a->y, r0, r1);
 }
 
-void bitnet_f16_gemv_rows(const void *args, size_t r0, size_t r1) {
-    const bitnet_f16_gemv_args *a = (const bitnet_f16_gemv_args *)args;
-    bitnet_f16_gemv(a->w, a->ld, a->cols, a->x, a->y, r0, r1);
+// The q8 GEMVs are the q8 instances of the block-format kernels.
+void bitnet_q8_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
+    bitnet_bq_gemv_ref(BITNET_BQ_Q8, w, row_stride, cols, x, y, r0, r1);
+}
+
+void bitnet_q8_gemv(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
+    bitnet_bq_gemv(BITNET_BQ_Q8, w, row_stride, cols, x, y, r0, r1);
 }

@@ -1,11 +1,11 @@
-// Dense inference kernels (see bitnet_dense.h): f16 GEMV and batched GEMV, q8 block format (its GEMVs live with
-// the other block formats in blockquant.c), read-bandwidth probe.
+// Dense inference kernels (see bitnet_dense.h): f16 GEMV and batched GEMV, read-bandwidth probe. The q8 block format
+// of bitnet_dense.h lives with the other block formats in blockquant.c; the path (bitnet_dense_isa) and the f16
+// conversions in quant_common.c.
 // AVX-512 / AVX2 versions under target attributes, chosen at run time; portable versions for everything.
 #if !defined(_POSIX_C_SOURCE) && !defined(_GNU_SOURCE) && !defined(__APPLE__)
 #define _POSIX_C_SOURCE 200809L   /* clock_gettime, posix_memalign under strict -std=c11 */
 #endif
-#include "isa_env.h"
-#include "bitnet_dense.h"
+#include "quant_common.h"
 #include "bitnet_blockquant.h"
 #include "bitnet_memory.h"
 #include <math.h>
@@ -15,120 +15,13 @@
 
 #include "dense_simd.h"
 
-// MARK: - dispatch
-
-static int cpu_dense_isa(void) {
-#ifdef BITNET_X86
-    __builtin_cpu_init();
-    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")))
-        return BITNET_DENSE_PORTABLE;
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
-        return BITNET_DENSE_AVX512;
-    return BITNET_DENSE_AVX2;
-#else
-    return BITNET_DENSE_PORTABLE;
-#endif
-}
-
-static int dense_isa_cached = -1;
-
-int bitnet_dense_isa(void) {
-    int isa = __atomic_load_n(&dense_isa_cached, __ATOMIC_RELAXED);
-    if (isa < 0) {
-        isa = bitnet_isa_env_cap(cpu_dense_isa(), BITNET_DENSE_AVX2);
-        __atomic_store_n(&dense_isa_cached, isa, __ATOMIC_RELAXED);
-    }
-    return isa;
-}
-
-int bitnet_dense_set_isa(int isa) {
-    int cpu = cpu_dense_isa();
-    if (isa > cpu) isa = cpu;
-    if (isa < BITNET_DENSE_PORTABLE) isa = BITNET_DENSE_PORTABLE;
-    __atomic_store_n(&dense_isa_cached, isa, __ATOMIC_RELAXED);
-    return isa;
-}
-
-const char *bitnet_dense_isa_name(void) {
-    switch (bitnet_dense_isa()) {
-    case BITNET_DENSE_AVX512: return "avx512";
-    case BITNET_DENSE_AVX2: return "avx2";
-    default: return "portable";
-    }
-}
-
-// MARK: - f16 conversion (portable)
-
-float bitnet_f16_to_f32_scalar(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
-    if (e == 0x1f) {
-        bits = sign | 0x7f800000u | (m << 13) | (m ? 0x400000u : 0);   // NaNs come out quiet (as F16C does)
-    } else if (e == 0) {
-        float f = (float)m * 0x1p-24f;   // subnormal (or zero): exact
-        return sign ? -f : f;
-    } else {
-        bits = sign | ((e + 112u) << 23) | (m << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t bitnet_f32_to_f16_scalar(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return sign | 0x7e00u | (uint16_t)((ax >> 13) & 0x3ffu);   // NaN, quieted
-    if (ax >= 0x477ff000u) return sign | 0x7c00u;                                      // >= 65520 (or inf) -> inf
-    if (ax < 0x38800000u) {                                                             // below 2^-14: subnormal
-        float a;
-        memcpy(&a, &ax, 4);
-        return sign | (uint16_t)nearbyintf(a * 0x1p24f);   // exact scaling, ties to even; 1024 encodes 2^-14
-    }
-    uint32_t r = ax + 0xfffu + ((ax >> 13) & 1u);           // round to nearest even at bit 13
-    return sign | (uint16_t)((r >> 13) - (112u << 10));
-}
-
-#ifdef BITNET_X86
-__attribute__((target("avx2,f16c")))
-static void f32_to_f16_f16c(const float *src, uint16_t *dst, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm_storeu_si128((__m128i *)(dst + i), _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT));
-    for (; i < n; i++) dst[i] = bitnet_f32_to_f16_scalar(src[i]);
-}
-
-__attribute__((target("avx2,f16c")))
-static void f16_to_f32_f16c(const uint16_t *src, float *dst, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
-    for (; i < n; i++) dst[i] = bitnet_f16_to_f32_scalar(src[i]);
-}
-#endif
-
-void bitnet_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
-#ifdef BITNET_X86
-    if (bitnet_dense_isa() >= BITNET_DENSE_AVX2) { f32_to_f16_f16c(src, dst, n); return; }
-#endif
-    for (size_t i = 0; i < n; i++) dst[i] = bitnet_f32_to_f16_scalar(src[i]);
-}
-
-void bitnet_f16_to_f32(const uint16_t *src, float *dst, size_t n) {
-#ifdef BITNET_X86
-    if (bitnet_dense_isa() >= BITNET_DENSE_AVX2) { f16_to_f32_f16c(src, dst, n); return; }
-#endif
-    for (size_t i = 0; i < n; i++) dst[i] = bitnet_f16_to_f32_scalar(src[i]);
-}
-
 // MARK: - f16 GEMV
 
 void bitnet_f16_gemv_ref(const uint16_t *w, size_t ld, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
     for (size_t r = r0; r < r1; r++) {
         const uint16_t *row = w + r * ld;
         float acc = 0;
-        for (size_t j = 0; j < cols; j++) acc += bitnet_f16_to_f32_scalar(row[j]) * x[j];
+        for (size_t j = 0; j < cols; j++) acc += f16_to_f32_inline(row[j]) * x[j];
         y[r] = acc;
     }
 }
@@ -380,62 +273,6 @@ void bitnet_f16_gemm(const uint16_t *w, size_t ld, size_t cols, const float *x, 
     bitnet_f16_gemm_ref(w, ld, cols, x, ldx, ntok, y, ldy, r0, r1);
 }
 
-// MARK: - q8 format
-
-size_t bitnet_q8_row_stride(size_t cols) { return (cols + BITNET_Q8_BLOCK - 1) / BITNET_Q8_BLOCK * BITNET_Q8_BLOCK_BYTES; }
-
-static inline float q8_scale(const uint8_t *blk) { float d; memcpy(&d, blk, 4); return d; }
-
-void bitnet_q8_quantize(const float *src, size_t ld, size_t cols, uint8_t *dst, size_t r0, size_t r1) {
-    size_t stride = bitnet_q8_row_stride(cols);
-    for (size_t r = r0; r < r1; r++) {
-        const float *row = src + r * ld;
-        uint8_t *out = dst + r * stride;
-        for (size_t j0 = 0; j0 < cols; j0 += BITNET_Q8_BLOCK, out += BITNET_Q8_BLOCK_BYTES) {
-            size_t n = cols - j0 < BITNET_Q8_BLOCK ? cols - j0 : BITNET_Q8_BLOCK;
-            float amax = 0;
-            for (size_t i = 0; i < n; i++) { float a = fabsf(row[j0 + i]); if (a > amax) amax = a; }
-            float d = amax / 127.0f;
-            int8_t *q = (int8_t *)(out + 4);
-            memset(q, 0, BITNET_Q8_BLOCK);
-            if (d > 0) {
-                for (size_t i = 0; i < n; i++) {
-                    float v = nearbyintf(row[j0 + i] / d);   // default rounding mode: ties to even
-                    if (v != v) v = 0;                        // NaN element
-                    v = v < -127.0f ? -127.0f : (v > 127.0f ? 127.0f : v);
-                    q[i] = (int8_t)v;
-                }
-            } else {
-                d = 0;   // also maps a NaN absmax... (NaN > 0 is false) to an all-zero block
-            }
-            memcpy(out, &d, 4);
-        }
-    }
-}
-
-void bitnet_q8_dequantize(const uint8_t *src, size_t cols, float *dst, size_t ld, size_t r0, size_t r1) {
-    size_t stride = bitnet_q8_row_stride(cols);
-    for (size_t r = r0; r < r1; r++) {
-        const uint8_t *blk = src + r * stride;
-        float *row = dst + r * ld;
-        for (size_t j0 = 0; j0 < cols; j0 += BITNET_Q8_BLOCK, blk += BITNET_Q8_BLOCK_BYTES) {
-            size_t n = cols - j0 < BITNET_Q8_BLOCK ? cols - j0 : BITNET_Q8_BLOCK;
-            float d = q8_scale(blk);
-            const int8_t *q = (const int8_t *)(blk + 4);
-            for (size_t i = 0; i < n; i++) row[j0 + i] = d * (float)q[i];
-        }
-    }
-}
-
-// The q8 GEMVs are the q8 instances of the block-format kernels in blockquant.c.
-void bitnet_q8_gemv_ref(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
-    bitnet_bq_gemv_ref(BITNET_BQ_Q8, w, row_stride, cols, x, y, r0, r1);
-}
-
-void bitnet_q8_gemv(const uint8_t *w, size_t row_stride, size_t cols, const float *x, float *y, size_t r0, size_t r1) {
-    bitnet_bq_gemv(BITNET_BQ_Q8, w, row_stride, cols, x, y, r0, r1);
-}
-
 // MARK: - read bandwidth
 
 static uint64_t read_sum_portable(const uint8_t *p, size_t n) {
@@ -559,4 +396,9 @@ double bitnet_measure_read_bandwidth(size_t bytes, int repetitions, bitnet_pool 
     }
     bitnet_read_probe_destroy(p);
     return best;
+}
+
+void bitnet_f16_gemv_rows(const void *args, size_t r0, size_t r1) {
+    const bitnet_f16_gemv_args *a = (const bitnet_f16_gemv_args *)args;
+    bitnet_f16_gemv(a->w, a->ld, a->cols, a->x, a->y, r0, r1);
 }

@@ -1,22 +1,30 @@
-// Elementwise kernels: AVX2 versions under target attributes, chosen at run time, and portable versions.
-#include "isa_env.h"
+// Elementwise kernels: AVX2 versions under target attributes, chosen at run time, and portable versions (also
+// callable on their own as the _ref entry points).
+#include "cpu_features.h"
 #include "dense_simd.h"
 #include "bitnet_elementwise.h"
 #include <math.h>
 
+// MARK: path
 
-static int has_avx2(void) {
-#ifdef BITNET_X86
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && bitnet_isa_env_cap(1, 1) > 0;
-    }
-    return cached;
-#else
-    return 0;
-#endif
+// The path a CPU with `features` takes.
+static int elementwise_level(unsigned features) {
+    return bitnet_cpu_has(features, BITNET_CPU_AVX2 | BITNET_CPU_FMA) ? BITNET_ELEMENTWISE_AVX2 : BITNET_ELEMENTWISE_PORTABLE;
 }
+
+static int elementwise_isa_selected = -1;
+
+int bitnet_elementwise_isa(void) { return bitnet_isa_selected(&elementwise_isa_selected, elementwise_level); }
+
+int bitnet_elementwise_set_isa(int isa) { return bitnet_isa_select(&elementwise_isa_selected, elementwise_level, isa); }
+
+const char *bitnet_elementwise_isa_name(void) {
+    return bitnet_elementwise_isa() == BITNET_ELEMENTWISE_AVX2 ? "avx2" : "portable";
+}
+
+#ifdef BITNET_X86
+static int has_avx2(void) { return bitnet_elementwise_isa() == BITNET_ELEMENTWISE_AVX2; }
+#endif
 
 // MARK: portable
 
@@ -34,6 +42,24 @@ static float absmax_portable(const float *x, size_t n) {
     float m = 0;
     for (size_t i = 0; i < n; i++) { float a = fabsf(x[i]); if (a > m) m = a; }
     return m;
+}
+
+static void swiglu_fwd_portable(float *h, const float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) { float x = g[i]; h[i] = x / (1.0f + expf(-x)) * u[i]; }
+}
+
+static void swiglu_bwd_portable(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float x = g[i], s = 1.0f / (1.0f + expf(-x));
+        du[i] = dh[i] * x * s;
+        dg[i] = dh[i] * u[i] * s * (1.0f + x * (1.0f - s));
+    }
+}
+
+static double exp_sum_portable(const float *x, float *out, size_t n, float shift) {
+    double sum = 0;
+    for (size_t i = 0; i < n; i++) { float e = expf(x[i] - shift); if (out) out[i] = e; sum += e; }
+    return sum;
 }
 
 #ifdef BITNET_X86
@@ -152,12 +178,19 @@ float bitnet_absmax(const float *x, size_t n) {
     return absmax_portable(x, n);
 }
 
+float bitnet_absmax_ref(const float *x, size_t n) { return absmax_portable(x, n); }
+
 void bitnet_absmax_quantize(const float *x, size_t n, float gamma, float qn, float qp, float eps, float *dequant, int8_t *codes) {
     float s = qp / (gamma + eps);
 #ifdef BITNET_X86
     if (has_avx2()) { quantize_avx2(x, n, s, qn, qp, dequant, codes); return; }
 #endif
     quantize_portable(x, n, s, qn, qp, dequant, codes);
+}
+
+void bitnet_absmax_quantize_ref(const float *x, size_t n, float gamma, float qn, float qp, float eps, float *dequant,
+                                int8_t *codes) {
+    quantize_portable(x, n, qp / (gamma + eps), qn, qp, dequant, codes);
 }
 
 void bitnet_quantize_rows(const float *x, float *out, size_t row_begin, size_t row_end, size_t cols, size_t groups,
@@ -175,25 +208,27 @@ void bitnet_swiglu_forward(float *h, const float *g, const float *u, size_t n) {
 #ifdef BITNET_X86
     if (has_avx2()) { swiglu_fwd_avx2(h, g, u, n); return; }
 #endif
-    for (size_t i = 0; i < n; i++) { float x = g[i]; h[i] = x / (1.0f + expf(-x)) * u[i]; }
+    swiglu_fwd_portable(h, g, u, n);
 }
+
+void bitnet_swiglu_forward_ref(float *h, const float *g, const float *u, size_t n) { swiglu_fwd_portable(h, g, u, n); }
 
 void bitnet_swiglu_backward(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
 #ifdef BITNET_X86
     if (has_avx2()) { swiglu_bwd_avx2(dg, du, dh, g, u, n); return; }
 #endif
-    for (size_t i = 0; i < n; i++) {
-        float x = g[i], s = 1.0f / (1.0f + expf(-x));
-        du[i] = dh[i] * x * s;
-        dg[i] = dh[i] * u[i] * s * (1.0f + x * (1.0f - s));
-    }
+    swiglu_bwd_portable(dg, du, dh, g, u, n);
+}
+
+void bitnet_swiglu_backward_ref(float *dg, float *du, const float *dh, const float *g, const float *u, size_t n) {
+    swiglu_bwd_portable(dg, du, dh, g, u, n);
 }
 
 double bitnet_exp_shifted_sum(const float *x, float *out, size_t n, float shift) {
 #ifdef BITNET_X86
     if (has_avx2()) return exp_sum_avx2(x, out, n, shift);
 #endif
-    double sum = 0;
-    for (size_t i = 0; i < n; i++) { float e = expf(x[i] - shift); if (out) out[i] = e; sum += e; }
-    return sum;
+    return exp_sum_portable(x, out, n, shift);
 }
+
+double bitnet_exp_shifted_sum_ref(const float *x, float *out, size_t n, float shift) { return exp_sum_portable(x, out, n, shift); }

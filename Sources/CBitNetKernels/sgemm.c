@@ -7,56 +7,28 @@
 // operands feed it the same values. Dot path (few rows, B transposed): one fixed-order dot product
 // per element. Threads only split output blocks, never K, so the bits of C are the same for any
 // pool size (for a given ISA path; different paths round differently).
-#include "isa_env.h"
+#include "cpu_features.h"
 #include "bitnet_kernels.h"
 #include "sgemm_internal.h"
 
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 // MARK: - ISA selection
 
-static _Atomic int g_isa = -1;
-
-static int cpu_has_avx2_fma(void) {
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
+// The best path a CPU with `features` runs; the AVX-512 kernels are compiled for F/VL/BW/DQ + FMA.
+static int sgemm_level(unsigned features) {
+    if (!bitnet_cpu_has(features, BITNET_CPU_AVX2 | BITNET_CPU_FMA)) return BITNET_ISA_PORTABLE;
+    if (bitnet_cpu_has(features, BITNET_CPU_AVX512F | BITNET_CPU_AVX512VL | BITNET_CPU_AVX512BW | BITNET_CPU_AVX512DQ))
+        return BITNET_ISA_AVX512;
+    return BITNET_ISA_AVX2_FMA;
 }
 
-// The AVX-512 kernels are compiled for F/VL/BW/DQ + FMA; __builtin_cpu_supports also checks that
-// the OS saves the zmm/mask state (XCR0).
-static int cpu_has_avx512(void) {
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-    __builtin_cpu_init();
-    return cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
-#else
-    return 0;
-#endif
-}
+static int sgemm_isa_selected = -1;
 
-// The best supported path at or below `isa`.
-static int supported_isa(int isa) {
-    if (isa >= BITNET_ISA_AVX512 && cpu_has_avx512()) return BITNET_ISA_AVX512;
-    if (isa >= BITNET_ISA_AVX2_FMA && cpu_has_avx2_fma()) return BITNET_ISA_AVX2_FMA;
-    return BITNET_ISA_PORTABLE;
-}
-
-bitnet_isa bitnet_sgemm_isa(void) {
-    int isa = atomic_load_explicit(&g_isa, memory_order_relaxed);
-    if (isa < 0) {
-        isa = supported_isa(bitnet_isa_env_cap(BITNET_ISA_AVX512, BITNET_ISA_AVX2_FMA));
-        atomic_store_explicit(&g_isa, isa, memory_order_relaxed);
-    }
-    return (bitnet_isa)isa;
-}
+bitnet_isa bitnet_sgemm_isa(void) { return (bitnet_isa)bitnet_isa_selected(&sgemm_isa_selected, sgemm_level); }
 
 const char *bitnet_sgemm_isa_name(void) {
     switch (bitnet_sgemm_isa()) {
@@ -66,13 +38,11 @@ const char *bitnet_sgemm_isa_name(void) {
     }
 }
 
-int bitnet_sgemm_isa_supported(bitnet_isa isa) { return supported_isa((int)isa) == (int)isa; }
-
-bitnet_isa bitnet_sgemm_set_isa(bitnet_isa isa) {
-    int v = supported_isa((int)isa);
-    atomic_store_explicit(&g_isa, v, memory_order_relaxed);
-    return (bitnet_isa)v;
+int bitnet_sgemm_isa_supported(bitnet_isa isa) {
+    return (int)isa >= BITNET_ISA_PORTABLE && (int)isa <= sgemm_level(bitnet_cpu()->cpu);
 }
+
+bitnet_isa bitnet_sgemm_set_isa(bitnet_isa isa) { return (bitnet_isa)bitnet_isa_select(&sgemm_isa_selected, sgemm_level, (int)isa); }
 
 static const bitnet_gemm_ops *active_ops(void) {
 #if defined(__x86_64__) || defined(__i386__)

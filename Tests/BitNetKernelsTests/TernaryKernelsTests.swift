@@ -95,13 +95,8 @@ final class TernaryKernelsTests: XCTestCase {
 
     /// Runs body once per path this CPU supports, restoring the default path afterwards.
     private func forEachISA(_ body: (String) -> Void) {
-        let saved = TernaryKernels.activeISA
-        defer { TernaryKernels.selectISA(saved) }
-        var seen = Set<String>()
-        for name in TernaryKernels.isaNames {
-            let got = TernaryKernels.selectISA(name)
-            if seen.insert(got).inserted { body(got) }
-        }
+        let seen = forEachSelectableISA(TernaryKernels.isaNames, active: TernaryKernels.activeISA,
+                                        select: { TernaryKernels.selectISA($0) }, body)
         XCTAssertTrue(seen.contains("portable"))
     }
 

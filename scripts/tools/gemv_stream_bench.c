@@ -10,7 +10,13 @@
 //       -ISources/CBitNetKernels -ISources/CBitNetKernels/include -lpthread
 // Run: /tmp/gemv_stream_bench [rounds=7]  (rounds 0: only the in-cache rates)     (BITNET_ISA=avx2 / portable caps the kernels' path as usual)
 #define _GNU_SOURCE
+// The ternary kernels as one translation unit with this file.
+#include "../../Sources/CBitNetKernels/cpu_features.c"
 #include "../../Sources/CBitNetKernels/ternary.c"
+#include "../../Sources/CBitNetKernels/ternary_layout.c"
+#include "../../Sources/CBitNetKernels/ternary_ref.c"
+#include "../../Sources/CBitNetKernels/ternary_avx2.c"
+#include "../../Sources/CBitNetKernels/ternary_avx512.c"
 #include <sys/mman.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -164,7 +170,7 @@ int main(int argc, char **argv) {
     madvise(rbufH, rbytes + ((size_t)2 << 20), MADV_HUGEPAGE);
     memset(rbufH, 1, rbytes);
     printf("isa %s, t3 path %s; bytes per token: t2 %.1f MB, t3 %.1f MB (read pass: %.1f MB)\n", bitnet_ternary_isa_name(),
-           bitnet_ternary_isa() == BITNET_TERNARY_AVX512VNNI && t3_cpu_vbmi() ? "avx512vbmi" : bitnet_ternary_isa_name(),
+           bitnet_t3_is_fast() ? "avx512vbmi" : bitnet_ternary_isa_name(),
            bytes_of(MODE_T2) / 1e6, bytes_of(MODE_T3) / 1e6, rbytes / 1e6);
     pthread_t th[MAX_THREADS];
     pthread_barrier_init(&start_bar, NULL, MAX_THREADS);
