@@ -64,6 +64,8 @@ let package = Package(
                                    "BitNetTokenizers", "BitNetCore", "BitNetKernels", "BitNetTools"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "BitNetServerTests", dependencies: ["BitNetServer", "BitNetTools", "BitNet"]),
+        // The public API as a user sees it (the README's library example, compiled and run).
+        .testTarget(name: "BitNetAPITests", dependencies: ["BitNet"]),
     ],
     swiftLanguageModes: [.v6]
 )

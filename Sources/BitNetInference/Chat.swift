@@ -5,11 +5,11 @@ import BitNetFormats
 import BitNetKernels
 
 /// One chat message.
-package struct ChatMessage: Sendable, Equatable {
-    package enum Role: String, Sendable { case system, user, assistant }
-    package var role: Role
-    package var content: String
-    package init(_ role: Role, _ content: String) { self.role = role; self.content = content }
+public struct ChatMessage: Sendable, Equatable {
+    public enum Role: String, Sendable { case system, user, assistant }
+    public var role: Role
+    public var content: String
+    public init(_ role: Role, _ content: String) { self.role = role; self.content = content }
 }
 
 /// Chat prompt formats: LLaMA 3's header blocks and BitNet b1.58 2B4T's "Role: text<|eot_id|>" turns
@@ -73,7 +73,9 @@ package struct Chat {
     }
 
     /// Adds a user message, generates the reply (streamed through `onText`), stores and returns it.
-    package mutating func send(_ text: String, options: GenerationOptions, onText: (String) -> Void) throws -> String {
+    /// `isCancelled` is asked before each token (true: the reply ends there).
+    package mutating func send(_ text: String, options: GenerationOptions, isCancelled: () -> Bool = { false },
+                               onText: (String) -> Void) throws -> String {
         messages.append(ChatMessage(.user, text))
         let prompt = promptTokens()
         let c = model.config
@@ -87,7 +89,7 @@ package struct Chat {
         var logits = try session.prefill(tokens: prompt)
         var reply: [Int] = []
         var text = ""
-        while reply.count < options.maxTokens {
+        while reply.count < options.maxTokens, !isCancelled() {
             let next = sampler.sample(logits)
             if stopIDs.contains(next) { break }
             reply.append(next)

@@ -7,7 +7,7 @@ import BitNetFormats
 
 /// Storage of the KV cache: f32, f16, or integers with one symmetric absmax scale per position and KV head
 /// (Sec. 4.2, Table 6: "we quantize each head using symmetric absmax").
-package enum KVCacheFormat: String, Sendable, CaseIterable {
+public enum KVCacheFormat: String, Sendable, CaseIterable {
     case f32, f16, q8, q4
 
     /// The attention kernel's code for this format (bitnet_kv_format).

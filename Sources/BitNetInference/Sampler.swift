@@ -53,24 +53,30 @@ package struct Sampler: Sendable {
 }
 
 /// Options of one generation.
-package struct GenerationOptions: Sendable {
-    package var maxTokens: Int = 128
-    package var temperature: Float = 0.8
-    package var topK: Int = 40
-    package var topP: Float = 0.95
-    package var seed: UInt64 = 42
+public struct GenerationOptions: Sendable {
+    public var maxTokens: Int = 128
+    public var temperature: Float = 0.8
+    public var topK: Int = 40
+    public var topP: Float = 0.95
+    public var seed: UInt64 = 42
     /// Stop at the tokenizer's end-of-sequence token.
-    package var stopAtEOS = true
+    public var stopAtEOS = true
     /// Prepend BOS to the prompt; nil decides by tokenizer: llama2.c models are trained with BOS, models trained
     /// here on raw text (byte-level BPE) are not, so they get BOS only for an empty prompt.
-    package var addBOS: Bool? = nil
+    public var addBOS: Bool? = nil
     /// Storage of the KV cache (Table 6: 8- and 4-bit per-head absmax).
-    package var kvCache: KVCacheFormat = .f32
-    package init() {}
+    public var kvCache: KVCacheFormat = .f32
+
+    /// Options with these values and the defaults above for the rest.
+    public init(maxTokens: Int = 128, temperature: Float = 0.8, topK: Int = 40, topP: Float = 0.95, seed: UInt64 = 42,
+                kvCache: KVCacheFormat = .f32) {
+        self.maxTokens = maxTokens; self.temperature = temperature; self.topK = topK; self.topP = topP; self.seed = seed
+        self.kvCache = kvCache
+    }
 }
 
 /// Why a generation ended: the end-of-sequence token (or a stop string) or a length limit (max tokens, context).
-package enum FinishReason: String, Sendable {
+public enum FinishReason: String, Sendable {
     case stop, length
 }
 
@@ -154,9 +160,10 @@ package struct Generator {
         try generate(promptTokens: promptTokens(prompt, addBOS: options.addBOS), options: options, onText: onText)
     }
 
-    /// Generates after the given prompt token ids.
+    /// Generates after the given prompt token ids; `isCancelled` is asked before each token (true: stop there).
     @discardableResult
-    package func generate(promptTokens: [Int], options: GenerationOptions, onText: (String) -> Void) throws -> [Int] {
+    package func generate(promptTokens: [Int], options: GenerationOptions, isCancelled: () -> Bool = { false },
+                          onText: (String) -> Void) throws -> [Int] {
         let c = model.config
         var seq = try SequenceGenerator(tokenizer: tokenizer, promptTokens: promptTokens, options: options,
                                         vocabSize: c.vocabSize, contextLength: c.maxSeqLen)
@@ -164,6 +171,7 @@ package struct Generator {
         // The prompt in one batched pass, then one token at a time.
         var logits = try session.prefill(tokens: promptTokens)
         while seq.finishReason == nil {
+            if isCancelled() { seq.finish(reason: .stop); break }
             let (piece, next) = seq.accept(logits: logits, position: session.position)
             if !piece.isEmpty { onText(piece) }
             guard let next else { break }

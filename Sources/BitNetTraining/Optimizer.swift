@@ -63,7 +63,7 @@ package func clipGradientNorm(_ grads: UnsafeMutablePointer<Float>, count: Int, 
 }
 
 /// Learning-rate and weight-decay schedules (Sec. 2.2.3).
-package enum Schedule: String, Codable, Sendable, CaseIterable {
+public enum Schedule: String, Codable, Sendable, CaseIterable {
     /// BitNet's two-stage recipe: stage 1 high LR with weight decay, stage 2 (second half) decayed LR and no weight decay.
     case twoStage = "two-stage"
     /// One stage: warm-up, cosine decay to 10 % of the peak, constant weight decay (the usual fp recipe).

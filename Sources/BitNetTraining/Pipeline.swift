@@ -33,13 +33,13 @@ package enum TrainingPipeline {
 }
 
 /// Perplexity of a model on a text: token-level perplexity and bits per UTF-8 byte.
-package struct PerplexityResult: Sendable {
-    package let tokens: Int
-    package let bytes: Int
+public struct PerplexityResult: Sendable {
+    public let tokens: Int
+    public let bytes: Int
     /// Mean negative log-likelihood per token, in nats.
-    package let meanNLL: Double
-    package var perplexity: Double { exp(meanNLL) }
-    package var bitsPerByte: Double { meanNLL * Double(tokens) / log(2) / Double(max(bytes, 1)) }
+    public let meanNLL: Double
+    public var perplexity: Double { exp(meanNLL) }
+    public var bitsPerByte: Double { meanNLL * Double(tokens) / log(2) / Double(max(bytes, 1)) }
 }
 
 /// Token-level perplexity over `text` with windows of `context` tokens sliding by `stride` (BOS not added).
@@ -53,4 +53,32 @@ package func perplexity(weights: ModelWeights, tokenizer: any Tokenizer, text: S
     let graph = TrainingGraph(weights: weights, batch: batch, seqLen: ctx)
     let r = evaluateLoss(graph: graph, tokens: tokens, stride: stride, showProgress: showProgress)
     return PerplexityResult(tokens: r.count, bytes: text.utf8.count, meanNLL: r.loss)
+}
+
+extension TrainingPipeline {
+    /// `bitnet train` and `TrainingRun.run`: tokenizer and data from the corpus, then the trainer, writing
+    /// model.safetensors, checkpoint.safetensors, tokenizer.json, log.csv and loss.svg into `outDir`. The config's
+    /// vocabulary becomes the tokenizer's; its shape is checked before the slow parts.
+    package static func train(dataPaths: [String], outDir: URL, config: ModelConfig, options: TrainOptions, vocabSize: Int,
+                              tokenizerPath: String? = nil, valFraction: Double = 0.1, resume: Bool = true,
+                              verbose: Bool = true) throws -> TrainResult {
+        var cfg = config
+        cfg.maxSeqLen = options.seqLen
+        try cfg.validate()
+        let (tok, ds) = try prepare(dataPaths: dataPaths, valFraction: valFraction, vocabSize: vocabSize, tokenizerPath: tokenizerPath,
+                                    verbose: verbose)
+        cfg.vocabSize = tok.vocabSize
+        try cfg.validate()
+        do { try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true) }
+        catch { throw BitNetError.unreadable(outDir.path, "cannot create the output directory: \(error.localizedDescription)") }
+        try tok.save(to: outDir.appendingPathComponent("tokenizer.json"))
+        let trainer = try Trainer(config: cfg, options: options, tokenizer: tok, data: ds, outDir: outDir)
+        trainer.label = cfg.arch.rawValue
+        trainer.showProgress = verbose
+        if verbose {
+            printError("model: \(cfg.arch.rawValue), \(cfg.parameterCount) parameters (dim \(cfg.dim), \(cfg.nLayers) layers, "
+                       + "\(cfg.nHeads) heads, ffn \(cfg.ffnDim) \(cfg.ffn.rawValue))")
+        }
+        return try trainer.run(resume: resume)
+    }
 }

@@ -5,32 +5,32 @@ import BitNetFormats
 import BitNetKernels
 
 /// Everything that decides a training run besides the model shape; stored in checkpoints.
-package struct TrainOptions: Codable, Sendable, Equatable {
-    package var batchSize = 16
-    package var seqLen = 128
-    package var steps = 1000
+public struct TrainOptions: Codable, Sendable, Equatable {
+    public var batchSize = 16
+    public var seqLen = 128
+    public var steps = 1000
     /// Peak learning rate (stage 1 for the two-stage schedule).
-    package var lr: Float = 3e-3
+    public var lr: Float = 3e-3
     /// Stage-2 starting learning rate (two-stage schedule only).
-    package var lr2: Float = 2e-3
-    package var warmupSteps = 100
-    package var weightDecay: Float = 0.1
-    package var schedule: Schedule = .twoStage
-    package var gradClip: Float = 1.0
-    package var seed: UInt64 = 1234
+    public var lr2: Float = 2e-3
+    public var warmupSteps = 100
+    public var weightDecay: Float = 0.1
+    public var schedule: Schedule = .twoStage
+    public var gradClip: Float = 1.0
+    public var seed: UInt64 = 1234
     /// Evaluate on held-out text every N steps (0: only at the end).
-    package var evalEvery = 100
+    public var evalEvery = 100
     /// Held-out windows per evaluation during training (the final evaluation uses all).
-    package var evalWindows = 32
+    public var evalWindows = 32
     /// Write a checkpoint every N steps (0: only at the end).
-    package var checkpointEvery = 200
+    public var checkpointEvery = 200
     /// Stop after this step even if `steps` is larger (to simulate an interruption; nil runs to the end).
-    package var stopAfter: Int? = nil
+    public var stopAfter: Int? = nil
 
-    package init() {}
+    public init() {}
 
     /// Defaults per variant: BitNet gets the paper's higher LR and two-stage recipe, fp the usual cosine schedule.
-    package static func defaults(for arch: Architecture) -> TrainOptions {
+    public static func defaults(for arch: Architecture) -> TrainOptions {
         var o = TrainOptions()
         if arch == .fp { o.lr = 1e-3; o.lr2 = 1e-3; o.schedule = .cosine }
         return o
@@ -38,15 +38,15 @@ package struct TrainOptions: Codable, Sendable, Equatable {
 }
 
 /// One row of the training log.
-package struct LogRow: Codable, Sendable, Equatable {
-    package var step: Int
-    package var tokens: Int
-    package var lr: Float
-    package var wd: Float
-    package var trainLoss: Float
-    package var valLoss: Float?
-    package var gradNorm: Float
-    package var tokensPerSecond: Double
+public struct LogRow: Codable, Sendable, Equatable {
+    public var step: Int
+    public var tokens: Int
+    public var lr: Float
+    public var wd: Float
+    public var trainLoss: Float
+    public var valLoss: Float?
+    public var gradNorm: Float
+    public var tokensPerSecond: Double
 
     static let csvHeader = "step,tokens,lr,weight_decay,train_loss,val_loss,grad_norm,tokens_per_s"
     var csv: String {
@@ -55,12 +55,12 @@ package struct LogRow: Codable, Sendable, Equatable {
 }
 
 /// What a finished run reports.
-package struct TrainResult: Sendable {
-    package let config: ModelConfig
-    package let log: [LogRow]
-    package let finalValLoss: Double
-    package let tokensPerSecond: Double
-    package let seconds: Double
+public struct TrainResult: Sendable {
+    public let config: ModelConfig
+    public let log: [LogRow]
+    public let finalValLoss: Double
+    public let tokensPerSecond: Double
+    public let seconds: Double
 }
 
 /// Trains a model from scratch (Sec. 2.2) with checkpoints that resume exactly where they stopped.

@@ -26,12 +26,7 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let loaded = try ModelFile.load(path: from, tokenizerPath: tokenizer, showProgress: true)
-            let c = loaded.weights.config
-            printError("read \(from): \(c.arch.rawValue), \(c.nLayers) layers, dim \(c.dim), vocab \(c.vocabSize), ffn \(c.ffn.rawValue)"
-                       + (loaded.tokenizer == nil ? ", no tokenizer" : ""))
-            let url = URL(fileURLWithPath: out)
-            let chatTemplate = try ModelFile.chatTemplate(path: from)
+            let target: ModelConversion.Target
             switch to.lowercased() {
             case "gguf":
                 var o = GGUFModel.ExportOptions()
@@ -39,26 +34,18 @@ struct Convert: ParsableCommand {
                 guard let e = GGMLType.parse(embeddingType), !e.isTernary else {
                     throw BitNetError.invalidArgument("--embedding-type \(embeddingType) is not a float or Q type")
                 }
-                o.type = t; o.embeddingType = e; o.chatTemplate = chatTemplate
-                try GGUFModel.save(loaded.weights, tokenizer: loaded.tokenizer, to: url, options: o, showProgress: true)
+                o.type = t; o.embeddingType = e
+                target = .gguf(o)
             case "hf":
                 guard let storage = HFModel.LinearStorage(rawValue: hfLinear) else { throw BitNetError.invalidArgument("--hf-linear must be packed or master") }
                 guard hfDType == "bf16" || hfDType == "f32" else { throw BitNetError.invalidArgument("--hf-dtype must be bf16 or f32") }
-                try HFModel.save(loaded.weights, tokenizer: loaded.tokenizer, to: url, storage: storage, bf16: hfDType == "bf16",
-                                 chatTemplate: chatTemplate)
+                target = .huggingFace(storage, bf16: hfDType == "bf16")
             case "bitnet":
-                var dest = url
-                if !out.hasSuffix(".safetensors") {
-                    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-                    dest = url.appendingPathComponent(ModelFile.fileName)
-                }
-                guard loaded.tokenizer == nil || loaded.tokenizer is ByteLevelBPE else {
-                    throw BitNetError.unsupported("the bitnet checkpoint stores byte-level BPE tokenizers only; convert to gguf to keep this one")
-                }
-                try ModelFile.save(loaded.weights, tokenizer: loaded.tokenizer as? ByteLevelBPE, to: dest)
+                target = .bitnet
             default:
                 throw BitNetError.invalidArgument("--to must be gguf, hf or bitnet")
             }
+            try ModelConversion.convert(from: from, tokenizerPath: tokenizer, to: target, out: out, showProgress: true) { printError($0) }
             printError("wrote \(out)")
         }
     }

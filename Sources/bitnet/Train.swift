@@ -21,17 +21,10 @@ struct Train: ParsableCommand {
         try runReportingErrors {
             let a = try parseArch(arch)
             let opts = try optim.options(arch: a)
-            _ = try shape.config(arch: a, vocabSize: 1024, context: opts.seqLen)   // reject bad shapes before the slow parts
-            let (tok, ds) = try TrainingPipeline.prepare(dataPaths: data, valFraction: valFraction, vocabSize: vocabSize, tokenizerPath: tokenizer)
-            let cfg = try shape.config(arch: a, vocabSize: tok.vocabSize, context: opts.seqLen)
+            let cfg = try shape.config(arch: a, vocabSize: 1024, context: opts.seqLen)   // the tokenizer sets the vocabulary
             let outURL = URL(fileURLWithPath: out)
-            do { try FileManager.default.createDirectory(at: outURL, withIntermediateDirectories: true) }
-            catch { throw BitNetError.unreadable(out, "cannot create the output directory: \(error.localizedDescription)") }
-            try tok.save(to: outURL.appendingPathComponent("tokenizer.json"))
-            let trainer = try Trainer(config: cfg, options: opts, tokenizer: tok, data: ds, outDir: outURL)
-            trainer.label = a.rawValue
-            printError("model: \(a.rawValue), \(cfg.parameterCount) parameters (dim \(cfg.dim), \(cfg.nLayers) layers, \(cfg.nHeads) heads, ffn \(cfg.ffnDim) \(cfg.ffn.rawValue))")
-            let r = try trainer.run(resume: !noResume)
+            let r = try TrainingPipeline.train(dataPaths: data, outDir: outURL, config: cfg, options: opts, vocabSize: vocabSize,
+                                               tokenizerPath: tokenizer, valFraction: valFraction, resume: !noResume)
             printError(String(format: "done: held-out loss %.4f (perplexity %.2f), %.0f tokens/s, %@", r.finalValLoss, exp(r.finalValLoss),
                               r.tokensPerSecond, ProgressLine.format(r.seconds)))
             printError("wrote \(outURL.path)/{model.safetensors,checkpoint.safetensors,tokenizer.json,log.csv,loss.svg}")

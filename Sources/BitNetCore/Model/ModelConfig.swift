@@ -2,16 +2,16 @@ import Foundation
 import BitNetKernels
 
 /// Which linear layer the network uses: the paper's two BitNets or the full-precision twin.
-package enum Architecture: String, Codable, Sendable, CaseIterable {
+public enum Architecture: String, Codable, Sendable, CaseIterable {
     case b158 = "bitnet-b1.58"
     case b1 = "bitnet-b1"
     case fp = "fp"
 
     /// True for the two quantized variants (BitLinear, Eq. 9).
-    package var isQuantized: Bool { self != .fp }
+    public var isQuantized: Bool { self != .fp }
 
     /// Parses a user's spelling ("b1.58", "bitnet-b1.58", "fp16", ...), nil when unknown.
-    package static func parse(_ s: String) -> Architecture? {
+    public static func parse(_ s: String) -> Architecture? {
         switch s.lowercased() {
         case "bitnet-b1.58", "b1.58", "b158", "bitnet-b158", "bitnet": return .b158
         case "bitnet-b1", "b1": return .b1
@@ -22,36 +22,36 @@ package enum Architecture: String, Codable, Sendable, CaseIterable {
 }
 
 /// The feed-forward block: SwiGLU (LLaMA) or gated squared ReLU (BitNet b1.58 2B4T).
-package enum FFNKind: String, Codable, Sendable {
+public enum FFNKind: String, Codable, Sendable {
     case swiglu, relu2
 }
 
 /// Scope of the activation absmax γ during training (Sec. 3.1.1: b1 trains per tensor, infers per token).
-package enum ActivationScope: String, Codable, Sendable {
+public enum ActivationScope: String, Codable, Sendable {
     case perToken = "per_token"
     case perTensor = "per_tensor"
 }
 
 /// Every hyperparameter of the network; `docs/MODEL.md` pins its meaning.
-package struct ModelConfig: Codable, Sendable, Equatable {
-    package var arch: Architecture
-    package var vocabSize: Int
-    package var dim: Int
-    package var nLayers: Int
-    package var nHeads: Int
-    package var nKVHeads: Int
-    package var ffnDim: Int
-    package var maxSeqLen: Int
-    package var ffn: FFNKind
-    package var subNorm: Bool
-    package var normEps: Float
-    package var ropeTheta: Float
-    package var tieEmbeddings: Bool
-    package var normGroups: Int
-    package var quantGroups: Int
-    package var actBits: Int
-    package var actScopeTrain: ActivationScope
-    package var unsignedAfterNonlinearity: Bool
+public struct ModelConfig: Codable, Sendable, Equatable {
+    public var arch: Architecture
+    public var vocabSize: Int
+    public var dim: Int
+    public var nLayers: Int
+    public var nHeads: Int
+    public var nKVHeads: Int
+    public var ffnDim: Int
+    public var maxSeqLen: Int
+    public var ffn: FFNKind
+    public var subNorm: Bool
+    public var normEps: Float
+    public var ropeTheta: Float
+    public var tieEmbeddings: Bool
+    public var normGroups: Int
+    public var quantGroups: Int
+    public var actBits: Int
+    public var actScopeTrain: ActivationScope
+    public var unsignedAfterNonlinearity: Bool
 
     enum CodingKeys: String, CodingKey {
         case arch, dim, ffn
@@ -63,7 +63,7 @@ package struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     /// A config with the project's defaults for everything not given.
-    package init(arch: Architecture, vocabSize: Int, dim: Int, nLayers: Int, nHeads: Int, nKVHeads: Int? = nil,
+    public init(arch: Architecture, vocabSize: Int, dim: Int, nLayers: Int, nHeads: Int, nKVHeads: Int? = nil,
                 ffnDim: Int? = nil, maxSeqLen: Int = 256, ffn: FFNKind = .swiglu, subNorm: Bool = true,
                 normEps: Float = 1e-5, ropeTheta: Float = 10000, tieEmbeddings: Bool = true,
                 normGroups: Int = 1, quantGroups: Int = 1, actBits: Int = 8,
@@ -78,11 +78,11 @@ package struct ModelConfig: Codable, Sendable, Equatable {
         self.unsignedAfterNonlinearity = unsignedAfterNonlinearity
     }
 
-    package var headDim: Int { dim / nHeads }
-    package var kvDim: Int { nKVHeads * headDim }
+    public var headDim: Int { dim / nHeads }
+    public var kvDim: Int { nKVHeads * headDim }
 
     /// Checks every shape constraint; the error names the offending field.
-    package func validate() throws {
+    public func validate() throws {
         func bad(_ f: String, _ p: String) -> BitNetError { .invalidArgument("model config \(f): \(p)") }
         for (name, v) in [("vocab_size", vocabSize), ("dim", dim), ("n_layers", nLayers), ("n_heads", nHeads),
                           ("n_kv_heads", nKVHeads), ("ffn_dim", ffnDim), ("max_seq_len", maxSeqLen),
@@ -104,24 +104,24 @@ package struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     /// Number of trainable parameters (embedding counted once when tied).
-    package var parameterCount: Int {
+    public var parameterCount: Int {
         ParameterLayout(config: self).totalCount
     }
 
     /// Parameters inside BitLinear layers (the ones that become ternary).
-    package var linearParameterCount: Int {
+    public var linearParameterCount: Int {
         nLayers * (dim * dim * 2 + dim * kvDim * 2 + dim * ffnDim * 3)
     }
 
     /// A training size preset (`--size`: tiny, small, 10m, medium, large; see `ModelPreset`) for `arch`, nil for
     /// other names.
-    package static func preset(_ name: String, arch: Architecture, vocabSize: Int, maxSeqLen: Int) -> ModelConfig? {
+    public static func preset(_ name: String, arch: Architecture, vocabSize: Int, maxSeqLen: Int) -> ModelConfig? {
         guard let p = ModelPreset.named(name), p.family == .training else { return nil }
         return p.config(arch: arch, vocabSize: vocabSize, maxSeqLen: maxSeqLen)
     }
 
     /// The names `preset` accepts.
-    package static var presetNames: [String] { ModelPreset.names(.training) }
+    public static var presetNames: [String] { ModelPreset.names(.training) }
 
     /// JSON for files and metadata (stable key order).
     package func jsonString() -> String {

@@ -2,7 +2,7 @@ import Foundation
 import BitNetKernels
 
 /// Every error the library reports to a user: each names the thing and the problem.
-package enum BitNetError: Error, CustomStringConvertible, Equatable {
+public enum BitNetError: Error, CustomStringConvertible, Equatable {
     case fileNotFound(String)
     case unreadable(String, String)
     case invalidFormat(file: String, field: String, problem: String)
@@ -11,7 +11,7 @@ package enum BitNetError: Error, CustomStringConvertible, Equatable {
     case shapeMismatch(String)
     case unsupported(String)
 
-    package var description: String {
+    public var description: String {
         switch self {
         case .fileNotFound(let p): return "file not found: \(p)"
         case .unreadable(let p, let why): return "cannot read \(p): \(why)"
