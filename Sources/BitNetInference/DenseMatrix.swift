@@ -15,7 +15,7 @@ package enum HeadFormat: String, Sendable, CaseIterable {
 }
 
 /// A dense [rows, cols] weight in a `HeadFormat`: products with activations (the head) and row lookups (the embedding).
-final class DenseMatrix: @unchecked Sendable {
+package final class DenseMatrix: @unchecked Sendable {
     enum Storage {
         case f32([Float]), f16(F16Matrix), block(BlockQuantMatrix)
     }
@@ -23,7 +23,7 @@ final class DenseMatrix: @unchecked Sendable {
     let storage: Storage
 
     /// Stores row-major `values` [rows, cols] in `format` (rounded to half, or absmax blocks of 32).
-    init(_ values: [Float], rows: Int, cols: Int, format: HeadFormat) {
+    package init(_ values: [Float], rows: Int, cols: Int, format: HeadFormat) {
         self.rows = rows; self.cols = cols
         if let block = format.block {
             storage = .block(BlockQuantMatrix.quantize(values: values, rows: rows, cols: cols, format: block))

@@ -69,8 +69,8 @@ package final class ThreadPool: @unchecked Sendable {
     }
 
     /// How long an idle thread busy-waits for the next call (or the caller for the last task) before blocking; it
-    /// yields the core after the first 50 µs. Waking a blocked worker cost 0.25-1 ms on the 2-vCPU VM, more than the
-    /// serial gaps of a decode step, so 20 µs (the old default) decoded 2B4T about 1.4x slower than 1000-2000 µs.
+    /// yields the core after the first 50 µs. Waking a blocked worker can cost more than the serial gaps of a decode
+    /// step (0.25-1 ms on a 2-vCPU VM), so the spin outlasts those gaps (docs/KERNELS.md).
     package var spinMicroseconds: Int {
         didSet { bitnet_pool_set_spin_ns(raw, max(0, spinMicroseconds) * 1000) }
     }

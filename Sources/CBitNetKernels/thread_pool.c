@@ -446,9 +446,8 @@ static void split_task(void *ctx, size_t i) {
 // `threads` equal runs of whole chunks and claims them front to back, so in the usual balanced case each thread
 // streams one contiguous run and its prefetches run on across chunk boundaries; a thread done with its own lane takes
 // chunks from the back of the others'. Guided: one big chunk per thread covering ~3/4 of the rows, then the rest in
-// `chunk`-row pieces claimed dynamically, every one a new stream. (All 210 decode GEMVs of 2B4T, 2 threads, guided
-// against one contiguous half per thread: t3 1.07x and 1.19x the time, t2 0.98x and 1.03x.) Uniform: `chunk`-row
-// pieces only (GEMVs streamed 17-19 GB/s with 32 interleaved chunks, 22-25 with 2 halves on the 2-core VM).
+// `chunk`-row pieces claimed dynamically, every one a new stream. Uniform: `chunk`-row pieces only. Guided and uniform
+// stream less (each new chunk restarts the prefetch); docs/KERNELS.md has the measurements.
 static _Atomic int split_mode = BITNET_SPLIT_LANES;
 
 void bitnet_set_split_mode(int mode) {

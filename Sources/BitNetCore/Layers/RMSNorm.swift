@@ -21,8 +21,7 @@ package enum RMSNorm {
         let gs = d / groups
         for g in 0..<groups {
             let xp = x + g * gs, op = out + g * gs, wp = weight + g * gs
-            // 16 partial sums, not one dependent add per value: the serial norm+quantization before each 2560-wide
-            // decode GEMV went from 6.5 to 4.8 µs.
+            // 16 partial sums, not one dependent add per value: this norm is serial work before every decode GEMV.
             let ss = simdDot(xp, xp, gs)
             let rs = 1 / (ss / Float(gs) + eps).squareRoot()
             rstd?[g] = rs

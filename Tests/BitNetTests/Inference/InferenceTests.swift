@@ -29,6 +29,44 @@ final class InferenceTests: XCTestCase {
         }
     }
 
+    /// The unsigned-activation path (Sec. 3.1.1: min/max zero-point quantization of the FFN down projection's input,
+    /// η of Eq. 15), with one and two quantization groups: step-by-step decoding and a batched prefill both give the
+    /// training graph's logits, and each W2 holds its dequantized weights while the other linears keep their form.
+    func testUnsignedActivationPathMatchesTrainingGraph() throws {
+        for (arch, groups) in [(Architecture.b158, 1), (.b158, 2), (.b1, 1)] {
+            var c = tinyConfig(arch, ffn: .relu2)
+            c.actScopeTrain = .perToken
+            c.quantGroups = groups
+            c.unsignedAfterNonlinearity = true
+            let w = ModelWeights(config: c, seed: 5)
+            let tokens = [3, 1, 4, 1, 5, 9, 2, 6, 5, 35]
+            let g = TrainingGraph(weights: w, batch: 1, seqLen: tokens.count)
+            g.forward(inputs: tokens, training: false)
+            let full = g.logits.array, scale = full.map(abs).max()!
+            let model = InferenceModel(weights: w)
+            for layer in model.layers {
+                guard case .unsignedDequant = layer.w2.weights else { return XCTFail("\(arch) groups \(groups): W2 is \(layer.w2.weights)") }
+                switch (groups, layer.w1.weights) {
+                case (1, .t2), (2, .groupedCodes): break
+                default: XCTFail("\(arch) groups \(groups): W1 is \(layer.w1.weights)")
+                }
+            }
+            let session = InferenceSession(model: model)
+            var inc: [Float] = []
+            for t in tokens { inc += Array(try session.step(token: t)) }
+            XCTAssertLessThan(maxAbsDiff(full, inc) / scale, 1e-4, "\(arch) groups \(groups)")
+            let prompt = InferenceSession(model: model)   // owns the logits the buffer points into
+            let batched = try withExtendedLifetime(prompt) { Array(try prompt.prefill(tokens: tokens)) }
+            XCTAssertLessThan(maxAbsDiff(Array(full.suffix(c.vocabSize)), batched) / scale, 1e-4, "\(arch) groups \(groups) prefill")
+            // The zero point matters: the same weights with signed absmax activations give other logits.
+            var signed = c
+            signed.unsignedAfterNonlinearity = false
+            let other = TrainingGraph(weights: ModelWeights(config: signed, seed: 5), batch: 1, seqLen: tokens.count)
+            other.forward(inputs: tokens, training: false)
+            XCTAssertGreaterThan(maxAbsDiff(full, other.logits.array) / scale, 1e-3, "\(arch) groups \(groups)")
+        }
+    }
+
     /// A prompt processed in one batched prefill leaves the same state as token-by-token steps.
     func testPrefillEqualsStepByStep() throws {
         for (arch, groups) in [(Architecture.b158, 1), (.b1, 1), (.fp, 1), (.b158, 2)] {
