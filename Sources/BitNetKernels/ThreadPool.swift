@@ -12,16 +12,11 @@ package final class ThreadPool: @unchecked Sendable {
     /// Process-wide pool: `ProcessInfo.activeProcessorCount` threads, or `BITNET_THREADS` when set to a positive integer.
     package static let shared: ThreadPool = {
         let count = environmentInt("BITNET_THREADS").flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
-        // BITNET_POOL_GUARD=0 turns the oversubscription guard off (every call parallel), for experiments.
-        let guardOff = ProcessInfo.processInfo.environment["BITNET_POOL_GUARD"] == "0"
-        // BITNET_SPLIT=guided or uniform: another cut of the decode GEMVs' rows than lanes (see `splitMode`).
-        if let mode = ProcessInfo.processInfo.environment["BITNET_SPLIT"].flatMap(SplitMode.init(rawValue:)) { splitMode = mode }
-        return ThreadPool(threadCount: count, oversubscriptionGuard: !guardOff)
+        return ThreadPool(threadCount: count)
     }()
 
-    /// Default idle-time prefetch of new pools (see `idlePrefetchBytes`): `BITNET_IDLE_PREFETCH_KB` kibibytes when
-    /// set (0 turns it off), else 256 KiB.
-    package static let defaultIdlePrefetchBytes = (environmentInt("BITNET_IDLE_PREFETCH_KB") ?? 256) * 1024
+    /// Default idle-time prefetch of new pools (see `idlePrefetchBytes`): 256 KiB (`bench --compare-prefetch` A/Bs it).
+    package static let defaultIdlePrefetchBytes = 256 * 1024
 
     /// Default busy-wait of new pools before an idle thread blocks: `BITNET_SPIN_US` microseconds when set, else 2000.
     package static let defaultSpinMicroseconds = environmentInt("BITNET_SPIN_US") ?? 2000
@@ -207,7 +202,7 @@ extension ThreadPool {
         case uniform
     }
 
-    /// The split of the decode GEMVs (default lanes; BITNET_SPLIT=guided or uniform sets it when `shared` starts), for
+    /// The split of the decode GEMVs (default lanes), for
     /// A/B measurements (`bench --compare-chunks 16,16g,16u`); set it between, not during, parallel work.
     package static var splitMode: SplitMode {
         get {
@@ -222,13 +217,10 @@ extension ThreadPool {
         }
     }
 
-    /// Chunks per thread of a split (BITNET_CHUNKS_PER_THREAD, default 16; set it before, not during, parallel work). More chunks shrink the wait for the
-    /// last one at the end of each call (the threads meet ~150 times per decoded token) at the price of the
-    /// per-chunk setup of the kernels (activation copies).
-    package nonisolated(unsafe) static var chunksPerThread: Int = {
-        let env = ProcessInfo.processInfo.environment["BITNET_CHUNKS_PER_THREAD"].flatMap { Int($0) }
-        return env ?? 16
-    }()
+    /// Chunks per thread of a split (default 16; `bench --compare-chunks` A/Bs it; set it before, not during,
+    /// parallel work). More chunks shrink the wait for the last one at the end of each call (the threads meet ~150
+    /// times per decoded token) at the price of the per-chunk setup of the kernels (activation copies).
+    package nonisolated(unsafe) static var chunksPerThread: Int = 16
 
     /// Rows per chunk (whole granules, about `chunksPerThread` chunks per thread), or nil to run on the caller: one
     /// thread, fewer than 2 granules of rows, or less work (rows × `perRow`) than `threshold`.
