@@ -3,7 +3,7 @@ import BitNetCore
 
 extension ByteLevelBPE {
     /// Builds a tokenizer from a GGUF `gpt2` vocabulary: token strings in byte-level form, llama.cpp token types
-    /// (3 control → special, 4 user-defined → added), merges "a b" in rank order.
+    /// (`GGUFTokenType`: control → special, user-defined → added), merges "a b" in rank order.
     package init(vocabulary: [String], types: [Int], merges rawMerges: [String], bos: Int?, eos: Int?,
                 preTokenizer: PreTokenizer, source: String) throws {
         func malformed(_ reason: String) -> TokenizerError { .malformed(file: source, reason: reason) }
@@ -13,9 +13,10 @@ extension ByteLevelBPE {
         var byteToID = [Int32](repeating: -1, count: 256)
         var idOfString: [String: Int] = [:]
         for (id, t) in vocabulary.enumerated() {
-            if types[id] == 3 || types[id] == 4 {
+            let type = GGUFTokenType(types[id])
+            if type == .control || type == .userDefined {
                 guard !t.isEmpty else { throw malformed("added token \(id) is empty") }
-                added.append(AddedToken(id: id, content: t, special: types[id] == 3))
+                added.append(AddedToken(id: id, content: t, special: type == .control))
                 tokens[id] = Array(t.utf8)
                 continue
             }
