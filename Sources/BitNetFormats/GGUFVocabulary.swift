@@ -5,9 +5,6 @@ import BitNetKernels
 
 /// Tokenizers embedded in GGUF files (`tokenizer.ggml.*`): `gpt2` byte-level BPE and `llama` SentencePiece-style.
 package enum GGUFVocabulary {
-    /// llama.cpp token types.
-    enum TokenType: Int { case normal = 1, unknown = 2, control = 3, userDefined = 4, unused = 5, byte = 6 }
-
     /// The tokenizer a GGUF file embeds, nil when it has none.
     package static func tokenizer(from f: GGUFFile) throws -> (any Tokenizer)? {
         guard let model = f["tokenizer.ggml.model"] else { return nil }
@@ -19,7 +16,7 @@ package enum GGUFVocabulary {
             guard let s = v.string else { throw f.bad("tokenizer.ggml.tokens[\(i)]", "not a string") }
             tokens.append(s)
         }
-        let types = try intArray(f, "tokenizer.ggml.token_type", count: tokens.count) ?? Array(repeating: 1, count: tokens.count)
+        let types = try intArray(f, "tokenizer.ggml.token_type", count: tokens.count) ?? Array(repeating: Int(GGUFTokenType.normal.rawValue), count: tokens.count)
         func id(_ key: String) throws -> Int? {
             guard let v = f[key] else { return nil }
             guard let i = v.int, i >= 0, i < tokens.count else { throw f.bad(key, "\(v) is not a token id below \(tokens.count)") }
@@ -72,7 +69,7 @@ package enum GGUFVocabulary {
             let special = Set(b.specialTokenIDs)
             g.set("tokenizer.ggml.tokens", .array(elementType: 8, (0..<b.vocabSize).map { .string(b.tokenString($0) ?? "") }))
             g.set("tokenizer.ggml.token_type", .array(elementType: 5, (0..<b.vocabSize).map {
-                .int32(Int32(special.contains($0) ? TokenType.control.rawValue : (b.isAddedToken($0) ? TokenType.userDefined.rawValue : TokenType.normal.rawValue)))
+                .int32((special.contains($0) ? GGUFTokenType.control : b.isAddedToken($0) ? .userDefined : .normal).rawValue)
             }))
             g.set("tokenizer.ggml.merges", .array(elementType: 8, b.merges.map {
                 .string((b.tokenString($0.left) ?? "") + " " + (b.tokenString($0.right) ?? ""))
@@ -93,8 +90,8 @@ package enum GGUFVocabulary {
             g.set("tokenizer.ggml.scores", .array(elementType: 6, (0..<l.vocabSize).map { .float32(l.score($0) ?? 0) }))
             g.set("tokenizer.ggml.token_type", .array(elementType: 5, pieces.enumerated().map { (i, p) in
                 let byte = p.count == 6 && p.hasPrefix("<0x") && p.hasSuffix(">")
-                return .int32(Int32(i == 0 ? TokenType.unknown.rawValue : i <= 2 ? TokenType.control.rawValue
-                                    : byte ? TokenType.byte.rawValue : TokenType.normal.rawValue))
+                let type: GGUFTokenType = i == 0 ? .unknown : i <= 2 ? .control : byte ? .byte : .normal
+                return .int32(type.rawValue)
             }))
             g.set("tokenizer.ggml.unknown_token_id", .uint32(0))
         } else {

@@ -32,75 +32,86 @@ package enum HFModel {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir), isDir.boolValue,
               let d = FileManager.default.contents(atPath: path + "/config.json"),
-              let j = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return false }
-        return j["model_type"] is String
+              let config = try? JSONDecoder().decode(HFConfig.self, from: d) else { return false }
+        return config.modelType != nil
     }
 
     /// Parses and validates `config.json`.
     static func readConfig(dir: String) throws -> Info {
         let file = dir + "/config.json"
-        let json: [String: Any]
+        let json: HFConfig
         do {
-            guard let j = try JSONSerialization.jsonObject(with: FileIO.read(file)) as? [String: Any] else {
-                throw BitNetError.invalidFormat(file: file, field: "top level", problem: "not a JSON object")
-            }
-            json = j
-        } catch let e as BitNetError { throw e } catch {
+            json = try JSONDecoder().decode(HFConfig.self, from: FileIO.read(file))
+        } catch let e as BitNetError { throw e } catch DecodingError.typeMismatch(_, let context) where context.codingPath.isEmpty {
+            throw BitNetError.invalidFormat(file: file, field: "top level", problem: "not a JSON object")
+        } catch {
             throw BitNetError.invalidFormat(file: file, field: "JSON", problem: error.localizedDescription)
         }
         func bad(_ f: String, _ p: String) -> BitNetError { .invalidFormat(file: file, field: f, problem: p) }
-        func int(_ k: String, _ d: Int? = nil) throws -> Int {
-            guard let v = json[k] else { if let d { return d }; throw bad(k, "missing") }
-            guard let n = v as? NSNumber, let i = Int(exactly: n.doubleValue), i > 0, i <= 1 << 24 else { throw bad(k, "\(v) is not a positive integer") }
+        func int(_ v: HFConfig.Number?, _ k: String, _ d: Int? = nil) throws -> Int {
+            guard let v else { if let d { return d }; throw bad(k, "missing") }
+            guard let x = v.double, let i = Int(exactly: x), i > 0, i <= 1 << 24 else { throw bad(k, "\(v) is not a positive integer") }
             return i
         }
-        func num(_ v: Any?, _ k: String, _ d: Double) throws -> Float {
-            guard let v, !(v is NSNull) else { return Float(d) }
-            guard let n = v as? NSNumber, n.doubleValue.isFinite, n.doubleValue > 0 else { throw bad(k, "\(v) is not a positive number") }
-            return n.floatValue
+        func num(_ v: HFConfig.Number?, _ k: String, _ d: Double) throws -> Float {
+            switch v {
+            case nil, .null?: return Float(d)
+            case let v?:
+                guard let x = v.double, x.isFinite, x > 0 else { throw bad(k, "\(v) is not a positive number") }
+                return Float(x)
+            }
         }
-        let modelType = json["model_type"] as? String ?? ""
+        let modelType = json.modelType ?? ""
         guard modelType == "bitnet" || modelType == "llama" else {
             throw bad("model_type", "'\(modelType)' is not supported (bitnet and llama are)")
         }
-        let dim = try int("hidden_size"), heads = try int("num_attention_heads")
-        if let hd = json["head_dim"] as? NSNumber, hd.intValue != dim / heads { throw bad("head_dim", "\(hd) differs from hidden_size / num_attention_heads") }
-        let act = json["hidden_act"] as? String ?? (modelType == "bitnet" ? "relu2" : "silu")
+        let dim = try int(json.hiddenSize, "hidden_size"), heads = try int(json.numAttentionHeads, "num_attention_heads")
+        if let hd = json.headDim, let x = hd.double, Int(exactly: x.rounded(.towardZero)) != dim / heads {
+            throw bad("head_dim", "\(hd) differs from hidden_size / num_attention_heads")
+        }
+        let act = json.hiddenAct ?? (modelType == "bitnet" ? "relu2" : "silu")
         let ffn: FFNKind
         switch act {
         case "relu2": ffn = .relu2
         case "silu", "swish": ffn = .swiglu
         default: throw bad("hidden_act", "'\(act)' is not relu2 or silu")
         }
-        let rope = json["rope_parameters"] as? [String: Any] ?? json["rope_scaling"] as? [String: Any]
-        if let t = rope?["rope_type"] as? String ?? rope?["type"] as? String, t != "default" {
+        let rope = json.ropeParameters ?? json.ropeScaling
+        if let t = rope?.ropeType ?? rope?.type, t != "default" {
             throw bad("rope_parameters", "rope_type '\(t)' is not supported (default is)")
         }
-        let theta = try num(rope?["rope_theta"] ?? json["rope_theta"], "rope_theta", modelType == "bitnet" ? 500000 : 10000)
-        let tied = json["tie_word_embeddings"] as? Bool ?? (modelType == "llama")
-        var info = Info(config: ModelConfig(arch: modelType == "bitnet" ? .b158 : .fp, vocabSize: try int("vocab_size"), dim: dim,
-                                            nLayers: try int("num_hidden_layers"), nHeads: heads,
-                                            nKVHeads: try int("num_key_value_heads", heads), ffnDim: try int("intermediate_size"),
-                                            maxSeqLen: min(try int("max_position_embeddings", 2048), 1 << 16), ffn: ffn,
-                                            subNorm: modelType == "bitnet", normEps: try num(json["rms_norm_eps"], "rms_norm_eps", 1e-6),
+        let theta = try num(rope?.ropeTheta ?? json.ropeTheta, "rope_theta", modelType == "bitnet" ? 500000 : 10000)
+        let tied = json.tieWordEmbeddings ?? (modelType == "llama")
+        var info = Info(config: ModelConfig(arch: modelType == "bitnet" ? .b158 : .fp, vocabSize: try int(json.vocabSize, "vocab_size"), dim: dim,
+                                            nLayers: try int(json.numHiddenLayers, "num_hidden_layers"), nHeads: heads,
+                                            nKVHeads: try int(json.numKeyValueHeads, "num_key_value_heads", heads),
+                                            ffnDim: try int(json.intermediateSize, "intermediate_size"),
+                                            maxSeqLen: min(try int(json.maxPositionEmbeddings, "max_position_embeddings", 2048), 1 << 16), ffn: ffn,
+                                            subNorm: modelType == "bitnet", normEps: try num(json.rmsNormEps, "rms_norm_eps", 1e-6),
                                             ropeTheta: theta, tieEmbeddings: tied))
-        if let q = json["quantization_config"] as? [String: Any] {
-            guard modelType == "bitnet", q["quant_method"] as? String == "bitnet" else {
+        if let q = json.quantizationConfig {
+            guard modelType == "bitnet", q.quantMethod == "bitnet" else {
                 throw bad("quantization_config", "only quant_method bitnet on model_type bitnet is supported")
             }
-            info.linearClass = q["linear_class"] as? String ?? "bitlinear"
+            info.linearClass = q.linearClass ?? "bitlinear"
             guard ["bitlinear", "autobitlinear"].contains(info.linearClass) else { throw bad("quantization_config.linear_class", "'\(info.linearClass)' is not bitlinear or autobitlinear") }
-            let mode = q["quantization_mode"] as? String ?? "offline"
+            let mode = q.quantizationMode ?? "offline"
             guard mode == "offline" || mode == "online" else { throw bad("quantization_config.quantization_mode", "'\(mode)'") }
             info.online = mode == "online" && info.linearClass == "autobitlinear"
-            if q["use_rms_norm"] as? Bool == true {
+            if q.useRMSNorm == true {
                 throw bad("quantization_config.use_rms_norm", "an extra RMSNorm inside every linear is not supported")
             }
         }
-        info.bos = (json["bos_token_id"] as? NSNumber)?.intValue
-        info.eos = (json["eos_token_id"] as? NSNumber)?.intValue ?? (json["eos_token_id"] as? [NSNumber])?.first?.intValue
+        info.bos = json.bosTokenID
+        info.eos = json.eosTokenID
         do { try info.config.validate() } catch { throw bad("shapes", "\(error)") }
         return info
+    }
+
+    /// `model.safetensors.index.json`: which shard holds each tensor.
+    private struct ShardIndex: Decodable {
+        var weightMap: [String: String]
+        enum CodingKeys: String, CodingKey { case weightMap = "weight_map" }
     }
 
     /// Opens the safetensors file(s) of a checkpoint: tensor name → file.
@@ -110,8 +121,7 @@ package enum HFModel {
             let f = try Safetensors.read(path: dir + "/model.safetensors")
             return f.entries.keys.reduce(into: [:]) { $0[$1] = f }
         }
-        guard let j = try? JSONSerialization.jsonObject(with: FileIO.read(index)) as? [String: Any],
-              let map = j["weight_map"] as? [String: String] else {
+        guard let map = try? JSONDecoder().decode(ShardIndex.self, from: FileIO.read(index)).weightMap else {
             throw BitNetError.invalidFormat(file: index, field: "weight_map", problem: "missing or not an object of strings")
         }
         var files: [String: Safetensors.File] = [:], byName: [String: Safetensors.File] = [:]
@@ -293,25 +303,27 @@ package enum HFModel {
                 tensors.append((name, s.shape, .raw(floatDType, encode(v))))
             }
         }
-        var config: [String: Any] = [
-            "architectures": [c.arch.isQuantized ? "BitNetForCausalLM" : "LlamaForCausalLM"],
-            "model_type": c.arch.isQuantized ? "bitnet" : "llama",
-            "vocab_size": c.vocabSize, "hidden_size": c.dim, "intermediate_size": c.ffnDim, "num_hidden_layers": c.nLayers,
-            "num_attention_heads": c.nHeads, "num_key_value_heads": c.nKVHeads, "hidden_act": c.ffn == .relu2 ? "relu2" : "silu",
-            "max_position_embeddings": c.maxSeqLen, "rms_norm_eps": c.normEps, "rope_theta": c.ropeTheta,
-            "rope_parameters": ["rope_type": "default", "rope_theta": c.ropeTheta] as [String: Any],
-            "tie_word_embeddings": c.tieEmbeddings, "torch_dtype": bf16 ? "bfloat16" : "float32",
-            "attention_bias": false, "head_dim": c.headDim,
-        ]
+        var config = HFConfig()
+        config.architectures = [c.arch.isQuantized ? "BitNetForCausalLM" : "LlamaForCausalLM"]
+        config.modelType = c.arch.isQuantized ? "bitnet" : "llama"
+        config.vocabSize = .int(c.vocabSize); config.hiddenSize = .int(c.dim); config.intermediateSize = .int(c.ffnDim)
+        config.numHiddenLayers = .int(c.nLayers); config.numAttentionHeads = .int(c.nHeads); config.numKeyValueHeads = .int(c.nKVHeads)
+        config.hiddenAct = c.ffn == .relu2 ? "relu2" : "silu"
+        config.maxPositionEmbeddings = .int(c.maxSeqLen); config.rmsNormEps = .float(c.normEps); config.ropeTheta = .float(c.ropeTheta)
+        config.ropeParameters = HFConfig.RopeParameters(ropeType: "default", ropeTheta: .float(c.ropeTheta))
+        config.tieWordEmbeddings = c.tieEmbeddings; config.torchDtype = bf16 ? "bfloat16" : "float32"
+        config.attentionBias = false; config.headDim = .int(c.headDim)
         if c.arch.isQuantized {
-            config["quantization_config"] = storage == .packed
-                ? ["quant_method": "bitnet", "linear_class": "bitlinear", "quantization_mode": "offline"]
-                : ["quant_method": "bitnet", "linear_class": "autobitlinear", "quantization_mode": "online"]
+            config.quantizationConfig = storage == .packed
+                ? HFConfig.QuantizationConfig(quantMethod: "bitnet", linearClass: "bitlinear", quantizationMode: "offline")
+                : HFConfig.QuantizationConfig(quantMethod: "bitnet", linearClass: "autobitlinear", quantizationMode: "online")
         }
-        if let b = tokenizer?.bosID { config["bos_token_id"] = b }
-        if let e = tokenizer?.eosID { config["eos_token_id"] = e }
+        config.bosTokenID = tokenizer?.bosID
+        config.eosTokenID = tokenizer?.eosID
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        let cj = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys, .prettyPrinted])
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
+        let cj = try encoder.encode(config)
         try FileIO.writeAtomically(cj, to: dir.appendingPathComponent("config.json"))
         try FileIO.writeAtomically(Safetensors.serialize(tensors, metadata: ["format": "pt"]), to: dir.appendingPathComponent("model.safetensors"))
         if let b = tokenizer as? ByteLevelBPE {

@@ -8,6 +8,7 @@ import BitNetCore
 package struct SentencePieceBPE: Tokenizer {
     package let pieces: [String]
     package let scores: [Float]
+    /// llama.cpp token types as the file stores them (`GGUFTokenType` raw values), one per piece.
     package let types: [Int]
     package let bosID: Int?
     package let eosID: Int?
@@ -27,7 +28,10 @@ package struct SentencePieceBPE: Tokenizer {
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { data.append(contentsOf: $0) } }
         let bytes = pieces.enumerated().map { (i, p) -> [UInt8] in
             // Control and unused pieces (<s>, </s>, <unk>, <pad>) never match text.
-            types[i] == 3 || types[i] == 5 || types[i] == 2 ? [] : Array(p.replacingOccurrences(of: "\u{2581}", with: " ").utf8)
+            switch GGUFTokenType(types[i]) {
+            case .control?, .unused?, .unknown?: return []
+            default: return Array(p.replacingOccurrences(of: "\u{2581}", with: " ").utf8)
+            }
         }
         u32(UInt32(bytes.map(\.count).max() ?? 0))
         for (b, s) in zip(bytes, scores) { u32(s.bitPattern); u32(UInt32(b.count)); data.append(contentsOf: b) }

@@ -211,7 +211,7 @@ package enum InferenceBenchmark {
     /// W2, then the head) on fixed activations with no other work in between, over `tokens` passes after one
     /// warm-up. What the rest of a step (norms, attention, the gaps between calls) adds shows against it. With
     /// `interleavedWith`, that work (returning its own seconds; a decode step) runs before every pass, so both share
-    /// each moment of a host whose speed drifts (timed apart, they differ by up to 20 % here). Nil when the linears do
+    /// each moment of a host whose speed drifts (timed apart, the drift would land in their difference). Nil when the linears do
     /// not run on the integer kernels (the fp twin, grouped activations).
     package static func gemvChain(model: InferenceModel, tokens: Int = 8, interleavedWith work: (() -> Double)? = nil) -> GemvChain? {
         let c = model.config

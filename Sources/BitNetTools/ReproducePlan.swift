@@ -88,8 +88,8 @@ package struct ReproducePlan: Codable, Sendable, Equatable {
         plan.probeSecondsPerStep = s.sizes.map { secondsPerStep(plan.config($0, arch: .b158, vocabSize: s.vocab), s.batch, s.context) }
         // fp steps are a little cheaper (no quantization); count them as b1.58 to stay on the safe side.
         let perStepAll = plan.probeSecondsPerStep.reduce(0, +) * 3 + plan.probeSecondsPerStep[plan.ablationSize]
-        // Real runs measured about 1.9x the probe (held-out evaluations, checkpoints, a machine shared with other work),
-        // and training gets about 70 % of the budget; evaluation (about 10 % in measured runs) and the report take the rest.
+        // A real run takes about twice the probed time (held-out evaluations, checkpoints, a machine shared with other
+        // work), and training gets 70 % of the budget; evaluation and the report take the rest.
         let trainSeconds = budgetMinutes * 60 * 0.7 / 2.0
         plan.steps = max(40, min(20_000, Int(trainSeconds / max(perStepAll, 1e-6))))
         plan.warmup = max(plan.steps / 10, 1)
