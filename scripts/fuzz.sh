@@ -15,7 +15,7 @@ mkdir -p $OUT/src
 for f in Sources/BitNetFormats/{GGUF,GGMLQuants,Safetensors}.swift Sources/BitNetCore/Util/{Errors,FileIO,MappedFile}.swift; do
   grep -v '^import BitNet' "$f" > "$OUT/src/$(basename "$f")"
 done
-swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BitNetFuzz $OUT/src/*.swift fuzz/FuzzParsers.swift -o $OUT/fuzz-parsers
+swiftc -O -sanitize=fuzzer,address -parse-as-library -package-name bitnet_fuzz -module-name BitNetFuzz $OUT/src/*.swift fuzz/FuzzParsers.swift -o $OUT/fuzz-parsers
 # Seeds: a GGUF (prefix byte 0) and a safetensors file (prefix byte 1).
 for f in Tests/BitNetTests/Fixtures/formats/vocab/*.gguf Tests/BitNetTests/Fixtures/formats/codecs.gguf; do
   { printf '\x00'; head -c 4096 "$f"; } > "$OUT/corpus/$(basename "$f")"

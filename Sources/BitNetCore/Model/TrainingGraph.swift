@@ -231,9 +231,3 @@ package final class TrainingGraph: @unchecked Sendable {
         Embedding.backward(dtable: grad + layout.embedding, dout: dx.ptr, tokens: tokens, dim: d)
     }
 }
-
-/// y += x over `count` floats.
-@inline(__always)
-package func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int) {
-    for i in 0..<count { y[i] += x[i] }
-}

@@ -46,3 +46,9 @@ func simdDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> 
     while i < n { s += a[i] * b[i]; i += 1 }
     return s
 }
+
+/// y += x over `count` floats.
+@inline(__always)
+package func addInPlace(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ count: Int) {
+    for i in 0..<count { y[i] += x[i] }
+}
