@@ -35,8 +35,8 @@ package final class InferenceModel: @unchecked Sendable {
     }
     let rope: Rope
     /// Token embedding [vocab, dim] and output head [vocab, dim]: one shared matrix when tied (stored once).
-    internal(set) var embedding: DenseMatrix
-    internal(set) var head: DenseMatrix
+    var embedding: DenseMatrix
+    var head: DenseMatrix
     /// Every RMSNorm weight, concatenated; `finalNorm` is the offset of the last one.
     let norms: FloatBuffer
     let finalNorm: Int
