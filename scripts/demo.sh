@@ -5,8 +5,16 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-if [ "$#" -gt 0 ]; then corpus=("$@"); else corpus=("$(scripts/get_corpus.sh)"); fi
+# Your own files train in a folder of their own, named after the first file and a checksum of them all, so a re-run
+# on the same text resumes (or reports the finished run) and other text never meets another text's checkpoint.
+if [ "$#" -gt 0 ]; then
+  corpus=("$@")
+  name="$(basename "${corpus[0]}")"; name="${name%.*}"
+  out="runs/demo-${name//[^A-Za-z0-9_-]/_}-$(cat "${corpus[@]}" | cksum | cut -d' ' -f1)"
+else
+  corpus=("$(scripts/get_corpus.sh)"); out=runs/demo
+fi
 swift build -c release --product bitnet >&2
-.build/release/bitnet compare --data "${corpus[@]}" --out runs/demo \
+.build/release/bitnet compare --data "${corpus[@]}" --out "$out" \
   --size small --vocab-size 2048 --context 128 --batch 16 --steps ${BITNET_DEMO_STEPS:-400} --warmup 40 \
   --eval-every 100 --checkpoint-every 100 --prompt "${BITNET_DEMO_PROMPT:-ROMEO.}" --seed 1234

@@ -36,14 +36,19 @@ package struct TwinComparison {
     package func run(tokenizer: ByteLevelBPE, data: TokenDataset, outDir: URL, resume: Bool = true) throws -> [Row] {
         var rows: [Row] = []
         var logs: [(String, [LogRow])] = []
-        for arch in archs {
+        // Every variant's folder is checked before any trains: another run's checkpoint stops the comparison at once.
+        let trainers = try archs.map { arch in
             var cfg = baseConfig
             cfg.arch = arch
             if arch == .b1 { cfg.actScopeTrain = .perTensor }
-            let opts = options[arch] ?? TrainOptions.defaults(for: arch)
-            let dir = outDir.appendingPathComponent(arch.rawValue)
-            let trainer = try Trainer(config: cfg, options: opts, tokenizer: tokenizer, data: data, outDir: dir)
+            let trainer = try Trainer(config: cfg, options: options[arch] ?? TrainOptions.defaults(for: arch), tokenizer: tokenizer,
+                                      data: data, outDir: outDir.appendingPathComponent(arch.rawValue))
             trainer.label = arch.rawValue
+            try trainer.checkResumable(resume: resume)
+            return trainer
+        }
+        for trainer in trainers {
+            let arch = trainer.config.arch, cfg = trainer.config, opts = trainer.options, dir = trainer.outDir
             printError("== training \(arch.rawValue): \(cfg.parameterCount) parameters, \(opts.steps) steps of \(opts.batchSize)x\(opts.seqLen) tokens")
             let result = try trainer.run(resume: resume)
             logs.append((arch.rawValue, result.log))

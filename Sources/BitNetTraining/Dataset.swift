@@ -16,6 +16,14 @@ package struct TokenDataset: Sendable {
         self.train = train; self.val = val; self.trainBytes = trainBytes; self.valBytes = valBytes
     }
 
+    /// FNV-1a over both token sequences: equal for the same corpus, split and tokenizer, and for nothing else in
+    /// practice. A checkpoint records it so that a run resumes only on the data it was trained on.
+    package var fingerprint: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for part in [train, [-1], val] { for t in part { h = (h ^ UInt64(UInt32(bitPattern: t))) &* 0x100_0000_01b3 } }
+        return String(h, radix: 16)
+    }
+
     /// Splits the text at `1 − valFraction` of its bytes (on a character boundary) and returns (train, held-out).
     package static func split(_ text: String, valFraction: Double) -> (train: String, val: String) {
         let utf8 = Array(text.utf8)

@@ -69,12 +69,14 @@ extension TrainingPipeline {
                                     verbose: verbose)
         cfg.vocabSize = tok.vocabSize
         try cfg.validate()
-        do { try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true) }
-        catch { throw BitNetError.unreadable(outDir.path, "cannot create the output directory: \(error.localizedDescription)") }
-        try tok.save(to: outDir.appendingPathComponent("tokenizer.json"))
         let trainer = try Trainer(config: cfg, options: options, tokenizer: tok, data: ds, outDir: outDir)
         trainer.label = cfg.arch.rawValue
         trainer.showProgress = verbose
+        // Refuse another run's checkpoint before anything in outDir changes (its tokenizer.json included).
+        try trainer.checkResumable(resume: resume)
+        do { try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true) }
+        catch { throw BitNetError.unreadable(outDir.path, "cannot create the output directory: \(error.localizedDescription)") }
+        try tok.save(to: outDir.appendingPathComponent("tokenizer.json"))
         if verbose {
             printError("model: \(cfg.arch.rawValue), \(cfg.parameterCount) parameters (dim \(cfg.dim), \(cfg.nLayers) layers, "
                        + "\(cfg.nHeads) heads, ffn \(cfg.ffnDim) \(cfg.ffn.rawValue))")

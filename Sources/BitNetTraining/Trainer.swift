@@ -60,7 +60,10 @@ public struct TrainResult: Sendable {
     public let log: [LogRow]
     public let finalValLoss: Double
     public let tokensPerSecond: Double
+    /// Training time over every session of the run (evaluations and checkpoints included).
     public let seconds: Double
+    /// Steps this call trained: 0 when the folder already held the finished run (its files left as they were).
+    public let trainedSteps: Int
 }
 
 /// Trains a model from scratch (Sec. 2.2) with checkpoints that resume exactly where they stopped.
@@ -100,9 +103,20 @@ package final class Trainer {
         let weights: ModelWeights
         let adam: AdamW
         var log: [LogRow] = []
-        var startStep = 0
+        var startStep = 0, earlierSeconds = 0.0
+        let tokensPerStep = options.batchSize * options.seqLen
+        let lastStep = min(options.steps, options.stopAfter ?? options.steps)
         if resume, FileManager.default.fileExists(atPath: checkpointURL.path) {
-            (weights, adam, startStep, log) = try loadCheckpoint()
+            (weights, adam, startStep, log, earlierSeconds) = try loadCheckpoint()
+            if startStep >= lastStep {
+                // Nothing to train: report the stored run as it ended, and leave its files as they are.
+                if showProgress {
+                    printError("\(label.isEmpty ? "" : label + ": ")\(checkpointURL.path) is already at step \(startStep)"
+                               + (startStep > lastStep ? " (past --stop-after \(lastStep))" : "") + "; reporting the stored run")
+                }
+                return Self.result(config: config, log: log, steps: startStep, tokensPerStep: tokensPerStep, seconds: earlierSeconds,
+                                   trained: 0)
+            }
             if showProgress { printError("resuming \(label) from step \(startStep) (\(checkpointURL.path))") }
         } else {
             weights = ModelWeights(config: config, seed: options.seed)
@@ -110,9 +124,8 @@ package final class Trainer {
         }
         let graph = TrainingGraph(weights: weights, batch: options.batchSize, seqLen: options.seqLen)
         let grads = FloatBuffer(weights.layout.totalCount)
-        let tokensPerStep = options.batchSize * options.seqLen
-        let lastStep = min(options.steps, options.stopAfter ?? options.steps)
         var progress = ProgressLine(total: lastStep - startStep, unit: "steps")
+        var savedSeconds = earlierSeconds
         let t0 = Clock.now()
         var lastValLoss: Float? = log.last(where: { $0.valLoss != nil })?.valLoss
         var step = startStep
@@ -144,24 +157,35 @@ package final class Trainer {
                 progress.update(done: step - startStep, rateItems: tps, rateUnit: "tok", extra: (label.isEmpty ? "" : label + " ") + extra)
             }
             if (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) || step == lastStep {
-                try saveCheckpoint(weights: weights, adam: adam, step: step, log: log)
+                savedSeconds = earlierSeconds + Clock.now() - t0
+                try saveCheckpoint(weights: weights, adam: adam, step: step, log: log, seconds: savedSeconds)
             }
         }
-        let seconds = Clock.now() - t0
+        // The figures the checkpoint stores, so a re-run of the finished run reports the same. A checkpoint written
+        // before training time was recorded has no earlier time: then the rate is this session's.
+        let steps = startStep > 0 && earlierSeconds == 0 ? lastStep - startStep : lastStep
+        return Self.result(config: config, log: log, steps: steps, tokensPerStep: tokensPerStep, seconds: savedSeconds,
+                           trained: lastStep - startStep)
+    }
+
+    /// A run's figures over all its sessions: `steps` steps in `seconds` of training, `trained` of them in this call.
+    static func result(config: ModelConfig, log: [LogRow], steps: Int, tokensPerStep: Int, seconds: Double, trained: Int) -> TrainResult {
         let finalVal = log.last(where: { $0.valLoss != nil })?.valLoss.map(Double.init) ?? .nan
         return TrainResult(config: config, log: log, finalValLoss: finalVal,
-                           tokensPerSecond: Double((lastStep - startStep) * tokensPerStep) / max(seconds, 1e-9), seconds: seconds)
+                           tokensPerSecond: seconds > 0 ? Double(steps * tokensPerStep) / seconds : 0, seconds: seconds,
+                           trainedSteps: trained)
     }
 
     // MARK: checkpoints
 
     /// Writes model.safetensors, checkpoint.safetensors, log.csv and loss.svg, each atomically.
-    func saveCheckpoint(weights: ModelWeights, adam: AdamW, step: Int, log: [LogRow]) throws {
+    func saveCheckpoint(weights: ModelWeights, adam: AdamW, step: Int, log: [LogRow], seconds: Double) throws {
         try ModelFile.save(weights, tokenizer: tokenizer, to: modelURL)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var meta = ["format": "bitnet-swift-checkpoint", "bitnet.config": config.jsonString(), "step": "\(step)",
-                    "adam.step": "\(adam.step)",
+                    "adam.step": "\(adam.step)", "data.fingerprint": data.fingerprint,
+                    "data.tokens": "\(data.train.count),\(data.val.count)", "train.seconds": "\(seconds)",
                     "options": String(decoding: try enc.encode(options), as: UTF8.self),
                     "log": String(decoding: try enc.encode(log), as: UTF8.self)]
         if let tokenizer { meta["bitnet.tokenizer"] = String(decoding: try tokenizer.jsonData(), as: UTF8.self) }
@@ -178,24 +202,55 @@ package final class Trainer {
                                    to: outDir.appendingPathComponent("loss.svg"))
     }
 
-    /// Restores weights, optimizer state, step and log; refuses a checkpoint of another shape or recipe.
-    func loadCheckpoint() throws -> (ModelWeights, AdamW, Int, [LogRow]) {
+    /// Throws when `outDir` holds a checkpoint this run must not resume (and `resume` is on): one of another model,
+    /// recipe, corpus or tokenizer. The error says what differs. Call it before writing anything into `outDir`.
+    package func checkResumable(resume: Bool = true) throws {
+        guard resume, FileManager.default.fileExists(atPath: checkpointURL.path) else { return }
+        try checkMatches(try Safetensors.read(path: checkpointURL.path))
+    }
+
+    /// The checkpoint's record of what it was trained on against this run's.
+    func checkMatches(_ st: Safetensors.File) throws {
         let path = checkpointURL.path
-        let st = try Safetensors.read(path: path)
         guard let cfgJSON = st.metadata["bitnet.config"] else {
             throw BitNetError.invalidFormat(file: path, field: "bitnet.config", problem: "missing")
         }
         let cfg = try ModelConfig.fromJSON(cfgJSON, source: path)
-        guard cfg == config else {
-            throw BitNetError.invalidArgument("\(path) holds a different model config; use another --out or --no-resume")
-        }
+        var differences = Self.differences(cfg, config).map { "model \($0)" }
         if let o = st.metadata["options"], let saved = try? JSONDecoder().decode(TrainOptions.self, from: Data(o.utf8)) {
             var a = saved, b = options
             a.stopAfter = nil; b.stopAfter = nil
-            guard a == b else {
-                throw BitNetError.invalidArgument("\(path) was trained with other options (steps, lr, batch, seed...); use the same flags, another --out, or --no-resume")
-            }
+            differences += Self.differences(a, b)
         }
+        if let f = st.metadata["data.fingerprint"], f != data.fingerprint {
+            let was = st.metadata["data.tokens"]?.split(separator: ",").first.map { " (\($0) training tokens)" } ?? ""
+            differences.append("training data: the checkpoint was trained on other text or another tokenizer\(was); "
+                               + "this run has \(data.train.count) training tokens")
+        }
+        if let saved = st.metadata["bitnet.tokenizer"], let tokenizer, let now = try? tokenizer.jsonData(),
+           Data(saved.utf8) != now {
+            differences.append("tokenizer: the checkpoint's tokenizer differs from this run's")
+        }
+        guard differences.isEmpty else {
+            throw BitNetError.invalidArgument("\(outDir.path) holds a checkpoint of another run (\(differences.joined(separator: "; "))); "
+                                              + "nothing was changed there: pass --no-resume to train from scratch into it, or another --out")
+        }
+    }
+
+    /// "field: was → now" for each stored property that differs between two values of one type.
+    static func differences<T>(_ was: T, _ now: T) -> [String] {
+        zip(Mirror(reflecting: was).children, Mirror(reflecting: now).children).compactMap { a, b in
+            let (x, y) = ("\(a.value)", "\(b.value)")
+            return x == y ? nil : "\(a.label ?? "?"): \(x) in the checkpoint, \(y) now"
+        }
+    }
+
+    /// Restores weights, optimizer state, step, log and training time; refuses a checkpoint of another run.
+    func loadCheckpoint() throws -> (ModelWeights, AdamW, Int, [LogRow], Double) {
+        let path = checkpointURL.path
+        let st = try Safetensors.read(path: path)
+        try checkMatches(st)
+        let cfg = config
         guard let stepS = st.metadata["step"], let step = Int(stepS), let aStep = st.metadata["adam.step"].flatMap({ Int($0) }) else {
             throw BitNetError.invalidFormat(file: path, field: "step", problem: "missing or not an integer")
         }
@@ -211,7 +266,8 @@ package final class Trainer {
         v.withUnsafeBufferPointer { adam.v.ptr.update(from: $0.baseAddress!, count: n) }
         adam.step = aStep
         let log = (st.metadata["log"].flatMap { try? JSONDecoder().decode([LogRow].self, from: Data($0.utf8)) }) ?? []
-        return (w, adam, step, log.filter { $0.step <= step })
+        let seconds = st.metadata["train.seconds"].flatMap(Double.init) ?? 0
+        return (w, adam, step, log.filter { $0.step <= step }, seconds)
     }
 
     /// SVG of training (thin) and held-out (dots) loss against tokens for one or more runs.

@@ -27,7 +27,8 @@ struct Train: ParsableCommand {
                                                tokenizerPath: tokenizer, valFraction: valFraction, resume: !noResume)
             printError(String(format: "done: held-out loss %.4f (perplexity %.2f), %.0f tokens/s, %@", r.finalValLoss, exp(r.finalValLoss),
                               r.tokensPerSecond, ProgressLine.format(r.seconds)))
-            printError("wrote \(outURL.path)/{model.safetensors,checkpoint.safetensors,tokenizer.json,log.csv,loss.svg}")
+            printError(r.trainedSteps == 0 ? "nothing to train; \(outURL.path) is left as it was"
+                       : "wrote \(outURL.path)/{model.safetensors,checkpoint.safetensors,tokenizer.json,log.csv,loss.svg}")
         }
     }
 }

@@ -39,11 +39,46 @@ package enum FileIO {
         catch { throw BitNetError.unreadable(path, "\(error.localizedDescription)") }
     }
 
-    /// Reads a text corpus as UTF-8 (invalid sequences replaced), failing on a missing or empty file.
+    /// Reads a text file as UTF-8, failing on a missing or empty file and on one that is not text: invalid UTF-8
+    /// or NUL bytes (a model, an archive, an image) would otherwise train or score on replacement characters.
     package static func readText(_ path: String) throws -> String {
         let data = try read(path)
         if data.isEmpty { throw BitNetError.emptyCorpus(path) }
+        if let problem = notText(data) { throw BitNetError.invalidFormat(file: path, field: "text", problem: problem) }
         return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Why `data` is not UTF-8 text (nil when it is): the count of invalid sequences and where the first one starts,
+    /// or the first NUL byte.
+    package static func notText(_ data: Data) -> String? {
+        var invalid = 0, firstInvalid: Int?
+        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            let bytes = raw.bindMemory(to: UInt8.self)
+            var i = 0
+            while i < bytes.count {
+                let b = bytes[i]
+                if b < 0x80 { i += 1; continue }
+                // The length a lead byte announces, and the range its first continuation byte must fall in.
+                let (n, lo, hi): (Int, UInt8, UInt8) = switch b {
+                case 0xC2...0xDF: (2, 0x80, 0xBF)
+                case 0xE0: (3, 0xA0, 0xBF)
+                case 0xE1...0xEC, 0xEE...0xEF: (3, 0x80, 0xBF)
+                case 0xED: (3, 0x80, 0x9F)
+                case 0xF0: (4, 0x90, 0xBF)
+                case 0xF1...0xF3: (4, 0x80, 0xBF)
+                case 0xF4: (4, 0x80, 0x8F)
+                default: (0, 0, 0)
+                }
+                var ok = n > 0 && i + n <= bytes.count && (lo...hi).contains(bytes[i + 1])
+                if ok { for k in 2..<max(n, 2) where !(0x80...0xBF).contains(bytes[i + k]) { ok = false } }
+                if ok { i += n } else { invalid += 1; firstInvalid = firstInvalid ?? i; i += 1 }
+            }
+        }
+        if invalid > 0 {
+            return "not UTF-8 text: \(invalid) invalid byte sequence\(invalid == 1 ? "" : "s"), the first at byte \(firstInvalid!)"
+        }
+        if let nul = data.firstIndex(of: 0) { return "not text: a NUL byte at byte \(nul - data.startIndex)" }
+        return nil
     }
 }
 

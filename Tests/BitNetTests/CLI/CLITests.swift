@@ -8,22 +8,23 @@ import XCTest
 @testable import BitNetTools
 import BitNetKernels
 
-/// The `bitnet` executable on bad input: a named error on standard error and a non-zero exit, never a crash.
-final class CLITests: XCTestCase {
-    var binary: URL!
+/// Runs the built `bitnet` executable (debug or release) and checks how it ends.
+struct BitNetExecutable {
+    let url: URL
 
-    override func setUpWithError() throws {
+    /// The executable next to the tests, or a skip when it is not built.
+    init() throws {
         let candidates = [Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent(),
                           TestPaths.repoRoot.appendingPathComponent(".build/debug"), TestPaths.repoRoot.appendingPathComponent(".build/release")]
         guard let dir = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.appendingPathComponent("bitnet").path) }) else {
             throw XCTSkip("bitnet executable not built")
         }
-        binary = dir.appendingPathComponent("bitnet")
+        url = dir.appendingPathComponent("bitnet")
     }
 
     func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
-        p.executableURL = binary
+        p.executableURL = url
         p.arguments = args
         let out = Pipe(), err = Pipe()
         p.standardOutput = out; p.standardError = err
@@ -38,6 +39,19 @@ final class CLITests: XCTestCase {
         let r = try run(args)
         XCTAssertNotEqual(r.status, 0, "\(args) must fail", file: file, line: line)
         XCTAssertTrue(r.stderr.lowercased().contains(mentions.lowercased()), "stderr for \(args) should mention '\(mentions)': \(r.stderr)", file: file, line: line)
+    }
+}
+
+/// The `bitnet` executable on bad input: a named error on standard error and a non-zero exit, never a crash.
+final class CLITests: XCTestCase {
+    var cli: BitNetExecutable!
+
+    override func setUpWithError() throws { cli = try BitNetExecutable() }
+
+    func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) { try cli.run(args) }
+
+    func expectFailure(_ args: [String], mentions: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        try cli.expectFailure(args, mentions: mentions, file: file, line: line)
     }
 
     func testBadInputsGiveNamedErrors() throws {
@@ -216,5 +230,97 @@ final class CLITests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("| piqa | 2 |"), r.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: json.path))
+    }
+}
+
+/// Training runs that must not give wrong results with exit code 0 (issue: resume, finished runs, binary corpora).
+final class TrainingRunCLITests: XCTestCase {
+    var cli: BitNetExecutable!
+
+    override func setUpWithError() throws { cli = try BitNetExecutable() }
+
+    /// A small text of `lines` numbered lines in one of two vocabularies, so two corpora really differ.
+    func corpus(_ dir: URL, _ name: String, words: [String], lines: Int = 400) throws -> String {
+        var text = ""
+        for i in 0..<lines { text += "\(words[i % words.count]) \(words[(i * 7 + 3) % words.count]) line \(i) of \(name).\n" }
+        let url = dir.appendingPathComponent(name)
+        try Data(text.utf8).write(to: url)
+        return url.path
+    }
+
+    func train(_ data: String, _ out: URL, _ extra: [String] = []) throws -> (status: Int32, stdout: String, stderr: String) {
+        try cli.run(["train", "--data", data, "--out", out.path, "--size", "tiny", "--vocab-size", "300", "--context", "16",
+                     "--batch", "2", "--steps", "6", "--warmup", "1", "--eval-every", "3", "--checkpoint-every", "3"] + extra)
+    }
+
+    /// A folder trained on text A refuses to resume on text B: the error names the data, offers --no-resume and
+    /// another --out, and nothing in the folder changes (tokenizer.json included); --no-resume trains on B.
+    func testResumeRefusesAnotherCorpus() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try corpus(dir, "a.txt", words: ["Romeo", "Juliet", "Verona", "night", "balcony"])
+        let b = try corpus(dir, "b.txt", words: ["electron", "proton", "neutron", "quark", "gluon"])
+        let out = dir.appendingPathComponent("run")
+        XCTAssertEqual(try train(a, out).status, 0)
+        let files = ["tokenizer.json", "model.safetensors", "checkpoint.safetensors", "log.csv"]
+        let before = try files.map { try Data(contentsOf: out.appendingPathComponent($0)) }
+        let r = try train(b, out)
+        XCTAssertNotEqual(r.status, 0, r.stderr)
+        for fragment in ["training data", "--no-resume", "--out", "tokenizer"] { XCTAssertTrue(r.stderr.contains(fragment), r.stderr) }
+        XCTAssertEqual(try files.map { try Data(contentsOf: out.appendingPathComponent($0)) }, before, "a refused run changes nothing")
+        // Another recipe is named field by field.
+        let lr = try train(a, out, ["--lr", "0.01"])
+        XCTAssertNotEqual(lr.status, 0)
+        XCTAssertTrue(lr.stderr.contains("lr: 0.003 in the checkpoint, 0.01 now"), lr.stderr)
+        XCTAssertEqual(try train(b, out, ["--no-resume"]).status, 0)
+        XCTAssertNotEqual(try Data(contentsOf: out.appendingPathComponent("tokenizer.json")), before[0])
+    }
+
+    /// Re-running a finished run reports its stored figures (positive tokens/s and time) and rewrites nothing;
+    /// --stop-after below the checkpoint's step does the same instead of reporting a negative rate.
+    func testFinishedRunReportsItsStoredFigures() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try corpus(dir, "a.txt", words: ["Romeo", "Juliet", "Verona", "night", "balcony"])
+        let out = dir.appendingPathComponent("run")
+        let first = try train(a, out)
+        XCTAssertEqual(first.status, 0, first.stderr)
+        let log = try Data(contentsOf: out.appendingPathComponent("log.csv"))
+        let model = try Data(contentsOf: out.appendingPathComponent("model.safetensors"))
+        func figures(_ stderr: String) throws -> (loss: String, rate: Double) {
+            let line = try XCTUnwrap(stderr.split(separator: "\n").first { $0.hasPrefix("done: ") }, stderr)
+            let parts = line.split(separator: " ")
+            let rate = try XCTUnwrap(parts.firstIndex(of: "tokens/s,").map { Double(parts[$0 - 1]) } ?? nil, String(line))
+            return (String(parts[3]), rate)
+        }
+        let (loss, _) = try figures(first.stderr)
+        for extra in [[], ["--stop-after", "3"]] {
+            let again = try train(a, out, extra)
+            XCTAssertEqual(again.status, 0, again.stderr)
+            XCTAssertTrue(again.stderr.contains("already at step 6"), again.stderr)
+            let (l, rate) = try figures(again.stderr)
+            XCTAssertEqual(l, loss)
+            XCTAssertGreaterThan(rate, 0, again.stderr)
+            XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("log.csv")), log)
+            XCTAssertEqual(try Data(contentsOf: out.appendingPathComponent("model.safetensors")), model)
+        }
+    }
+
+    /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
+    func testBinaryCorpusIsRefused() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let gguf = TestPaths.fixtures.appendingPathComponent("formats/model-tq2_0.gguf").path
+        try cli.expectFailure(["train", "--data", gguf, "--out", dir.appendingPathComponent("g").path], mentions: "not UTF-8 text")
+        let nul = dir.appendingPathComponent("nul.txt")
+        try Data("some text\u{0}more text".utf8).write(to: nul)
+        try cli.expectFailure(["train", "--data", nul.path, "--out", dir.appendingPathComponent("n").path], mentions: "NUL byte")
+        XCTAssertEqual(FileIO.notText(Data("héllo — ✓ 𝄞".utf8)), nil)
+        XCTAssertEqual(FileIO.notText(Data([0x61, 0xC3, 0x28, 0x62])), "not UTF-8 text: 1 invalid byte sequence, the first at byte 1")
+        XCTAssertEqual(FileIO.notText(Data([0xED, 0xA0, 0x80])), "not UTF-8 text: 3 invalid byte sequences, the first at byte 0")   // a surrogate
+        XCTAssertEqual(FileIO.notText(Data([0xF0, 0x9F, 0x98])), "not UTF-8 text: 3 invalid byte sequences, the first at byte 0")   // cut short
+        // Scoring text goes through the same check.
+        let model = try TestPaths.sharedFile("stories260K/stories260K.bin"), tok = try TestPaths.sharedFile("stories260K/tok512.bin")
+        try cli.expectFailure(["eval", "perplexity", "--model", model, "--tokenizer", tok, "--data", gguf], mentions: "not UTF-8 text")
     }
 }
