@@ -53,9 +53,12 @@ package struct TwinComparison {
             let result = try trainer.run(resume: resume)
             logs.append((arch.rawValue, result.log))
             let loaded = try ModelFile.load(path: dir.path)
-            // Held-out loss over every held-out token (inference-time quantization, per token).
-            let graph = TrainingGraph(weights: loaded.weights, batch: opts.batchSize, seqLen: opts.seqLen)
-            let ev = evaluateLoss(graph: graph, tokens: data.val, showProgress: true)
+            // Held-out loss over every held-out token (inference-time quantization, per token): the trainer's final
+            // evaluation, or one here for a run that stopped before its last step.
+            let ev: (loss: Double, count: Int)
+            if result.finalValTokens > 0 { ev = (result.finalValLoss, result.finalValTokens) }
+            else { ev = evaluateLoss(graph: TrainingGraph(weights: loaded.weights, batch: opts.batchSize, seqLen: opts.seqLen),
+                                     tokens: data.val, showProgress: true) }
             let model = InferenceModel(weights: loaded.weights)
             var sample = ""
             var gen = GenerationOptions()
@@ -70,7 +73,9 @@ package struct TwinComparison {
                             checkpointBytes: ckptBytes, inferenceBytes: model.inferenceBytes,
                             tokensPerSecond: result.tokensPerSecond, seconds: result.seconds, sample: samplePrompt + sample))
         }
-        try FileIO.writeAtomically(Trainer.lossPlot(runs: logs.map { (name: $0.0, log: $0.1) }), to: outDir.appendingPathComponent("loss.svg"))
+        try FileIO.writeAtomically(Trainer.lossPlot(runs: logs.map { (name: $0.0, log: $0.1) },
+                                                     heldOut: Trainer.heldOutCurveLabel(trainers[0].options)),
+                                   to: outDir.appendingPathComponent("loss.svg"))
         try FileIO.writeAtomically(Self.report(rows), to: outDir.appendingPathComponent("report.md"))
         return rows
     }

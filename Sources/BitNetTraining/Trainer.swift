@@ -20,7 +20,8 @@ public struct TrainOptions: Codable, Sendable, Equatable {
     public var seed: UInt64 = 1234
     /// Evaluate on held-out text every N steps (0: only at the end).
     public var evalEvery = 100
-    /// Held-out windows per evaluation during training (the final evaluation uses all).
+    /// Held-out windows of every point of the held-out curve: the first N windows of `seqLen` tokens, the same at
+    /// every point (the final held-out loss, reported apart, uses the whole held-out text).
     public var evalWindows = 32
     /// Write a checkpoint every N steps (0: only at the end).
     public var checkpointEvery = 200
@@ -58,7 +59,10 @@ public struct LogRow: Codable, Sendable, Equatable {
 public struct TrainResult: Sendable {
     public let config: ModelConfig
     public let log: [LogRow]
+    /// Held-out loss over the whole held-out text once the run is finished (before that, the curve's last point).
     public let finalValLoss: Double
+    /// Held-out tokens `finalValLoss` averages over.
+    public let finalValTokens: Int
     public let tokensPerSecond: Double
     /// Training time over every session of the run (evaluations and checkpoints included).
     public let seconds: Double
@@ -107,7 +111,8 @@ package final class Trainer {
         let tokensPerStep = options.batchSize * options.seqLen
         let lastStep = min(options.steps, options.stopAfter ?? options.steps)
         if resume, FileManager.default.fileExists(atPath: checkpointURL.path) {
-            (weights, adam, startStep, log, earlierSeconds) = try loadCheckpoint()
+            let stored: (loss: Double, tokens: Int)?
+            (weights, adam, startStep, log, earlierSeconds, stored) = try loadCheckpoint()
             if startStep >= lastStep {
                 // Nothing to train: report the stored run as it ended, and leave its files as they are.
                 if showProgress {
@@ -115,7 +120,7 @@ package final class Trainer {
                                + (startStep > lastStep ? " (past --stop-after \(lastStep))" : "") + "; reporting the stored run")
                 }
                 return Self.result(config: config, log: log, steps: startStep, tokensPerStep: tokensPerStep, seconds: earlierSeconds,
-                                   trained: 0)
+                                   trained: 0, finalHeldOut: stored)
             }
             if showProgress { printError("resuming \(label) from step \(startStep) (\(checkpointURL.path))") }
         } else {
@@ -126,6 +131,7 @@ package final class Trainer {
         let grads = FloatBuffer(weights.layout.totalCount)
         var progress = ProgressLine(total: lastStep - startStep, unit: "steps")
         var savedSeconds = earlierSeconds
+        var finalHeldOut: (loss: Double, tokens: Int)? = nil
         let t0 = Clock.now()
         var lastValLoss: Float? = log.last(where: { $0.valLoss != nil })?.valLoss
         var step = startStep
@@ -145,9 +151,13 @@ package final class Trainer {
             var row = LogRow(step: step, tokens: step * tokensPerStep, lr: lr, wd: wd, trainLoss: loss, valLoss: nil,
                              gradNorm: norm, tokensPerSecond: tps)
             if (options.evalEvery > 0 && step % options.evalEvery == 0) || step == options.steps {
-                let windows = step == options.steps ? nil : options.evalWindows
-                let v = evaluateLoss(graph: graph, tokens: data.val, maxWindows: windows)
+                let v = evaluateLoss(graph: graph, tokens: data.val, maxWindows: options.evalWindows)
                 if v.count > 0 { row.valLoss = Float(v.loss); lastValLoss = row.valLoss }
+            }
+            if step == options.steps {
+                // The run's result: the whole held-out text, once.
+                let v = evaluateLoss(graph: graph, tokens: data.val, showProgress: showProgress)
+                finalHeldOut = (v.loss, v.count)
             }
             log.append(row)
             if showProgress {
@@ -158,20 +168,21 @@ package final class Trainer {
             }
             if (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) || step == lastStep {
                 savedSeconds = earlierSeconds + Clock.now() - t0
-                try saveCheckpoint(weights: weights, adam: adam, step: step, log: log, seconds: savedSeconds)
+                try saveCheckpoint(weights: weights, adam: adam, step: step, log: log, seconds: savedSeconds, finalHeldOut: finalHeldOut)
             }
         }
         // The figures the checkpoint stores, so a re-run of the finished run reports the same. A checkpoint written
         // before training time was recorded has no earlier time: then the rate is this session's.
         let steps = startStep > 0 && earlierSeconds == 0 ? lastStep - startStep : lastStep
         return Self.result(config: config, log: log, steps: steps, tokensPerStep: tokensPerStep, seconds: savedSeconds,
-                           trained: lastStep - startStep)
+                           trained: lastStep - startStep, finalHeldOut: finalHeldOut)
     }
 
     /// A run's figures over all its sessions: `steps` steps in `seconds` of training, `trained` of them in this call.
-    static func result(config: ModelConfig, log: [LogRow], steps: Int, tokensPerStep: Int, seconds: Double, trained: Int) -> TrainResult {
-        let finalVal = log.last(where: { $0.valLoss != nil })?.valLoss.map(Double.init) ?? .nan
-        return TrainResult(config: config, log: log, finalValLoss: finalVal,
+    static func result(config: ModelConfig, log: [LogRow], steps: Int, tokensPerStep: Int, seconds: Double, trained: Int,
+                       finalHeldOut: (loss: Double, tokens: Int)?) -> TrainResult {
+        let finalVal = finalHeldOut?.loss ?? log.last(where: { $0.valLoss != nil })?.valLoss.map(Double.init) ?? .nan
+        return TrainResult(config: config, log: log, finalValLoss: finalVal, finalValTokens: finalHeldOut?.tokens ?? 0,
                            tokensPerSecond: seconds > 0 ? Double(steps * tokensPerStep) / seconds : 0, seconds: seconds,
                            trainedSteps: trained)
     }
@@ -179,7 +190,8 @@ package final class Trainer {
     // MARK: checkpoints
 
     /// Writes model.safetensors, checkpoint.safetensors, log.csv and loss.svg, each atomically.
-    func saveCheckpoint(weights: ModelWeights, adam: AdamW, step: Int, log: [LogRow], seconds: Double) throws {
+    func saveCheckpoint(weights: ModelWeights, adam: AdamW, step: Int, log: [LogRow], seconds: Double,
+                        finalHeldOut: (loss: Double, tokens: Int)?) throws {
         try ModelFile.save(weights, tokenizer: tokenizer, to: modelURL)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
@@ -189,6 +201,7 @@ package final class Trainer {
                     "options": String(decoding: try enc.encode(options), as: UTF8.self),
                     "log": String(decoding: try enc.encode(log), as: UTF8.self)]
         if let tokenizer { meta["bitnet.tokenizer"] = String(decoding: try tokenizer.jsonData(), as: UTF8.self) }
+        if let finalHeldOut { meta["final.val_loss"] = "\(finalHeldOut.loss)"; meta["final.val_tokens"] = "\(finalHeldOut.tokens)" }
         let n = weights.layout.totalCount
         let blob = Safetensors.serialize([
             (name: "params", shape: [n], payload: .f32Pointer(UnsafePointer(weights.ptr), n)),
@@ -198,7 +211,8 @@ package final class Trainer {
         try FileIO.writeAtomically(blob, to: checkpointURL)
         try FileIO.writeAtomically(([LogRow.csvHeader] + log.map(\.csv)).joined(separator: "\n") + "\n",
                                    to: outDir.appendingPathComponent("log.csv"))
-        try FileIO.writeAtomically(Self.lossPlot(runs: [(label.isEmpty ? config.arch.rawValue : label, log)]),
+        try FileIO.writeAtomically(Self.lossPlot(runs: [(label.isEmpty ? config.arch.rawValue : label, log)],
+                                                 heldOut: Self.heldOutCurveLabel(options)),
                                    to: outDir.appendingPathComponent("loss.svg"))
     }
 
@@ -246,7 +260,7 @@ package final class Trainer {
     }
 
     /// Restores weights, optimizer state, step, log and training time; refuses a checkpoint of another run.
-    func loadCheckpoint() throws -> (ModelWeights, AdamW, Int, [LogRow], Double) {
+    func loadCheckpoint() throws -> (ModelWeights, AdamW, Int, [LogRow], Double, (loss: Double, tokens: Int)?) {
         let path = checkpointURL.path
         let st = try Safetensors.read(path: path)
         try checkMatches(st)
@@ -267,11 +281,20 @@ package final class Trainer {
         adam.step = aStep
         let log = (st.metadata["log"].flatMap { try? JSONDecoder().decode([LogRow].self, from: Data($0.utf8)) }) ?? []
         let seconds = st.metadata["train.seconds"].flatMap(Double.init) ?? 0
-        return (w, adam, step, log.filter { $0.step <= step }, seconds)
+        let final = st.metadata["final.val_loss"].flatMap(Double.init).flatMap { loss in
+            st.metadata["final.val_tokens"].flatMap { Int($0) }.map { (loss: loss, tokens: $0) }
+        }
+        return (w, adam, step, log.filter { $0.step <= step }, seconds, final)
     }
 
-    /// SVG of training (thin) and held-out (dots) loss against tokens for one or more runs.
-    package static func lossPlot(runs: [(name: String, log: [LogRow])]) -> String {
+    /// What the held-out points of a curve are, for its legend.
+    package static func heldOutCurveLabel(_ o: TrainOptions) -> String {
+        "held-out, first \(o.evalWindows) windows of \(o.seqLen)"
+    }
+
+    /// SVG of training (thin) and held-out (dots) loss against tokens for one or more runs; `heldOut` names what
+    /// the held-out points measure.
+    package static func lossPlot(runs: [(name: String, log: [LogRow])], heldOut: String = "held-out") -> String {
         var series: [SVGPlot.Series] = []
         for (name, log) in runs {
             // Smooth the noisy per-step loss with a short moving average so curves can be compared by eye.
@@ -285,7 +308,7 @@ package final class Trainer {
             }
             series.append(.init(name: "\(name) train", points: pts))
             let val = log.compactMap { r in r.valLoss.map { (x: Double(r.tokens), y: Double($0)) } }
-            if !val.isEmpty { series.append(.init(name: "\(name) held-out", points: val)) }
+            if !val.isEmpty { series.append(.init(name: "\(name) \(heldOut)", points: val)) }
         }
         return SVGPlot.lineChart(title: "Loss", xLabel: "training tokens", yLabel: "cross-entropy (nats/token)", series: series)
     }

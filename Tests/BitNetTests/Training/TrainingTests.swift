@@ -46,6 +46,36 @@ final class TrainingTests: XCTestCase {
         return o
     }
 
+    /// The held-out curve is one measure at every point, the last included: the first `evalWindows` windows. The
+    /// run's result is the whole held-out text, evaluated once, stored, and reported again by a re-run.
+    func testHeldOutCurveIsOneMeasureAndTheResultTheWholeSet() throws {
+        let c = tinyConfig(.b158, vocab: 37, seq: 16)
+        let data = syntheticData(vocab: 37, count: 3000, seed: 2)
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let trainer = try Trainer(config: c, options: options(steps: 10), tokenizer: nil, data: data, outDir: dir)
+        trainer.showProgress = false
+        let r = try trainer.run(resume: false)
+        XCTAssertEqual(r.log.compactMap { $0.valLoss == nil ? nil : $0.step }, [5, 10])
+        let w = try ModelFile.load(path: dir.path).weights
+        let graph = TrainingGraph(weights: w, batch: 2, seqLen: 16)
+        let subset = evaluateLoss(graph: graph, tokens: data.val, maxWindows: 4), whole = evaluateLoss(graph: graph, tokens: data.val)
+        XCTAssertEqual(subset.count, 4 * 16)
+        XCTAssertGreaterThan(whole.count, subset.count)
+        XCTAssertEqual(r.log.last?.valLoss, Float(subset.loss), "the last curve point is the same subset as the others")
+        XCTAssertEqual(r.finalValLoss, whole.loss)
+        XCTAssertEqual(r.finalValTokens, whole.count)
+        let again = try Trainer(config: c, options: options(steps: 10), tokenizer: nil, data: data, outDir: dir)
+        again.showProgress = false
+        let stored = try again.run(resume: true)
+        XCTAssertEqual(stored.trainedSteps, 0)
+        XCTAssertEqual(stored.finalValLoss, r.finalValLoss)
+        XCTAssertEqual(stored.finalValTokens, r.finalValTokens)
+        XCTAssertEqual(stored.tokensPerSecond, r.tokensPerSecond)
+        let svg = try String(contentsOf: dir.appendingPathComponent("loss.svg"), encoding: .utf8)
+        XCTAssertTrue(svg.contains("held-out, first 4 windows of 16"), "the legend says what the held-out points are")
+    }
+
     func testSameSeedSameModelAndResumeReproducesTheRun() throws {
         let c = tinyConfig(.b158, vocab: 37, seq: 16)
         let data = syntheticData(vocab: 37, count: 3000, seed: 2)
