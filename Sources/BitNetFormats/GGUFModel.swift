@@ -211,6 +211,7 @@ package enum GGUFModel {
         if !c.arch.isQuantized && (c.subNorm || o.type.isTernary) {
             throw BitNetError.unsupported("an fp model exports as llama without sub-norms and with a float or Q type, not \(o.type.name)")
         }
+        try checkBlocks(c, o)
         var g = GGUFWriter()
         g.set("general.architecture", .string(arch))
         g.set("general.name", .string(o.name))
@@ -259,6 +260,25 @@ package enum GGUFModel {
     package static func save(_ weights: ModelWeights, tokenizer: (any Tokenizer)?, to url: URL, options: ExportOptions = ExportOptions(),
                             showProgress: Bool = false) throws {
         try serialize(weights, tokenizer: tokenizer, options: options, showProgress: showProgress).write(to: url)
+    }
+
+    /// GGUF stores each row in whole blocks of its type: the linears' rows hold `dim` weights (wq, wk, wv, wo, w1, w3)
+    /// or `ffn_dim` (w2), the embedding's `dim`. Checked before any work, naming the dimension, the multiple and the
+    /// types that would store this model.
+    static func checkBlocks(_ c: ModelConfig, _ o: ExportOptions) throws {
+        let rows = [("dim", c.dim), ("ffn_dim", c.ffnDim)]
+        func fits(_ t: GGMLType) -> Bool { rows.allSatisfy { $0.1 % t.blockSize == 0 } }
+        if let (field, n) = rows.first(where: { $0.1 % o.type.blockSize != 0 }) {
+            let usable = GGMLType.allCases.filter { fits($0) && (c.arch.isQuantized || !$0.isTernary) }
+            throw BitNetError.shapeMismatch("cannot store the linears as \(o.type.name): rows of \(field) \(n) weights are not a "
+                + "multiple of its block of \(o.type.blockSize); types that can store this model: "
+                + usable.map { $0.name.lowercased() }.joined(separator: ", ")
+                + " (or train a shape whose dim and ffn_dim are multiples of \(o.type.blockSize))")
+        }
+        guard c.dim % o.embeddingType.blockSize == 0 else {
+            throw BitNetError.shapeMismatch("cannot store the embedding as \(o.embeddingType.name): rows of dim \(c.dim) are not a "
+                + "multiple of its block of \(o.embeddingType.blockSize); use --embedding-type f16, bf16 or f32")
+        }
     }
 
     /// llama.cpp's `general.file_type` (LLAMA_FTYPE_*) for a tensor type.

@@ -28,7 +28,7 @@ func runReportingErrors(_ body: () throws -> Void) throws {
 /// Model shape flags shared by `train` and `compare`.
 struct ModelShapeOptions: ParsableArguments {
     @Option(help: "Size preset: \(ModelConfig.presetNames.joined(separator: ", ")).") var size: String = "small"
-    @Option(help: "Hidden size (overrides the preset).") var dim: Int?
+    @Option(help: "Hidden size (overrides the preset; the FFN width follows: the multiple of 256 nearest to 8/3 of it).") var dim: Int?
     @Option(help: "Number of layers.") var layers: Int?
     @Option(help: "Attention heads.") var heads: Int?
     @Option(name: .customLong("kv-heads"), help: "Key/value heads (grouped-query attention).") var kvHeads: Int?
@@ -45,7 +45,7 @@ struct ModelShapeOptions: ParsableArguments {
         guard var c = ModelConfig.preset(size, arch: arch, vocabSize: vocabSize, maxSeqLen: context) else {
             throw BitNetError.invalidArgument("unknown --size \(size); choose one of \(ModelConfig.presetNames.joined(separator: ", "))")
         }
-        if let dim { c.dim = dim; c.ffnDim = (dim * 8 / 3 + 15) / 16 * 16 }
+        if let dim { c.dim = dim; c.ffnDim = ModelPreset.ffnWidth(forDim: dim) }
         if let layers { c.nLayers = layers }
         if let heads { c.nHeads = heads; c.nKVHeads = heads }
         if let kvHeads { c.nKVHeads = kvHeads }

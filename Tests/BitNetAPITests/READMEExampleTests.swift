@@ -33,7 +33,6 @@ final class READMEExampleTests: XCTestCase {
         // Train a BitNet b1.58 model from scratch on a text file (re-running resumes from its checkpoint).
         var run = try TrainingRun(data: ["../shared/data/tinyshakespeare.txt"], output: "runs/readme-example", size: "tiny")
         run.options.steps = 60
-        run.config.ffnDim = 384   // a multiple of 128, so bitnet.cpp's I2_S can store it
         let result = try run.run()
         print("held-out loss \(result.finalValLoss)")
 

@@ -2,7 +2,7 @@
 /// BitNet b1.58 2B4T (`bench`/`serve --preset 2b4t`), and the paper's models that `bitnet energy` prices.
 package struct ModelPreset: Sendable {
     package enum Family: Sendable, Equatable {
-        /// Sizes to train here; head_dim 64 where the width allows, FFN 8/3 of the width.
+        /// Sizes to train here; head_dim 64 where the width allows, FFN about 8/3 of the width in multiples of 256.
         case training
         /// A released model's shapes.
         case released
@@ -22,6 +22,13 @@ package struct ModelPreset: Sendable {
         shape(arch, vocabSize, maxSeqLen)
     }
 
+    /// The FFN width of a training shape of width `dim`: the multiple of 256 nearest to SwiGLU's 8/3·dim (at least
+    /// 256), so that rows of the down projection are whole blocks of every GGUF type (TQ2_0, TQ1_0 and Q6_K store
+    /// 256-weight blocks, I2_S 128).
+    package static func ffnWidth(forDim dim: Int) -> Int {
+        max(256, Int((Double(dim) * 8 / 3 / 256).rounded()) * 256)
+    }
+
     package static func named(_ name: String) -> ModelPreset? { all.first { $0.name == name.lowercased() } }
 
     package static func names(_ family: Family) -> [String] { all.filter { $0.family == family }.map(\.name) }
@@ -31,8 +38,8 @@ package struct ModelPreset: Sendable {
             ModelPreset(name: name, family: .training, plainMLP: false) { arch, vocab, seq in
                 let a = arch ?? .b158
                 return ModelConfig(arch: a, vocabSize: vocab ?? 32000, dim: dim, nLayers: layers, nHeads: heads,
-                                   maxSeqLen: seq ?? 1024, actScopeTrain: a == .b1 ? .perTensor : .perToken,
-                                   unsignedAfterNonlinearity: false)
+                                   ffnDim: ffnWidth(forDim: dim), maxSeqLen: seq ?? 1024,
+                                   actScopeTrain: a == .b1 ? .perTensor : .perToken, unsignedAfterNonlinearity: false)
             }
         }
         func plain(_ name: String, _ d: Int, _ l: Int, _ h: Int) -> ModelPreset {

@@ -306,6 +306,44 @@ final class TrainingRunCLITests: XCTestCase {
         }
     }
 
+    /// Every training preset's FFN is a multiple of 256, so a preset model exports to I2_S; a type whose block does not
+    /// divide a row names the dimension, the multiple and the types that would store the model.
+    func testPresetsExportAndBadTypesNameTheDimension() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        for name in ModelConfig.presetNames {
+            let c = try XCTUnwrap(ModelConfig.preset(name, arch: .b158, vocabSize: 64, maxSeqLen: 64))
+            XCTAssertEqual(c.ffnDim % 256, 0, name)
+            for type in GGMLType.allCases {
+                var o = GGUFModel.ExportOptions()
+                o.type = type
+                let fits = c.dim % type.blockSize == 0
+                if fits { XCTAssertNoThrow(try GGUFModel.checkBlocks(c, o), "\(name) \(type.name)") }
+                else { XCTAssertThrowsError(try GGUFModel.checkBlocks(c, o), "\(name) \(type.name)") }
+            }
+        }
+        let a = try corpus(dir, "a.txt", words: ["Romeo", "Juliet", "Verona", "night", "balcony"])
+        let out = dir.appendingPathComponent("run")
+        XCTAssertEqual(try train(a, out).status, 0)
+        let i2s = try cli.run(["convert", "--from", out.path, "--to", "gguf", "--type", "i2_s", "--out", dir.appendingPathComponent("m.gguf").path])
+        XCTAssertEqual(i2s.status, 0, i2s.stderr)
+        XCTAssertEqual(try cli.run(["generate", "--model", dir.appendingPathComponent("m.gguf").path, "--prompt", "Romeo",
+                                    "--max-tokens", "4", "--temperature", "0"]).status, 0)
+        let r = try cli.run(["convert", "--from", out.path, "--to", "gguf", "--type", "tq2_0", "--out", dir.appendingPathComponent("t.gguf").path])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("rows of dim 128 weights are not a multiple of its block of 256"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("types that can store this model: f32, f16, q4_0, q8_0, bf16, i2_s"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("t.gguf").path))
+        // A shape of the old presets (FFN 688) names ffn_dim, and I2_S is not among the types that fit.
+        var old = try XCTUnwrap(ModelConfig.preset("small", arch: .b158, vocabSize: 64, maxSeqLen: 64))
+        old.ffnDim = 688
+        var o = GGUFModel.ExportOptions()
+        o.type = .i2_s
+        XCTAssertThrowsError(try GGUFModel.checkBlocks(old, o)) {
+            XCTAssertTrue("\($0)".contains("rows of ffn_dim 688 weights are not a multiple of its block of 128; types that can store this model: f32, f16, bf16"), "\($0)")
+        }
+    }
+
     /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
     func testBinaryCorpusIsRefused() throws {
         let dir = TestPaths.tempDir()
