@@ -9,7 +9,7 @@ struct ChatCommand: ParsableCommand {
         commandName: "chat",
         abstract: "Chat with an instruction-tuned model (LLaMA 3 or BitNet b1.58 2B4T prompt format), one line per turn.")
 
-    @Option(help: "Model: GGUF file, Hugging Face directory or bitnet-swift checkpoint (with a byte-level BPE tokenizer).") var model: String
+    @Option(name: [.long, .customShort("m")], help: "Model: GGUF file, Hugging Face directory or bitnet-swift checkpoint (with a byte-level BPE tokenizer).") var model: String
     @Option(help: "Tokenizer file when the model has none inside (tokenizer.json).") var tokenizer: String?
     @Option(help: "Prompt format: auto (from the model's chat template), llama3 or bitnet.") var template: String = "auto"
     @Option(help: "System message.") var system: String?
@@ -51,13 +51,26 @@ struct ChatCommand: ParsableCommand {
     }
 }
 
-/// Sampling flags shared by `generate` and `chat`.
+/// Sampling flags shared by `generate` and `chat`; llama.cpp's spellings (`-n`, `--temp`) work too, and a negative
+/// number after a flag is its value (so it reaches the range checks), not another flag.
 struct SamplingOptions: ParsableArguments {
-    @Option(name: .customLong("max-tokens"), help: "Tokens to generate.") var maxTokens: Int = 256
-    @Option(help: "Sampling temperature; 0 is greedy.") var temperature: Float = 0.8
-    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
-    @Option(name: .customLong("top-p"), help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
-    @Option(help: "Sampling seed.") var seed: UInt64 = 42
+    @Option(name: [.customLong("max-tokens"), .customShort("n")], parsing: .unconditional, help: "Tokens to generate.")
+    var maxTokens: Int = 256
+    @Option(name: [.long, .customLong("temp")], parsing: .unconditional, help: "Sampling temperature; 0 is greedy.")
+    var temperature: Float = 0.8
+    @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
+    @Option(name: .customLong("top-p"), parsing: .unconditional, help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
+    @Option(parsing: .unconditional, help: "Sampling seed.") var seed: UInt64 = 42
+
+    /// Checked before anything runs or prints.
+    func validate() throws {
+        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1, got \(maxTokens)") }
+        guard temperature >= 0, temperature.isFinite else {
+            throw ValidationError("--temperature must be 0 (greedy) or more, got \(temperature)")
+        }
+        guard topK >= 0 else { throw ValidationError("--top-k must be 0 (off) or more, got \(topK)") }
+        guard topP > 0, topP <= 1 else { throw ValidationError("--top-p must be in (0, 1], got \(topP)") }
+    }
 
     /// The flags as library options.
     func generationOptions() -> GenerationOptions {

@@ -7,9 +7,9 @@ import BitNetTools
 struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Generate text from a model (streams to standard output).")
 
-    @Option(help: "Model: a training output directory, a .safetensors, .gguf or llama2.c .bin file, or a Hugging Face directory.") var model: String
+    @Option(name: [.long, .customShort("m")], help: "Model: a training output directory, a .safetensors, .gguf or llama2.c .bin file, or a Hugging Face directory.") var model: String
     @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json).") var tokenizer: String?
-    @Option(help: "Prompt text (empty: start from BOS).") var prompt: String = ""
+    @Option(name: [.long, .customShort("p")], help: "Prompt text (empty: start from BOS).") var prompt: String = ""
     @OptionGroup var sampling: SamplingOptions
     @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
     @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32); default f32, or f16 read in place from a GGUF F16 embedding.")

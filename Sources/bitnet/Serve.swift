@@ -7,17 +7,17 @@ import BitNetKernels
 
 /// The model flags of `serve` and `bench serve`: a model file, or a random-weight model of a preset shape.
 struct ServedModelOptions: ParsableArguments {
-    @Option(help: "Model: a training output directory, a .safetensors file or a llama2.c .bin.") var model: String?
+    @Option(name: [.long, .customShort("m")], help: "Model: a training output directory, a .safetensors, .gguf or llama2.c .bin file, or a Hugging Face directory.") var model: String?
     @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json); with --preset it sets the vocabulary.")
     var tokenizer: String?
     @Option(help: "Instead of --model: a random ternary model of this shape (2b4t, \(ModelConfig.presetNames.joined(separator: ", "))) for load tests; needs --tokenizer.")
     var preset: String?
     @Option(name: .customLong("vocab-size"), help: "With --preset and a llama2.c tokenizer.bin: its vocabulary size (tok512.bin: 512).")
     var vocabSize: Int = 512
-    @Option(help: "Positions per request (prompt + completion); default: the model's context (1024 with --preset).") var ctx: Int?
+    @Option(name: [.long, .customShort("c")], help: "Positions per request (prompt + completion); default: the model's context (1024 with --preset).") var ctx: Int?
     @Option(name: .customLong("kv-cache"), help: "KV cache storage of every slot: f32, f16, q8 or q4 (answers equal `generate --kv-cache` with the same format).")
     var kvCache: String = "f32"
-    @Option(help: "Threads for the model (default: all cores; same as BITNET_THREADS).") var threads: Int?
+    @Option(name: [.long, .customShort("t")], help: "Threads for the model (default: all cores; same as BITNET_THREADS).") var threads: Int?
     @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
 
     /// The inference model (linears in --ternary-layout), its tokenizer and the name `/v1/models` lists.

@@ -344,6 +344,27 @@ final class TrainingRunCLITests: XCTestCase {
         }
     }
 
+    /// llama.cpp's spellings give the same output as the long ones; a negative number after a flag reaches its range
+    /// check, and bad sampling values stop before anything is printed to standard output.
+    func testLlamaCppFlagsAndSamplingValuesAreChecked() throws {
+        let model = try TestPaths.sharedFile("stories260K/stories260K.bin"), tok = try TestPaths.sharedFile("stories260K/tok512.bin")
+        let long = try cli.run(["generate", "--model", model, "--tokenizer", tok, "--prompt", "Once", "--max-tokens", "8", "--temperature", "0"])
+        let short = try cli.run(["generate", "-m", model, "--tokenizer", tok, "-p", "Once", "-n", "8", "--temp", "0"])
+        XCTAssertEqual(long.status, 0, long.stderr)
+        XCTAssertEqual(short.status, 0, short.stderr)
+        XCTAssertEqual(short.stdout, long.stdout)
+        XCTAssertTrue(long.stdout.hasPrefix("Once upon a time"), long.stdout)
+        for (args, message) in [(["--temperature", "-1"], "--temperature must be 0 (greedy) or more, got -1"),
+                                (["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"),
+                                (["--top-p", "-0.5"], "--top-p must be in (0, 1], got -0.5"),
+                                (["--top-k", "-3"], "--top-k must be 0 (off) or more, got -3")] {
+            let r = try cli.run(["generate", "-m", model, "--tokenizer", tok, "-p", "Once"] + args)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
+            XCTAssertEqual(r.stdout, "", "\(args): nothing on standard output")
+        }
+    }
+
     /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
     func testBinaryCorpusIsRefused() throws {
         let dir = TestPaths.tempDir()
