@@ -57,6 +57,10 @@ package enum ModelFile {
         if Llama2cModel.looksLikeLlama2c(path: file) {
             weights = try Llama2cModel.load(path: file)
         } else {
+            guard Safetensors.hasHeader(path: file) else {
+                throw BitNetError.invalidFormat(file: file, field: "format", problem: "not a model: no GGUF magic, no safetensors "
+                                                + "header, not a llama2.c checkpoint (.bin), not a Hugging Face folder")
+            }
             let st = try Safetensors.read(path: file)
             guard let cfg = st.metadata["bitnet.config"] else {
                 throw BitNetError.invalidFormat(file: file, field: "__metadata__", problem: "no bitnet.config: not a bitnet-swift model file")

@@ -71,6 +71,16 @@ package enum Safetensors {
     static let dtypeSizes: [String: Int] = ["F32": 4, "F16": 2, "BF16": 2, "I32": 4, "I64": 8, "U8": 1, "I8": 1, "F64": 8, "I16": 2, "U16": 2, "BOOL": 1]
 
     /// Parses and validates a safetensors file: header size, JSON, dtypes, shapes and offsets against the file size.
+    /// Whether the file starts as safetensors does: an 8-byte little-endian header length that fits the file, then
+    /// `{` (the JSON header). Tells a model file from any other file before it is parsed.
+    package static func hasHeader(path: String) -> Bool {
+        guard let h = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? h.close() }
+        guard let head = try? h.read(upToCount: 9), head.count == 9, let size = try? h.seekToEnd() else { return false }
+        let length = head.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+        return length <= size - 8 && head[head.startIndex + 8] == UInt8(ascii: "{")
+    }
+
     package static func read(path: String) throws -> File {
         let data = try FileIO.read(path)
         func bad(_ field: String, _ problem: String) -> BitNetError { .invalidFormat(file: path, field: field, problem: problem) }

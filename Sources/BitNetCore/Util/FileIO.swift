@@ -34,7 +34,9 @@ package enum FileIO {
 
     /// Reads a whole file, with a named error when it is missing or unreadable.
     package static func read(_ path: String) throws -> Data {
-        guard FileManager.default.fileExists(atPath: path) else { throw BitNetError.fileNotFound(path) }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else { throw BitNetError.fileNotFound(path) }
+        if isDirectory.boolValue { throw BitNetError.unreadable(path, "it is a directory, not a file") }
         do { return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped) }
         catch { throw BitNetError.unreadable(path, "\(error.localizedDescription)") }
     }

@@ -365,6 +365,18 @@ final class TrainingRunCLITests: XCTestCase {
         }
     }
 
+    /// A directory where a file belongs and a text file where a model belongs each get a one-line message saying so.
+    func testWrongKindsOfPathAreNamed() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let text = dir.appendingPathComponent("notes.txt")
+        try Data("just some notes, not a model".utf8).write(to: text)
+        try cli.expectFailure(["generate", "-m", text.path, "-p", "hi"],
+                              mentions: "not a model: no GGUF magic, no safetensors header, not a llama2.c checkpoint")
+        try cli.expectFailure(["train", "--data", dir.path, "--out", dir.appendingPathComponent("o").path],
+                              mentions: "\(dir.path): it is a directory, not a file")
+    }
+
     /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
     func testBinaryCorpusIsRefused() throws {
         let dir = TestPaths.tempDir()
