@@ -62,7 +62,11 @@ package final class OpenAIServer: Sendable {
             gracefulShutdownSignals: signals, logger: logger))
         self.group.withLock { $0 = group }
         defer { scheduler.shutdown() }
-        try await group.run()
+        do { try await group.run() }
+        catch let e as IOError where e.errnoCode == EADDRINUSE {
+            throw BitNetError.invalidArgument("port \(configuration.port) on \(configuration.host) is in use (another server?); "
+                                              + "pick another --port, or 0 for any free one")
+        }
     }
 
     /// Starts the same graceful shutdown as SIGTERM.

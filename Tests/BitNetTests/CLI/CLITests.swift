@@ -375,6 +375,19 @@ final class TrainingRunCLITests: XCTestCase {
                               mentions: "not a model: no GGUF magic, no safetensors header, not a llama2.c checkpoint")
         try cli.expectFailure(["train", "--data", dir.path, "--out", dir.appendingPathComponent("o").path],
                               mentions: "\(dir.path): it is a directory, not a file")
+        // A port that is taken: a listener of our own holds it.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET); addr.sin_port = 0; addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) == 0 && listen(fd, 1) == 0 && getsockname(fd, $0, &len) == 0 }
+        }
+        XCTAssertTrue(bound)
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        let model = try TestPaths.sharedFile("stories260K/stories260K.bin"), tok = try TestPaths.sharedFile("stories260K/tok512.bin")
+        try cli.expectFailure(["serve", "-m", model, "--tokenizer", tok, "--port", "\(port)"], mentions: "port \(port) on 127.0.0.1 is in use")
     }
 
     /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
