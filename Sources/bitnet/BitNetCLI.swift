@@ -11,6 +11,34 @@ struct BitNetCLI: ParsableCommand {
         abstract: "Train, evaluate and run 1-bit (b1) and 1.58-bit (b1.58) BitNet LLMs on the CPU.",
         subcommands: [Train.self, Compare.self, Generate.self, Eval.self, Logits.self, Bench.self, Energy.self, Convert.self,
                       ChatCommand.self, Reproduce.self, Serve.self])
+
+    /// A misspelt subcommand gets the nearest name (flags already get ArgumentParser's suggestions), then parsing
+    /// goes on as ArgumentParser does it.
+    static func main() {
+        let names = configuration.subcommands.map { $0._commandName } + ["help"]
+        if let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), !names.contains(first) {
+            let nearest = names.min { editDistance(first, $0) < editDistance(first, $1) }
+            let hint = nearest.flatMap { editDistance(first, $0) <= max(2, first.count / 3) ? "; did you mean '\($0)'?" : nil } ?? ""
+            printError("error: unknown subcommand '\(first)'\(hint) (subcommands: \(names.joined(separator: ", ")))")
+            Foundation.exit(64)
+        }
+        main(nil)
+    }
+}
+
+/// Levenshtein distance between two short strings (subcommand suggestions).
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    var row = Array(0...b.count)
+    for i in 1...max(a.count, 1) where !a.isEmpty {
+        var previous = row[0]
+        row[0] = i
+        for j in stride(from: 1, through: b.count, by: 1) {
+            let cost = a[i - 1] == b[j - 1] ? 0 : 1
+            (previous, row[j]) = (row[j], min(row[j] + 1, row[j - 1] + 1, previous + cost))
+        }
+    }
+    return a.isEmpty ? b.count : row[b.count]
 }
 
 /// Runs a command body and turns library errors into a clean message and exit code 1.

@@ -375,6 +375,9 @@ final class TrainingRunCLITests: XCTestCase {
                               mentions: "not a model: no GGUF magic, no safetensors header, not a llama2.c checkpoint")
         try cli.expectFailure(["train", "--data", dir.path, "--out", dir.appendingPathComponent("o").path],
                               mentions: "\(dir.path): it is a directory, not a file")
+        // A misspelt subcommand is named with the nearest one.
+        try cli.expectFailure(["generat", "-m", text.path], mentions: "unknown subcommand 'generat'; did you mean 'generate'?")
+        try cli.expectFailure(["frobnicate"], mentions: "unknown subcommand 'frobnicate' (subcommands: train, compare, generate")
         // A port that is taken: a listener of our own holds it.
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
