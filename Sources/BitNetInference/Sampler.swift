@@ -135,6 +135,17 @@ package struct SequenceGenerator: Sendable {
     package mutating func flush() -> String { decoder.finish() }
 }
 
+/// Where a generation's time went, as llama.cpp reports it: the prompt in one batched pass, then token by token.
+package struct GenerationTimings: Sendable {
+    package let promptTokens: Int, promptSeconds: Double, generatedTokens: Int, generationSeconds: Double
+
+    /// "prompt 6 tokens in 0.004 s (1500.0 tok/s) | generation 100 tokens in 0.52 s (192.3 tok/s)".
+    package var summary: String {
+        func rate(_ n: Int, _ s: Double) -> String { String(format: "%d tokens in %.3f s (%.1f tok/s)", n, s, Double(n) / max(s, 1e-9)) }
+        return "prompt \(rate(promptTokens, promptSeconds)) | generation \(rate(generatedTokens, generationSeconds))"
+    }
+}
+
 /// Prompt → tokens → text, streaming each decoded piece as it is ready.
 package struct Generator {
     package let model: InferenceModel
@@ -160,16 +171,23 @@ package struct Generator {
         try generate(promptTokens: promptTokens(prompt, addBOS: options.addBOS), options: options, onText: onText)
     }
 
-    /// Generates after the given prompt token ids; `isCancelled` is asked before each token (true: stop there).
+    /// Generates after the given prompt token ids; `isCancelled` is asked before each token (true: stop there);
+    /// `report` receives the prompt and generation timings at the end.
     @discardableResult
     package func generate(promptTokens: [Int], options: GenerationOptions, isCancelled: () -> Bool = { false },
-                          onText: (String) -> Void) throws -> [Int] {
+                          report: (GenerationTimings) -> Void = { _ in }, onText: (String) -> Void) throws -> [Int] {
         let c = model.config
         var seq = try SequenceGenerator(tokenizer: tokenizer, promptTokens: promptTokens, options: options,
                                         vocabSize: c.vocabSize, contextLength: c.maxSeqLen)
         let session = try InferenceSession(model: model, kvCache: options.kvCache)
         // The prompt in one batched pass, then one token at a time.
+        let t0 = Clock.now()
         var logits = try session.prefill(tokens: promptTokens)
+        let t1 = Clock.now()
+        defer {
+            report(GenerationTimings(promptTokens: promptTokens.count, promptSeconds: t1 - t0, generatedTokens: seq.tokens.count,
+                                     generationSeconds: Clock.now() - t1))
+        }
         while seq.finishReason == nil {
             if isCancelled() { seq.finish(reason: .stop); break }
             let (piece, next) = seq.accept(logits: logits, position: session.position)

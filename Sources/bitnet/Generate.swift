@@ -25,6 +25,7 @@ struct Generate: ParsableCommand {
                 }
                 return f
             }
+            let t0 = Clock.now()
             let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer, headFormat: headFormat)
             guard let tok = loaded.tokenizer else {
                 throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE")
@@ -33,15 +34,17 @@ struct Generate: ParsableCommand {
             o.kvCache = kv
             let im = loaded.model
             try applyTernaryLayout(ternaryLayout, to: im)
-            let t0 = Clock.now()
+            let loadSeconds = Clock.now() - t0
+            let generator = Generator(model: im, tokenizer: tok)
+            let ids = try generator.promptTokens(prompt, addBOS: o.addBOS)
             let stdout = FileHandle.standardOutput
             if !prompt.isEmpty { stdout.write(Data(prompt.utf8)) }
-            let ids = try Generator(model: im, tokenizer: tok).generate(prompt: prompt, options: o) { piece in
+            var timings: GenerationTimings?
+            try generator.generate(promptTokens: ids, options: o, report: { timings = $0 }) { piece in
                 stdout.write(Data(piece.utf8))
             }
             stdout.write(Data("\n".utf8))
-            let dt = Clock.now() - t0
-            printError(String(format: "%d tokens in %.2fs (%.1f tokens/s)", ids.count, dt, Double(ids.count) / max(dt, 1e-9)))
+            printError(String(format: "load %.2f s | ", loadSeconds) + (timings?.summary ?? ""))
         }
     }
 }

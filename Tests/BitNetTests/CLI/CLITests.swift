@@ -354,6 +354,10 @@ final class TrainingRunCLITests: XCTestCase {
         XCTAssertEqual(short.status, 0, short.stderr)
         XCTAssertEqual(short.stdout, long.stdout)
         XCTAssertTrue(long.stdout.hasPrefix("Once upon a time"), long.stdout)
+        // Load, prompt and generation are timed apart, as llama.cpp does: "load S s | prompt 2 tokens in S s (R tok/s) |
+        // generation 8 tokens in S s (R tok/s)" (BOS + "Once" is the prompt).
+        let timing = try NSRegularExpression(pattern: #"load [0-9.]+ s \| prompt 2 tokens in [0-9.]+ s \([0-9.]+ tok/s\) \| generation 8 tokens in [0-9.]+ s \([0-9.]+ tok/s\)"#)
+        XCTAssertNotNil(timing.firstMatch(in: long.stderr, range: NSRange(long.stderr.startIndex..., in: long.stderr)), long.stderr)
         for (args, message) in [(["--temperature", "-1"], "--temperature must be 0 (greedy) or more, got -1"),
                                 (["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"),
                                 (["--top-p", "-0.5"], "--top-p must be in (0, 1], got -0.5"),
