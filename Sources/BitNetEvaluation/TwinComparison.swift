@@ -37,19 +37,22 @@ package struct TwinComparison {
         var rows: [Row] = []
         var logs: [(String, [LogRow])] = []
         // Every variant's folder is checked before any trains: another run's checkpoint stops the comparison at once.
-        let trainers = try archs.map { arch in
+        let trainers = try archs.enumerated().map { i, arch in
             var cfg = baseConfig
             cfg.arch = arch
             if arch == .b1 { cfg.actScopeTrain = .perTensor }
             let trainer = try Trainer(config: cfg, options: options[arch] ?? TrainOptions.defaults(for: arch), tokenizer: tokenizer,
                                       data: data, outDir: outDir.appendingPathComponent(arch.rawValue))
             trainer.label = arch.rawValue
+            trainer.progressPrefix = "model \(i + 1) of \(archs.count):"
+            trainer.runsAfter = archs.count - 1 - i
             try trainer.checkResumable(resume: resume)
             return trainer
         }
         for trainer in trainers {
             let arch = trainer.config.arch, cfg = trainer.config, opts = trainer.options, dir = trainer.outDir
-            printError("== training \(arch.rawValue): \(cfg.parameterCount) parameters, \(opts.steps) steps of \(opts.batchSize)x\(opts.seqLen) tokens")
+            printError("== model \(rows.count + 1) of \(trainers.count): training \(arch.rawValue), \(cfg.parameterCount) parameters, "
+                       + "\(opts.steps) steps of \(opts.batchSize)x\(opts.seqLen) tokens")
             let result = try trainer.run(resume: resume)
             logs.append((arch.rawValue, result.log))
             let loaded = try ModelFile.load(path: dir.path)

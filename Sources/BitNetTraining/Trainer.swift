@@ -83,6 +83,11 @@ package final class Trainer {
     package var showProgress = true
     /// Name shown on the progress line.
     package var label = ""
+    /// Runs of about this one's cost that follow it in the same command (`compare`): the progress line then also
+    /// shows the time left for all of them.
+    package var runsAfter = 0
+    /// Shown first in the progress line's text (`compare`: "model 1 of 2:").
+    package var progressPrefix = ""
 
     package init(config: ModelConfig, options: TrainOptions, tokenizer: ByteLevelBPE?, data: TokenDataset, outDir: URL) throws {
         try config.validate()
@@ -131,6 +136,10 @@ package final class Trainer {
         let grads = FloatBuffer(weights.layout.totalCount)
         var progress = ProgressLine(total: lastStep - startStep, unit: "steps")
         var savedSeconds = earlierSeconds
+        // The final evaluation reads every held-out window; until a curve point is timed, a window is taken to cost a
+        // third of a training step's time per sequence (forward only).
+        let heldOutWindows = (data.val.count - 1 + options.seqLen - 1) / options.seqLen
+        var secondsPerWindow: Double? = nil
         var finalHeldOut: (loss: Double, tokens: Int)? = nil
         let t0 = Clock.now()
         var lastValLoss: Float? = log.last(where: { $0.valLoss != nil })?.valLoss
@@ -151,8 +160,10 @@ package final class Trainer {
             var row = LogRow(step: step, tokens: step * tokensPerStep, lr: lr, wd: wd, trainLoss: loss, valLoss: nil,
                              gradNorm: norm, tokensPerSecond: tps)
             if (options.evalEvery > 0 && step % options.evalEvery == 0) || step == options.steps {
+                let e0 = Clock.now()
                 let v = evaluateLoss(graph: graph, tokens: data.val, maxWindows: options.evalWindows)
                 if v.count > 0 { row.valLoss = Float(v.loss); lastValLoss = row.valLoss }
+                secondsPerWindow = (Clock.now() - e0) / Double(max(1, min(options.evalWindows, heldOutWindows)))
             }
             if step == options.steps {
                 // The run's result: the whole held-out text, once.
@@ -164,7 +175,14 @@ package final class Trainer {
                 var extra = String(format: "loss %.4f", loss)
                 if let v = lastValLoss { extra += String(format: " | val %.4f", v) }
                 extra += String(format: " | lr %.2e", lr)
-                progress.update(done: step - startStep, rateItems: tps, rateUnit: "tok", extra: (label.isEmpty ? "" : label + " ") + extra)
+                let perWindow = secondsPerWindow ?? elapsed / Double(step - startStep) / Double(options.batchSize) / 3
+                let finalEval = lastStep == options.steps && step < lastStep ? Double(heldOutWindows) * perWindow : 0
+                if runsAfter > 0 {
+                    let left = progress.remainingSeconds(done: step - startStep, finalSeconds: finalEval)
+                    extra += " | all \(runsAfter + 1) runs: ETA \(ProgressLine.format(left + Double(runsAfter) * (elapsed + left)))"
+                }
+                progress.update(done: step - startStep, rateItems: tps, rateUnit: "tok", extra: ([progressPrefix, label].filter { !$0.isEmpty } + [extra]).joined(separator: " "),
+                                finalSeconds: finalEval)
             }
             if (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) || step == lastStep {
                 savedSeconds = earlierSeconds + Clock.now() - t0

@@ -19,15 +19,24 @@ package struct ProgressLine: Sendable {
     /// Seconds since the line was created.
     package var elapsed: Double { Clock.now() - start }
 
-    /// Redraws the line at most 4 times a second (always on the last item); `extra` is appended.
-    package mutating func update(done: Int, rateItems: Double? = nil, rateUnit: String? = nil, extra: String = "") {
+    /// Seconds left: the items still to do at the rate so far, plus `finalSeconds` of work that follows the last item
+    /// (a final evaluation, a checkpoint).
+    package func remainingSeconds(done: Int, finalSeconds: Double = 0) -> Double {
+        let rate = Double(done) / max(elapsed, 1e-9)
+        return (rate > 0 ? Double(total - done) / rate : 0) + finalSeconds
+    }
+
+    /// Redraws the line at most 4 times a second (always on the last item); `extra` is appended. The ETA counts
+    /// `finalSeconds` of work after the last item.
+    package mutating func update(done: Int, rateItems: Double? = nil, rateUnit: String? = nil, extra: String = "",
+                                 finalSeconds: Double = 0) {
         let now = Clock.now()
         let last = done >= total
         if !last && now - lastDraw < (isTTY ? 0.25 : 5.0) { return }
         lastDraw = now
         let el = now - start
         let rate = Double(done) / max(el, 1e-9)
-        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let eta = remainingSeconds(done: done, finalSeconds: last ? 0 : finalSeconds)
         var s = "\(done)/\(total) \(unit)"
         if let r = rateItems, let u = rateUnit { s += String(format: " | %.0f %@/s", r, u) }
         else { s += String(format: " | %.2f %@/s", rate, unit) }

@@ -397,6 +397,26 @@ final class TrainingRunCLITests: XCTestCase {
         try cli.expectFailure(["serve", "-m", model, "--tokenizer", tok, "--port", "\(port)"], mentions: "port \(port) on 127.0.0.1 is in use")
     }
 
+    /// `compare` says which model of how many it trains, and its progress lines carry the time left for all of them;
+    /// the ETA of a line counts the work after its last step (the final evaluation).
+    func testCompareShowsModelCountAndOverallETA() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try corpus(dir, "a.txt", words: ["Romeo", "Juliet", "Verona", "night", "balcony"], lines: 1200)
+        let r = try cli.run(["compare", "--data", a, "--out", dir.appendingPathComponent("cmp").path, "--size", "tiny", "--vocab-size", "300",
+                             "--context", "16", "--batch", "2", "--steps", "6", "--warmup", "1", "--eval-every", "3"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for fragment in ["== model 1 of 2: training bitnet-b1.58", "== model 2 of 2: training fp", "model 1 of 2: bitnet-b1.58 loss",
+                         "| all 2 runs: ETA "] {
+            XCTAssertTrue(r.stderr.contains(fragment), "\(fragment): \(r.stderr)")
+        }
+        var line = ProgressLine(total: 10, unit: "steps")
+        XCTAssertEqual(line.remainingSeconds(done: 0, finalSeconds: 7), 7)
+        line.update(done: 10)
+        XCTAssertEqual(line.remainingSeconds(done: 10, finalSeconds: 3), 3, accuracy: 1e-9)
+        XCTAssertGreaterThan(line.remainingSeconds(done: 5, finalSeconds: 3), 3)
+    }
+
     /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
     func testBinaryCorpusIsRefused() throws {
         let dir = TestPaths.tempDir()
