@@ -320,7 +320,7 @@ package enum HFModel {
         }
         config.bosTokenID = tokenizer?.bosID
         config.eosTokenID = tokenizer?.eosID
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try FileIO.createDirectory(dir)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted]
         let cj = try encoder.encode(config)

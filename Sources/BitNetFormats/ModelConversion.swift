@@ -30,7 +30,7 @@ package enum ModelConversion {
         case .bitnet:
             var dest = url
             if !out.hasSuffix(".safetensors") {
-                try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+                try FileIO.createDirectory(url)
                 dest = url.appendingPathComponent(ModelFile.fileName)
             }
             guard loaded.tokenizer == nil || loaded.tokenizer is ByteLevelBPE else {

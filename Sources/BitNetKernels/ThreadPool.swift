@@ -11,8 +11,11 @@ import Foundation
 package final class ThreadPool: @unchecked Sendable {
     /// Process-wide pool: `ProcessInfo.activeProcessorCount` threads, or `BITNET_THREADS` when set to a positive integer.
     package static let shared: ThreadPool = {
-        let count = environmentInt("BITNET_THREADS").flatMap { $0 > 0 ? $0 : nil } ?? ProcessInfo.processInfo.activeProcessorCount
-        return ThreadPool(threadCount: count)
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        if let raw = ProcessInfo.processInfo.environment["BITNET_THREADS"], environmentInt("BITNET_THREADS").map({ $0 < 1 }) ?? true {
+            FileHandle.standardError.write(Data("note: BITNET_THREADS=\(raw) is not a positive whole number; using \(cores) threads\n".utf8))
+        }
+        return ThreadPool(threadCount: environmentInt("BITNET_THREADS").flatMap { $0 > 0 ? $0 : nil } ?? cores)
     }()
 
     /// Default idle-time prefetch of new pools (see `idlePrefetchBytes`): 256 KiB (`bench --compare-prefetch` A/Bs it).

@@ -65,6 +65,10 @@ extension TrainingPipeline {
         var cfg = config
         cfg.maxSeqLen = options.seqLen
         try cfg.validate()
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: outDir.path, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw BitNetError.unwritable(outDir.path, "it is a file, not a directory")   // before the slow parts
+        }
         let (tok, ds) = try prepare(dataPaths: dataPaths, valFraction: valFraction, vocabSize: vocabSize, tokenizerPath: tokenizerPath,
                                     verbose: verbose)
         cfg.vocabSize = tok.vocabSize
@@ -74,8 +78,7 @@ extension TrainingPipeline {
         trainer.showProgress = verbose
         // Refuse another run's checkpoint before anything in outDir changes (its tokenizer.json included).
         try trainer.checkResumable(resume: resume)
-        do { try FileManager.default.createDirectory(at: outDir, withIntermediateDirectories: true) }
-        catch { throw BitNetError.unreadable(outDir.path, "cannot create the output directory: \(error.localizedDescription)") }
+        try FileIO.createDirectory(outDir)
         try tok.save(to: outDir.appendingPathComponent("tokenizer.json"))
         if verbose {
             printError("model: \(cfg.arch.rawValue), \(cfg.parameterCount) parameters (dim \(cfg.dim), \(cfg.nLayers) layers, "

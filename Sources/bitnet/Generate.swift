@@ -37,6 +37,11 @@ struct Generate: ParsableCommand {
             let loadSeconds = Clock.now() - t0
             let generator = Generator(model: im, tokenizer: tok)
             let ids = try generator.promptTokens(prompt, addBOS: o.addBOS)
+            let context = im.config.maxSeqLen
+            if ids.count + o.maxTokens > context {
+                printError("note: \(ids.count) prompt tokens + --max-tokens \(o.maxTokens) pass the model's context of \(context) "
+                           + "positions; generation stops at \(context)")
+            }
             let stdout = FileHandle.standardOutput
             if !prompt.isEmpty { stdout.write(Data(prompt.utf8)) }
             var timings: GenerationTimings?
@@ -65,6 +70,10 @@ struct Eval: ParsableCommand {
                 let loaded = try ModelFile.load(path: model, tokenizerPath: tokenizer)
                 guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE") }
                 let text = try FileIO.readText(data)
+                if let context, context > loaded.weights.config.maxSeqLen {
+                    printError("note: --context \(context) is beyond the model's \(loaded.weights.config.maxSeqLen) positions; "
+                               + "windows of \(loaded.weights.config.maxSeqLen) are used")
+                }
                 let r = try perplexity(weights: loaded.weights, tokenizer: tok, text: text, context: context, stride: stride, showProgress: true)
                 print(String(format: "tokens %d  bytes %d  nll %.4f  perplexity %.3f  bits/byte %.4f", r.tokens, r.bytes, r.meanNLL, r.perplexity, r.bitsPerByte))
             }

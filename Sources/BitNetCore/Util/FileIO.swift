@@ -6,11 +6,11 @@ package enum FileIO {
     /// Writes `data` to `url` atomically: a temporary file in the same folder, flushed, then renamed over the target.
     package static func writeAtomically(_ data: Data, to url: URL) throws {
         let dir = url.deletingLastPathComponent()
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try createDirectory(dir)
         let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
         _ = FileManager.default.createFile(atPath: tmp.path, contents: nil)
         guard let handle = try? FileHandle(forWritingTo: tmp) else {
-            throw BitNetError.unreadable(tmp.path, "cannot create temporary file")
+            throw BitNetError.unwritable(url.path, "cannot create a file in \(dir.path)")
         }
         do {
             try handle.write(contentsOf: data)
@@ -18,13 +18,24 @@ package enum FileIO {
             try handle.close()
         } catch {
             try? FileManager.default.removeItem(at: tmp)
-            throw BitNetError.unreadable(url.path, "write failed: \(error)")
+            throw BitNetError.unwritable(url.path, "\(error.localizedDescription)")
         }
         if rename(tmp.path, url.path) != 0 {
             let why = String(cString: strerror(errno))
             try? FileManager.default.removeItem(at: tmp)
-            throw BitNetError.unreadable(url.path, "rename failed: \(why)")
+            throw BitNetError.unwritable(url.path, "rename failed: \(why)")
         }
+    }
+
+    /// Creates `dir` and its parents, or says why it cannot (a file in the way, no permission).
+    package static func createDirectory(_ dir: URL) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory) {
+            if isDirectory.boolValue { return }
+            throw BitNetError.unwritable(dir.path, "it is a file, not a directory")
+        }
+        do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
+        catch { throw BitNetError.unwritable(dir.path, "cannot create the directory (\(error.localizedDescription))") }
     }
 
     /// Writes a UTF-8 string atomically.

@@ -22,10 +22,11 @@ struct BitNetExecutable {
         url = dir.appendingPathComponent("bitnet")
     }
 
-    func run(_ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func run(_ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
         p.executableURL = url
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out; p.standardError = err
         try p.run()
@@ -347,6 +348,8 @@ final class TrainingRunCLITests: XCTestCase {
     /// llama.cpp's spellings give the same output as the long ones; a negative number after a flag reaches its range
     /// check, and bad sampling values stop before anything is printed to standard output.
     func testLlamaCppFlagsAndSamplingValuesAreChecked() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
         let model = try TestPaths.sharedFile("stories260K/stories260K.bin"), tok = try TestPaths.sharedFile("stories260K/tok512.bin")
         let long = try cli.run(["generate", "--model", model, "--tokenizer", tok, "--prompt", "Once", "--max-tokens", "8", "--temperature", "0"])
         let short = try cli.run(["generate", "-m", model, "--tokenizer", tok, "-p", "Once", "-n", "8", "--temp", "0"])
@@ -358,6 +361,17 @@ final class TrainingRunCLITests: XCTestCase {
         // generation 8 tokens in S s (R tok/s)" (BOS + "Once" is the prompt).
         let timing = try NSRegularExpression(pattern: #"load [0-9.]+ s \| prompt 2 tokens in [0-9.]+ s \([0-9.]+ tok/s\) \| generation 8 tokens in [0-9.]+ s \([0-9.]+ tok/s\)"#)
         XCTAssertNotNil(timing.firstMatch(in: long.stderr, range: NSRange(long.stderr.startIndex..., in: long.stderr)), long.stderr)
+        // Clamps are said, not silent.
+        let long2 = try cli.run(["generate", "-m", model, "--tokenizer", tok, "-p", "Once", "-n", "600", "--temp", "0"])
+        XCTAssertEqual(long2.status, 0, long2.stderr)
+        XCTAssertTrue(long2.stderr.contains("note: 2 prompt tokens + --max-tokens 600 pass the model's context of 512 positions"), long2.stderr)
+        let text = dir.appendingPathComponent("t.txt")
+        try Data(String(repeating: "Once upon a time there was a dog. ", count: 40).utf8).write(to: text)
+        let ppl = try cli.run(["eval", "perplexity", "--model", model, "--tokenizer", tok, "--data", text.path, "--context", "4096"])
+        XCTAssertEqual(ppl.status, 0, ppl.stderr)
+        XCTAssertTrue(ppl.stderr.contains("note: --context 4096 is beyond the model's 512 positions"), ppl.stderr)
+        let threads = try cli.run(["generate", "-m", model, "--tokenizer", tok, "-n", "2"], environment: ["BITNET_THREADS": "abc"])
+        XCTAssertTrue(threads.stderr.contains("note: BITNET_THREADS=abc is not a positive whole number"), threads.stderr)
         for (args, message) in [(["--temperature", "-1"], "--temperature must be 0 (greedy) or more, got -1"),
                                 (["--max-tokens", "0"], "--max-tokens must be at least 1, got 0"),
                                 (["--top-p", "-0.5"], "--top-p must be in (0, 1], got -0.5"),
@@ -379,6 +393,12 @@ final class TrainingRunCLITests: XCTestCase {
                               mentions: "not a model: no GGUF magic, no safetensors header, not a llama2.c checkpoint")
         try cli.expectFailure(["train", "--data", dir.path, "--out", dir.appendingPathComponent("o").path],
                               mentions: "\(dir.path): it is a directory, not a file")
+        // Writing where one cannot says "cannot write", and a file in the place of the output folder is left alone.
+        try cli.expectFailure(["train", "--data", text.path, "--out", text.path], mentions: "cannot write \(text.path): it is a file, not a directory")
+        XCTAssertEqual(try String(contentsOf: text, encoding: .utf8), "just some notes, not a model")
+        let corpusFile = try corpus(dir, "a.txt", words: ["Romeo", "Juliet", "Verona", "night", "balcony"])
+        try cli.expectFailure(["train", "--data", corpusFile, "--out", "/proc/bitnet-out", "--size", "tiny", "--vocab-size", "300",
+                               "--context", "16", "--steps", "2"], mentions: "cannot write /proc/bitnet-out")
         // A misspelt subcommand is named with the nearest one.
         try cli.expectFailure(["generat", "-m", text.path], mentions: "unknown subcommand 'generat'; did you mean 'generate'?")
         try cli.expectFailure(["frobnicate"], mentions: "unknown subcommand 'frobnicate' (subcommands: train, compare, generate")
