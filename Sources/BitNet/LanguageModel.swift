@@ -43,14 +43,11 @@ public final class LanguageModel: @unchecked Sendable {
         }
     }
 
-    /// A conversation in the model's chat format (LLaMA 3 headers or 2B4T's `User:`/`Assistant:`), detected from the
-    /// file; needs a byte-level BPE vocabulary with `<|eot_id|>` or EOS.
+    /// A conversation in the model's chat format: LLaMA 3's headers or 2B4T's turns for their vocabularies (or the
+    /// file's chat template), plain "User:"/"Assistant:" lines for any other model.
     public func chat(system: String? = nil) throws -> ChatSession {
-        guard let bpe = tokenizer as? ByteLevelBPE else {
-            throw BitNetError.invalidArgument("\(path): chat needs a byte-level BPE tokenizer (LLaMA 3 / 2B4T vocabulary)")
-        }
-        let template = ChatTemplate.detect(try ModelFile.chatTemplate(path: path) ?? "") ?? (config.ffn == .relu2 ? .bitnet : .llama3)
-        return ChatSession(model: self, chat: try Chat(model: model, tokenizer: bpe, template: template, system: system))
+        let template = ChatTemplate.choose(jinja: try ModelFile.chatTemplate(path: path), tokenizer: tokenizer, ffn: config.ffn)
+        return ChatSession(model: self, chat: try Chat(model: model, tokenizer: tokenizer, template: template, system: system))
     }
 
     /// Runs `body` on a thread of its own, one generation at a time, and streams what it yields.

@@ -9,9 +9,9 @@ struct ChatCommand: ParsableCommand {
         commandName: "chat",
         abstract: "Chat with an instruction-tuned model (LLaMA 3 or BitNet b1.58 2B4T prompt format), one line per turn.")
 
-    @Option(name: [.long, .customShort("m")], help: "Model: GGUF file, Hugging Face directory or bitnet-swift checkpoint (with a byte-level BPE tokenizer).") var model: String
+    @Option(name: [.long, .customShort("m")], help: "Model: a training output directory, a .safetensors, .gguf or llama2.c .bin file, or a Hugging Face directory (the models `serve` takes).") var model: String
     @Option(help: "Tokenizer file when the model has none inside (tokenizer.json).") var tokenizer: String?
-    @Option(help: "Prompt format: auto (from the model's chat template), llama3 or bitnet.") var template: String = "auto"
+    @Option(help: "Prompt format: auto (the model's chat template; LLaMA 3's or 2B4T's for their vocabularies; plain 'User:'/'Assistant:' lines otherwise), llama3, bitnet or plain.") var template: String = "auto"
     @Option(help: "System message.") var system: String?
     @Option(help: "A single user message: answer it and exit instead of reading standard input.") var message: String?
     @OptionGroup var sampling: SamplingOptions
@@ -20,14 +20,14 @@ struct ChatCommand: ParsableCommand {
     func run() throws {
         try runReportingErrors {
             let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer)
-            guard let tok = loaded.tokenizer as? ByteLevelBPE else {
-                throw BitNetError.invalidArgument("\(model): chat needs a byte-level BPE tokenizer with <|eot_id|> (LLaMA 3 / 2B4T vocabulary)")
-            }
+            guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE") }
             let kind: ChatTemplate
             if template == "auto" {
-                kind = ChatTemplate.detect(try ModelFile.chatTemplate(path: model) ?? "") ?? (loaded.model.config.ffn == .relu2 ? .bitnet : .llama3)
+                kind = ChatTemplate.choose(jinja: try ModelFile.chatTemplate(path: model), tokenizer: tok, ffn: loaded.model.config.ffn)
             } else {
-                guard let k = ChatTemplate(rawValue: template) else { throw BitNetError.invalidArgument("--template must be auto, llama3 or bitnet") }
+                guard let k = ChatTemplate(rawValue: template) else {
+                    throw BitNetError.invalidArgument("--template must be auto, \(ChatTemplate.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
                 kind = k
             }
             let im = loaded.model

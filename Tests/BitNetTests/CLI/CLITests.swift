@@ -437,6 +437,21 @@ final class TrainingRunCLITests: XCTestCase {
         XCTAssertGreaterThan(line.remainingSeconds(done: 5, finalSeconds: 3), 3)
     }
 
+    /// `chat` takes the models `serve` takes: one without chat tokens (llama2.c's, or trained here) gets plain
+    /// "User:"/"Assistant:" lines; asking it for LLaMA 3's template says what that needs and what to use instead.
+    func testChatTakesModelsWithoutChatTokens() throws {
+        let model = try TestPaths.sharedFile("stories260K/stories260K.bin"), tok = try TestPaths.sharedFile("stories260K/tok512.bin")
+        let r = try cli.run(["chat", "-m", model, "--tokenizer", tok, "--message", "Tell me a story", "-n", "24", "--temp", "0"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertFalse(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        XCTAssertFalse(r.stdout.contains("User:"), r.stdout)
+        try cli.expectFailure(["chat", "-m", model, "--tokenizer", tok, "--message", "Hi", "--template", "llama3"],
+                              mentions: "use --template plain")
+        let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tok)
+        XCTAssertEqual(ChatTemplate.choose(jinja: nil, tokenizer: loaded.tokenizer!, ffn: .swiglu), .plain)
+        XCTAssertEqual(ChatTemplate.choose(jinja: "{{ '<|start_header_id|>' }}", tokenizer: loaded.tokenizer!, ffn: .swiglu), .llama3)
+    }
+
     /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
     func testBinaryCorpusIsRefused() throws {
         let dir = TestPaths.tempDir()

@@ -1,5 +1,5 @@
 import XCTest
-@testable import BitNetServer
+@testable import BitNetInference
 
 final class StopFilterTests: XCTestCase {
     /// Pushes pieces and returns what was released after each push, then the flush.

@@ -1,21 +1,18 @@
 import BitNetCore
-import BitNetTokenizers
-import BitNetFormats
-import BitNetInference
 /// Cuts generated text at the first of the request's stop strings (OpenAI `stop`), holding back any tail that
 /// could still become one so a streamed answer never shows part of a stop string.
-struct StopFilter: Sendable {
-    let stops: [[UInt8]]
+package struct StopFilter: Sendable {
+    package let stops: [[UInt8]]
     /// Everything generated so far (UTF-8) and how much of it was already handed out.
     private var text: [UInt8] = []
     private var emitted = 0
-    private(set) var matched = false
+    package private(set) var matched = false
 
-    init(stops: [String]) { self.stops = stops.map { Array($0.utf8) } }
+    package init(stops: [String]) { self.stops = stops.map { Array($0.utf8) } }
 
     /// Adds a decoded piece; returns the text now safe to send (the pieces are whole UTF-8 sequences, and so are the
     /// cut points: a match starts at a stop string's first byte, which is never a continuation byte).
-    mutating func push(_ piece: String) -> String {
+    package mutating func push(_ piece: String) -> String {
         guard !matched else { return "" }
         text.append(contentsOf: piece.utf8)
         guard !stops.isEmpty else { return take(upTo: text.count) }
@@ -37,7 +34,7 @@ struct StopFilter: Sendable {
     }
 
     /// Whatever was held back (the generation ended without completing a stop string).
-    mutating func flush() -> String { matched ? "" : take(upTo: text.count) }
+    package mutating func flush() -> String { matched ? "" : take(upTo: text.count) }
 
     private mutating func take(upTo end: Int) -> String {
         guard end > emitted else { return "" }
@@ -46,7 +43,7 @@ struct StopFilter: Sendable {
         return s
     }
 
-    static func find(_ needle: [UInt8], in hay: [UInt8], from: Int) -> Int? {
+    package static func find(_ needle: [UInt8], in hay: [UInt8], from: Int) -> Int? {
         guard needle.count <= hay.count else { return nil }
         var i = from
         while i + needle.count <= hay.count {
