@@ -69,6 +69,8 @@ package struct Chat {
     package private(set) var messages: [ChatMessage] = []
     /// Tokens that end a reply.
     package let stopIDs: Set<Int>
+    /// Messages the last `send` dropped from the start of the history to fit the context (0: none).
+    package private(set) var lastTrimmedTurns = 0
 
     /// A chat; `system` starts the history when given. LLaMA 3's and 2B4T's templates need a byte-level BPE vocabulary
     /// with their special tokens; the plain template takes any tokenizer.
@@ -103,11 +105,21 @@ package struct Chat {
     package mutating func send(_ text: String, options: GenerationOptions, isCancelled: () -> Bool = { false },
                                onText: (String) -> Void) throws -> String {
         messages.append(ChatMessage(.user, text))
-        let prompt = promptTokens()
+        var prompt = promptTokens()
         let c = model.config
+        // A history that outgrows the context loses its oldest turns (the system message stays), with room left for
+        // a reply of up to a quarter of the context.
+        let room = c.maxSeqLen - min(options.maxTokens, c.maxSeqLen / 4)
+        let first = messages.first?.role == .system ? 1 : 0
+        lastTrimmedTurns = 0
+        while prompt.count >= room, messages.count - first > 1 {
+            messages.remove(at: first)
+            lastTrimmedTurns += 1
+            prompt = promptTokens()
+        }
         guard prompt.count < c.maxSeqLen else {
             messages.removeLast()
-            throw BitNetError.invalidArgument("the conversation has \(prompt.count) tokens; the model's context is \(c.maxSeqLen)")
+            throw BitNetError.invalidArgument("the message alone takes \(prompt.count) tokens; the model's context is \(c.maxSeqLen)")
         }
         var sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
         let session = try InferenceSession(model: model, kvCache: options.kvCache)

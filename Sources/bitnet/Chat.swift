@@ -46,6 +46,10 @@ struct ChatCommand: ParsableCommand {
                 guard let line = readLine(), !line.isEmpty else { break }
                 _ = try chat.send(line, options: o) { out.write(Data($0.utf8)) }
                 out.write(Data("\n".utf8))
+                if chat.lastTrimmedTurns > 0 {
+                    printError("note: the conversation outgrew the context of \(im.config.maxSeqLen) positions; "
+                               + "its \(chat.lastTrimmedTurns) oldest message\(chat.lastTrimmedTurns == 1 ? " was" : "s were") dropped")
+                }
             }
         }
     }

@@ -67,6 +67,31 @@ final class InferenceTests: XCTestCase {
         }
     }
 
+    /// A chat whose history outgrows the context drops its oldest turns (never the system message), says how many,
+    /// and still refuses a single message longer than the context.
+    func testChatTrimsTheOldestTurnsToFitTheContext() throws {
+        let tok = try Llama2cTokenizer(contentsOf: URL(fileURLWithPath: try TestPaths.sharedFile("stories260K/tok512.bin")), vocabSize: 512)
+        var c = tinyConfig(.b158, vocab: 512, seq: 96)
+        c.tieEmbeddings = true
+        let model = try InferenceModel(synthetic: c, seed: 3)
+        var chat = try Chat(model: model, tokenizer: tok, template: .plain, system: "Be kind.")
+        var o = GenerationOptions(maxTokens: 8, temperature: 0)
+        o.stopAtEOS = false
+        let line = "Once upon a time there was a little dog who liked to play in the park."
+        var trims: [Int] = []
+        for _ in 0..<4 {
+            _ = try chat.send(line, options: o) { _ in }
+            trims.append(chat.lastTrimmedTurns)
+            XCTAssertLessThan(chat.promptTokens().count, c.maxSeqLen)
+            XCTAssertEqual(chat.messages.first, ChatMessage(.system, "Be kind."))
+        }
+        XCTAssertEqual(trims.first, 0, "the first turn fits")
+        XCTAssertGreaterThan(trims.reduce(0, +), 0, "later turns dropped old ones: \(trims)")
+        XCTAssertThrowsError(try chat.send(String(repeating: line, count: 8), options: o) { _ in }) {
+            XCTAssertTrue("\($0)".contains("the message alone takes"), "\($0)")
+        }
+    }
+
     /// A prompt processed in one batched prefill leaves the same state as token-by-token steps.
     func testPrefillEqualsStepByStep() throws {
         for (arch, groups) in [(Architecture.b158, 1), (.b1, 1), (.fp, 1), (.b158, 2)] {
