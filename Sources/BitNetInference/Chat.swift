@@ -112,14 +112,21 @@ package struct Chat {
         let room = c.maxSeqLen - min(options.maxTokens, c.maxSeqLen / 4)
         let first = messages.first?.role == .system ? 1 : 0
         lastTrimmedTurns = 0
-        while prompt.count >= room, messages.count - first > 1 {
-            messages.remove(at: first)
-            lastTrimmedTurns += 1
-            prompt = promptTokens()
-        }
-        guard prompt.count < c.maxSeqLen else {
-            messages.removeLast()
-            throw BitNetError.invalidArgument("the message alone takes \(prompt.count) tokens; the model's context is \(c.maxSeqLen)")
+        if prompt.count >= room {
+            // A message that cannot fit even alone is refused with the history left as it was.
+            let history = messages
+            messages = Array(history.prefix(first)) + [history[history.count - 1]]
+            let alone = promptTokens().count
+            messages = history
+            guard alone < c.maxSeqLen else {
+                messages.removeLast()
+                throw BitNetError.invalidArgument("the message alone takes \(alone) tokens; the model's context is \(c.maxSeqLen)")
+            }
+            while prompt.count >= room, messages.count - first > 1 {
+                messages.remove(at: first)
+                lastTrimmedTurns += 1
+                prompt = promptTokens()
+            }
         }
         var sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
         let session = try InferenceSession(model: model, kvCache: options.kvCache)

@@ -87,9 +87,11 @@ final class InferenceTests: XCTestCase {
         }
         XCTAssertEqual(trims.first, 0, "the first turn fits")
         XCTAssertGreaterThan(trims.reduce(0, +), 0, "later turns dropped old ones: \(trims)")
+        let before = chat.messages
         XCTAssertThrowsError(try chat.send(String(repeating: line, count: 8), options: o) { _ in }) {
             XCTAssertTrue("\($0)".contains("the message alone takes"), "\($0)")
         }
+        XCTAssertEqual(chat.messages, before, "a refused message leaves the history as it was")
     }
 
     /// A prompt processed in one batched prefill leaves the same state as token-by-token steps.
