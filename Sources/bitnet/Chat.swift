@@ -64,7 +64,8 @@ struct SamplingOptions: ParsableArguments {
     var temperature: Float = 0.8
     @Option(name: .customLong("top-k"), parsing: .unconditional, help: "Keep the k most likely tokens (0: all).") var topK: Int = 40
     @Option(name: .customLong("top-p"), parsing: .unconditional, help: "Nucleus sampling mass (1: off).") var topP: Float = 0.95
-    @Option(parsing: .unconditional, help: "Sampling seed.") var seed: UInt64 = 42
+    @Option(parsing: .unconditional, help: "Sampling seed (default: a random one, printed so the run can be repeated).")
+    var seed: UInt64?
 
     /// Checked before anything runs or prints.
     func validate() throws {
@@ -79,7 +80,12 @@ struct SamplingOptions: ParsableArguments {
     /// The flags as library options.
     func generationOptions() -> GenerationOptions {
         var o = GenerationOptions()
-        o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP; o.seed = seed
+        o.maxTokens = maxTokens; o.temperature = temperature; o.topK = topK; o.topP = topP
+        if let seed { o.seed = seed } else {
+            // As llama.cpp: a random seed unless one is given, said on standard error when sampling uses it.
+            o.seed = UInt64.random(in: 0...UInt64(UInt32.max))
+            if temperature > 0 { printError("seed \(o.seed) (pass --seed \(o.seed) to repeat this run)") }
+        }
         return o
     }
 }

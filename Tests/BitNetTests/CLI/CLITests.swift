@@ -361,6 +361,13 @@ final class TrainingRunCLITests: XCTestCase {
         // generation 8 tokens in S s (R tok/s)" (BOS + "Once" is the prompt).
         let timing = try NSRegularExpression(pattern: #"load [0-9.]+ s \| prompt 2 tokens in [0-9.]+ s \([0-9.]+ tok/s\) \| generation 8 tokens in [0-9.]+ s \([0-9.]+ tok/s\)"#)
         XCTAssertNotNil(timing.firstMatch(in: long.stderr, range: NSRange(long.stderr.startIndex..., in: long.stderr)), long.stderr)
+        // Without --seed a sampled run picks a random seed and prints it; passing it back repeats the text.
+        let sampled = try cli.run(["generate", "-m", model, "--tokenizer", tok, "-p", "Once", "-n", "16"])
+        let seedLine = try XCTUnwrap(sampled.stderr.split(separator: "\n").first { $0.hasPrefix("seed ") }, sampled.stderr)
+        let seed = String(seedLine.split(separator: " ")[1])
+        XCTAssertEqual(try cli.run(["generate", "-m", model, "--tokenizer", tok, "-p", "Once", "-n", "16", "--seed", seed]).stdout,
+                       sampled.stdout)
+        XCTAssertFalse(long.stderr.contains("seed "), "greedy decoding uses no seed and prints none")
         // Clamps are said, not silent.
         let long2 = try cli.run(["generate", "-m", model, "--tokenizer", tok, "-p", "Once", "-n", "600", "--temp", "0"])
         XCTAssertEqual(long2.status, 0, long2.stderr)
