@@ -318,6 +318,8 @@ struct Bench: ParsableCommand {
                         obj["median_roofline_fraction"] = repeats.median(\.roofline)
                         obj["median_prefill_tokens_per_s"] = Dictionary(uniqueKeysWithValues: promptLengths.map { n in
                             ("\(n)", repeats.median { $0.prefill[n] ?? 0 }) })
+                        let decodeStats = repeats.meanAndDeviation(\.decode)
+                        obj["decode_tokens_per_s_mean"] = decodeStats.mean; obj["decode_tokens_per_s_sd"] = decodeStats.deviation
                     }
                     if let phases {
                         obj["decode_profile"] = Dictionary(uniqueKeysWithValues: phases.map { phase, sec, bytes in
@@ -362,6 +364,7 @@ struct Bench: ParsableCommand {
                     for (i, r) in repeats.runs.enumerated() { print(line("run \(i + 1)", r.decode, r.medianStep, { r.prefill[$0] ?? 0 }, r.roofline)) }
                     print(line("median", repeats.median(\.decode), repeats.median(\.medianStep), { n in repeats.median { $0.prefill[n] ?? 0 } },
                                repeats.median(\.roofline)) + "   (each a median over the runs on its own; rows below: run \(repeats.medianRun + 1))")
+                    print(repeats.table(decodeTokens: decodeTokens, promptLengths: promptLengths))
                 }
                 row(config.arch.rawValue, a)
                 if let t = twin { row("fp (f16)", t) }
@@ -393,6 +396,14 @@ struct Bench: ParsableCommand {
                     print(String(format: "ternary / f16: decode %.2fx faster, weights %.2fx smaller", a.decodeTokensPerSecond / t.decodeTokensPerSecond,
                                  Double(t.weightBytes) / Double(a.weightBytes)))
                 }
+                print("""
+                    how to read it: decode = decoded tokens / the decode loop's wall time; median step = 1 / the median time of one \
+                    token's step (the shared host's hiccups move it less); prefill N = an N-token prompt's tokens / its time; \
+                    roofline = the weight bytes a token reads x the decode rate / the read bandwidth probed around the run, so any \
+                    slow moment of the host counts against it; step by step times each decode step between two read passes and \
+                    divides by the better one, so both sides share the moment's bandwidth: when the two rooflines differ, the \
+                    host was busy, and the step-by-step figure is the kernel's
+                    """)
             }
         }
 
@@ -559,6 +570,23 @@ struct RepeatSummary {
     func median(_ value: (Run) -> Double) -> Double {
         let v = runs.map(value).sorted()
         return v[(v.count - 1) / 2]
+    }
+
+    /// Mean and sample standard deviation over the runs of one value (deviation 0 for a single run).
+    func meanAndDeviation(_ value: (Run) -> Double) -> (mean: Double, deviation: Double) {
+        let v = runs.map(value), mean = v.reduce(0, +) / Double(v.count)
+        guard v.count > 1 else { return (mean, 0) }
+        return (mean, (v.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(v.count - 1)).squareRoot())
+    }
+
+    /// llama-bench's table: one row per test (tgN: decode N tokens, ppN: an N-token prompt), t/s as mean ± deviation.
+    func table(decodeTokens: Int, promptLengths: [Int]) -> String {
+        func row(_ test: String, _ value: (Run) -> Double) -> String {
+            let (m, d) = meanAndDeviation(value)
+            return "| \(test) | " + String(format: "%.2f ± %.2f", m, d) + " |"
+        }
+        return (["| test | t/s (mean ± sd over \(runs.count) runs) |", "|---|---:|", row("tg\(decodeTokens)", \.decode)]
+                + promptLengths.sorted().map { n in row("pp\(n)", { $0.prefill[n] ?? 0 }) }).joined(separator: "\n")
     }
 
     /// Index of the run whose decode rate is the median (the lower middle one for an even count).

@@ -91,6 +91,22 @@ final class CLITests: XCTestCase {
         // auto: the tiny preset's 128-column rows take 64 bytes in t3 against 32 in t2, so t2 on any CPU.
         XCTAssertEqual(obj["ternary_layout"] as? String, "t2")
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--ternary-layout", "t9"], mentions: "t9")
+        // Repeats end in llama-bench's table (mean ± sd per test, agreeing with the runs' JSON), and the text says how
+        // to read the figures.
+        let text = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "2", "--prompts", "8", "--repeat", "3",
+                            "--paired-steps", "0"])
+        XCTAssertEqual(text.status, 0, text.stderr)
+        for fragment in ["| test | t/s (mean ± sd over 3 runs) |", "| tg2 | ", "| pp8 | ", "how to read it: decode = ", "step by step times each decode step"] {
+            XCTAssertTrue(text.stdout.contains(fragment), "\(fragment): \(text.stdout)")
+        }
+        let json = try run(["bench", "--preset", "tiny", "--no-twin", "--decode-tokens", "2", "--prompts", "8", "--repeat", "3",
+                            "--paired-steps", "0", "--json"])
+        let o = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any], json.stdout)
+        let rates = try XCTUnwrap((o["runs"] as? [[String: Any]])?.compactMap { $0["decode_tokens_per_s"] as? Double })
+        XCTAssertEqual(rates.count, 3)
+        let mean = rates.reduce(0, +) / 3, sd = (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 2).squareRoot()
+        XCTAssertEqual(try XCTUnwrap(o["decode_tokens_per_s_mean"] as? Double), mean, accuracy: 1e-9 * mean)
+        XCTAssertEqual(try XCTUnwrap(o["decode_tokens_per_s_sd"] as? Double), sd, accuracy: 1e-9 * mean)
     }
 
     /// `bench --repeat 3 --json`: three runs, each with its decode rate and roofline; the medians are the middle
