@@ -521,12 +521,14 @@ struct Bench: ParsableCommand {
     struct ThreadsBench: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "threads",
             abstract: "Thread pool under oversubscription: ternary GEMV rounds on 1 vs N threads, quiet and with busy threads competing.")
-        @Option(help: "Pool threads (default: all cores).") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
-        @Option(help: "Busy threads started to oversubscribe the machine (default: 2 per core).") var spinners: Int = 2 * ProcessInfo.processInfo.activeProcessorCount
+        @Option(help: "Pool threads (default: all cores).") var threads: Int?
+        @Option(help: "Busy threads started to oversubscribe the machine (default: 2 per core).") var spinners: Int?
         @Option(help: "Matrix dimension of each layer.") var dim: Int = 2560
         @Option(help: "Alternations of the three pools (medians are reported).") var repeats: Int = 5
         func run() throws {
             try runReportingErrors {
+                let threads = self.threads ?? ProcessInfo.processInfo.activeProcessorCount
+                let spinners = self.spinners ?? 2 * ProcessInfo.processInfo.activeProcessorCount
                 guard threads >= 2, spinners >= 1, dim >= 32, repeats >= 1 else {
                     throw BitNetError.invalidArgument("need --threads >= 2, --spinners >= 1, --dim >= 32, --repeats >= 1")
                 }

@@ -40,9 +40,9 @@ struct Compare: ParsableCommand {
     @Option(name: .long, parsing: .upToNextOption, help: "Training text file(s), UTF-8.") var data: [String] = []
     @Option(help: "Output directory.") var out: String = "runs/compare"
     @Option(help: "Comma-separated variants to train.") var archs: String = "bitnet-b1.58,fp"
-    @Option(name: .customLong("vocab-size"), help: "Byte-level BPE vocabulary size.") var vocabSize: Int = 1024
+    @Option(name: .customLong("vocab-size"), help: "Byte-level BPE vocabulary size (the demo's).") var vocabSize: Int = 2048
     @Option(name: .customLong("val-fraction"), help: "Fraction of the text held out (from the end).") var valFraction: Double = 0.1
-    @Option(help: "Prompt of the generated samples.") var prompt: String = "ROMEO:"
+    @Option(help: "Prompt of the generated samples (the demo's).") var prompt: String = "ROMEO."
     @Flag(name: .customLong("no-resume"), help: "Start from scratch even if --out holds checkpoints.") var noResume = false
     @OptionGroup var shape: ModelShapeOptions
     @OptionGroup var optim: OptimOptions

@@ -475,6 +475,17 @@ final class TrainingRunCLITests: XCTestCase {
         XCTAssertEqual(ChatTemplate.choose(jinja: "{{ '<|start_header_id|>' }}", tokenizer: loaded.tokenizer!, ffn: .swiglu), .llama3)
     }
 
+    /// `compare`'s defaults are the demo's (its vocabulary and sample prompt), so the two commands train and sample alike.
+    func testCompareDefaultsAreTheDemos() throws {
+        let demo = try String(contentsOf: TestPaths.repoRoot.appendingPathComponent("scripts/demo.sh"), encoding: .utf8)
+        let help = try cli.run(["compare", "--help"]).stdout.replacingOccurrences(of: "\n", with: " ")
+            .replacingOccurrences(of: " +", with: " ", options: .regularExpression)
+        XCTAssertTrue(demo.contains("--vocab-size 2048"), demo)
+        XCTAssertTrue(demo.contains("BITNET_DEMO_PROMPT:-ROMEO.}"), demo)
+        XCTAssertTrue(help.contains("Byte-level BPE vocabulary size (the demo's). (default: 2048)"), help)
+        XCTAssertTrue(help.contains("Prompt of the generated samples (the demo's). (default: ROMEO.)"), help)
+    }
+
     /// Files that are not UTF-8 text are refused as corpora, naming the file and the problem.
     func testBinaryCorpusIsRefused() throws {
         let dir = TestPaths.tempDir()
