@@ -89,9 +89,10 @@ package struct CompletionRequest: Sendable {
         for key in f.keys.sorted() where !knownFields[kind]!.contains(key) {
             throw APIError.invalid("Unrecognized request argument supplied: \(key)", param: key, code: "unknown_parameter")
         }
+        // Unset sampling fields take the tool's defaults (GenerationOptions: temperature 0.8, top-k 40, top-p 0.95), so a
+        // bare request samples as `bitnet generate` and `chat` do.
         var o = GenerationOptions()
         o.maxTokens = 256
-        o.temperature = 1; o.topP = 1; o.topK = 0
         if let m = f["model"], !m.isNull { _ = try string(m, "model") }
         if let v = f["max_completion_tokens"], !v.isNull { o.maxTokens = try int(v, "max_completion_tokens", 1...maxTokensLimit) }
         if let v = f["max_tokens"], !v.isNull { o.maxTokens = try int(v, "max_tokens", 1...maxTokensLimit) }

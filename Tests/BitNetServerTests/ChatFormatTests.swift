@@ -11,4 +11,14 @@ final class ChatFormatTests: XCTestCase {
         XCTAssertEqual(chat, served)
         XCTAssertEqual(chat, "System: Be brief.\nUser: Hi\nAssistant: Hello.\nUser: A story?\nAssistant:")
     }
+
+    /// A request that leaves the sampling fields out samples with the defaults `generate` and `chat` use.
+    func testUnsetSamplingFieldsTakeTheToolsDefaults() throws {
+        let r = try CompletionRequest.parse(Data(#"{"prompt":"Once"}"#.utf8), kind: .text, maxTokensLimit: 512)
+        let d = GenerationOptions()
+        XCTAssertEqual([r.options.temperature, r.options.topP], [d.temperature, d.topP])
+        XCTAssertEqual([r.options.topK, r.options.maxTokens], [d.topK, 256])
+        XCTAssertEqual([d.temperature, d.topP], [0.8, 0.95])
+        XCTAssertEqual(d.topK, 40)
+    }
 }

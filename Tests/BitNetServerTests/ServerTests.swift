@@ -103,7 +103,8 @@ final class ServerTests: XCTestCase {
         let prompts = ["Once upon a time", "The dog", "Tom and Sue", "One day"]
         let n = 32
         let expected = try (0..<n).map { i in
-            try stories.generate(prompt: prompts[i % 4], options: options(maxTokens: 30, temperature: 0.9, topK: 0, topP: 1, seed: UInt64(100 + i)))
+            // The requests leave top_k and top_p out: the tool's defaults (40, 0.95) apply.
+            try stories.generate(prompt: prompts[i % 4], options: options(maxTokens: 30, temperature: 0.9, topK: 40, topP: 0.95, seed: UInt64(100 + i)))
         }
         let port = srv.port
         try await withThrowingTaskGroup(of: Void.self) { group in
