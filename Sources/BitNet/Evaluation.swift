@@ -30,12 +30,7 @@ public func convertModel(at path: String, to format: ModelExportFormat, output: 
     let target: ModelConversion.Target
     switch format {
     case .bitnet: target = .bitnet
-    case .gguf(let weights, let embedding):
-        var o = GGUFModel.ExportOptions()
-        guard let t = GGMLType.parse(weights) else { throw BitNetError.invalidArgument("\(weights) is not a GGUF type") }
-        guard let e = GGMLType.parse(embedding), !e.isTernary else { throw BitNetError.invalidArgument("\(embedding) is not a float or Q type") }
-        o.type = t; o.embeddingType = e
-        target = .gguf(o)
+    case .gguf(let weights, let embedding): target = .gguf(try GGUFModel.ExportOptions(type: weights, embeddingType: embedding))
     case .huggingFace(let packed, let bf16): target = .huggingFace(packed ? .packed : .master, bf16: bf16)
     }
     try ModelConversion.convert(from: path, tokenizerPath: tokenizer, to: target, out: output)

@@ -189,6 +189,18 @@ package enum GGUFModel {
         /// A Jinja chat template to store as `tokenizer.chat_template` (carried over by `bitnet convert`).
         package var chatTemplate: String? = nil
         package init() {}
+
+        /// Options naming the linears' and the embedding's types as llama.cpp prints them (any case). An unknown name,
+        /// or a ternary type for the embedding, is an error that starts with the option's name (`typeOption`,
+        /// `embeddingOption`; empty: none).
+        package init(type: String, embeddingType: String, typeOption: String = "", embeddingOption: String = "") throws {
+            func named(_ option: String, _ value: String) -> String { option.isEmpty ? value : "\(option) \(value)" }
+            guard let t = GGMLType.parse(type) else { throw BitNetError.invalidArgument("\(named(typeOption, type)) is not a GGUF type") }
+            guard let e = GGMLType.parse(embeddingType), !e.isTernary else {
+                throw BitNetError.invalidArgument("\(named(embeddingOption, embeddingType)) is not a float or Q type")
+            }
+            self.type = t; self.embeddingType = e
+        }
     }
 
     /// Builds the GGUF of a model: arch `bitnet` for ternary SwiGLU models (llama.cpp's BitNet graph), `bitnet-25` for

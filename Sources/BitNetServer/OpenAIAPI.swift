@@ -236,13 +236,11 @@ package enum ChatTemplate {
         package init(role: String, content: String) { self.role = role; self.content = content }
     }
 
-    /// The prompt text the model continues, e.g. "User: Hi\nAssistant:".
+    /// The prompt text the model continues, e.g. "User: Hi\nAssistant:": `bitnet chat`'s plain template, with OpenAI's
+    /// "developer" role as the system (the parser admits only system, developer, user and assistant).
     package static func render(_ messages: [Message]) -> String {
-        var s = ""
-        for m in messages {
-            let name = m.role == "developer" ? "System" : m.role.prefix(1).uppercased() + m.role.dropFirst()
-            s += "\(name): \(m.content)\n"
-        }
-        return s + "Assistant:"
+        BitNetInference.ChatTemplate.plain.render(messages.map { m in
+            ChatMessage(m.role == "developer" ? .system : ChatMessage.Role(rawValue: m.role) ?? .user, m.content)
+        })
     }
 }

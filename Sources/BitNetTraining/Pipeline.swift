@@ -65,10 +65,7 @@ extension TrainingPipeline {
         var cfg = config
         cfg.maxSeqLen = options.seqLen
         try cfg.validate()
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: outDir.path, isDirectory: &isDirectory), !isDirectory.boolValue {
-            throw BitNetError.unwritable(outDir.path, "it is a file, not a directory")   // before the slow parts
-        }
+        _ = try FileIO.isDirectory(outDir)   // a file in the output folder's place stops the run before the slow parts
         let (tok, ds) = try prepare(dataPaths: dataPaths, valFraction: valFraction, vocabSize: vocabSize, tokenizerPath: tokenizerPath,
                                     verbose: verbose)
         cfg.vocabSize = tok.vocabSize

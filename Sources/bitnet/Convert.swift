@@ -29,13 +29,8 @@ struct Convert: ParsableCommand {
             let target: ModelConversion.Target
             switch to.lowercased() {
             case "gguf":
-                var o = GGUFModel.ExportOptions()
-                guard let t = GGMLType.parse(type) else { throw BitNetError.invalidArgument("--type \(type) is not a GGUF type") }
-                guard let e = GGMLType.parse(embeddingType), !e.isTernary else {
-                    throw BitNetError.invalidArgument("--embedding-type \(embeddingType) is not a float or Q type")
-                }
-                o.type = t; o.embeddingType = e
-                target = .gguf(o)
+                target = .gguf(try GGUFModel.ExportOptions(type: type, embeddingType: embeddingType, typeOption: "--type",
+                                                           embeddingOption: "--embedding-type"))
             case "hf":
                 guard let storage = HFModel.LinearStorage(rawValue: hfLinear) else { throw BitNetError.invalidArgument("--hf-linear must be packed or master") }
                 guard hfDType == "bf16" || hfDType == "f32" else { throw BitNetError.invalidArgument("--hf-dtype must be bf16 or f32") }

@@ -27,13 +27,17 @@ package enum FileIO {
         }
     }
 
+    /// Whether `dir` exists (false: nothing there yet); a file in its place is an error, so nothing replaces it.
+    package static func isDirectory(_ dir: URL) throws -> Bool {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory) else { return false }
+        guard isDirectory.boolValue else { throw BitNetError.unwritable(dir.path, "it is a file, not a directory") }
+        return true
+    }
+
     /// Creates `dir` and its parents, or says why it cannot (a file in the way, no permission).
     package static func createDirectory(_ dir: URL) throws {
-        var isDirectory: ObjCBool = false
-        if FileManager.default.fileExists(atPath: dir.path, isDirectory: &isDirectory) {
-            if isDirectory.boolValue { return }
-            throw BitNetError.unwritable(dir.path, "it is a file, not a directory")
-        }
+        if try isDirectory(dir) { return }
         do { try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true) }
         catch { throw BitNetError.unwritable(dir.path, "cannot create the directory (\(error.localizedDescription))") }
     }
