@@ -8,10 +8,10 @@ public enum Architecture: String, Codable, Sendable, CaseIterable {
     case fp = "fp"
 
     /// True for the two quantized variants (BitLinear, Eq. 9).
-    public var isQuantized: Bool { self != .fp }
+    package var isQuantized: Bool { self != .fp }
 
     /// Parses a user's spelling ("b1.58", "bitnet-b1.58", "fp16", ...), nil when unknown.
-    public static func parse(_ s: String) -> Architecture? {
+    package static func parse(_ s: String) -> Architecture? {
         switch s.lowercased() {
         case "bitnet-b1.58", "b1.58", "b158", "bitnet-b158", "bitnet": return .b158
         case "bitnet-b1", "b1": return .b1
@@ -109,7 +109,7 @@ public struct ModelConfig: Codable, Sendable, Equatable {
     }
 
     /// Parameters inside BitLinear layers (the ones that become ternary).
-    public var linearParameterCount: Int {
+    package var linearParameterCount: Int {
         nLayers * (dim * dim * 2 + dim * kvDim * 2 + dim * ffnDim * 3)
     }
 
