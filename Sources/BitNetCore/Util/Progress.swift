@@ -27,16 +27,16 @@ package struct ProgressLine: Sendable {
     }
 
     /// Redraws the line at most 4 times a second (always on the last item); `extra` is appended. The ETA counts
-    /// `finalSeconds` of work after the last item.
+    /// `finalSeconds` of work after the last item, or is `etaSeconds` when the caller accounts for it all.
     package mutating func update(done: Int, rateItems: Double? = nil, rateUnit: String? = nil, extra: String = "",
-                                 finalSeconds: Double = 0) {
+                                 finalSeconds: Double = 0, etaSeconds: Double? = nil) {
         let now = Clock.now()
         let last = done >= total
         if !last && now - lastDraw < (isTTY ? 0.25 : 5.0) { return }
         lastDraw = now
         let el = now - start
         let rate = Double(done) / max(el, 1e-9)
-        let eta = remainingSeconds(done: done, finalSeconds: last ? 0 : finalSeconds)
+        let eta = etaSeconds ?? remainingSeconds(done: done, finalSeconds: last ? 0 : finalSeconds)
         var s = "\(done)/\(total) \(unit)"
         if let r = rateItems, let u = rateUnit { s += String(format: " | %.0f %@/s", r, u) }
         else { s += String(format: " | %.2f %@/s", rate, unit) }

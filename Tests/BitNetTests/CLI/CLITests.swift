@@ -22,10 +22,11 @@ struct BitNetExecutable {
         url = dir.appendingPathComponent("bitnet")
     }
 
-    func run(_ args: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+    func run(_ args: [String], environment: [String: String] = [:], in directory: URL? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
         p.executableURL = url
         p.arguments = args
+        if let directory { p.currentDirectoryURL = directory }
         if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let out = Pipe(), err = Pipe()
         p.standardOutput = out; p.standardError = err
@@ -502,5 +503,37 @@ final class TrainingRunCLITests: XCTestCase {
         // Scoring text goes through the same check.
         let model = try TestPaths.sharedFile("stories260K/stories260K.bin"), tok = try TestPaths.sharedFile("stories260K/tok512.bin")
         try cli.expectFailure(["eval", "perplexity", "--model", model, "--tokenizer", tok, "--data", gguf], mentions: "not UTF-8 text")
+    }
+
+    /// Defaults that name files (shared corpora, zero-shot cache, the PyTorch oracle) are found from the executable's
+    /// checkout, so they are the same from any directory; `BITNET_DATA_DIR` overrides the shared folder.
+    func testDefaultPathsDoNotDependOnTheCurrentDirectory() throws {
+        let elsewhere = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: elsewhere) }
+        func defaultShown(_ args: [String], option: String, environment: [String: String] = [:]) throws -> String {
+            let help = try cli.run(args + ["--help"], environment: environment, in: elsewhere).stdout
+            // The option's own entry under OPTIONS (not the usage line), joined across its wrapped lines.
+            guard let options = help.range(of: "OPTIONS:"), let at = help.range(of: "  \(option) <", range: options.upperBound..<help.endIndex) else {
+                XCTFail("no \(option) in \(help)"); return ""
+            }
+            let entry = String(help[at.upperBound...]).replacingOccurrences(of: "\n", with: " ")
+                .replacingOccurrences(of: " +", with: " ", options: .regularExpression)
+            guard let d = entry.range(of: "(default: "), let end = entry.range(of: ")", range: d.upperBound..<entry.endIndex) else {
+                XCTFail("no default shown for \(option): \(entry)"); return ""
+            }
+            return String(entry[d.upperBound..<end.lowerBound])
+        }
+        let root = TestPaths.repoRoot.resolvingSymlinksInPath()
+        let wiki = try defaultShown(["eval", "wikitext"], option: "--data")
+        XCTAssertTrue(wiki.hasPrefix("/") && wiki.hasSuffix("/wikitext-2/valid.txt"), wiki)
+        if FileManager.default.fileExists(atPath: TestPaths.repoRoot.appendingPathComponent("../shared/data").path) {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: wiki), "\(wiki) from \(elsewhere.path)")
+        }
+        let zeroShot = try defaultShown(["eval", "zero-shot"], option: "--data-dir")
+        XCTAssertEqual(zeroShot, root.appendingPathComponent("data-cache/zero-shot").path)
+        XCTAssertEqual(try defaultShown(["reproduce"], option: "--zero-shot-dir"), zeroShot)
+        XCTAssertEqual(try defaultShown(["reproduce"], option: "--data-dir", environment: ["BITNET_DATA_DIR": "/data/corpora"]), "/data/corpora")
+        XCTAssertEqual(DefaultPaths.checkout(above: cli.url.resolvingSymlinksInPath())?.path, root.path)
+        XCTAssertEqual(DefaultPaths.oraclePython, root.appendingPathComponent(".venv-oracle/bin/python").path)
     }
 }

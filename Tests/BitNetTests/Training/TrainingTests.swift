@@ -168,4 +168,30 @@ final class TrainingTests: XCTestCase {
         let (a, b) = TokenDataset.split("héllo wörld ✓✓✓", valFraction: 0.3)
         XCTAssertEqual(a + b, "héllo wörld ✓✓✓")
     }
+
+    /// The ETA adds up every part still due: steps, curve points, checkpoints (the last one too) and the final evaluation.
+    func testETACountsEvaluationsAndCheckpointsStillDue() {
+        var eta = TrainingETA(lastStep: 100, scheduleSteps: 100, evalEvery: 25, checkpointEvery: 50, curveWindows: 4,
+                              heldOutWindows: 40, checkpointBytes: 400_000_000, batchSize: 8)
+        XCTAssertEqual(eta.remaining(after: 10), 0, "nothing timed yet")
+        eta.recordStep(seconds: 0.5); eta.recordStep(seconds: 1.5)   // 1 s a step
+        // Before an evaluation or checkpoint is timed: a window is a third of a sequence's step time, a checkpoint 200 MB/s.
+        let window = 1.0 / 8 / 3
+        XCTAssertEqual(eta.remaining(after: 10), 90 + 4 * 4 * window + 40 * window + 2 * 2, accuracy: 1e-9)
+        eta.secondsPerWindow = 0.1; eta.checkpointSeconds = 3
+        // 90 steps, curve points at 25, 50, 75, 100 (4 windows each), the final 40 windows, checkpoints at 50 and 100.
+        XCTAssertEqual(eta.remaining(after: 10), 90 + 1.6 + 4 + 6, accuracy: 1e-9)
+        XCTAssertEqual(eta.remaining(after: 99), 1 + 0.4 + 4 + 3, accuracy: 1e-9)
+        XCTAssertEqual(eta.remaining(after: 100), 0)
+        // Stopping early (--stop-after 30): no final evaluation, and a checkpoint at the stop.
+        var stop = TrainingETA(lastStep: 30, scheduleSteps: 100, evalEvery: 25, checkpointEvery: 50, curveWindows: 4,
+                               heldOutWindows: 40, checkpointBytes: 0, batchSize: 8)
+        stop.recordStep(seconds: 1); stop.secondsPerWindow = 0.1; stop.checkpointSeconds = 3
+        XCTAssertEqual(stop.remaining(after: 10), 20 + 0.4 + 3, accuracy: 1e-9)
+        // A schedule that does not end on a multiple of --eval-every still gets its last curve point.
+        var odd = TrainingETA(lastStep: 90, scheduleSteps: 90, evalEvery: 25, checkpointEvery: 0, curveWindows: 4,
+                              heldOutWindows: 40, checkpointBytes: 0, batchSize: 8)
+        odd.recordStep(seconds: 1); odd.secondsPerWindow = 0.1; odd.checkpointSeconds = 3
+        XCTAssertEqual(odd.remaining(after: 0), 90 + 4 * 0.4 + 4 + 3, accuracy: 1e-9)
+    }
 }
