@@ -115,7 +115,6 @@ package enum TokenizerError: Error, CustomStringConvertible, Equatable {
     /// A file could not be read.
     case unreadable(file: String, reason: String)
     /// A file could not be written.
-    case unwritable(file: String, reason: String)
     /// A file's content is not a valid tokenizer.
     case malformed(file: String, reason: String)
     /// A file ended before the data it announces.
@@ -128,7 +127,6 @@ package enum TokenizerError: Error, CustomStringConvertible, Equatable {
         switch self {
         case .invalidArgument(let s): return "tokenizer: invalid argument: \(s)"
         case .unreadable(let f, let r): return "\(f): cannot read tokenizer: \(r)"
-        case .unwritable(let f, let r): return "\(f): cannot write tokenizer: \(r)"
         case .malformed(let f, let r): return "\(f): malformed tokenizer: \(r)"
         case .truncated(let f, let r): return "\(f): truncated tokenizer file: \(r)"
         case .unsupported(let f, let r): return "\(f): unsupported tokenizer: \(r)"

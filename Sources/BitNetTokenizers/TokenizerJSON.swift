@@ -53,12 +53,7 @@ extension ByteLevelBPE {
 
     /// Writes `tokenizer.json` atomically (a temporary file in the same folder, then a rename).
     package func save(to url: URL) throws {
-        let data = try jsonData()
-        do {
-            try data.write(to: url, options: .atomic)
-        } catch {
-            throw TokenizerError.unwritable(file: url.path, reason: error.localizedDescription)
-        }
+        try FileIO.writeAtomically(try jsonData(), to: url)
     }
 
     /// Loads a `tokenizer.json` file (byte-level BPE only).

@@ -115,6 +115,8 @@ package final class Trainer {
         var startStep = 0, earlierSeconds = 0.0
         let tokensPerStep = options.batchSize * options.seqLen
         let lastStep = min(options.steps, options.stopAfter ?? options.steps)
+        let stale = FileIO.removeStaleTemporaries(in: outDir)
+        if showProgress && !stale.isEmpty { printError("removed \(stale.count) temporary file(s) a killed run left in \(outDir.path): \(stale.joined(separator: ", "))") }
         if resume, FileManager.default.fileExists(atPath: checkpointURL.path) {
             let stored: (loss: Double, tokens: Int)?
             (weights, adam, startStep, log, earlierSeconds, stored) = try loadCheckpoint()
@@ -211,10 +213,11 @@ package final class Trainer {
 
     // MARK: checkpoints
 
-    /// Writes model.safetensors, checkpoint.safetensors, log.csv and loss.svg, each atomically.
+    /// Writes checkpoint.safetensors, model.safetensors, log.csv and loss.svg as one set (`FileIO.writeAtomically`):
+    /// all are written before any replaces its old copy, so a full disk leaves the folder at the previous step, and
+    /// a kill between the renames leaves the checkpoint (the one resume reads) the newest.
     func saveCheckpoint(weights: ModelWeights, adam: AdamW, step: Int, log: [LogRow], seconds: Double,
                         finalHeldOut: (loss: Double, tokens: Int)?) throws {
-        try ModelFile.save(weights, tokenizer: tokenizer, to: modelURL)
         let enc = JSONEncoder()
         enc.outputFormatting = [.sortedKeys]
         var meta = ["format": "bitnet-swift-checkpoint", "bitnet.config": config.jsonString(), "step": "\(step)",
@@ -230,12 +233,11 @@ package final class Trainer {
             (name: "adam.m", shape: [n], payload: .f32Pointer(UnsafePointer(adam.m.ptr), n)),
             (name: "adam.v", shape: [n], payload: .f32Pointer(UnsafePointer(adam.v.ptr), n)),
         ], metadata: meta)
-        try FileIO.writeAtomically(blob, to: checkpointURL)
-        try FileIO.writeAtomically(([LogRow.csvHeader] + log.map(\.csv)).joined(separator: "\n") + "\n",
-                                   to: outDir.appendingPathComponent("log.csv"))
-        try FileIO.writeAtomically(Self.lossPlot(runs: [(label.isEmpty ? config.arch.rawValue : label, log)],
-                                                 heldOut: Self.heldOutCurveLabel(options)),
-                                   to: outDir.appendingPathComponent("loss.svg"))
+        let csv = ([LogRow.csvHeader] + log.map(\.csv)).joined(separator: "\n") + "\n"
+        let plot = Self.lossPlot(runs: [(label.isEmpty ? config.arch.rawValue : label, log)], heldOut: Self.heldOutCurveLabel(options))
+        try FileIO.writeAtomically([(blob, checkpointURL), (try ModelFile.serialize(weights, tokenizer: tokenizer), modelURL),
+                                    (Data(csv.utf8), outDir.appendingPathComponent("log.csv")),
+                                    (Data(plot.utf8), outDir.appendingPathComponent("loss.svg"))])
     }
 
     /// Throws when `outDir` holds a checkpoint this run must not resume (and `resume` is on): one of another model,

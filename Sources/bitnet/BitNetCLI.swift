@@ -15,6 +15,8 @@ struct BitNetCLI: ParsableCommand {
     /// A misspelt subcommand gets the nearest name (flags already get ArgumentParser's suggestions), then parsing
     /// goes on as ArgumentParser does it.
     static func main() {
+        // A file-size limit (ulimit -f) then fails the write with EFBIG and a message, instead of killing the process.
+        signal(SIGXFSZ, SIG_IGN)
         let names = configuration.subcommands.map { $0._commandName } + ["help"]
         if let first = CommandLine.arguments.dropFirst().first, !first.hasPrefix("-"), !names.contains(first) {
             let nearest = names.min { editDistance(first, $0) < editDistance(first, $1) }

@@ -4,26 +4,106 @@ import BitNetKernels
 /// File helpers: atomic writes (temp file + rename) so a crash never leaves a half-written checkpoint.
 package enum FileIO {
     /// Writes `data` to `url` atomically: a temporary file in the same folder, flushed, then renamed over the target.
+    /// What is not a regular file is never replaced: a character device or FIFO (`/dev/null`, `/dev/stdout`, a pipe)
+    /// is written in place, a symbolic link's target is written (the link stays), and a directory, block device or
+    /// socket is refused.
     package static func writeAtomically(_ data: Data, to url: URL) throws {
-        let dir = url.deletingLastPathComponent()
-        try createDirectory(dir)
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
-        _ = FileManager.default.createFile(atPath: tmp.path, contents: nil)
-        guard let handle = try? FileHandle(forWritingTo: tmp) else {
-            throw BitNetError.unwritable(url.path, "cannot create a file in \(dir.path)")
-        }
+        try writeAtomically([(data, url)])
+    }
+
+    /// Writes several files as one set: each to a temporary file first, and only when all of them are written and
+    /// flushed are they renamed over their targets, in the order given. A failure (a full disk) leaves every target
+    /// as it was, so a folder never holds files from two different saves.
+    package static func writeAtomically(_ files: [(Data, URL)]) throws {
+        var staged: [(tmp: String, target: String)] = [], inPlace: [(Data, String)] = []
         do {
-            try handle.write(contentsOf: data)
-            try handle.synchronize()
-            try handle.close()
+            for (data, url) in files {
+                switch try destination(url) {
+                case .inPlace(let path): inPlace.append((data, path))
+                case .replace(let path, let keepMode):
+                    let tmp = temporaryName(for: path)
+                    staged.append((tmp, path))
+                    unlink(tmp)   // left by an earlier process that had this pid
+                    try write(data, to: tmp, creating: keepMode ?? 0o666, reportAs: path)
+                    if let keepMode { chmod(tmp, keepMode) }
+                }
+            }
         } catch {
-            try? FileManager.default.removeItem(at: tmp)
-            throw BitNetError.unwritable(url.path, "\(error.localizedDescription)")
+            for s in staged { unlink(s.tmp) }
+            throw error
         }
-        if rename(tmp.path, url.path) != 0 {
+        for (i, s) in staged.enumerated() where rename(s.tmp, s.target) != 0 {
             let why = String(cString: strerror(errno))
-            try? FileManager.default.removeItem(at: tmp)
-            throw BitNetError.unwritable(url.path, "rename failed: \(why)")
+            for r in staged[i...] { unlink(r.tmp) }
+            throw BitNetError.unwritable(s.target, "cannot rename the written temporary file over it: \(why)")
+        }
+        for (data, path) in inPlace { try write(data, to: path, creating: nil, reportAs: path) }
+    }
+
+    /// The prefix of the temporary files this writer leaves only when killed mid-write (`.NAME.tmp-PID`).
+    static func temporaryName(for path: String) -> String {
+        let u = URL(fileURLWithPath: path)
+        return u.deletingLastPathComponent().appendingPathComponent(".\(u.lastPathComponent).tmp-\(getpid())").path
+    }
+
+    /// Removes `.NAME.tmp-PID` files in `dir` whose writer is gone (a run killed mid-write); returns their names.
+    @discardableResult
+    package static func removeStaleTemporaries(in dir: URL) -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        var removed: [String] = []
+        for name in names where name.hasPrefix(".") {
+            guard let r = name.range(of: ".tmp-", options: .backwards), let pid = Int32(name[r.upperBound...]), pid > 0 else { continue }
+            if pid == getpid() || kill(pid, 0) == 0 || errno != ESRCH { continue }   // its writer may still be running
+            if unlink(dir.appendingPathComponent(name).path) == 0 { removed.append(name) }
+        }
+        return removed
+    }
+
+    /// `replace`: a new file renamed over the path, keeping the mode of the file it replaces (nil: a new file).
+    enum Destination { case replace(String, keepMode: mode_t?), inPlace(String) }
+
+    /// How a write to `url` proceeds, by what is there now (links followed).
+    static func destination(_ url: URL) throws -> Destination {
+        var path = url.path
+        var st = stat()
+        if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
+            guard stat(path, &st) == 0 else { throw BitNetError.unwritable(path, "it is a symbolic link to nothing (\(String(cString: strerror(errno))))") }
+            path = url.resolvingSymlinksInPath().path
+        } else if lstat(path, &st) != 0 {
+            try createDirectory(url.deletingLastPathComponent())
+            return .replace(path, keepMode: nil)
+        }
+        switch st.st_mode & S_IFMT {
+        case S_IFREG: return .replace(path, keepMode: st.st_mode & 0o7777)
+        case S_IFCHR, S_IFIFO: return .inPlace(path)
+        case S_IFDIR: throw BitNetError.unwritable(path, "it is a directory, not a file")
+        default: throw BitNetError.unwritable(path, "it is not a regular file (a block device or socket); refusing to replace it")
+        }
+    }
+
+    /// Writes all of `data` with POSIX calls, so a failure carries the OS's reason (ENOSPC, EFBIG, EACCES). `creating`:
+    /// a new file with that mode less the umask (flushed to disk), nil: an existing device or FIFO written in place.
+    static func write(_ data: Data, to path: String, creating mode: mode_t?, reportAs target: String) throws {
+        let fd = mode.map { open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, $0) } ?? open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let why = String(cString: strerror(errno))
+            throw BitNetError.unwritable(target, mode == nil ? why : "cannot create \(path): \(why)")
+        }
+        var failure: String? = nil
+        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            var done = 0
+            while done < raw.count {
+                let n = Foundation.write(fd, raw.baseAddress! + done, min(raw.count - done, 1 << 30))
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { failure = String(cString: strerror(n < 0 ? errno : EIO)); return }
+                done += n
+            }
+        }
+        if failure == nil, mode != nil, fsync(fd) != 0 { failure = String(cString: strerror(errno)) }
+        if close(fd) != 0, failure == nil { failure = String(cString: strerror(errno)) }
+        if let failure {
+            if mode != nil { unlink(path) }
+            throw BitNetError.unwritable(target, failure)
         }
     }
 

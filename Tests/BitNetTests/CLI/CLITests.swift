@@ -536,4 +536,60 @@ final class TrainingRunCLITests: XCTestCase {
         XCTAssertEqual(DefaultPaths.checkout(above: cli.url.resolvingSymlinksInPath())?.path, root.path)
         XCTAssertEqual(DefaultPaths.oraclePython, root.appendingPathComponent(".venv-oracle/bin/python").path)
     }
+
+    /// On a full disk (here a file-size limit, `ulimit -f`) a checkpoint fails as a whole: the error says "cannot
+    /// write" with the path and the OS's reason, and the folder stays at its last step (model, checkpoint and log
+    /// alike). A resume removes the temporary files a killed run left behind.
+    func testFullDiskLeavesTheLastCheckpointWhole() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try corpus(dir, "a.txt", words: ["Romeo", "Juliet", "Verona", "night", "balcony"])
+        let out = dir.appendingPathComponent("run")
+        XCTAssertEqual(try train(a, out, ["--stop-after", "3"]).status, 0)
+        let files = ["model.safetensors", "checkpoint.safetensors", "log.csv", "loss.svg", "tokenizer.json"]
+        let before = try files.map { try Data(contentsOf: out.appendingPathComponent($0)) }
+        XCTAssertLessThan(before[0].count, 2048 * 1024, "the model file fits under the limit")
+        XCTAssertGreaterThan(before[1].count, 2048 * 1024, "the checkpoint does not")
+        var deadPid: Int32 = 4_000_000
+        while kill(deadPid, 0) == 0 || errno != ESRCH { deadPid -= 1 }
+        let stale = out.appendingPathComponent(".checkpoint.safetensors.tmp-\(deadPid)")
+        try Data("left by a killed run".utf8).write(to: stale)
+
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "ulimit -f 2048 && exec \"$0\" \"$@\"", cli.url.path, "train", "--data", a, "--out", out.path, "--size", "tiny",
+                       "--vocab-size", "300", "--context", "16", "--batch", "2", "--steps", "6", "--warmup", "1", "--eval-every", "3",
+                       "--checkpoint-every", "3"]
+        let err = Pipe()
+        p.standardError = err; p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let stderr = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationReason, .exit, "no signal (SIGXFSZ) kills it")
+        XCTAssertNotEqual(p.terminationStatus, 0, stderr)
+        XCTAssertTrue(stderr.contains("cannot write \(out.path)/checkpoint.safetensors: File too large"), stderr)
+        XCTAssertTrue(stderr.contains("removed 1 temporary file(s)"), stderr)
+        XCTAssertEqual(try files.map { try Data(contentsOf: out.appendingPathComponent($0)) }, before, "the folder is still at step 3")
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: out.path).sorted(), files.sorted(), "no temporary file stays")
+        // Without the limit the same command finishes from step 3.
+        let r = try train(a, out)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("resuming"), r.stderr)
+    }
+
+    /// An output that is a device is written in place, never replaced by a regular file.
+    func testDeviceOutputIsWrittenInPlace() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let w = ModelWeights(config: tinyConfig(.b158), seed: 5)
+        let model = dir.appendingPathComponent("m.safetensors")
+        try ModelFile.save(w, tokenizer: nil, to: model)
+        let r = try cli.run(["logits", "--model", model.path, "--tokens", "1,5,30", "--out", "/dev/null"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        var st = stat()
+        XCTAssertEqual(lstat("/dev/null", &st), 0)
+        XCTAssertEqual(st.st_mode & S_IFMT, S_IFCHR)
+        try cli.expectFailure(["logits", "--model", model.path, "--tokens", "1,5,30", "--out", "/dev/full"],
+                              mentions: "cannot write /dev/full: No space left on device")
+    }
 }

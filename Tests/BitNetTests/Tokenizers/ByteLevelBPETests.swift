@@ -221,8 +221,9 @@ final class ByteLevelBPETests: XCTestCase {
             XCTAssertTrue("\(error)".contains(bad.path), "\(error)")
         }
         let bpe = try ByteLevelBPE.train(text: "abc", vocabSize: 258)
-        XCTAssertThrowsError(try bpe.save(to: missing)) { error in
-            guard case TokenizerError.unwritable = error else { return XCTFail("\(error)") }
+        let underAFile = bad.appendingPathComponent("tokenizer.json")   // a file where its folder would be
+        XCTAssertThrowsError(try bpe.save(to: underAFile)) { error in
+            guard case BitNetError.unwritable(let path, _) = error, path == bad.path else { return XCTFail("\(error)") }
         }
     }
 
