@@ -150,6 +150,8 @@ package struct GGUFFile: @unchecked Sendable {
     package let dataStart: Int
     /// The mapping `data` borrows (files opened with `read`; nil for bytes parsed from memory).
     package private(set) var mapping: MappedFile?
+    /// Long arrays under keys nothing reads: validated, then dropped from `metadata` (key, length).
+    package fileprivate(set) var skippedArrays: [(key: String, count: Int)] = []
     private let keyIndex: [String: Int]
     private let tensorIndex: [String: Int]
 
@@ -223,36 +225,77 @@ private struct Parser {
     package func bad(_ field: String, _ problem: String) -> BitNetError { .invalidFormat(file: path, field: field, problem: problem) }
     var remaining: Int { raw.count - pos }
 
-    mutating func need(_ n: Int, _ field: String) throws {
+    // Field names are autoclosures: they are built only for an error message, not for each of a million array items.
+    mutating func need(_ n: Int, _ field: @autoclosure () -> String) throws {
         guard n >= 0, n <= remaining else {
-            throw bad(field, "needs \(n) bytes at offset \(pos), the file has \(remaining) left (truncated?)")
+            throw bad(field(), "needs \(n) bytes at offset \(pos), the file has \(remaining) left (truncated?)")
         }
     }
 
-    mutating func load<T: FixedWidthInteger>(_: T.Type, _ field: String) throws -> T {
-        try need(MemoryLayout<T>.size, field)
+    mutating func load<T: FixedWidthInteger>(_: T.Type, _ field: @autoclosure () -> String) throws -> T {
+        try need(MemoryLayout<T>.size, field())
         let v = T(littleEndian: raw.loadUnaligned(fromByteOffset: pos, as: T.self))
         pos += MemoryLayout<T>.size
         return v
     }
 
     /// A u64 count that must fit the bytes left, `minBytesEach` per item.
-    mutating func count(_ field: String, minBytesEach: Int) throws -> Int {
-        let n = try load(UInt64.self, field)
+    mutating func count(_ field: @autoclosure () -> String, minBytesEach: Int) throws -> Int {
+        let n = try load(UInt64.self, field())
         guard n <= UInt64(remaining / max(minBytesEach, 1)) else {
-            throw bad(field, "count \(n) cannot fit in the \(remaining) bytes left")
+            throw bad(field(), "count \(n) cannot fit in the \(remaining) bytes left")
         }
         return Int(n)
     }
 
-    mutating func string(_ field: String) throws -> String {
-        let n = try load(UInt64.self, field + " (string length)")
-        guard n <= UInt64(remaining) else { throw bad(field, "string length \(n) exceeds the \(remaining) bytes left") }
+    mutating func string(_ field: @autoclosure () -> String) throws -> String {
+        let n = try load(UInt64.self, field() + " (string length)")
+        guard n <= UInt64(remaining) else { throw bad(field(), "string length \(n) exceeds the \(remaining) bytes left") }
         let len = Int(n)
         let bytes = UnsafeRawBufferPointer(rebasing: raw[pos..<(pos + len)])
         pos += len
-        guard let s = String(validating: bytes, as: UTF8.self) else { throw bad(field, "string is not valid UTF-8") }
+        guard let s = String(validating: bytes, as: UTF8.self) else { throw bad(field(), "string is not valid UTF-8") }
         return s
+    }
+
+    /// Steps over one value without keeping it (an unknown key's large array), checking its bounds and encoding.
+    mutating func skip(type: UInt32, field: @autoclosure () -> String, depth: Int) throws {
+        switch type {
+        case 8: _ = try string(field())
+        case 9: _ = try array(field: field(), depth: depth, keep: false)
+        default:
+            let size = Self.minBytes(type)
+            try need(size, field())
+            if type == 7, raw[pos] > 1 { throw bad(field(), "bool byte is \(raw[pos]), not 0 or 1") }
+            pos += size
+        }
+    }
+
+    /// Kept arrays longer than this are refused: the largest real ones (a 256k-token vocabulary, its merges) are well below.
+    static let maxArrayLength = 1 << 21
+    /// An array under a key nothing reads is skipped, not kept, when it is longer than this.
+    static let maxUnusedArrayLength = 4096
+    /// The keys whose arrays are read (the vocabulary); every other array is metadata nobody needs in bulk.
+    static let usedArrayKeys: Set<String> = ["tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type",
+                                             "tokenizer.ggml.merges"]
+
+    /// An array value: its element type, length and elements; `keep` false validates them and keeps none (nil).
+    mutating func array(field: @autoclosure () -> String, depth: Int, keep: Bool) throws -> GGUFValue? {
+        guard depth < Self.maxArrayNesting else { throw bad(field(), "arrays nested deeper than \(Self.maxArrayNesting)") }
+        let et = try load(UInt32.self, field() + " (array type)")
+        guard et <= 12 else { throw bad(field(), "unknown array element type \(et)") }
+        let n = try count(field() + " (array length)", minBytesEach: Self.minBytes(et))
+        guard keep else {
+            for i in 0..<n { try skip(type: et, field: "\(field())[\(i)]", depth: depth + 1) }
+            return nil
+        }
+        guard n <= Self.maxArrayLength else {
+            throw bad(field(), "array of \(n) elements is longer than the \(Self.maxArrayLength) this reader accepts")
+        }
+        var items: [GGUFValue] = []
+        items.reserveCapacity(n)
+        for i in 0..<n { items.append(try value(type: et, field: "\(field())[\(i)]", depth: depth + 1)) }
+        return .array(elementType: et, items)
     }
 
     /// Smallest encoding of one value of a type (bounds array counts before allocating).
@@ -267,33 +310,25 @@ private struct Parser {
         }
     }
 
-    mutating func value(type: UInt32, field: String, depth: Int = 0) throws -> GGUFValue {
+    mutating func value(type: UInt32, field: @autoclosure () -> String, depth: Int = 0) throws -> GGUFValue {
         switch type {
-        case 0: return .uint8(try load(UInt8.self, field))
-        case 1: return .int8(try load(Int8.self, field))
-        case 2: return .uint16(try load(UInt16.self, field))
-        case 3: return .int16(try load(Int16.self, field))
-        case 4: return .uint32(try load(UInt32.self, field))
-        case 5: return .int32(try load(Int32.self, field))
-        case 6: return .float32(Float(bitPattern: try load(UInt32.self, field)))
+        case 0: return .uint8(try load(UInt8.self, field()))
+        case 1: return .int8(try load(Int8.self, field()))
+        case 2: return .uint16(try load(UInt16.self, field()))
+        case 3: return .int16(try load(Int16.self, field()))
+        case 4: return .uint32(try load(UInt32.self, field()))
+        case 5: return .int32(try load(Int32.self, field()))
+        case 6: return .float32(Float(bitPattern: try load(UInt32.self, field())))
         case 7:
-            let b = try load(UInt8.self, field)
-            guard b <= 1 else { throw bad(field, "bool byte is \(b), not 0 or 1") }
+            let b = try load(UInt8.self, field())
+            guard b <= 1 else { throw bad(field(), "bool byte is \(b), not 0 or 1") }
             return .bool(b == 1)
-        case 8: return .string(try string(field))
-        case 9:
-            guard depth < Self.maxArrayNesting else { throw bad(field, "arrays nested deeper than \(Self.maxArrayNesting)") }
-            let et = try load(UInt32.self, field + " (array type)")
-            guard et <= 12 else { throw bad(field, "unknown array element type \(et)") }
-            let n = try count(field + " (array length)", minBytesEach: Self.minBytes(et))
-            var items: [GGUFValue] = []
-            items.reserveCapacity(n)
-            for i in 0..<n { items.append(try value(type: et, field: "\(field)[\(i)]", depth: depth + 1)) }
-            return .array(elementType: et, items)
-        case 10: return .uint64(try load(UInt64.self, field))
-        case 11: return .int64(try load(Int64.self, field))
-        case 12: return .float64(Double(bitPattern: try load(UInt64.self, field)))
-        default: throw bad(field, "unknown value type \(type)")
+        case 8: return .string(try string(field()))
+        case 9: return try array(field: field(), depth: depth, keep: true)!
+        case 10: return .uint64(try load(UInt64.self, field()))
+        case 11: return .int64(try load(Int64.self, field()))
+        case 12: return .float64(Double(bitPattern: try load(UInt64.self, field())))
+        default: throw bad(field(), "unknown value type \(type)")
         }
     }
 
@@ -312,11 +347,24 @@ private struct Parser {
         let nKV = try count("metadata_kv_count", minBytesEach: 12)
         guard nTensors <= UInt64(remaining / 24) else { throw bad("tensor_count", "\(nTensors) tensors cannot fit in the file") }
         var metadata: [(key: String, value: GGUFValue)] = []
+        var skipped: [(key: String, count: Int)] = []
         var seen = Set<String>()
         for i in 0..<nKV {
             let key = try string("metadata key #\(i)")
             guard seen.insert(key).inserted else { throw bad(key, "duplicate metadata key") }
             let type = try load(UInt32.self, key + " (type)")
+            if type == 9 && !Self.usedArrayKeys.contains(key) {
+                // Peek at the length: a long array nothing reads is validated and dropped, not kept (~24 bytes an item).
+                let start = pos
+                _ = try load(UInt32.self, key + " (array type)")
+                let n = try load(UInt64.self, key + " (array length)")
+                pos = start
+                if n > UInt64(Self.maxUnusedArrayLength) {
+                    _ = try array(field: key, depth: 0, keep: false)
+                    skipped.append((key, Int(n)))
+                    continue
+                }
+            }
             metadata.append((key, try value(type: type, field: key)))
         }
         var alignment = 32
@@ -366,8 +414,10 @@ private struct Parser {
             }
             tensors.append(GGUFTensorInfo(name: name, dims: dims, type: type, offset: Int(off), count: count, byteCount: bytes))
         }
-        return GGUFFile(path: path, version: Int(version), metadata: metadata, tensors: tensors, alignment: alignment,
-                        data: data, dataStart: dataStart)
+        var file = GGUFFile(path: path, version: Int(version), metadata: metadata, tensors: tensors, alignment: alignment,
+                            data: data, dataStart: dataStart)
+        file.skippedArrays = skipped
+        return file
     }
 }
 

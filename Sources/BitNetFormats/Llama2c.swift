@@ -54,6 +54,7 @@ package enum Llama2cModel {
             cursor += ropeTables * 4
             if !shared { read(into: L.output, count: vocab * dim) }
         }
+        try w.checkFinite(file: path)
         return w
     }
 

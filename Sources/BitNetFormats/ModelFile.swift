@@ -66,22 +66,22 @@ package enum ModelFile {
                 throw BitNetError.invalidFormat(file: file, field: "__metadata__", problem: "no bitnet.config: not a bitnet-swift model file")
             }
             let config = try ModelConfig.fromJSON(cfg, source: file)
-            weights = ModelWeights(config: config)
-            for s in weights.layout.slots {
+            // Every tensor must be in the file with the config's shape (the reader checked each against the file's
+            // size) before the model is allocated: a config's sizes alone would let a small file claim terabytes.
+            for s in ParameterLayout(config: config).slots {
                 guard let e = st.entries[s.name] else {
                     throw BitNetError.invalidFormat(file: file, field: s.name, problem: "tensor missing")
                 }
                 guard e.shape == s.shape else {
                     throw BitNetError.invalidFormat(file: file, field: s.name, problem: "shape \(e.shape), config needs \(s.shape)")
                 }
+            }
+            weights = ModelWeights(config: config)
+            for s in weights.layout.slots {
                 let values = try st.floats(s.name)
                 values.withUnsafeBufferPointer { (weights.ptr + s.offset).update(from: $0.baseAddress!, count: s.count) }
             }
-            for s in weights.layout.slots {
-                for i in 0..<s.count where !weights.ptr[s.offset + i].isFinite {
-                    throw BitNetError.invalidFormat(file: file, field: s.name, problem: "non-finite value at index \(i)")
-                }
-            }
+            try weights.checkFinite(file: file)
             if let tj = st.metadata["bitnet.tokenizer"] {
                 do { tokenizer = try ByteLevelBPE(jsonData: Data(tj.utf8)) }
                 catch { throw BitNetError.invalidFormat(file: file, field: "bitnet.tokenizer", problem: "\(error)") }

@@ -39,6 +39,16 @@ package final class KVCache: @unchecked Sendable {
         if format == .q4 && headDim % 2 != 0 { throw BitNetError.unsupported("a 4-bit KV cache needs an even head dimension, got \(headDim)") }
         self.format = format; self.layers = layers; self.maxSeqLen = maxSeqLen; self.kvHeads = kvHeads; self.headDim = headDim
         headBytes = headDim * format.bits / 8
+        // Refused before allocating when it cannot fit this machine's memory (a config may claim millions of positions).
+        let perPosition = 2 * layers * kvHeads * (headBytes + (format == .q8 || format == .q4 ? 4 : 0))
+        let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        let (wanted, overflow) = perPosition.multipliedReportingOverflow(by: maxSeqLen)
+        guard !overflow, physical <= 0 || wanted <= physical else {
+            let gib = { (b: Double) in String(format: "%.1f GiB", b / 1_073_741_824) }
+            throw BitNetError.invalidArgument("a \(format.rawValue) KV cache of \(maxSeqLen) positions needs "
+                + "\(overflow ? "more than 2^63 bytes" : gib(Double(wanted))), more than this machine's \(gib(Double(physical))) of memory: "
+                + "use a shorter context")
+        }
         let total = layers * maxSeqLen * kvHeads * headBytes
         keys = .allocate(byteCount: max(total, 1), alignment: 64)
         values = .allocate(byteCount: max(total, 1), alignment: 64)

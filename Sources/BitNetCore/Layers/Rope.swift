@@ -5,42 +5,63 @@ import BitNetKernels
 package struct Rope: Sendable {
     package let headDim: Int
     package let maxSeqLen: Int
-    /// cos/sin tables [maxSeqLen, headDim/2], computed in f32 as llama2.c does so outputs match it bit for bit.
+    let theta: Float
+    /// cos/sin tables [tabled, headDim/2], computed in f32 as llama2.c does so outputs match it bit for bit. They
+    /// cover the first `tableLimit` positions; later ones are computed when used (the same f32 formula), so a config
+    /// claiming millions of positions costs no memory until they are reached.
     let cosTable: [Float]
     let sinTable: [Float]
+    let tabled: Int
+    package static let tableLimit = 1 << 15
 
     package init(headDim: Int, maxSeqLen: Int, theta: Float) {
         self.headDim = headDim
         self.maxSeqLen = maxSeqLen
+        self.theta = theta
         let half = headDim / 2
-        var c = [Float](repeating: 0, count: maxSeqLen * half), s = c
-        for p in 0..<maxSeqLen {
-            for i in 0..<half {
-                let freq: Float = 1 / powf(theta, Float(2 * i) / Float(headDim))
-                let angle = Float(p) * freq
-                c[p * half + i] = cosf(angle)
-                s[p * half + i] = sinf(angle)
-            }
+        tabled = min(maxSeqLen, Self.tableLimit)
+        var c = [Float](repeating: 0, count: tabled * half), s = c
+        for p in 0..<tabled {
+            for i in 0..<half { (c[p * half + i], s[p * half + i]) = Self.cosSin(pos: p, pair: i, headDim: headDim, theta: theta) }
         }
         cosTable = c; sinTable = s
+    }
+
+    @inline(__always)
+    static func cosSin(pos: Int, pair i: Int, headDim: Int, theta: Float) -> (Float, Float) {
+        let freq: Float = 1 / powf(theta, Float(2 * i) / Float(headDim))
+        let angle = Float(pos) * freq
+        return (cosf(angle), sinf(angle))
     }
 
     /// Rotates every head of one token's vector `x` [nHeads·headDim] in place for position `pos`; `inverse` undoes it (backward).
     @inline(__always)
     package func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, pos: Int, inverse: Bool = false) {
         let half = headDim / 2
+        guard pos < tabled else {
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * half) { t in
+                for i in 0..<half { (t[i], t[half + i]) = Self.cosSin(pos: pos, pair: i, headDim: headDim, theta: theta) }
+                rotate(x, heads: heads, cos: t.baseAddress!, sin: t.baseAddress! + half, inverse: inverse)
+            }
+            return
+        }
         cosTable.withUnsafeBufferPointer { cp in
             sinTable.withUnsafeBufferPointer { sp in
-                let cb = cp.baseAddress! + pos * half, sb = sp.baseAddress! + pos * half
-                for h in 0..<heads {
-                    let v = x + h * headDim
-                    for i in 0..<half {
-                        let c = cb[i], s = inverse ? -sb[i] : sb[i]
-                        let a = v[2 * i], b = v[2 * i + 1]
-                        v[2 * i] = a * c - b * s
-                        v[2 * i + 1] = a * s + b * c
-                    }
-                }
+                rotate(x, heads: heads, cos: cp.baseAddress! + pos * half, sin: sp.baseAddress! + pos * half, inverse: inverse)
+            }
+        }
+    }
+
+    @inline(__always)
+    func rotate(_ x: UnsafeMutablePointer<Float>, heads: Int, cos cb: UnsafePointer<Float>, sin sb: UnsafePointer<Float>, inverse: Bool) {
+        let half = headDim / 2
+        for h in 0..<heads {
+            let v = x + h * headDim
+            for i in 0..<half {
+                let c = cb[i], s = inverse ? -sb[i] : sb[i]
+                let a = v[2 * i], b = v[2 * i + 1]
+                v[2 * i] = a * c - b * s
+                v[2 * i + 1] = a * s + b * c
             }
         }
     }

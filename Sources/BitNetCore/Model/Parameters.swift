@@ -79,6 +79,17 @@ package final class ModelWeights: @unchecked Sendable {
         self.values = FloatBuffer(layout.totalCount)
     }
 
+    /// Throws, naming the tensor and the index, at the first NaN or infinity (`file` names the source in the error):
+    /// a non-finite weight makes every logit NaN, which would decode as one token forever.
+    package func checkFinite(file: String) throws {
+        for s in layout.slots {
+            let values = UnsafeBufferPointer(start: ptr + s.offset, count: s.count)
+            if let i = values.firstIndex(where: { !$0.isFinite }) {
+                throw BitNetError.invalidFormat(file: file, field: s.name, problem: "non-finite value \(values[i]) at index \(i)")
+            }
+        }
+    }
+
     /// A deep copy (same config, same values).
     package func copy() -> ModelWeights {
         let w = ModelWeights(config: config)

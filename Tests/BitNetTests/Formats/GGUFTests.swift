@@ -328,4 +328,38 @@ final class GGUFTests: XCTestCase {
             }
         }
     }
+
+    /// A long array under a key nothing reads is validated and dropped (it used to cost ~25x its size); any array past
+    /// the length limit is refused, naming the key; a vocabulary array is still read.
+    func testLongMetadataArraysAreBounded() throws {
+        func gguf(_ kvs: [(String, UInt32, UInt64, (inout Data) -> Void)]) -> Data {
+            var d = Data("GGUF".utf8)
+            func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+            func u64(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { d.append(contentsOf: $0) } }
+            u32(3); u64(0); u64(UInt64(kvs.count))
+            for (key, elementType, n, items) in kvs {
+                u64(UInt64(key.utf8.count)); d.append(contentsOf: Array(key.utf8))
+                u32(9); u32(elementType); u64(n)
+                items(&d)
+            }
+            d.append(Data(count: (32 - d.count % 32) % 32))   // the (empty) data section starts aligned
+            return d
+        }
+        let n = 20_000_000
+        let blob = gguf([("junk.blob", 0, UInt64(n), { $0.append(Data(count: n)) }),
+                         ("tokenizer.ggml.scores", 6, 3, { $0.append(Data(count: 12)) })])
+        let f = try GGUFFile.parse(blob, path: "blob.gguf")
+        XCTAssertNil(f["junk.blob"])
+        XCTAssertEqual(f.skippedArrays.map(\.key), ["junk.blob"])
+        XCTAssertEqual(f.skippedArrays.map(\.count), [n])
+        XCTAssertEqual(f["tokenizer.ggml.scores"]?.array, [.float32(0), .float32(0), .float32(0)])
+        // Skipped values are still checked: a bad bool inside is named.
+        let bools = gguf([("junk.flags", 7, 5000, { $0.append(Data(repeating: 1, count: 4999) + [2]) })])
+        XCTAssertThrowsError(try GGUFFile.parse(bools, path: "b.gguf")) { XCTAssertTrue("\($0)".contains("junk.flags[4999]: bool byte is 2"), "\($0)") }
+        let long = (1 << 21) + 1
+        let tokens = gguf([("tokenizer.ggml.token_type", 0, UInt64(long), { $0.append(Data(count: long)) })])
+        XCTAssertThrowsError(try GGUFFile.parse(tokens, path: "t.gguf")) { error in
+            XCTAssertTrue("\(error)".contains("tokenizer.ggml.token_type: array of \(long) elements is longer than the 2097152"), "\(error)")
+        }
+    }
 }

@@ -42,4 +42,23 @@ final class Llama2cTests: XCTestCase {
         try hostile.write(to: bad)
         XCTAssertThrowsError(try ModelFile.load(path: bad.path)) { XCTAssertTrue("\($0)".contains("dim"), "\($0)") }
     }
+
+    /// A NaN or infinity among the weights is refused, naming the tensor (it made every logit NaN: `<unk>`, exit 0).
+    func testNonFiniteWeightsAreRefused() throws {
+        var data = try Data(contentsOf: URL(fileURLWithPath: try TestPaths.sharedFile("stories260K/stories260K.bin")))
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let bad = dir.appendingPathComponent("nan.bin")
+        // The header is 28 bytes; the embedding (512 x 64) comes first, then the attention norms.
+        for (at, value, tensor) in [(28 + 4 * 7, Float.nan, "tok_embeddings"), (28 + 4 * (512 * 64 + 3), Float.infinity, "attention_norm")] {
+            var hostile = data
+            hostile.replaceSubrange(at..<(at + 4), with: withUnsafeBytes(of: value.bitPattern.littleEndian) { Data($0) })
+            try hostile.write(to: bad)
+            XCTAssertThrowsError(try ModelFile.load(path: bad.path)) { error in
+                XCTAssertTrue("\(error)".contains("non-finite value \(value) at index"), "\(error)")
+                XCTAssertTrue("\(error)".contains(tensor), "\(tensor): \(error)")
+            }
+        }
+        data.removeAll()
+    }
 }

@@ -292,4 +292,39 @@ final class BatchedDecodingTests: XCTestCase {
         XCTAssertTrue(message { _ = try InferenceSession.stepBatch([a, b], tokens: [1, 2]) }.contains("context full"))
         XCTAssertEqual(a.position, 0)
     }
+
+    /// A config that claims millions of positions costs memory only for what a generation reaches: the RoPE tables
+    /// stop at `Rope.tableLimit` (later positions computed by the same f32 formula, bit for bit), the generator's
+    /// cache holds prompt + max tokens, and a cache larger than the machine's memory is refused before allocating.
+    func testHugeContextsAreBoundedByUse() throws {
+        let rope = Rope(headDim: 8, maxSeqLen: 16_000_000, theta: 10000)
+        XCTAssertEqual(rope.cosTable.count, Rope.tableLimit * 4)
+        for pos in [5, Rope.tableLimit - 1, Rope.tableLimit, 15_999_999] {
+            var x: [Float] = (0..<16).map { Float($0) * 0.25 - 1 }
+            var expected = x
+            for h in 0..<2 {
+                for i in 0..<4 {
+                    let (c, s) = Rope.cosSin(pos: pos, pair: i, headDim: 8, theta: 10000)
+                    let a = x[h * 8 + 2 * i], b = x[h * 8 + 2 * i + 1]
+                    expected[h * 8 + 2 * i] = a * c - b * s
+                    expected[h * 8 + 2 * i + 1] = a * s + b * c
+                }
+            }
+            x.withUnsafeMutableBufferPointer { rope.apply($0.baseAddress!, heads: 2, pos: pos) }
+            XCTAssertEqual(x, expected, "position \(pos)")
+        }
+        XCTAssertThrowsError(try KVCache(format: .f32, layers: 6, maxSeqLen: 16_000_000, kvHeads: 6, headDim: 64)) { error in
+            XCTAssertTrue("\(error)".contains("a f32 KV cache of 16000000 positions needs 274.7 GiB, more than this machine's"), "\(error)")
+        }
+        XCTAssertThrowsError(try KVCache(format: .q4, layers: 1 << 20, maxSeqLen: 1 << 24, kvHeads: 1 << 20, headDim: 64))
+
+        var c = tinyConfig(.b158, vocab: 258, seq: 16_000_000)
+        c.tieEmbeddings = true
+        let bpe = try ByteLevelBPE.train(text: "abc", vocabSize: 258)
+        let model = InferenceModel(weights: ModelWeights(config: c, seed: 1))
+        var o = GenerationOptions()
+        o.temperature = 0; o.maxTokens = 4
+        let ids = try Generator(model: model, tokenizer: bpe).generate(prompt: "abc", options: o) { _ in }
+        XCTAssertEqual(ids.count, 4)
+    }
 }
