@@ -99,7 +99,10 @@ package struct CompletionRequest: Sendable {
         if let v = f["temperature"], !v.isNull { o.temperature = Float(try number(v, "temperature", 0...2)) }
         if let v = f["top_p"], !v.isNull {
             let p = try number(v, "top_p", 0...1)
-            guard p > 0 else { throw APIError.invalid("top_p must be greater than 0, got 0.", param: "top_p") }
+            // Sampling runs in f32: a positive value below its smallest normal would become 0 there.
+            guard Float(p) >= Float.leastNormalMagnitude else {
+                throw APIError.invalid("top_p must be greater than 0 (at least \(Float.leastNormalMagnitude)), got \(p).", param: "top_p")
+            }
             o.topP = Float(p)
         }
         if let v = f["top_k"], !v.isNull { o.topK = try int(v, "top_k", 0...Int(Int32.max)) }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -25,6 +26,14 @@ package struct ServerConfiguration: Sendable {
     package var shutdownTimeout = 10.0
     /// Connections idle (no request in progress) this long are closed.
     package var idleTimeout = 30.0
+    /// A request body must arrive whole within this many seconds (408 after): a client dribbling bytes cannot hold a
+    /// connection and a handler forever.
+    package var bodyTimeout = 30.0
+    /// Open connections at most (nil: the descriptor limit less `reservedDescriptors`); more wait in the listen backlog
+    /// instead of exhausting descriptors.
+    package var maxConnections: Int?
+    /// Descriptors kept for everything but connections (model files, logs, the listener).
+    package static let reservedDescriptors = 64
 
     package init() {}
 }
@@ -34,6 +43,11 @@ package final class OpenAIServer: Sendable {
     package let scheduler: BatchScheduler
     package let configuration: ServerConfiguration
     let generator: @Sendable (String) throws -> [Int]
+    /// The most bytes of text one token stands for: a prompt of more than `contextLength` times this many bytes
+    /// cannot fit and is refused before it is tokenized.
+    let maxBytesPerToken: Int
+    /// Prompts are tokenized here, off the threads that answer other requests (a 1 MB prompt takes seconds).
+    private let tokenizing = DispatchQueue(label: "bitnet-serve.tokenize")
     let createdAt = Int(Date().timeIntervalSince1970)
     private let nextID = Atomic<Int>(0)
     private let group = Mutex<ServiceGroup?>(nil)
@@ -43,6 +57,38 @@ package final class OpenAIServer: Sendable {
         self.configuration = configuration
         let (model, tokenizer) = (scheduler.model, scheduler.tokenizer)
         generator = { prompt in try Generator(model: model, tokenizer: tokenizer).promptTokens(prompt, addBOS: nil) }
+        maxBytesPerToken = max(1, (0..<tokenizer.vocabSize).reduce(0) { max($0, tokenizer.decode([$1]).utf8.count) })
+    }
+
+    /// The connection limit in force: the configured one, else the descriptor limit less the reserve.
+    package var connectionLimit: Int {
+        if let m = configuration.maxConnections { return m }
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0, r.rlim_cur != rlim_t.max else { return 1 << 16 }
+        return max(16, Int(min(r.rlim_cur, 1 << 20)) - ServerConfiguration.reservedDescriptors)
+    }
+
+    /// Raises the soft descriptor limit to the hard one (at most 65,536), as servers do, so idle connections exhaust
+    /// the connection cap, not the process's descriptors. Returns the soft limit now in force.
+    @discardableResult
+    package static func raiseDescriptorLimit() -> Int {
+        var r = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r) == 0 else { return 1024 }
+        let want = min(r.rlim_max, 65_536)
+        if r.rlim_cur < want {
+            r.rlim_cur = want
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
+            _ = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &r)
+        }
+        return Int(min(r.rlim_cur, 1 << 20))
+    }
+
+    /// Tokenizes on `tokenizing`, so the cooperative threads stay free for /health and streaming.
+    func tokenize(_ prompt: String) async throws -> [Int] {
+        let generator = self.generator
+        return try await withCheckedThrowingContinuation { (k: CheckedContinuation<[Int], any Error>) in
+            tokenizing.async { k.resume(with: Result { try generator(prompt) }) }
+        }
     }
 
     /// Serves until SIGINT/SIGTERM (or `shutdown()`): then refuses new work (503), lets running generations finish for
@@ -53,7 +99,8 @@ package final class OpenAIServer: Sendable {
         let app = Application(
             router: makeRouter(),
             server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(configuration.idleTimeout * 1000)))),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitnet-swift"),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "bitnet-swift",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(connectionLimit, logger: logger)),
             onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
         // Services shut down in reverse order: the drain service first (while the HTTP server still answers), then the server.
@@ -104,8 +151,9 @@ package final class OpenAIServer: Sendable {
             let ok = !isDraining
             return Self.json(ok ? 200 : 503, ["status": ok ? "ok" : "shutting_down", "slots_busy": a, "slots": scheduler.parallel, "queued": w])
         }
-        router.get("/metrics") { [self] _, _ in
-            Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+        router.get("/metrics") { [self] request, _ in
+            try authorize(request)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                      body: .init(byteBuffer: ByteBuffer(string: scheduler.metrics.render())))
         }
         router.get("/v1/models") { [self] request, _ in
@@ -145,19 +193,21 @@ package final class OpenAIServer: Sendable {
         if let len = request.headers[.contentLength].flatMap({ Int($0) }), len > limit {
             throw APIError(status: 413, message: "The request body is \(len) bytes; the limit is \(limit) bytes.", code: "request_too_large")
         }
-        let body: ByteBuffer
-        do { body = try await request.body.collect(upTo: limit) }
-        catch is NIOTooManyBytesError {
-            throw APIError(status: 413, message: "The request body is over the limit of \(limit) bytes.", code: "request_too_large")
-        }
+        let body = try await collectBody(request, limit: limit)
         let req = try CompletionRequest.parse(Data(buffer: body), kind: kind, maxTokensLimit: scheduler.contextLength)
+        let param = kind == .chat ? "messages" : "prompt"
+        // Measured in bytes first: a prompt that cannot fit even at the longest token's bytes is refused untokenized.
+        let bytes = req.prompt.utf8.count
+        if bytes / maxBytesPerToken >= scheduler.contextLength {
+            throw APIError(status: 400, message: "This model's maximum context length is \(scheduler.contextLength) tokens. However, your "
+                           + "\(param) has \(bytes) bytes, at least \(bytes / maxBytesPerToken) tokens.", param: param, code: "context_length_exceeded")
+        }
         let tokens: [Int]
-        do { tokens = try generator(req.prompt) }
-        catch { throw APIError.invalid("\(error)", param: kind == .chat ? "messages" : "prompt") }
+        do { tokens = try await tokenize(req.prompt) }
+        catch { throw APIError.invalid("\(error)", param: param) }
         guard tokens.count < scheduler.contextLength else {
             throw APIError(status: 400, message: "This model's maximum context length is \(scheduler.contextLength) tokens. However, your "
-                           + "\(kind == .chat ? "messages" : "prompt") resulted in \(tokens.count) tokens.",
-                           param: kind == .chat ? "messages" : "prompt", code: "context_length_exceeded")
+                           + "\(param) resulted in \(tokens.count) tokens.", param: param, code: "context_length_exceeded")
         }
         let handle: GenerationHandle
         do { handle = try scheduler.submit(GenerationJob(promptTokens: tokens, options: req.options, stop: req.stop)) }
@@ -171,6 +221,30 @@ package final class OpenAIServer: Sendable {
         let envelope = Envelope(id: id, kind: kind, created: Int(Date().timeIntervalSince1970), model: configuration.modelName)
         return req.stream ? streamResponse(handle, envelope: envelope, includeUsage: req.includeUsage)
                           : try await wholeResponse(handle, envelope: envelope)
+    }
+
+    /// The body, at most `limit` bytes, whole within `bodyTimeout` seconds: 413 beyond the limit, 408 past the deadline,
+    /// 499 (client closed request, as nginx counts it) when the client goes away mid-upload.
+    func collectBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
+        let timeout = configuration.bodyTimeout
+        do {
+            return try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+                group.addTask { try await request.body.collect(upTo: limit) }
+                group.addTask { try await Task.sleep(nanoseconds: UInt64(timeout * 1e9)); return nil }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let body = first else {
+                    throw APIError(status: 408, message: "The request body did not arrive within \(timeout) seconds.", code: "request_timeout")
+                }
+                return body
+            }
+        } catch is NIOTooManyBytesError {
+            throw APIError(status: 413, message: "The request body is over the limit of \(limit) bytes.", code: "request_too_large")
+        } catch let e as APIError {
+            throw e
+        } catch {
+            throw APIError(status: 499, message: "The client closed the connection before the request body ended (\(error)).",
+                           code: "client_closed_request")
+        }
     }
 
     /// The fields every response object of one request shares.
@@ -263,6 +337,7 @@ package final class OpenAIServer: Sendable {
     static func errorResponse(_ e: APIError) -> Response {
         var headers: HTTPFields = [.contentType: "application/json"]
         if e.status == 429 || e.status == 503 { headers[.retryAfter] = "1" }
+        if e.status == 408 || e.status == 413 || e.status == 499 { headers[.connection] = "close" }   // the rest of the body is not read
         return Response(status: .init(code: e.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: e.body)))
     }
 }

@@ -19,7 +19,7 @@ private let systemSend = Darwin.send
 
 /// A minimal blocking HTTP/1.1 client over a TCP socket, used by `bitnet bench serve` and the server tests to drive
 /// the server as a real client would (including badly: raw bytes, hanging up mid-stream, reading slowly).
-package final class LoopbackConnection {
+package final class LoopbackConnection: @unchecked Sendable {   // one user at a time; tests hand it between threads
     let fd: Int32
 
     /// An HTTP response: status, headers (lower-cased names) and the de-chunked body.

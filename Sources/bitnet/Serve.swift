@@ -58,8 +58,12 @@ struct Serve: ParsableCommand {
     @Option(help: "Port (0: any free port).") var port: Int = 8080
     @Option(help: "Requests decoded together (each with its own KV cache).") var parallel: Int = 4
     @Option(help: "Requests that may wait for a slot; more get 429.") var queue: Int = 64
-    @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' on /v1 (default: $BITNET_API_KEY if set).") var apiKey: String?
+    @Option(name: .customLong("api-key"), help: "Require 'Authorization: Bearer KEY' on /v1 and /metrics. Visible to other users in `ps`: prefer --api-key-file or $BITNET_API_KEY (the default when set).") var apiKey: String?
+    @Option(name: .customLong("api-key-file"), help: "Read the API key from this file (its first line).") var apiKeyFile: String?
     @Option(name: .customLong("max-body"), help: "Largest request body in bytes (413 beyond).") var maxBody: Int = 1 << 20
+    @Option(name: .customLong("body-timeout"), help: "Seconds a request body may take to arrive (408 after).") var bodyTimeout: Double = 30
+    @Option(name: .customLong("max-connections"), help: "Open connections at most; more wait to be accepted (default: the descriptor limit, raised to the hard limit, less 64).")
+    var maxConnections: Int?
     @Option(name: .customLong("shutdown-timeout"), help: "Seconds running requests may finish after SIGINT/SIGTERM before they are cancelled.")
     var shutdownTimeout: Double = 10
     @Option(name: .customLong("model-name"), help: "Model id listed by /v1/models (default: the file name).") var modelName: String?
@@ -68,17 +72,30 @@ struct Serve: ParsableCommand {
         try runReportingErrors {
             guard (0...65535).contains(port) else { throw BitNetError.invalidArgument("--port must be in 0...65535") }
             guard maxBody > 0, shutdownTimeout >= 0 else { throw BitNetError.invalidArgument("--max-body must be > 0, --shutdown-timeout >= 0") }
+            guard bodyTimeout > 0, bodyTimeout.isFinite else { throw BitNetError.invalidArgument("--body-timeout must be a positive number of seconds") }
+            if let m = maxConnections, m < 1 { throw BitNetError.invalidArgument("--max-connections must be >= 1, got \(m)") }
+            guard apiKey == nil || apiKeyFile == nil else { throw BitNetError.invalidArgument("give --api-key or --api-key-file, not both") }
+            let keyFromFile = try apiKeyFile.map { path -> String in
+                let key = try FileIO.readText(path).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+                guard !key.trimmingCharacters(in: .whitespaces).isEmpty else {
+                    throw BitNetError.invalidFormat(file: path, field: "api key", problem: "the first line is empty")
+                }
+                return key
+            }
+            OpenAIServer.raiseDescriptorLimit()
             let (model, tok, name) = try served.load()
             let scheduler = try BatchScheduler(model: model, tokenizer: tok, parallel: parallel, maxQueue: queue, contextLength: served.ctx,
                                                kvCache: try parseKVCacheFormat(served.kvCache))
             var cfg = ServerConfiguration()
             cfg.host = host; cfg.port = port; cfg.maxBodyBytes = maxBody; cfg.shutdownTimeout = shutdownTimeout
-            cfg.apiKey = apiKey ?? ProcessInfo.processInfo.environment["BITNET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+            cfg.apiKey = apiKey ?? keyFromFile ?? ProcessInfo.processInfo.environment["BITNET_API_KEY"].flatMap { $0.isEmpty ? nil : $0 }
+            cfg.bodyTimeout = bodyTimeout; cfg.maxConnections = maxConnections
             cfg.modelName = modelName ?? name
             let server = OpenAIServer(scheduler: scheduler, configuration: cfg)
             let (cfgFinal, host, parallel) = (cfg, host, parallel)
             let banner = { @Sendable (port: Int) in
-                "bitnet serve: \(cfgFinal.modelName) on http://\(host):\(port)  (\(parallel) slots, context \(scheduler.contextLength), api key \(cfgFinal.apiKey == nil ? "off" : "on"))"
+                "bitnet serve: \(cfgFinal.modelName) on http://\(host):\(port)  (\(parallel) slots, context \(scheduler.contextLength), "
+                    + "up to \(server.connectionLimit) connections, api key \(cfgFinal.apiKey == nil ? "off" : "on"))"
             }
             try blockOn {
                 try await server.run { port in

@@ -59,12 +59,14 @@ final class RunningServer: @unchecked Sendable {
     let task: Task<Void, any Error>
 
     static func start(parallel: Int = 4, queue: Int = 16, apiKey: String? = nil, maxBody: Int = 1 << 20, ctx: Int? = nil,
-                      shutdownTimeout: Double = 10, gate: (@Sendable () -> Void)? = nil) async throws -> RunningServer {
+                      shutdownTimeout: Double = 10, bodyTimeout: Double = 30, maxConnections: Int? = nil,
+                      gate: (@Sendable () -> Void)? = nil) async throws -> RunningServer {
         let s = try Stories.shared.get()
         let scheduler = try BatchScheduler(model: s.model, tokenizer: s.tokenizer, parallel: parallel, maxQueue: queue, contextLength: ctx)
         scheduler.beforeRound = gate
         var cfg = ServerConfiguration()
         cfg.port = 0; cfg.apiKey = apiKey; cfg.maxBodyBytes = maxBody; cfg.modelName = "stories260K"; cfg.shutdownTimeout = shutdownTimeout
+        cfg.bodyTimeout = bodyTimeout; cfg.maxConnections = maxConnections
         let server = OpenAIServer(scheduler: scheduler, configuration: cfg)
         let (ports, cont) = AsyncStream.makeStream(of: Int.self)
         let task = Task { try await server.run(signals: []) { cont.yield($0) } }
