@@ -25,7 +25,7 @@ package enum ZeroShotTask: String, CaseIterable, Codable, Sendable {
         }
     }
 
-    /// acc_norm (length-normalized by bytes) is meaningful: not for Winogrande (one shared continuation), BoolQ
+    /// acc_norm (length-normalized by the choice's characters) is meaningful: not for Winogrande (one shared continuation), BoolQ
     /// (yes/no) or LAMBADA (one continuation).
     package var hasAccNorm: Bool { ![.winogrande, .boolq, .lambada].contains(self) }
 
@@ -187,7 +187,7 @@ package struct ZeroShotEvaluator {
         return LogLikelihoodRequest(context: ce, continuation: tokenizer.encode(cont))
     }
 
-    /// acc, acc_norm (by continuation bytes) and, for LAMBADA, last-word accuracy and perplexity.
+    /// acc, acc_norm (by choice characters, as the harness) and, for LAMBADA, last-word accuracy and perplexity.
     package func evaluate(_ task: ZeroShotTask, items: [ZeroShotItem]) throws -> TaskScore {
         guard !items.isEmpty else { throw BitNetError.invalidArgument("\(task.rawValue): no items to evaluate") }
         var correct = 0, correctNorm = 0, llSum = 0.0
@@ -211,7 +211,7 @@ package struct ZeroShotEvaluator {
                 }
                 let lls = res.map(\.logLikelihood)
                 if argmax(lls) == item.gold { correct += 1 }
-                let norm = zip(lls, item.continuations).map { $0 / Double(max($1.utf8.count, 1)) }
+                let norm = zip(lls, item.continuations).map { $0 / Double(max(Self.harnessChoiceLength($1), 1)) }
                 if argmax(norm) == item.gold { correctNorm += 1 }
             }
             i += chunk.count
@@ -227,6 +227,12 @@ package struct ZeroShotEvaluator {
         }
         if task == .lambada { score.perplexity = exp(-llSum / Double(n)) }
         return score
+    }
+
+    /// What lm-evaluation-harness divides a choice's log-likelihood by for acc_norm: the choice's length in characters
+    /// (Python's `len`, Unicode code points) without the target delimiter, the one space that joins it to the context.
+    static func harnessChoiceLength(_ continuation: String) -> Int {
+        (continuation.hasPrefix(" ") ? continuation.dropFirst() : Substring(continuation)).unicodeScalars.count
     }
 
     /// First index of the largest value (ties go to the earlier choice, as numpy's argmax).

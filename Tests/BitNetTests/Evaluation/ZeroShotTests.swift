@@ -40,6 +40,22 @@ final class ZeroShotTests: XCTestCase {
         XCTAssertNil(try ev.evaluate(.winogrande, items: items).accNorm, "Winogrande reports acc only")
     }
 
+    /// acc_norm divides as lm-evaluation-harness does: by the choice's characters without the leading delimiter
+    /// space (by bytes with the space, " é" scores 3 and " abc" 4, and the pick flips).
+    func testAccNormDividesByTheChoiceCharactersWithoutItsSpace() throws {
+        XCTAssertEqual(ZeroShotEvaluator.harnessChoiceLength(" cellular telephone"), 18)
+        XCTAssertEqual(ZeroShotEvaluator.harnessChoiceLength(" é"), 1)
+        XCTAssertEqual(ZeroShotEvaluator.harnessChoiceLength("no space"), 8)
+        XCTAssertEqual(ZeroShotEvaluator.harnessChoiceLength("  two"), 4, "only the delimiter goes")
+        // −1/1 = −1 vs −2.5/3 ≈ −0.83: the harness picks the second; per byte with the space (−1/2 vs −2.5/4) the first.
+        let scorer = TableScorer(table: [" a": (-1.0, false), " abc": (-2.5, false), " é": (-1.0, false), " xyz": (-2.5, false)])
+        let items = [ZeroShotItem(docID: 0, contexts: ["Q:", "Q:"], continuations: [" a", " abc"], gold: 1),
+                     ZeroShotItem(docID: 1, contexts: ["R:", "R:"], continuations: [" é", " xyz"], gold: 1)]
+        let s = try ZeroShotEvaluator(tokenizer: ByteTokenizer(), scorer: scorer).evaluate(.arcEasy, items: items)
+        XCTAssertEqual(s.accNorm, 1.0)
+        XCTAssertEqual(s.acc, 0.0)
+    }
+
     func testLambadaAccuracyAndPerplexity() throws {
         let scorer = TableScorer(table: [" x": (-1.0, true), " yy": (-3.0, false), " z": (-2.0, true)])
         let items = [" x", " yy", " z"].enumerated().map { ZeroShotItem(docID: $0.offset, contexts: ["ctx"], continuations: [$0.element], gold: 0) }
@@ -88,9 +104,11 @@ final class ZeroShotTests: XCTestCase {
         let tok = ByteTokenizer()
         let w = ModelWeights(config: tinyConfig(.fp, vocab: 256, seq: 256))
         let s = try ZeroShotEvaluator(tokenizer: tok, scorer: GraphScorer(weights: w)).evaluate(.arcEasy, items: items)
-        // Uniform model: ll = −bytes·ln 256, so acc picks the shortest answer and acc_norm ties (first choice).
+        // Uniform model: ll = −bytes·ln 256, so acc picks the shortest answer; acc_norm divides −(n+1)·ln 256 by the n
+        // characters after the space (ASCII here), so it picks the longest.
         let expectAcc = items.filter { it in it.continuations.indices.min { it.continuations[$0].utf8.count < it.continuations[$1].utf8.count } == it.gold }.count
         XCTAssertEqual(s.acc, Double(expectAcc) / 10, accuracy: 1e-12)
-        XCTAssertEqual(s.accNorm!, Double(items.filter { $0.gold == 0 }.count) / 10, accuracy: 1e-12)
+        let expectNorm = items.filter { it in it.continuations.indices.max { it.continuations[$0].utf8.count < it.continuations[$1].utf8.count } == it.gold }.count
+        XCTAssertEqual(s.accNorm!, Double(expectNorm) / 10, accuracy: 1e-12)
     }
 }
