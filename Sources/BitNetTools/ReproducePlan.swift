@@ -8,8 +8,8 @@ import BitNetEvaluation
 import BitNetServer
 import BitNetKernels
 
-/// The scale of a `bitnet reproduce` run: corpus, model sizes, tokens and evaluation sizes, derived once from the
-/// time budget and a short speed probe on this machine, then stored in `DIR/plan.json` so a resumed run repeats it.
+/// The scale of a `bitnet reproduce` run: corpus, model sizes, tokens and evaluation sizes, derived from the time budget
+/// alone (a speed probe only predicts the time), then stored in `DIR/plan.json` so a resumed run repeats it.
 package struct ReproducePlan: Codable, Sendable, Equatable {
     /// One model size of the scaling series (same for b1.58, b1 and fp).
     package struct Size: Codable, Sendable, Equatable {
@@ -76,28 +76,51 @@ package struct ReproducePlan: Codable, Sendable, Equatable {
                 16, 128)
     }
 
-    /// Derives a plan: the training steps are the same for every model and chosen so the 13 training runs (4 sizes ×
-    /// 3 variants + the ablation) take about 70 % of the budget at twice the probed time; evaluation sizes scale with the budget.
-    /// `secondsPerStep(config, batch, context)` measures one training step.
+    /// Matmul FLOPs of one training step of every run of a plan's shape: 4 sizes × 3 variants + the ablation.
+    static func flopsPerPlanStep(sizes: [Size], vocab: Int, batch: Int, context: Int, ablationSize: Int) -> Double {
+        func flops(_ s: Size) -> Double {
+            let c = ModelConfig(arch: .b158, vocabSize: vocab, dim: s.dim, nLayers: s.layers, nHeads: s.heads, maxSeqLen: context)
+            return TrainingBenchmark.flopsPerToken(c, seqLen: context) * Double(batch * context)
+        }
+        return sizes.map(flops).reduce(0, +) * 3 + flops(sizes[ablationSize])
+    }
+
+    /// The training FLOP/s the plan is sized for, fixed once: the full plan's 628 steps in 35 % of 60 minutes (what a
+    /// quiet 2-core Zen 4 reached, the committed report's run). The work depends on the budget alone, never on how
+    /// busy the machine is when the run starts, so the same command always trains the same models the same way.
+    static var referenceFLOPS: Double {
+        let full = shape(budgetMinutes: 60, dataDir: "")
+        return 628 * flopsPerPlanStep(sizes: full.sizes, vocab: full.vocab, batch: full.batch, context: full.context, ablationSize: 2)
+            / (60 * 60 * 0.35)
+    }
+
+    /// Derives a plan from the budget alone: the steps (the same for every model) are those 35 % of the budget allows at
+    /// `referenceFLOPS` (a real run spends about twice its matmul time: evaluations, checkpoints), evaluation sizes
+    /// scale with the minutes. `secondsPerStep(config, batch, context)`, when given, only predicts this machine's time.
     package static func make(budgetMinutes: Double, dataDir: String, seed: UInt64,
-                            secondsPerStep: (ModelConfig, Int, Int) -> Double) -> ReproducePlan {
+                            secondsPerStep: ((ModelConfig, Int, Int) -> Double)? = nil) -> ReproducePlan {
         let s = shape(budgetMinutes: budgetMinutes, dataDir: dataDir)
         var plan = ReproducePlan(budgetMinutes: budgetMinutes, corpus: s.corpus, valFraction: 0.05, vocabSize: s.vocab, sizes: s.sizes,
                                  batch: s.batch, context: s.context, steps: 0, warmup: 0, lrBitNet: 3e-3, lrFP: 1e-3, seed: seed,
                                  ablationSize: 2, zeroShotLimit: 0, wikiTextTokens: 0, heldOutTokens: 0, probeSecondsPerStep: [])
-        plan.probeSecondsPerStep = s.sizes.map { secondsPerStep(plan.config($0, arch: .b158, vocabSize: s.vocab), s.batch, s.context) }
-        // fp steps are a little cheaper (no quantization); count them as b1.58 to stay on the safe side.
-        let perStepAll = plan.probeSecondsPerStep.reduce(0, +) * 3 + plan.probeSecondsPerStep[plan.ablationSize]
-        // A real run takes about twice the probed time (held-out evaluations, checkpoints, a machine shared with other
-        // work), and training gets 70 % of the budget; evaluation and the report take the rest.
-        let trainSeconds = budgetMinutes * 60 * 0.7 / 2.0
-        plan.steps = max(40, min(20_000, Int(trainSeconds / max(perStepAll, 1e-6))))
+        let flops = flopsPerPlanStep(sizes: s.sizes, vocab: s.vocab, batch: s.batch, context: s.context, ablationSize: plan.ablationSize)
+        plan.steps = max(40, min(20_000, Int((budgetMinutes * 60 * 0.35 * referenceFLOPS / flops).rounded())))
         plan.warmup = max(plan.steps / 10, 1)
+        if let secondsPerStep {
+            plan.probeSecondsPerStep = s.sizes.map { secondsPerStep(plan.config($0, arch: .b158, vocabSize: s.vocab), s.batch, s.context) }
+        }
         let scale = budgetMinutes / 60
         plan.zeroShotLimit = max(20, min(1000, Int(100 * scale)))
         plan.wikiTextTokens = max(4000, min(250_000, Int(20_000 * scale)))
         plan.heldOutTokens = max(4000, min(100_000, Int(16_000 * scale)))
         return plan
+    }
+
+    /// Training minutes this machine needs for the plan at the probed speed (twice the matmul time, as `make` assumes).
+    package var probedTrainingMinutes: Double? {
+        guard probeSecondsPerStep.count == sizes.count else { return nil }
+        let perStepAll = probeSecondsPerStep.reduce(0, +) * 3 + probeSecondsPerStep[ablationSize]
+        return perStepAll * Double(steps) * 2 / 60
     }
 }
 

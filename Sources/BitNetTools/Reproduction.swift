@@ -77,9 +77,13 @@ package final class Reproduction {
             plan = p
             printError("resuming the plan in \(planURL.path)")
         } else {
-            printError("probing training speed to fit the \(Int(budgetMinutes))-minute budget...")
+            printError("probing this machine's training speed to predict the time (the plan is fixed by the budget)...")
             plan = ReproducePlan.make(budgetMinutes: budgetMinutes, dataDir: dataDir, seed: seed) { c, b, t in
                 probeTrainingStep(config: c, batch: b, context: t, seed: seed)
+            }
+            if let m = plan.probedTrainingMinutes {
+                let note = m > budgetMinutes * 0.7 ? " (more than the budget planned for: the machine is busy or slower; the work stays the same)" : ""
+                printError(String(format: "training %d steps per model should take about %.0f minutes here%@", plan.steps, m, note))
             }
             let enc = JSONEncoder(); enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             try FileIO.writeAtomically(try enc.encode(plan), to: planURL)

@@ -17,17 +17,28 @@ final class ReproductionReportTests: XCTestCase {
                    valLoss: loss, energyPerToken: energy, seconds: 1, tokensPerSecond: 1, log: [])
     }
 
-    /// The plan scales with the budget: steps follow the probe, evaluation sizes grow with the minutes.
-    func testPlanScalesWithBudget() {
-        let p10 = ReproducePlan.make(budgetMinutes: 10, dataDir: "/d", seed: 1) { _, _, _ in 0.01 }
-        let p30 = ReproducePlan.make(budgetMinutes: 30, dataDir: "/d", seed: 1) { _, _, _ in 0.01 }
-        let p60 = ReproducePlan.make(budgetMinutes: 60, dataDir: "/d", seed: 1) { _, _, _ in 0.01 }
-        XCTAssertEqual(p10.sizes.count, 4)
-        // 13 runs of 4 sizes at 0.01 s/step probe: 10·60·0.7/2 s / 0.13 s.
-        XCTAssertEqual(p10.steps, Int(10 * 60 * 0.7 / 2 / 0.13))
+    /// The plan depends on the budget alone: a probe reporting a fast or a slow machine changes nothing but the
+    /// predicted time; the full plan at 60 minutes is the calibration's 628 steps; evaluation sizes grow with the minutes.
+    func testPlanIsFixedByTheBudget() {
+        let fast = ReproducePlan.make(budgetMinutes: 10, dataDir: "/d", seed: 1) { _, _, _ in 0.001 }
+        let slow = ReproducePlan.make(budgetMinutes: 10, dataDir: "/d", seed: 1) { _, _, _ in 0.5 }
+        let none = ReproducePlan.make(budgetMinutes: 10, dataDir: "/d", seed: 1)
+        XCTAssertEqual(fast.steps, slow.steps)
+        XCTAssertEqual(fast.steps, none.steps)
+        XCTAssertEqual(fast.sizes, slow.sizes)
+        XCTAssertNil(none.probedTrainingMinutes)
+        XCTAssertEqual(slow.probedTrainingMinutes!, 0.5 * 13 * Double(slow.steps) * 2 / 60, accuracy: 1e-9)
+        let p30 = ReproducePlan.make(budgetMinutes: 30, dataDir: "/d", seed: 1)
+        let p60 = ReproducePlan.make(budgetMinutes: 60, dataDir: "/d", seed: 1)
+        XCTAssertEqual(p60.steps, 628)
         XCTAssertEqual(p60.steps, 2 * p30.steps, accuracy: 1)
-        XCTAssertGreaterThan(p60.zeroShotLimit, p10.zeroShotLimit)
-        XCTAssertGreaterThan(p60.context, p10.context)
+        // The quick plan's smaller models get more steps from the same FLOP rate: the ratio of the plans' FLOPs per step.
+        let q = ReproducePlan.shape(budgetMinutes: 10, dataDir: ""), f = ReproducePlan.shape(budgetMinutes: 60, dataDir: "")
+        let ratio = ReproducePlan.flopsPerPlanStep(sizes: f.sizes, vocab: f.vocab, batch: f.batch, context: f.context, ablationSize: 2)
+            / ReproducePlan.flopsPerPlanStep(sizes: q.sizes, vocab: q.vocab, batch: q.batch, context: q.context, ablationSize: 2)
+        XCTAssertEqual(Double(fast.steps), (628 * ratio / 6).rounded(), accuracy: 1)
+        XCTAssertGreaterThan(p60.zeroShotLimit, fast.zeroShotLimit)
+        XCTAssertGreaterThan(p60.context, fast.context)
     }
 
     /// Verdicts follow the numbers: Table 2 from the energy model agrees with the paper; a shrinking BitNet deficit holds,
