@@ -10,7 +10,7 @@ package enum BlockQuantFormat: String, Sendable, CaseIterable {
     case q4
 
     /// The C format id (BITNET_BQ_*).
-    var raw: Int32 {
+    package var raw: Int32 {
         switch self {
         case .q8: BITNET_BQ_Q8
         case .q6: BITNET_BQ_Q6

@@ -31,8 +31,10 @@ extension InferenceModel {
                                ffnNorm: base + c.dim + (c.subNorm ? qD : 0),
                                ffnSubNorm: c.subNorm ? base + 2 * c.dim + qD : -1))
         }
-        let values = (0..<(c.vocabSize * c.dim)).map { _ in (rng.nextUniform() - 0.5) * 0.04 }
-        let embedding = DenseMatrix(values, rows: c.vocabSize, cols: c.dim, format: headFormat)
+        // Drawn and stored block by block: the f32 embedding is never whole in memory.
+        let embedding = DenseMatrix(rows: c.vocabSize, cols: c.dim, format: headFormat) { r0, r1, out in
+            for i in 0..<((r1 - r0) * c.dim) { out[i] = (rng.nextUniform() - 0.5) * 0.04 }
+        }
         let finalNorm = c.nLayers * perLayerNorms
         self.init(config: c, layers: built, embedding: embedding, head: embedding,
                   norms: [Float](repeating: 1, count: finalNorm + c.dim), finalNorm: finalNorm)
