@@ -18,6 +18,17 @@ package final class InferenceModel: @unchecked Sendable {
             self.attnNorm = attnNorm; self.attnSubNorm = attnSubNorm; self.ffnNorm = ffnNorm; self.ffnSubNorm = ffnSubNorm
         }
 
+        /// This layer with its ternary linears in `layout`, placed in an arena of its own. To base 3, 2-bit linears
+        /// convert straight into the new arena (no array, no copy).
+        package func converted(to layout: TernaryLayout, hugePages: Bool) -> Layer {
+            if layout == .t3, linears.allSatisfy({ $0.packed != nil }),
+               let arena = WeightArena(capacity: WeightArena.bytesNeeded(linears.map { $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) }),
+                                       hugePages: hugePages) {
+                return with { $0.converted(to: .t3, into: arena) }
+            }
+            return with { $0.converted(to: layout) }.placedInOwnArena(hugePages: hugePages)
+        }
+
         /// The seven linears, for sums over them (sizes, not the forward pass).
         package var linears: [InferenceLinear] { [wq, wk, wv, wo, w1, w3, w2] }
 
@@ -113,15 +124,7 @@ package final class InferenceModel: @unchecked Sendable {
             let linears = layers[i].linears
             // 2-bit linears read in place from a mapped I2_S file, once copied to t3: their file pages leave the resident set.
             defer { if layout == .t3 { for l in linears { l.packed?.storage.releaseFilePages() } } }
-            // To base 3, a layer of 2-bit linears converts straight into its new arena (no array, no copy).
-            if layout == .t3, linears.allSatisfy({ $0.packed != nil }),
-               let arena = WeightArena(capacity: WeightArena.bytesNeeded(linears.map { $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) }),
-                                       hugePages: hugePages) {
-                layers[i] = layers[i].with { $0.converted(to: .t3, into: arena) }
-                continue
-            }
-            layers[i] = layers[i].with { $0.converted(to: layout) }
-            placeWeights(layer: i)
+            layers[i] = layers[i].converted(to: layout, hugePages: hugePages)
         }
     }
 

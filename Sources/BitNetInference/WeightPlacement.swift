@@ -28,9 +28,7 @@ extension InferenceModel {
 
     /// `placeWeights` for the linears of layer i, into an arena of their own.
     func placeWeights(layer i: Int, moveArenas: Bool = false) {
-        let sizes = layers[i].linears.flatMap { $0.placeableSizes(moveArenas: moveArenas) }
-        guard !sizes.isEmpty, let arena = WeightArena(capacity: WeightArena.bytesNeeded(sizes), hugePages: hugePages) else { return }
-        layers[i] = layers[i].with { $0.placed(in: arena, moveArenas: moveArenas) }
+        layers[i] = layers[i].placedInOwnArena(hugePages: hugePages, moveArenas: moveArenas)
     }
 
     /// Where the weights are: the arrays and arenas of every layer, the head and the embedding (see `restore`).
@@ -67,5 +65,23 @@ extension InferenceModel {
             keptLayouts[layout] = layers
         }
         layers = keptLayouts[current]!
+    }
+}
+
+extension InferenceModel.Layer {
+    /// This layer with its linears copied into an arena of their own, as `placeWeights` does: a builder that places
+    /// each layer as it makes it drops that layer's arrays at once instead of holding every layer twice.
+    package func placedInOwnArena(hugePages: Bool = InferenceModel.hugePagesByDefault, moveArenas: Bool = false) -> InferenceModel.Layer {
+        let sizes = linears.flatMap { $0.placeableSizes(moveArenas: moveArenas) }
+        guard !sizes.isEmpty, let arena = WeightArena(capacity: WeightArena.bytesNeeded(sizes), hugePages: hugePages) else { return self }
+        return with { $0.placed(in: arena, moveArenas: moveArenas) }
+    }
+}
+
+extension DenseMatrix {
+    /// This matrix copied into an arena of its own (itself when it cannot move: f32, or already mapped or placed).
+    package func placedInOwnArena(hugePages: Bool = InferenceModel.hugePagesByDefault) -> DenseMatrix {
+        guard isMovable(false), let arena = WeightArena(capacity: WeightArena.bytesNeeded([bytes]), hugePages: hugePages) else { return self }
+        return placed(in: arena)
     }
 }

@@ -8,7 +8,9 @@ import BitNetKernels
 extension InferenceModel {
     /// A model of `config`'s shape with random weights (the `bitnet bench` synthetic model; no latent weights exist):
     /// ternary linears for BitNet, f16 linears for `fp` (the paper's FP16 baseline); the head in `headFormat`.
-    package convenience init(synthetic c: ModelConfig, seed: UInt64 = 1, headFormat: HeadFormat = .f32) throws {
+    /// `layout`: the ternary layout each layer is converted to as it is made (t2 as drawn, or t3), so the model never
+    /// holds every layer in both.
+    package convenience init(synthetic c: ModelConfig, seed: UInt64 = 1, headFormat: HeadFormat = .f32, layout: TernaryLayout = .t2) throws {
         guard c.quantGroups == 1, !c.unsignedAfterNonlinearity else {
             throw BitNetError.unsupported("synthetic models use one quantization group and signed activations")
         }
@@ -24,17 +26,18 @@ extension InferenceModel {
         }
         for l in 0..<c.nLayers {
             let base = l * perLayerNorms
+            // Converted and placed as it is made, so its arrays are freed now rather than all held until the model places them.
             built.append(Layer(wq: linear(qD, c.dim), wk: linear(c.kvDim, c.dim), wv: linear(c.kvDim, c.dim),
                                wo: linear(c.dim, qD), w1: linear(c.ffnDim, c.dim), w3: linear(c.ffnDim, c.dim),
                                w2: linear(c.dim, c.ffnDim),
                                attnNorm: base, attnSubNorm: c.subNorm ? base + c.dim : -1,
                                ffnNorm: base + c.dim + (c.subNorm ? qD : 0),
-                               ffnSubNorm: c.subNorm ? base + 2 * c.dim + qD : -1))
+                               ffnSubNorm: c.subNorm ? base + 2 * c.dim + qD : -1).converted(to: layout, hugePages: InferenceModel.hugePagesByDefault))
         }
         // Drawn and stored block by block: the f32 embedding is never whole in memory.
         let embedding = DenseMatrix(rows: c.vocabSize, cols: c.dim, format: headFormat) { r0, r1, out in
             for i in 0..<((r1 - r0) * c.dim) { out[i] = (rng.nextUniform() - 0.5) * 0.04 }
-        }
+        }.placedInOwnArena()
         let finalNorm = c.nLayers * perLayerNorms
         self.init(config: c, layers: built, embedding: embedding, head: embedding,
                   norms: [Float](repeating: 1, count: finalNorm + c.dim), finalNorm: finalNorm)

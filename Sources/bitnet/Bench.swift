@@ -163,7 +163,17 @@ struct Bench: ParsableCommand {
                     : kvCache.split(separator: ",", omittingEmptySubsequences: false).map { try parseKVCacheFormat(String($0)) }
                 let kv = kvFormats[0]
                 // The roofline: the best read rate of probes before and after the decode (this VM's varies by run).
-                let bandwidthBefore = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5)
+                // Peak RSS of the model's work, without the probes' 512 MB buffers: the peak is sampled before each
+                // probe and reset after it (where /proc/self/clear_refs allows; else the figure includes them).
+                var peakOutsideProbes = 0, probesExcluded = true
+                func probeBandwidth() -> Double {
+                    peakOutsideProbes = max(peakOutsideProbes, ProcessMemory.peakRSSBytes())
+                    let b = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5)
+                    if !ProcessMemory.resetPeakRSS() { probesExcluded = false }
+                    return b
+                }
+                let bandwidthBefore = probeBandwidth()
+                peakOutsideProbes = 0
                 // The model under test: a trained file, or a synthetic ternary model of the preset's shape.
                 var config: ModelConfig
                 var ternary: InferenceModel
@@ -177,7 +187,9 @@ struct Bench: ParsableCommand {
                     let variants = [compareChunks, compareSpin, comparePrefetch, compareLayout, comparePages].compactMap { $0?.split(separator: ",").count }.max() ?? 1
                     config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2, decodeTokens * variants + 2,
                                            context + decodeTokens + 2, (sweepDepths?.max() ?? 0) + decodeTokens + 1)
-                    ternary = try InferenceModel(synthetic: config, headFormat: headFormat)
+                    // Drawn in the layout it will run in (auto: t3 where its kernels run), so no layer is ever held twice.
+                    let drawn: TernaryLayout = ternaryLayout == "auto" ? (TernaryKernels.base3IsFast ? .t3 : .t2) : TernaryLayout(rawValue: ternaryLayout) ?? .t2
+                    ternary = try InferenceModel(synthetic: config, headFormat: headFormat, layout: drawn)
                 }
                 try ternary.setHeadFormat(headFormat)
                 let layout = try applyTernaryLayout(ternaryLayout, to: ternary)
@@ -256,16 +268,16 @@ struct Bench: ParsableCommand {
                 var runs: [(result: InferenceBenchmark.Result, bandwidth: Double)] = []
                 var probe = bandwidthBefore
                 for i in 0..<repeatCount {
-                    if i > 0 { probe = MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5) }
+                    if i > 0 { probe = probeBandwidth() }
                     let r = try InferenceBenchmark.run(model: ternary, promptLengths: promptLengths, decodeTokens: decodeTokens, context: context,
                                                        kvCache: kv, profile: profile)
-                    runs.append((r, max(probe, MemoryBandwidth.measure(bytes: 512 << 20, repetitions: 5))))
+                    runs.append((r, max(probe, probeBandwidth())))
                 }
                 let repeats = RepeatSummary(runs: runs.map { ($0.result.decodeTokensPerSecond, $0.result.decodeMedianTokensPerSecond,
                                                               $0.result.prefillTokensPerSecond, $0.result.achievedBandwidth / $0.bandwidth) })
                 let (a, bandwidth) = runs[repeats.medianRun]
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
-                let rss = ProcessMemory.peakRSSBytes()
+                let rss = probesExcluded ? max(peakOutsideProbes, ProcessMemory.peakRSSBytes()) : ProcessMemory.peakRSSBytes()
                 let arena = ternary.arenaStats   // before the twin replaces the model
                 // The GEMVs alone, in turns with decode steps, for the profile's "alone".
                 let chainDecoder = profile ? try InferenceBenchmark.TimedDecoder(model: ternary, maxSeqLen: min(config.maxSeqLen, 256), kvCache: kv) : nil
@@ -402,7 +414,8 @@ struct Bench: ParsableCommand {
                     roofline = the weight bytes a token reads x the decode rate / the read bandwidth probed around the run, so any \
                     slow moment of the host counts against it; step by step times each decode step between two read passes and \
                     divides by the better one, so both sides share the moment's bandwidth: when the two rooflines differ, the \
-                    host was busy, and the step-by-step figure is the kernel's
+                    host was busy, and the step-by-step figure is the kernel's; peak RSS = the most memory the process held \
+                    loading and running the model (\(probesExcluded ? "the bandwidth probes' 512 MB buffers excluded" : "including the bandwidth probes' 512 MB buffers: this kernel cannot reset the peak"))
                     """)
             }
         }

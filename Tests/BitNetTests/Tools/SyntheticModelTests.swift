@@ -1,0 +1,23 @@
+import XCTest
+@testable import BitNetCore
+@testable import BitNetKernels
+@testable import BitNetInference
+@testable import BitNetTools
+
+/// A synthetic model drawn straight into t3 (each layer converted as it is made) is the model drawn in t2 and converted
+/// afterwards: the same logits, bit for bit.
+final class SyntheticModelTests: XCTestCase {
+    func testDrawingInT3EqualsConvertingAfterwards() throws {
+        var c = ModelConfig(arch: .b158, vocabSize: 300, dim: 128, nLayers: 2, nHeads: 4, nKVHeads: 2, ffnDim: 256, maxSeqLen: 16, ffn: .swiglu,
+                            tieEmbeddings: true)
+        c.subNorm = true
+        let direct = try InferenceModel(synthetic: c, seed: 3, headFormat: .q6, layout: .t3)
+        let later = try InferenceModel(synthetic: c, seed: 3, headFormat: .q6)
+        XCTAssertEqual(later.ternaryLayout, .t2)
+        later.setTernaryLayout(.t3)
+        XCTAssertEqual(direct.ternaryLayout, .t3)
+        XCTAssertEqual(direct.inferenceBytes, later.inferenceBytes)
+        let a = try InferenceSession(model: direct, maxSeqLen: 8, kvCache: .f32), b = try InferenceSession(model: later, maxSeqLen: 8, kvCache: .f32)
+        for t in [1, 7, 42, 299] { XCTAssertEqual(Array(try a.step(token: t)), Array(try b.step(token: t)), "token \(t)") }
+    }
+}
