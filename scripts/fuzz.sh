@@ -93,7 +93,7 @@ for H in "$@"; do
   runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$LOG" | grep -o '[0-9]*$' || echo 0)
   rate=$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$LOG" | grep -o '[0-9]*$' || echo 0)
   kept=$(find "$KEEP/$H" -maxdepth 1 -type f ! -name '.*' | wc -l)
-  line="$H: ${runs:-0} executions, ${rate:-0} exec/s, $crashes crashes, corpus $(ls "$M" | wc -l) inputs ($kept kept, $(cat "$KEEP/$H"/* 2>/dev/null | wc -c) bytes)"
+  line="$H: ${runs:-0} executions, ${rate:-0} exec/s, $crashes crashes, corpus $(ls "$M" | wc -l) inputs ($kept kept, $(find "$KEEP/$H" -maxdepth 1 -type f ! -name '.*' -exec cat {} + | wc -c) bytes)"
   echo "$line"; SUMMARY+=("$line")
   grep -E '^==[0-9]+==ERROR|^SUMMARY|Fatal error|ERROR: libFuzzer' "$LOG" | head -5 || true
 done
