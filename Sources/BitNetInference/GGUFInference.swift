@@ -27,7 +27,13 @@ extension InferenceModel {
             let s = slots[offset]!
             if let mapped = try GGUFModel.mappedLinear(f, slot: s, config: c, quant: quant) { return mapped }
             let w = try GGUFModel.decoded(f, slot: s, config: c, layout: layout)
+            releaseFilePages(s)
             return w.withUnsafeBufferPointer { InferenceLinear(weight: $0.baseAddress!, rows: s.shape[0], cols: s.shape[1], quant: quant) }
+        }
+        // A tensor converted into memory leaves its file pages behind: they would stay resident (an f16 master's linears
+        // are 4 GB at 2B shapes) until the kernel needs the memory.
+        func releaseFilePages(_ s: TensorSlot) {
+            if let t = f.tensor(GGUFModel.ggufName(s.name)) { _ = f.mappedElements(t, as: UInt8.self, count: t.byteCount)?.releaseFilePages() }
         }
         var normValues: [Float] = []
         func norm(_ offset: Int) throws -> Int {
@@ -43,7 +49,19 @@ extension InferenceModel {
             let t = f.tensor(GGUFModel.ggufName(s.name))!
             let format = headFormat ?? (t.type == .f16 ? .f16 : .f32)
             if format == .f16, let m = try GGUFModel.mappedF16(f, t, rows: s.shape[0], cols: s.shape[1]) { return DenseMatrix(f16: m) }
-            return DenseMatrix(try GGUFModel.decoded(f, slot: s, config: c, layout: layout), rows: s.shape[0], cols: s.shape[1], format: format)
+            guard format != .f32, s.shape.count == 2, t.shape == s.shape, GGUFModel.rotateHalfHeads(f, s, c) == nil else {
+                return DenseMatrix(try GGUFModel.decoded(f, slot: s, config: c, layout: layout), rows: s.shape[0], cols: s.shape[1], format: format)
+            }
+            // Decoded and converted row block by row block, then placed: the f32 matrix is never whole in memory
+            // (1.3 GB for a 128k-token embedding of width 2560), nor are two copies of the converted one.
+            var failure: (any Error)?
+            let m = DenseMatrix(rows: s.shape[0], cols: s.shape[1], format: format) { r0, r1, out in
+                guard failure == nil else { return }
+                do { try GGUFModel.decodeRows(f, t, rows: r0..<r1, into: out) } catch { failure = error }
+            }
+            if let failure { throw failure }
+            releaseFilePages(s)
+            return m.placedInOwnArena()
         }
         let embedding = try dense(layout.embedding)
         var layers: [Layer] = []
@@ -80,6 +98,17 @@ extension GGUFModel {
         try [Float](unsafeUninitializedCapacity: s.count) { buf, n in
             try decode(f, slot: s, config: c, layout: layout, into: buf.baseAddress!)
             n = s.count
+        }
+    }
+
+    /// Rows `rows` of a float or block-quantized matrix tensor [rows, cols] dequantized to f32 at `out` (a row is whole
+    /// blocks, as the reader checked); a non-finite value is an error naming its index in the tensor.
+    static func decodeRows(_ f: GGUFFile, _ t: GGUFTensorInfo, rows: Range<Int>, into out: UnsafeMutablePointer<Float>) throws {
+        let cols = t.dims[0], count = rows.count * cols
+        guard !t.type.isTernary, let rowBytes = t.type.byteCount(elements: cols) else { throw f.bad(t.name, "not a float or block matrix") }
+        f.withBytes(t) { GGMLQuants.dequantize(t.type, $0 + rows.lowerBound * rowBytes, count: count, into: out) }
+        if let i = UnsafeBufferPointer(start: out, count: count).firstIndex(where: { !$0.isFinite }) {
+            throw f.bad(t.name, "non-finite value at index \(rows.lowerBound * cols + i)")
         }
     }
 

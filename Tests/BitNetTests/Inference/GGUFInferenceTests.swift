@@ -96,6 +96,8 @@ final class GGUFInferenceTests: XCTestCase {
             let q8 = try InferenceModel(gguf: f, headFormat: .q8)
             XCTAssertEqual(q8.headFormat, .q8)
             XCTAssertEqual(q8.fileBackedBytes, linears, type.name)
+            // Converted row block by row block straight into an arena of its own (no f32 copy, no array left behind).
+            XCTAssertEqual(q8.arenaStats.bytes, (type == .i2_s ? 0 : owned) + c.vocabSize * BlockQuantFormat.q8.rowStride(cols: c.dim), type.name)
             assertSameLogits(try Self.logits(q8, tokens), try Self.logits(try Self.repacked(url.path, head: .q8), tokens), "\(type.name) q8")
         }
     }
