@@ -44,8 +44,17 @@ package enum TernaryWeights {
     /// One scale for ternary data stored with per-block scales: the mean block scale over the non-zero codes
     /// (exact when all blocks share one scale, as in files written from a ternary model).
     package static func commonScale(codes: [Int8], blockScales: [Float], blockSize: Int) -> Float {
+        // Block by block: the non-zero count of a block times its scale (the same sum, without a division per element).
         var sum: Double = 0, n = 0
-        for (i, c) in codes.enumerated() where c != 0 { sum += Double(blockScales[i / blockSize]); n += 1 }
+        codes.withUnsafeBufferPointer { cp in
+            for (b, scale) in blockScales.enumerated() {
+                let start = b * blockSize, end = min(start + blockSize, cp.count)
+                guard start < end else { break }
+                var nonZero = 0
+                for i in start..<end { nonZero &+= cp[i] != 0 ? 1 : 0 }
+                sum += Double(scale) * Double(nonZero); n += nonZero
+            }
+        }
         return n == 0 ? 0 : Float(sum / Double(n))
     }
 
@@ -54,13 +63,18 @@ package enum TernaryWeights {
     package static func permuteRotary<T>(_ w: [T], heads: Int, rows: Int, cols: Int, inverse: Bool = false) -> [T] {
         var out = w
         let hd = rows / heads, half = hd / 2
-        for h in 0..<heads {
-            for i in 0..<half {
-                for j in 0..<2 {
-                    // Interleaved row 2i + j holds rotate_half row j * hd/2 + i.
-                    let inter = h * hd + 2 * i + j, rh = h * hd + j * half + i
-                    let (dst, src) = inverse ? (rh, inter) : (inter, rh)
-                    for c in 0..<cols { out[dst * cols + c] = w[src * cols + c] }
+        // Whole rows at a time: this is generic and called across modules, where an element-wise loop runs unspecialized.
+        w.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for h in 0..<heads {
+                    for i in 0..<half {
+                        for j in 0..<2 {
+                            // Interleaved row 2i + j holds rotate_half row j * hd/2 + i.
+                            let inter = h * hd + 2 * i + j, rh = h * hd + j * half + i
+                            let (d, s) = inverse ? (rh, inter) : (inter, rh)
+                            (dst.baseAddress! + d * cols).update(from: src.baseAddress! + s * cols, count: cols)
+                        }
+                    }
                 }
             }
         }

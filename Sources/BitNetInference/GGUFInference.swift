@@ -26,6 +26,10 @@ extension InferenceModel {
             defer { tick() }
             let s = slots[offset]!
             if let mapped = try GGUFModel.mappedLinear(f, slot: s, config: c, quant: quant) { return mapped }
+            if let packed = try GGUFModel.packedTernaryLinear(f, slot: s, config: c, quant: quant) {
+                releaseFilePages(s)
+                return packed
+            }
             let w = try GGUFModel.decoded(f, slot: s, config: c, layout: layout)
             releaseFilePages(s)
             return w.withUnsafeBufferPointer { InferenceLinear(weight: $0.baseAddress!, rows: s.shape[0], cols: s.shape[1], quant: quant) }
@@ -99,6 +103,20 @@ extension GGUFModel {
             try decode(f, slot: s, config: c, layout: layout, into: buf.baseAddress!)
             n = s.count
         }
+    }
+
+    /// A ternary tensor (TQ1_0, TQ2_0, or I2_S that cannot be served mapped) packed straight from its codes and scale,
+    /// without the latent f32 round trip `decode` takes (which recovers the same codes and scale: `TernaryWeights`):
+    /// b1.58, one quantization group, signed activations; nil otherwise. q/k rows of rotate_half files are permuted.
+    static func packedTernaryLinear(_ f: GGUFFile, slot s: TensorSlot, config c: ModelConfig, quant: LinearQuantization) throws -> InferenceLinear? {
+        let name = ggufName(s.name)
+        guard let t = f.tensor(name), t.type.isTernary, c.arch == .b158, quant.groups == 1, !quant.unsigned, s.shape.count == 2,
+              let found = try ternaryTensor(f, t) else { return nil }
+        var codes = found.codes
+        if let h = rotateHalfHeads(f, s, c) { codes = TernaryWeights.permuteRotary(codes, heads: h, rows: s.shape[0], cols: s.shape[1]) }
+        let beta = found.scale * (try extraScale(f, name))
+        guard beta.isFinite, beta >= 0 else { throw f.bad(name, "scale \(beta) is not a finite non-negative number") }
+        return InferenceLinear(packed: TernaryKernels.pack2bit(codes: codes, rows: s.shape[0], cols: s.shape[1]), beta: beta, quant: quant)
     }
 
     /// Rows `rows` of a float or block-quantized matrix tensor [rows, cols] dequantized to f32 at `out` (a row is whole
