@@ -108,4 +108,54 @@ package struct TwinComparison {
         }
         return s
     }
+
+    /// The gap one comparison's verdict rests on: within this many nats of held-out loss, "matches".
+    package static let matchMargin = 0.05
+
+    /// Two-sided 95 % quantile of Student's t with `df` degrees of freedom (df ≥ 1; the normal's beyond 30).
+    package static func t95(df: Int) -> Double {
+        let table: [Double] = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+                               2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+                               2.045, 2.042]
+        return df >= 1 && df <= table.count ? table[df - 1] : 1.96
+    }
+
+    /// Mean and sample standard deviation (0 for one value).
+    package static func meanAndSD(_ xs: [Double]) -> (mean: Double, sd: Double) {
+        let m = xs.reduce(0, +) / Double(max(xs.count, 1))
+        guard xs.count > 1 else { return (m, 0) }
+        return (m, (xs.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(xs.count - 1)).squareRoot())
+    }
+
+    /// The comparison over seeds (one `[Row]` per seed, the same variants in the same order): held-out loss mean ±
+    /// standard deviation per variant, and the first variant's gap to the last (paired by seed) with its 95 % t
+    /// interval and the verdict of a rule fixed here: "matches" when the whole interval lies within ±`matchMargin`
+    /// nats; "ahead" or "behind" when it lies wholly beyond the margin; otherwise "undecided".
+    package static func seedSummary(_ perSeed: [[Row]], seeds: [UInt64]) -> String {
+        guard let first = perSeed.first, !first.isEmpty else { return "" }
+        var s = "## Over \(perSeed.count) seeds (\(seeds.map(String.init).joined(separator: ", ")))\n\n"
+        s += "| | " + first.map(\.arch.rawValue).joined(separator: " | ") + " |\n|---|" + first.map { _ in "---:|" }.joined() + "\n"
+        s += "| held-out loss, mean ± sd | " + first.indices.map { k in
+            let (m, sd) = meanAndSD(perSeed.map { $0[k].valLoss })
+            return String(format: "%.4f ± %.4f", m, sd)
+        }.joined(separator: " | ") + " |\n"
+        s += "| held-out loss per seed | " + first.indices.map { k in perSeed.map { String(format: "%.4f", $0[k].valLoss) }.joined(separator: ", ") }
+            .joined(separator: " | ") + " |\n"
+        guard first.count >= 2, perSeed.count >= 2 else {
+            return s + "\nOne seed: no interval for the gap; pass --seeds 3 or more for a verdict.\n"
+        }
+        let a = first[0].arch.rawValue, b = first[first.count - 1].arch.rawValue
+        let gaps = perSeed.map { $0[0].valLoss - $0[$0.count - 1].valLoss }
+        let (m, sd) = meanAndSD(gaps)
+        let half = t95(df: gaps.count - 1) * sd / Double(gaps.count).squareRoot()
+        let (lo, hi) = (m - half, m + half)
+        let verdict = lo >= -matchMargin && hi <= matchMargin ? "matches"
+            : hi < -matchMargin ? "\(a) ahead" : lo > matchMargin ? "\(a) behind" : "undecided"
+        s += String(format: "\ngap %@ − %@: %+.4f nats, 95 %% interval [%+.4f, %+.4f] (t, %d seeds, paired): **%@**\n", a, b, m, lo, hi,
+                    gaps.count, verdict)
+        s += String(format: "\nRule, fixed before the runs: \"matches\" when the whole interval lies within ±%.2f nats; \"ahead\"/\"behind\" "
+                    + "when it lies wholly beyond; otherwise \"undecided\". The paper expects b1.58 behind fp below ~3B parameters.\n",
+                    matchMargin)
+        return s
+    }
 }

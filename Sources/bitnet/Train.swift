@@ -44,23 +44,38 @@ struct Compare: ParsableCommand {
     @Option(name: .customLong("val-fraction"), help: "Fraction of the text held out (from the end).") var valFraction: Double = 0.1
     @Option(help: "Prompt of the generated samples (the demo's).") var prompt: String = "ROMEO."
     @Flag(name: .customLong("no-resume"), help: "Start from scratch even if --out holds checkpoints.") var noResume = false
+    @Option(help: "Train every variant with this many seeds (--seed, --seed + 1, ...) into DIR/seed-S/ and report mean ± sd and the gap's 95 % interval.")
+    var seeds: Int = 1
     @OptionGroup var shape: ModelShapeOptions
     @OptionGroup var optim: OptimOptions
 
     func run() throws {
         try runReportingErrors {
+            guard (1...50).contains(seeds) else { throw BitNetError.invalidArgument("--seeds must be in 1...50, got \(seeds)") }
             let archList = try archs.split(separator: ",").map { try parseArch(String($0)) }
             let (tok, ds) = try TrainingPipeline.prepare(dataPaths: data, valFraction: valFraction, vocabSize: vocabSize)
             let base = try shape.config(arch: .b158, vocabSize: tok.vocabSize, context: optim.context)
-            var opts: [Architecture: TrainOptions] = [:]
-            for a in archList { opts[a] = try optim.options(arch: a) }
-            var cmp = TwinComparison(baseConfig: base, options: opts)
-            cmp.archs = archList
-            cmp.samplePrompt = prompt
             let outURL = URL(fileURLWithPath: out)
-            let rows = try cmp.run(tokenizer: tok, data: ds, outDir: outURL, resume: !noResume)
-            print(TwinComparison.report(rows))
-            print("loss curves: \(outURL.appendingPathComponent("loss.svg").path)")
+            let seedList = (0..<seeds).map { optim.seed &+ UInt64($0) }
+            var perSeed: [[TwinComparison.Row]] = []
+            for (k, seed) in seedList.enumerated() {
+                var opts: [Architecture: TrainOptions] = [:]
+                for a in archList { opts[a] = try optim.options(arch: a); opts[a]!.seed = seed }
+                var cmp = TwinComparison(baseConfig: base, options: opts)
+                cmp.archs = archList
+                cmp.samplePrompt = prompt
+                if seeds > 1 { printError("== seed \(seed) (\(k + 1) of \(seeds))") }
+                let dir = seeds > 1 ? outURL.appendingPathComponent("seed-\(seed)") : outURL
+                perSeed.append(try cmp.run(tokenizer: tok, data: ds, outDir: dir, resume: !noResume))
+            }
+            if seeds == 1 {
+                print(TwinComparison.report(perSeed[0]))
+            } else {
+                let summary = TwinComparison.seedSummary(perSeed, seeds: seedList)
+                try FileIO.writeAtomically(summary, to: outURL.appendingPathComponent("report.md"))
+                print(summary)
+            }
+            print("loss curves: \(seeds > 1 ? outURL.path + "/seed-*/loss.svg" : outURL.appendingPathComponent("loss.svg").path)")
             print("report:      \(outURL.appendingPathComponent("report.md").path)")
         }
     }

@@ -592,4 +592,31 @@ final class TrainingRunCLITests: XCTestCase {
         try cli.expectFailure(["logits", "--model", model.path, "--tokens", "1,5,30", "--out", "/dev/full"],
                               mentions: "cannot write /dev/full: No space left on device")
     }
+
+    /// `compare --seeds 2` trains each variant twice (seeds 1234, 1235, folders seed-S) and reports mean ± sd and the
+    /// gap's interval computed from the per-seed losses it prints.
+    func testCompareOverSeeds() throws {
+        let dir = TestPaths.tempDir()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a = try corpus(dir, "a.txt", words: ["Romeo", "Juliet", "Verona", "night", "balcony"])
+        let out = dir.appendingPathComponent("cmp")
+        let r = try cli.run(["compare", "--data", a, "--out", out.path, "--size", "tiny", "--vocab-size", "300", "--context", "16",
+                             "--batch", "2", "--steps", "4", "--warmup", "1", "--eval-every", "2", "--checkpoint-every", "2", "--seeds", "2"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("## Over 2 seeds (1234, 1235)"), r.stdout)
+        for seed in ["seed-1234", "seed-1235"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("\(seed)/bitnet-b1.58/model.safetensors").path), seed)
+        }
+        // The per-seed losses it prints give its mean and gap.
+        guard let line = r.stdout.split(separator: "\n").first(where: { $0.hasPrefix("| held-out loss per seed |") }) else { return XCTFail(r.stdout) }
+        let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        let q = cells[1].split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces))! }
+        let f = cells[2].split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces))! }
+        XCTAssertEqual(q.count, 2)
+        let gap = ((q[0] - f[0]) + (q[1] - f[1])) / 2
+        XCTAssertTrue(r.stdout.contains(String(format: "gap bitnet-b1.58 − fp: %+.4f nats", gap)) || r.stdout.contains(String(format: "%+.4f nats", gap + 0.00005))
+                      || r.stdout.contains(String(format: "%+.4f nats", gap - 0.00005)), r.stdout)
+        XCTAssertTrue(try String(contentsOf: out.appendingPathComponent("report.md"), encoding: .utf8).contains("Rule, fixed before the runs"))
+        try cli.expectFailure(["compare", "--data", a, "--out", out.path, "--seeds", "0"], mentions: "--seeds must be in 1...50")
+    }
 }
