@@ -27,6 +27,10 @@ package struct TwinComparison {
     package var options: [Architecture: TrainOptions]
     package var samplePrompt = "ROMEO:"
     package var sampleTokens = 120
+    /// Where this comparison sits in a larger run (`compare --seeds`): models trained before it, and in all, so the
+    /// progress says "model 3 of 6" and its ETA counts every model still to train.
+    package var modelsBefore = 0
+    package var modelsInAll: Int?
 
     package init(baseConfig: ModelConfig, options: [Architecture: TrainOptions]) {
         self.baseConfig = baseConfig; self.options = options
@@ -44,14 +48,15 @@ package struct TwinComparison {
             let trainer = try Trainer(config: cfg, options: options[arch] ?? TrainOptions.defaults(for: arch), tokenizer: tokenizer,
                                       data: data, outDir: outDir.appendingPathComponent(arch.rawValue))
             trainer.label = arch.rawValue
-            trainer.progressPrefix = "model \(i + 1) of \(archs.count):"
-            trainer.runsAfter = archs.count - 1 - i
+            let all = modelsInAll ?? archs.count
+            trainer.progressPrefix = "model \(modelsBefore + i + 1) of \(all):"
+            trainer.runsAfter = all - 1 - (modelsBefore + i)
             try trainer.checkResumable(resume: resume)
             return trainer
         }
         for trainer in trainers {
             let arch = trainer.config.arch, cfg = trainer.config, opts = trainer.options, dir = trainer.outDir
-            printError("== model \(rows.count + 1) of \(trainers.count): training \(arch.rawValue), \(cfg.parameterCount) parameters, "
+            printError("== model \(modelsBefore + rows.count + 1) of \(modelsInAll ?? trainers.count): training \(arch.rawValue), \(cfg.parameterCount) parameters, "
                        + "\(opts.steps) steps of \(opts.batchSize)x\(opts.seqLen) tokens")
             let result = try trainer.run(resume: resume)
             logs.append((arch.rawValue, result.log))

@@ -64,6 +64,7 @@ struct Compare: ParsableCommand {
                 var cmp = TwinComparison(baseConfig: base, options: opts)
                 cmp.archs = archList
                 cmp.samplePrompt = prompt
+                cmp.modelsBefore = k * archList.count; cmp.modelsInAll = seeds * archList.count
                 if seeds > 1 { printError("== seed \(seed) (\(k + 1) of \(seeds))") }
                 let dir = seeds > 1 ? outURL.appendingPathComponent("seed-\(seed)") : outURL
                 perSeed.append(try cmp.run(tokenizer: tok, data: ds, outDir: dir, resume: !noResume))

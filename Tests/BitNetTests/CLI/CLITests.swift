@@ -604,6 +604,9 @@ final class TrainingRunCLITests: XCTestCase {
                              "--batch", "2", "--steps", "4", "--warmup", "1", "--eval-every", "2", "--checkpoint-every", "2", "--seeds", "2"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("## Over 2 seeds (1234, 1235)"), r.stdout)
+        // Progress counts the models of every seed, and the time left covers them all.
+        XCTAssertTrue(r.stderr.contains("== model 3 of 4: training bitnet-b1.58"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("model 1 of 4: bitnet-b1.58") && r.stderr.contains("all 4 runs: ETA"), r.stderr)
         for seed in ["seed-1234", "seed-1235"] {
             XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent("\(seed)/bitnet-b1.58/model.safetensors").path), seed)
         }
