@@ -97,7 +97,7 @@ package final class BatchScheduler: @unchecked Sendable {
     /// Prepares `parallel` sessions of `contextLength` positions (their KV caches are reused, never reallocated) and
     /// starts the decode thread.
     package init(model: InferenceModel, tokenizer: any Tokenizer, parallel: Int, maxQueue: Int, contextLength: Int? = nil,
-                kvCache: KVCacheFormat = .f32, batched: Bool = true, metrics: ServerMetrics = ServerMetrics()) throws {
+                kvCache: KVCacheFormat = .f16, batched: Bool = true, metrics: ServerMetrics = ServerMetrics()) throws {
         guard parallel >= 1 else { throw BitNetError.invalidArgument("--parallel must be >= 1, got \(parallel)") }
         guard maxQueue >= 0 else { throw BitNetError.invalidArgument("--queue must be >= 0, got \(maxQueue)") }
         let ctx = min(contextLength ?? model.config.maxSeqLen, model.config.maxSeqLen)

@@ -27,7 +27,7 @@ struct Bench: ParsableCommand {
         var plot: String?
         @Option(help: "Prompt lengths for prefill, comma-separated.") var prompts: String = "128,512"
         @Flag(name: .customLong("no-twin"), help: "Skip the f16 fp twin.") var noTwin = false
-        @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (with --context-sweep, a comma-separated list).") var kvCache: String = "f32"
+        @Option(name: .customLong("kv-cache"), help: "KV cache storage: f16 (the tools' default), f32, q8 or q4 (with --context-sweep, a comma-separated list).") var kvCache: String = "f16"
         @Flag(help: "Print JSON.") var json = false
         @Option(name: .customLong("repeat"), help: "Run the ternary model's benchmark this many times in one process (bandwidth probes around each run) and report every run and the medians; the rest of the report uses the run with the median decode rate.")
         var repeatCount: Int = 1

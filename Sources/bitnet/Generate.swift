@@ -11,7 +11,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Tokenizer file for formats that keep it apart (llama2.c tokenizer.bin, tokenizer.json).") var tokenizer: String?
     @Option(name: [.long, .customShort("p")], help: "Prompt text (empty: start from BOS).") var prompt: String = ""
     @OptionGroup var sampling: SamplingOptions
-    @Option(name: .customLong("kv-cache"), help: "KV cache storage: f32, f16, q8 or q4 (per-head absmax).") var kvCache: String = "f32"
+    @Option(name: .customLong("kv-cache"), help: "KV cache storage: f16, f32 (exact reference), q8 or q4 (per-head absmax).") var kvCache: String = "f16"
     @Option(help: "Output head and embedding storage: f32, f16, q8, q6 or q4 (absmax blocks of 32); default f32, or f16 read in place from a GGUF F16 embedding.")
     var head: String?
     @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"

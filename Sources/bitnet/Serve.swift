@@ -15,8 +15,8 @@ struct ServedModelOptions: ParsableArguments {
     @Option(name: .customLong("vocab-size"), help: "With --preset and a llama2.c tokenizer.bin: its vocabulary size (tok512.bin: 512).")
     var vocabSize: Int = 512
     @Option(name: [.long, .customShort("c")], help: "Positions per request (prompt + completion); default: the model's context (1024 with --preset).") var ctx: Int?
-    @Option(name: .customLong("kv-cache"), help: "KV cache storage of every slot: f32, f16, q8 or q4 (answers equal `generate --kv-cache` with the same format).")
-    var kvCache: String = "f32"
+    @Option(name: .customLong("kv-cache"), help: "KV cache storage of every slot: f16, f32, q8 or q4 (answers equal `generate --kv-cache` with the same format).")
+    var kvCache: String = "f16"
     @Option(name: [.long, .customShort("t")], help: "Threads for the model (default: all cores; same as BITNET_THREADS).") var threads: Int?
     @Option(name: .customLong("ternary-layout"), help: ternaryLayoutHelp) var ternaryLayout: String = "auto"
 
