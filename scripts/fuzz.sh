@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 SECS=${1:-120}
 shift || true
-OUT=.build-fuzz
+OUT=${BITNET_FUZZ_BUILD:-.build-fuzz}   # another folder (.build-fuzz-2) lets two runs share the machine, one harness list each
 FIX=Tests/BitNetTests/Fixtures
 KEEP=$FIX/fuzz
 SHARED=../shared/data/stories260K
