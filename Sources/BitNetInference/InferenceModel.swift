@@ -162,6 +162,12 @@ package final class InferenceModel: @unchecked Sendable {
         sumOverLinears(\.packedBytes) + embedding.bytes + (head === embedding ? 0 : head.bytes) + norms.count * 4
     }
 
+    /// The weights by category, in bytes: (linears, embedding and head (once when tied), norms). They sum to
+    /// `inferenceBytes`.
+    package var weightBreakdown: (linears: Int, embeddingAndHead: Int, norms: Int) {
+        (sumOverLinears(\.packedBytes), embedding.bytes + (head === embedding ? 0 : head.bytes), norms.count * 4)
+    }
+
     /// Bytes of the weights read in place from a memory-mapped file (mapped I2_S linears and F16 embedding/head);
     /// 0 for a model that owns all its weights.
     package var fileBackedBytes: Int {

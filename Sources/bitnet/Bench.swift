@@ -279,6 +279,15 @@ struct Bench: ParsableCommand {
                 let phases = a.profile.map { p in DecodeProfile.Phase.allCases.map { ($0, p.secondsPerToken($0), ternary.bytesPerToken(in: $0)) } }
                 let rss = probesExcluded ? max(peakOutsideProbes, ProcessMemory.peakRSSBytes()) : ProcessMemory.peakRSSBytes()
                 let arena = ternary.arenaStats   // before the twin replaces the model
+                // Where the peak goes: the weights by category, the KV cache of the largest session the bench opened,
+                // and the rest (runtime, scratch, transient load buffers).
+                let parts = ternary.weightBreakdown
+                let kvPositions = max((promptLengths.max() ?? 0) + decodeTokens + 2, context + decodeTokens + 2)
+                let kvBytes = try KVCache(format: kv, layers: config.nLayers, maxSeqLen: min(kvPositions, config.maxSeqLen),
+                                          kvHeads: config.nKVHeads, headDim: config.headDim).bytes
+                let memory: [(String, Int)] = [("linears", parts.linears), ("embedding_and_head", parts.embeddingAndHead),
+                                               ("norms", parts.norms), ("kv_cache", kvBytes),
+                                               ("other", max(0, rss - parts.linears - parts.embeddingAndHead - parts.norms - kvBytes))]
                 // The GEMVs alone, in turns with decode steps, for the profile's "alone".
                 let chainDecoder = profile ? try InferenceBenchmark.TimedDecoder(model: ternary, maxSeqLen: min(config.maxSeqLen, 256), kvCache: kv) : nil
                 var stepError: Error?
@@ -312,7 +321,7 @@ struct Bench: ParsableCommand {
                         "decode_tokens_per_s": a.decodeTokensPerSecond, "decode_median_tokens_per_s": a.decodeMedianTokensPerSecond,
                         "prefill_tokens_per_s": Dictionary(uniqueKeysWithValues: a.prefillTokensPerSecond.map { ("\($0.key)", $0.value) }),
                         "time_to_first_token_s": Dictionary(uniqueKeysWithValues: a.timeToFirstToken.map { ("\($0.key)", $0.value) }),
-                        "peak_rss_bytes": rss, "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
+                        "peak_rss_bytes": rss, "memory_bytes": Dictionary(uniqueKeysWithValues: memory), "weight_bytes": a.weightBytes, "bytes_per_token": a.bytesPerToken,
                         "read_bandwidth_bytes_per_s": bandwidth, "achieved_bandwidth_bytes_per_s": a.achievedBandwidth,
                         "roofline_fraction": roofline, "arena_bytes": arena.bytes, "huge_page_bytes": arena.hugePageBytes]
                     if let paired {
@@ -380,6 +389,8 @@ struct Bench: ParsableCommand {
                 }
                 row(config.arch.rawValue, a)
                 if let t = twin { row("fp (f16)", t) }
+                print("memory at peak: " + memory.map { String(format: "%@ %.0f MB", $0.0.replacingOccurrences(of: "_", with: " "), Double($0.1) / 1e6) }
+                    .joined(separator: " + ") + String(format: " = %.0f MB", Double(rss) / 1e6))
                 print(String(format: "peak RSS %.0f MB | read bandwidth %.1f GB/s | weights streamed %.1f GB/s = %.0f %% of roofline",
                              Double(rss) / 1e6, bandwidth / 1e9, a.achievedBandwidth / 1e9, 100 * roofline))
                 if let paired {

@@ -91,6 +91,15 @@ final class CLITests: XCTestCase {
         XCTAssertGreaterThan(obj["gemv_alone_interleaved_step_seconds"] as? Double ?? 0, 0)
         // auto: the tiny preset's 128-column rows take 64 bytes in t3 against 32 in t2, so t2 on any CPU.
         XCTAssertEqual(obj["ternary_layout"] as? String, "t2")
+        // The memory breakdown: the weight categories add up to the weights, the KV cache is the f16 default's
+        // 2 (K, V) x layers x kv heads x head dim x 2 bytes per position, and all of it adds up to the peak.
+        let memory = try XCTUnwrap(obj["memory_bytes"] as? [String: Int], r.stdout)
+        XCTAssertEqual(Set(memory.keys), ["linears", "embedding_and_head", "norms", "kv_cache", "other"])
+        XCTAssertEqual(memory["linears"]! + memory["embedding_and_head"]! + memory["norms"]!, obj["weight_bytes"] as? Int)
+        let c = ModelPreset.named("tiny")!.config(arch: .b158, vocabSize: 512, maxSeqLen: 256)
+        XCTAssertEqual(memory["kv_cache"]! % (2 * c.nLayers * c.nKVHeads * c.headDim * 2), 0)
+        XCTAssertEqual(memory.values.reduce(0, +), obj["peak_rss_bytes"] as? Int)
+        XCTAssertEqual(obj["kv_cache"] as? String, "f16", "the default cache")
         try expectFailure(["bench", "--preset", "tiny", "--no-twin", "--ternary-layout", "t9"], mentions: "t9")
         // Repeats end in llama-bench's table (mean ± sd per test, agreeing with the runs' JSON), and the text says how
         // to read the figures.
