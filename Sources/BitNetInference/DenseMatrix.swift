@@ -38,7 +38,9 @@ package final class DenseMatrix: @unchecked Sendable {
     /// `out`), converting each block as it comes: for f16 and block formats the f32 matrix is never whole in memory
     /// (a 128k x 2560 embedding is 1.3 GB in f32, 0.27 GB in q6). Equal, bit for bit, to `init(_:rows:cols:format:)`
     /// on the same values.
-    package init(rows: Int, cols: Int, format: HeadFormat, rowsPerBlock: Int = 256,
+    /// `arenaHugePages` non-nil: f16 and block formats are written straight into a `WeightArena` of their own (on
+    /// 2 MiB pages when true), as `placeWeights` would place them, with no array in between.
+    package init(rows: Int, cols: Int, format: HeadFormat, rowsPerBlock: Int = 256, arenaHugePages: Bool? = nil,
                  fill: (Int, Int, UnsafeMutablePointer<Float>) -> Void) {
         self.rows = rows; self.cols = cols
         let chunk = max(1, min(rowsPerBlock, rows))
@@ -53,21 +55,27 @@ package final class DenseMatrix: @unchecked Sendable {
                 r0 = r1
             }
         }
+        /// `count` elements written by `write`, in an arena when asked (and one can be mapped), else in an array.
+        func buffer<E>(_ count: Int, _ write: (UnsafeMutablePointer<E>) -> Void) -> KernelBuffer<E> {
+            if let huge = arenaHugePages, let arena = WeightArena(capacity: WeightArena.bytesNeeded([count * MemoryLayout<E>.stride]), hugePages: huge) {
+                return arena.make(count: count, write)
+            }
+            return KernelBuffer([E](unsafeUninitializedCapacity: count) { buf, n in
+                if count > 0 { write(buf.baseAddress!) }
+                n = count
+            })
+        }
         if let block = format.block {
             let stride = block.rowStride(cols: cols)
-            let bytes = [UInt8](unsafeUninitializedCapacity: rows * stride) { buf, n in
-                blocks { r0, r1, src in
-                    bitnet_bq_quantize(block.raw, src, cols, cols, buf.baseAddress! + r0 * stride, 0, r1 - r0)
-                }
-                n = rows * stride
+            let bytes: KernelBuffer<UInt8> = buffer(rows * stride) { dst in
+                blocks { r0, r1, src in bitnet_bq_quantize(block.raw, src, cols, cols, dst + r0 * stride, 0, r1 - r0) }
             }
-            storage = .block(BlockQuantMatrix(format: block, bytes: bytes, rows: rows, cols: cols))
+            storage = .block(BlockQuantMatrix(format: block, storage: bytes, rows: rows, cols: cols))
         } else if format == .f16 {
-            let bits = [UInt16](unsafeUninitializedCapacity: rows * cols) { buf, n in
-                blocks { r0, r1, src in bitnet_f32_to_f16(src, buf.baseAddress! + r0 * cols, (r1 - r0) * cols) }
-                n = rows * cols
+            let bits: KernelBuffer<UInt16> = buffer(rows * cols) { dst in
+                blocks { r0, r1, src in bitnet_f32_to_f16(src, dst + r0 * cols, (r1 - r0) * cols) }
             }
-            storage = .f16(F16Matrix(bits: bits, rows: rows, cols: cols))
+            storage = .f16(F16Matrix(storage: bits, rows: rows, cols: cols))
         } else {
             let values = [Float](unsafeUninitializedCapacity: rows * cols) { buf, n in
                 blocks { r0, r1, src in (buf.baseAddress! + r0 * cols).update(from: src, count: (r1 - r0) * cols) }

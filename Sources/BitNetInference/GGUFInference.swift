@@ -56,16 +56,20 @@ extension InferenceModel {
             guard format != .f32, s.shape.count == 2, t.shape == s.shape, GGUFModel.rotateHalfHeads(f, s, c) == nil else {
                 return DenseMatrix(try GGUFModel.decoded(f, slot: s, config: c, layout: layout), rows: s.shape[0], cols: s.shape[1], format: format)
             }
-            // Decoded and converted row block by row block, then placed: the f32 matrix is never whole in memory
-            // (1.3 GB for a 128k-token embedding of width 2560), nor are two copies of the converted one.
+            // Decoded and converted row block by row block straight into its arena: the f32 matrix is never whole in
+            // memory (1.3 GB for a 128k-token embedding of width 2560), nor are two copies of the converted one.
             var failure: (any Error)?
-            let m = DenseMatrix(rows: s.shape[0], cols: s.shape[1], format: format) { r0, r1, out in
+            let m = DenseMatrix(rows: s.shape[0], cols: s.shape[1], format: format, arenaHugePages: InferenceModel.hugePagesByDefault) { r0, r1, out in
                 guard failure == nil else { return }
                 do { try GGUFModel.decodeRows(f, t, rows: r0..<r1, into: out) } catch { failure = error }
+                // The file pages of rows already converted leave the resident set now, not after the whole tensor.
+                if let rowBytes = t.type.byteCount(elements: s.shape[1]) {
+                    _ = f.mappedElements(t, as: UInt8.self, byteOffset: r0 * rowBytes, count: (r1 - r0) * rowBytes)?.releaseFilePages()
+                }
             }
             if let failure { throw failure }
             releaseFilePages(s)
-            return m.placedInOwnArena()
+            return m
         }
         let embedding = try dense(layout.embedding)
         var layers: [Layer] = []

@@ -77,11 +77,3 @@ extension InferenceModel.Layer {
         return with { $0.placed(in: arena, moveArenas: moveArenas) }
     }
 }
-
-extension DenseMatrix {
-    /// This matrix copied into an arena of its own (itself when it cannot move: f32, or already mapped or placed).
-    package func placedInOwnArena(hugePages: Bool = InferenceModel.hugePagesByDefault) -> DenseMatrix {
-        guard isMovable(false), let arena = WeightArena(capacity: WeightArena.bytesNeeded([bytes]), hugePages: hugePages) else { return self }
-        return placed(in: arena)
-    }
-}

@@ -35,9 +35,9 @@ extension InferenceModel {
                                ffnSubNorm: c.subNorm ? base + 2 * c.dim + qD : -1).converted(to: layout, hugePages: InferenceModel.hugePagesByDefault))
         }
         // Drawn and stored block by block: the f32 embedding is never whole in memory.
-        let embedding = DenseMatrix(rows: c.vocabSize, cols: c.dim, format: headFormat) { r0, r1, out in
+        let embedding = DenseMatrix(rows: c.vocabSize, cols: c.dim, format: headFormat, arenaHugePages: InferenceModel.hugePagesByDefault) { r0, r1, out in
             for i in 0..<((r1 - r0) * c.dim) { out[i] = (rng.nextUniform() - 0.5) * 0.04 }
-        }.placedInOwnArena()
+        }
         let finalNorm = c.nLayers * perLayerNorms
         self.init(config: c, layers: built, embedding: embedding, head: embedding,
                   norms: [Float](repeating: 1, count: finalNorm + c.dim), finalNorm: finalNorm)

@@ -19,6 +19,12 @@ final class DenseMatrixTests: XCTestCase {
             XCTAssertEqual(blockwise.values(), whole.values(), "\(format)")
             XCTAssertEqual(blockwise.format, whole.format)
             XCTAssertEqual(blockwise.bytes, whole.bytes)
+            // Written straight into an arena of its own: the same values, and the weights live in the arena.
+            let inArena = DenseMatrix(rows: rows, cols: cols, format: format, rowsPerBlock: 8, arenaHugePages: false) { r0, r1, out in
+                for i in 0..<((r1 - r0) * cols) { out[i] = values[r0 * cols + i] }
+            }
+            XCTAssertEqual(inArena.values(), whole.values(), "\(format) in an arena")
+            XCTAssertEqual(inArena.arena != nil, format != .f32, "\(format)")
         }
     }
 }
