@@ -170,7 +170,9 @@ package enum GGUFModel {
     package static func ternaryTensor(_ f: GGUFFile, _ t: GGUFTensorInfo) throws -> (codes: [Int8], scale: Float)? {
         if t.type.isTernary {
             let r = f.withBytes(t) { GGMLQuants.ternary(t.type, $0, count: t.count) }
-            if let bad = r.codes.firstIndex(where: { abs($0) > 1 }) {
+            // Codes are -1, 0, 1, or 2 for the invalid field 3: one unsigned comparison finds the invalid ones.
+            let anyInvalid = r.codes.withUnsafeBufferPointer { p in p.reduce(UInt8(0)) { $0 | (UInt8(bitPattern: $1 &+ 1) > 2 ? 1 : 0) } } != 0
+            if anyInvalid, let bad = r.codes.firstIndex(where: { UInt8(bitPattern: $0 &+ 1) > 2 }) {
                 throw f.bad(t.name, "2-bit code 3 at element \(bad) is not a ternary value (0, 1, 2 are)")
             }
             for s in r.blockScales where !s.isFinite || s < 0 { throw f.bad(t.name, "scale \(s) is not a finite non-negative number") }

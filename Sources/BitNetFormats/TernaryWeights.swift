@@ -44,6 +44,8 @@ package enum TernaryWeights {
     /// One scale for ternary data stored with per-block scales: the mean block scale over the non-zero codes
     /// (exact when all blocks share one scale, as in files written from a ternary model).
     package static func commonScale(codes: [Int8], blockScales: [Float], blockSize: Int) -> Float {
+        // One scale for every block (what converters write per tensor): the weighted mean is that scale.
+        if let first = blockScales.first, blockScales.allSatisfy({ $0 == first }) { return first }
         // Block by block: the non-zero count of a block times its scale (the same sum, without a division per element).
         var sum: Double = 0, n = 0
         codes.withUnsafeBufferPointer { cp in
