@@ -19,7 +19,7 @@ public final class LanguageModel: @unchecked Sendable {
     /// Hugging Face folder (`config.json` + safetensors) or a llama2.c `.bin`. `tokenizer` names a `tokenizer.json` or
     /// llama2.c `tokenizer.bin` for formats that keep it apart.
     public init(path: String, tokenizer tokenizerPath: String? = nil) throws {
-        let loaded = try ModelFile.loadInference(path: path, tokenizerPath: tokenizerPath)
+        let loaded = try ModelFile.loadInference(path: path, tokenizerPath: tokenizerPath, preferBase3: true)
         guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(path) has no tokenizer; pass a tokenizer file") }
         loaded.model.setTernaryLayout(loaded.model.preferredTernaryLayout)
         model = loaded.model; tokenizer = tok; config = loaded.model.config; self.path = path

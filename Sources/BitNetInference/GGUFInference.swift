@@ -10,7 +10,11 @@ extension InferenceModel {
     /// kernel does, so row r starts at r·cols/4) and an F16 embedding/head when `headFormat` is nil or f16. Every other
     /// tensor is decoded and packed as `InferenceModel(weights:)` does from `GGUFModel.load`, and the logits equal that
     /// path's (β up to float rounding). `headFormat` nil keeps an F16 embedding in f16 and stores others in f32.
-    package convenience init(gguf f: GGUFFile, headFormat: HeadFormat? = nil, showProgress: Bool = false) throws {
+    ///
+    /// `preferBase3`: each layer whose ternary linears take fewer bytes in t3, where its kernels are fast, is converted
+    /// as soon as it is loaded (file pages of mapped I2_S linears released), as `ternaryLayout auto` would do after the
+    /// load, so no model is ever held in both layouts.
+    package convenience init(gguf f: GGUFFile, headFormat: HeadFormat? = nil, preferBase3: Bool = false, showProgress: Bool = false) throws {
         let (c, layout) = try GGUFModel.checkedLayout(f)
         let slots = Dictionary(uniqueKeysWithValues: layout.slots.map { ($0.offset, $0) })
         let q = LinearQuantization(arch: c.arch, groups: c.quantGroups, bits: c.actBits, scope: .perToken)
@@ -74,10 +78,20 @@ extension InferenceModel {
         let embedding = try dense(layout.embedding)
         var layers: [Layer] = []
         for s in layout.layers {
-            layers.append(Layer(wq: try linear(s.wq, q), wk: try linear(s.wk, q), wv: try linear(s.wv, q), wo: try linear(s.wo, q),
-                                w1: try linear(s.w1, q), w3: try linear(s.w3, q), w2: try linear(s.w2, qDown),
-                                attnNorm: try norm(s.attnNorm), attnSubNorm: try norm(s.attnSubNorm),
-                                ffnNorm: try norm(s.ffnNorm), ffnSubNorm: try norm(s.ffnSubNorm)))
+            var layer = Layer(wq: try linear(s.wq, q), wk: try linear(s.wk, q), wv: try linear(s.wv, q), wo: try linear(s.wo, q),
+                              w1: try linear(s.w1, q), w3: try linear(s.w3, q), w2: try linear(s.w2, qDown),
+                              attnNorm: try norm(s.attnNorm), attnSubNorm: try norm(s.attnSubNorm),
+                              ffnNorm: try norm(s.ffnNorm), ffnSubNorm: try norm(s.ffnSubNorm))
+            if preferBase3 && TernaryKernels.base3IsFast, layer.linears.allSatisfy({ $0.packed != nil }) {
+                let t2 = layer.linears.reduce(0) { $0 + $1.rows * TernaryKernels.rowStride2bit(cols: $1.cols) }
+                let t3 = layer.linears.reduce(0) { $0 + $1.rows * TernaryKernels.rowStrideBase3(cols: $1.cols) }
+                if t3 < t2 {
+                    let loaded = layer.linears
+                    layer = layer.converted(to: .t3, hugePages: InferenceModel.hugePagesByDefault)
+                    for l in loaded { _ = l.packed?.storage.releaseFilePages() }
+                }
+            }
+            layers.append(layer)
         }
         let finalNorm = try norm(layout.finalNorm)
         let head = c.tieEmbeddings ? embedding : try dense(layout.output)

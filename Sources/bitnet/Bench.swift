@@ -179,7 +179,7 @@ struct Bench: ParsableCommand {
                 var ternary: InferenceModel
                 let t0 = Clock.now()
                 if let model {
-                    ternary = try ModelFile.loadInference(path: model, headFormat: headFormat).model
+                    ternary = try ModelFile.loadInference(path: model, headFormat: headFormat, preferBase3: ternaryLayout != "t2").model
                     config = ternary.config
                 } else {
                     config = try presetConfig(preset)

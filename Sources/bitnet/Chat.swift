@@ -19,7 +19,7 @@ struct ChatCommand: ParsableCommand {
 
     func run() throws {
         try runReportingErrors {
-            let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer)
+            let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer, preferBase3: ternaryLayout != "t2")
             guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE") }
             let kind: ChatTemplate
             if template == "auto" {

@@ -26,7 +26,7 @@ struct Generate: ParsableCommand {
                 return f
             }
             let t0 = Clock.now()
-            let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer, headFormat: headFormat)
+            let loaded = try ModelFile.loadInference(path: model, tokenizerPath: tokenizer, headFormat: headFormat, preferBase3: ternaryLayout != "t2")
             guard let tok = loaded.tokenizer else {
                 throw BitNetError.invalidArgument("\(model) has no tokenizer; pass --tokenizer FILE")
             }

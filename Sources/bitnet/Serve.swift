@@ -31,7 +31,7 @@ struct ServedModelOptions: ParsableArguments {
         if let threads { setenv("BITNET_THREADS", "\(max(threads, 1))", 1) }
         switch (model, preset) {
         case (let path?, nil):
-            let loaded = try ModelFile.loadInference(path: path, tokenizerPath: tokenizer)
+            let loaded = try ModelFile.loadInference(path: path, tokenizerPath: tokenizer, preferBase3: ternaryLayout != "t2")
             guard let tok = loaded.tokenizer else { throw BitNetError.invalidArgument("\(path) has no tokenizer; pass --tokenizer FILE") }
             return (loaded.model, tok, URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent)
         case (nil, let name?):

@@ -140,6 +140,16 @@ final class GGUFInferenceTests: XCTestCase {
         // Rows per layer: Wq, Wo, W2 (dim), Wk, Wv (kvDim), W1, W3 (ffn), each of 640 columns in two 64-byte t3 blocks.
         XCTAssertEqual(m.arenaStats.bytes, c.nLayers * (3 * c.dim + 2 * c.kvDim + 2 * c.ffnDim) * 128)
         XCTAssertEqual(try Self.logits(m, tokens), mapped)
+
+        // preferBase3 converts each layer as it loads (what the CLI asks for with auto): the same model, never held
+        // in both layouts.
+        if TernaryKernels.base3IsFast {
+            let direct = try InferenceModel(gguf: try GGUFFile.read(path: url.path), preferBase3: true)
+            XCTAssertEqual(direct.ternaryLayout, .t3)
+            XCTAssertEqual(direct.fileBackedBytes, embeddingBytes)
+            XCTAssertEqual(direct.arenaStats.bytes, m.arenaStats.bytes)
+            XCTAssertEqual(try Self.logits(direct, tokens), mapped)
+        }
     }
 
     /// The CLI's entry point maps GGUF files and keeps the embedded tokenizer; the same bytes parsed from memory
