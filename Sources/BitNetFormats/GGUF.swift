@@ -410,7 +410,8 @@ private struct Parser {
             guard let bytes = type.byteCount(elements: count) else { throw bad(name, "size of \(dims) \(type.name) overflows") }
             guard off % UInt64(alignment) == 0 else { throw bad(name, "offset \(off) is not aligned to \(alignment)") }
             guard off <= UInt64(dataLen), UInt64(bytes) <= UInt64(dataLen) - off else {
-                throw bad(name, "data [\(off), \(off + UInt64(bytes))) runs past the \(dataLen)-byte data section (truncated?)")
+                // The end is named as offset + size: their sum can overflow (a hostile offset near 2^64).
+                throw bad(name, "data at offset \(off), \(bytes) bytes, runs past the \(dataLen)-byte data section (truncated?)")
             }
             tensors.append(GGUFTensorInfo(name: name, dims: dims, type: type, offset: Int(off), count: count, byteCount: bytes))
         }
