@@ -129,8 +129,7 @@ package struct Chat {
             }
         }
         var sampler = try Sampler(temperature: options.temperature, topK: options.topK, topP: options.topP, seed: options.seed)
-        let reach = prompt.count + min(max(options.maxTokens, 0), c.maxSeqLen)   // what this reply can fill, not the whole context
-        let session = try InferenceSession(model: model, maxSeqLen: min(c.maxSeqLen, reach), kvCache: options.kvCache)
+        let session = try InferenceSession(model: model, promptTokens: prompt.count, maxNewTokens: options.maxTokens, kvCache: options.kvCache)
         var decoder = StreamingDecoder(tokenizer: tokenizer, previousID: prompt.last)
         var stops = StopFilter(stops: template == .plain ? ChatTemplate.plainStops : [])
         var logits = try session.prefill(tokens: prompt)

@@ -78,20 +78,11 @@ extension InferenceModel {
         let embedding = try dense(layout.embedding)
         var layers: [Layer] = []
         for s in layout.layers {
-            var layer = Layer(wq: try linear(s.wq, q), wk: try linear(s.wk, q), wv: try linear(s.wv, q), wo: try linear(s.wo, q),
+            let layer = Layer(wq: try linear(s.wq, q), wk: try linear(s.wk, q), wv: try linear(s.wv, q), wo: try linear(s.wo, q),
                               w1: try linear(s.w1, q), w3: try linear(s.w3, q), w2: try linear(s.w2, qDown),
                               attnNorm: try norm(s.attnNorm), attnSubNorm: try norm(s.attnSubNorm),
                               ffnNorm: try norm(s.ffnNorm), ffnSubNorm: try norm(s.ffnSubNorm))
-            if preferBase3 && TernaryKernels.base3IsFast, layer.linears.allSatisfy({ $0.packed != nil }) {
-                let t2 = layer.linears.reduce(0) { $0 + $1.rows * TernaryKernels.rowStride2bit(cols: $1.cols) }
-                let t3 = layer.linears.reduce(0) { $0 + $1.rows * TernaryKernels.rowStrideBase3(cols: $1.cols) }
-                if t3 < t2 {
-                    let loaded = layer.linears
-                    layer = layer.converted(to: .t3, hugePages: InferenceModel.hugePagesByDefault)
-                    for l in loaded { _ = l.packed?.storage.releaseFilePages() }
-                }
-            }
-            layers.append(layer)
+            layers.append(preferBase3 ? layer.inPreferredLayout(hugePages: InferenceModel.hugePagesByDefault) : layer)
         }
         let finalNorm = try norm(layout.finalNorm)
         let head = c.tieEmbeddings ? embedding : try dense(layout.output)

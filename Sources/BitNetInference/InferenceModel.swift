@@ -19,14 +19,30 @@ package final class InferenceModel: @unchecked Sendable {
         }
 
         /// This layer with its ternary linears in `layout`, placed in an arena of its own. To base 3, 2-bit linears
-        /// convert straight into the new arena (no array, no copy).
+        /// convert straight into the new arena (no array, no copy), and those read in place from a mapped I2_S file
+        /// release their file pages: they leave the resident set.
         package func converted(to layout: TernaryLayout, hugePages: Bool) -> Layer {
+            defer { if layout == .t3 { for l in linears { _ = l.packed?.storage.releaseFilePages() } } }
             if layout == .t3, linears.allSatisfy({ $0.packed != nil }),
                let arena = WeightArena(capacity: WeightArena.bytesNeeded(linears.map { $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) }),
                                        hugePages: hugePages) {
                 return with { $0.converted(to: .t3, into: arena) }
             }
             return with { $0.converted(to: layout) }.placedInOwnArena(hugePages: hugePages)
+        }
+
+        /// Bytes of the linears on the integer kernels in the t2 and in the t3 layout.
+        package var ternaryBytes: (t2: Int, t3: Int) {
+            let codes = linears.filter(\.takesCodes)
+            return (codes.reduce(0) { $0 + $1.rows * TernaryKernels.rowStride2bit(cols: $1.cols) },
+                    codes.reduce(0) { $0 + $1.rows * TernaryKernels.rowStrideBase3(cols: $1.cols) })
+        }
+
+        /// This layer in `auto`'s layout for it: t3 where its kernels are fast and it takes fewer bytes, else as it is.
+        /// Builders call it on each layer as they make it, so a model is never held in both layouts.
+        package func inPreferredLayout(hugePages: Bool) -> Layer {
+            let b = ternaryBytes
+            return TernaryKernels.base3IsFast && b.t3 < b.t2 ? converted(to: .t3, hugePages: hugePages) : self
         }
 
         /// The seven linears, for sums over them (sizes, not the forward pass).
@@ -120,12 +136,7 @@ package final class InferenceModel: @unchecked Sendable {
     package func setTernaryLayout(_ layout: TernaryLayout) {
         if let kept = keptLayouts[layout] { layers = kept; return }
         // Layer by layer, each converted layer placed at once: the old copy of a layer is freed before the next.
-        for i in layers.indices {
-            let linears = layers[i].linears
-            // 2-bit linears read in place from a mapped I2_S file, once copied to t3: their file pages leave the resident set.
-            defer { if layout == .t3 { for l in linears { l.packed?.storage.releaseFilePages() } } }
-            layers[i] = layers[i].converted(to: layout, hugePages: hugePages)
-        }
+        for i in layers.indices { layers[i] = layers[i].converted(to: layout, hugePages: hugePages) }
     }
 
     /// The layout `auto` picks for this model on this CPU: t3 when its fast kernels run here and it stores the
@@ -133,9 +144,8 @@ package final class InferenceModel: @unchecked Sendable {
     /// per 128); t2 otherwise. Linears mapped from an I2_S file (the t2 layout) are then copied to t3 in memory and
     /// their file pages released: fewer resident bytes, and a faster decode than reading them in place.
     package var preferredTernaryLayout: TernaryLayout {
-        let t2Bytes = sumOverLinears { $0.takesCodes ? $0.rows * TernaryKernels.rowStride2bit(cols: $0.cols) : 0 }
-        let t3Bytes = sumOverLinears { $0.takesCodes ? $0.rows * TernaryKernels.rowStrideBase3(cols: $0.cols) : 0 }
-        return TernaryKernels.base3IsFast && t3Bytes < t2Bytes ? .t3 : .t2
+        let bytes = layers.map(\.ternaryBytes)
+        return TernaryKernels.base3IsFast && bytes.reduce(0, { $0 + $1.t3 }) < bytes.reduce(0, { $0 + $1.t2 }) ? .t3 : .t2
     }
 
     /// Whether the arenas of `placeWeights` (and of the conversions after it) use huge pages.

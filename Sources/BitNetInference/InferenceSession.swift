@@ -48,6 +48,13 @@ package final class InferenceSession: @unchecked Sendable {
     /// Told the phases of each one-token step (`bench --profile`); nil: nothing is measured.
     package var phaseObserver: (any DecodePhaseObserver)?
 
+    /// A session for one generation: its cache holds the `promptTokens` and up to `maxNewTokens` more, within the
+    /// model's context, not the whole context the model allows (a config may claim millions of positions).
+    package convenience init(model: InferenceModel, promptTokens: Int, maxNewTokens: Int, kvCache: KVCacheFormat) throws {
+        let context = model.config.maxSeqLen
+        try self.init(model: model, maxSeqLen: min(context, max(promptTokens + min(max(maxNewTokens, 0), context), 1)), kvCache: kvCache)
+    }
+
     /// A session with a KV cache in `kvCache` format (f32, f16, 8-bit or 4-bit per-head absmax).
     package init(model: InferenceModel, maxSeqLen: Int? = nil, kvCache: KVCacheFormat) throws {
         let c = model.config

@@ -40,7 +40,7 @@ package final class KVCache: @unchecked Sendable {
         self.format = format; self.layers = layers; self.maxSeqLen = maxSeqLen; self.kvHeads = kvHeads; self.headDim = headDim
         headBytes = headDim * format.bits / 8
         // Refused before allocating when it cannot fit this machine's memory (a config may claim millions of positions).
-        let perPosition = 2 * layers * kvHeads * (headBytes + (format == .q8 || format == .q4 ? 4 : 0))
+        let perPosition = Self.bytesPerPosition(format: format, layers: layers, kvHeads: kvHeads, headDim: headDim)
         let physical = Int(sysconf(Int32(_SC_PHYS_PAGES))) * Int(sysconf(Int32(_SC_PAGESIZE)))
         let (wanted, overflow) = perPosition.multipliedReportingOverflow(by: maxSeqLen)
         guard !overflow, physical <= 0 || wanted <= physical else {
@@ -62,8 +62,12 @@ package final class KVCache: @unchecked Sendable {
     deinit { keys.deallocate(); values.deallocate(); keyScales.deallocate(); valueScales.deallocate(); partials?.deallocate() }
 
     /// Bytes the cache takes (rows and scales).
-    package var bytes: Int {
-        2 * layers * maxSeqLen * kvHeads * (headBytes + (format == .q8 || format == .q4 ? 4 : 0))
+    package var bytes: Int { maxSeqLen * Self.bytesPerPosition(format: format, layers: layers, kvHeads: kvHeads, headDim: headDim) }
+
+    /// Bytes one position takes in a cache of this shape: keys and values of every layer and KV head, with the q8/q4
+    /// scales.
+    package static func bytesPerPosition(format: KVCacheFormat, layers: Int, kvHeads: Int, headDim: Int) -> Int {
+        2 * layers * kvHeads * (headDim * format.bits / 8 + (format == .q8 || format == .q4 ? 4 : 0))
     }
 
     /// Index of (`layer`, `head`, `pos`) among the head rows (and the q8/q4 scales).

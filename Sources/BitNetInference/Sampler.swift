@@ -180,9 +180,7 @@ package struct Generator {
         let c = model.config
         var seq = try SequenceGenerator(tokenizer: tokenizer, promptTokens: promptTokens, options: options,
                                         vocabSize: c.vocabSize, contextLength: c.maxSeqLen)
-        // The cache holds what this generation can reach, not the whole context the model allows.
-        let reach = promptTokens.count + min(max(options.maxTokens, 0), c.maxSeqLen)
-        let session = try InferenceSession(model: model, maxSeqLen: min(c.maxSeqLen, max(reach, 1)), kvCache: options.kvCache)
+        let session = try InferenceSession(model: model, promptTokens: promptTokens.count, maxNewTokens: options.maxTokens, kvCache: options.kvCache)
         // The prompt in one batched pass, then one token at a time.
         let t0 = Clock.now()
         var logits = try session.prefill(tokens: promptTokens)

@@ -8,9 +8,9 @@ import BitNetKernels
 extension InferenceModel {
     /// A model of `config`'s shape with random weights (the `bitnet bench` synthetic model; no latent weights exist):
     /// ternary linears for BitNet, f16 linears for `fp` (the paper's FP16 baseline); the head in `headFormat`.
-    /// `layout`: the ternary layout each layer is converted to as it is made (t2 as drawn, or t3), so the model never
-    /// holds every layer in both.
-    package convenience init(synthetic c: ModelConfig, seed: UInt64 = 1, headFormat: HeadFormat = .f32, layout: TernaryLayout = .t2) throws {
+    /// `preferBase3`: each layer goes to `auto`'s layout for it as it is made (`Layer.inPreferredLayout`; else it stays
+    /// t2, as drawn), so the model never holds every layer in both.
+    package convenience init(synthetic c: ModelConfig, seed: UInt64 = 1, headFormat: HeadFormat = .f32, preferBase3: Bool = false) throws {
         guard c.quantGroups == 1, !c.unsignedAfterNonlinearity else {
             throw BitNetError.unsupported("synthetic models use one quantization group and signed activations")
         }
@@ -26,13 +26,14 @@ extension InferenceModel {
         }
         for l in 0..<c.nLayers {
             let base = l * perLayerNorms
-            // Converted and placed as it is made, so its arrays are freed now rather than all held until the model places them.
-            built.append(Layer(wq: linear(qD, c.dim), wk: linear(c.kvDim, c.dim), wv: linear(c.kvDim, c.dim),
+            // Placed (and converted) as it is made, so its arrays are freed now rather than all held until the model places them.
+            let layer = Layer(wq: linear(qD, c.dim), wk: linear(c.kvDim, c.dim), wv: linear(c.kvDim, c.dim),
                                wo: linear(c.dim, qD), w1: linear(c.ffnDim, c.dim), w3: linear(c.ffnDim, c.dim),
                                w2: linear(c.dim, c.ffnDim),
                                attnNorm: base, attnSubNorm: c.subNorm ? base + c.dim : -1,
                                ffnNorm: base + c.dim + (c.subNorm ? qD : 0),
-                               ffnSubNorm: c.subNorm ? base + 2 * c.dim + qD : -1).converted(to: layout, hugePages: InferenceModel.hugePagesByDefault))
+                               ffnSubNorm: c.subNorm ? base + 2 * c.dim + qD : -1)
+            built.append((preferBase3 ? layer.inPreferredLayout(hugePages: InferenceModel.hugePagesByDefault) : layer).placedInOwnArena())
         }
         // Drawn and stored block by block: the f32 embedding is never whole in memory.
         let embedding = DenseMatrix(rows: c.vocabSize, cols: c.dim, format: headFormat, arenaHugePages: InferenceModel.hugePagesByDefault) { r0, r1, out in

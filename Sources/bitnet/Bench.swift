@@ -187,9 +187,7 @@ struct Bench: ParsableCommand {
                     let variants = [compareChunks, compareSpin, comparePrefetch, compareLayout, comparePages].compactMap { $0?.split(separator: ",").count }.max() ?? 1
                     config.maxSeqLen = max(config.maxSeqLen, (promptLengths.max() ?? 0) + decodeTokens + 2, decodeTokens * variants + 2,
                                            context + decodeTokens + 2, (sweepDepths?.max() ?? 0) + decodeTokens + 1)
-                    // Drawn in the layout it will run in (auto: t3 where its kernels run), so no layer is ever held twice.
-                    let drawn: TernaryLayout = ternaryLayout == "auto" ? (TernaryKernels.base3IsFast ? .t3 : .t2) : TernaryLayout(rawValue: ternaryLayout) ?? .t2
-                    ternary = try InferenceModel(synthetic: config, headFormat: headFormat, layout: drawn)
+                    ternary = try InferenceModel(synthetic: config, headFormat: headFormat, preferBase3: ternaryLayout != "t2")
                 }
                 try ternary.setHeadFormat(headFormat)
                 let layout = try applyTernaryLayout(ternaryLayout, to: ternary)
@@ -283,8 +281,8 @@ struct Bench: ParsableCommand {
                 // and the rest (runtime, scratch, transient load buffers).
                 let parts = ternary.weightBreakdown
                 let kvPositions = max((promptLengths.max() ?? 0) + decodeTokens + 2, context + decodeTokens + 2)
-                let kvBytes = try KVCache(format: kv, layers: config.nLayers, maxSeqLen: min(kvPositions, config.maxSeqLen),
-                                          kvHeads: config.nKVHeads, headDim: config.headDim).bytes
+                let kvBytes = min(kvPositions, config.maxSeqLen)
+                    * KVCache.bytesPerPosition(format: kv, layers: config.nLayers, kvHeads: config.nKVHeads, headDim: config.headDim)
                 let memory: [(String, Int)] = [("linears", parts.linears), ("embedding_and_head", parts.embeddingAndHead),
                                                ("norms", parts.norms), ("kv_cache", kvBytes),
                                                ("other", max(0, rss - parts.linears - parts.embeddingAndHead - parts.norms - kvBytes))]

@@ -8,6 +8,13 @@ import XCTest
 @testable import BitNetEvaluation
 @testable import BitNetTools
 
+/// A process id no process has now: the writer of a temporary file a killed run left behind.
+func pidOfNoProcess() -> Int32 {
+    var pid: Int32 = 4_000_000
+    while kill(pid, 0) == 0 || errno != ESRCH { pid -= 1 }
+    return pid
+}
+
 /// Paths and small helpers shared by the tests.
 enum TestPaths {
     static let repoRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

@@ -66,12 +66,13 @@ package enum FileIO {
     static func destination(_ url: URL) throws -> Destination {
         var path = url.path
         var st = stat()
-        if lstat(path, &st) == 0 && st.st_mode & S_IFMT == S_IFLNK {
-            guard stat(path, &st) == 0 else { throw BitNetError.unwritable(path, "it is a symbolic link to nothing (\(String(cString: strerror(errno))))") }
-            path = url.resolvingSymlinksInPath().path
-        } else if lstat(path, &st) != 0 {
+        guard lstat(path, &st) == 0 else {
             try createDirectory(url.deletingLastPathComponent())
             return .replace(path, keepMode: nil)
+        }
+        if st.st_mode & S_IFMT == S_IFLNK {
+            guard stat(path, &st) == 0 else { throw BitNetError.unwritable(path, "it is a symbolic link to nothing (\(String(cString: strerror(errno))))") }
+            path = url.resolvingSymlinksInPath().path
         }
         switch st.st_mode & S_IFMT {
         case S_IFREG: return .replace(path, keepMode: st.st_mode & 0o7777)

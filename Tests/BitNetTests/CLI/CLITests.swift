@@ -559,8 +559,7 @@ final class TrainingRunCLITests: XCTestCase {
         let before = try files.map { try Data(contentsOf: out.appendingPathComponent($0)) }
         XCTAssertLessThan(before[0].count, 2048 * 1024, "the model file fits under the limit")
         XCTAssertGreaterThan(before[1].count, 2048 * 1024, "the checkpoint does not")
-        var deadPid: Int32 = 4_000_000
-        while kill(deadPid, 0) == 0 || errno != ESRCH { deadPid -= 1 }
+        let deadPid = pidOfNoProcess()
         let stale = out.appendingPathComponent(".checkpoint.safetensors.tmp-\(deadPid)")
         try Data("left by a killed run".utf8).write(to: stale)
 

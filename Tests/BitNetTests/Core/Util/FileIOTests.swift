@@ -62,8 +62,7 @@ final class FileIOTests: XCTestCase {
     func testStaleTemporariesAreRemoved() throws {
         let dir = TestPaths.tempDir()
         defer { try? FileManager.default.removeItem(at: dir) }
-        var deadPid: Int32 = 4_000_000
-        while kill(deadPid, 0) == 0 || errno != ESRCH { deadPid -= 1 }
+        let deadPid = pidOfNoProcess()
         let names = [".model.safetensors.tmp-\(deadPid)", ".log.csv.tmp-\(getpid())", "model.safetensors", ".hidden"]
         for n in names { try Data("x".utf8).write(to: dir.appendingPathComponent(n)) }
         XCTAssertEqual(FileIO.removeStaleTemporaries(in: dir), [".model.safetensors.tmp-\(deadPid)"])
